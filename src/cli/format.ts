@@ -1,0 +1,22 @@
+import type { Bound } from '../plan/keyset.js';
+
+export function formatBytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n;
+  let u = -1;
+  do {
+    v /= 1024;
+    u++;
+  } while (v >= 1024 && u < units.length - 1);
+  return `${v.toFixed(v < 10 ? 2 : 1)} ${units[u]}`;
+}
+
+export function formatCount(n: number): string {
+  return n.toLocaleString('en-US');
+}
+
+export function formatBound(b: Bound | null): string {
+  if (!b) return '(none)';
+  return b.key === null ? b.ts : `${b.ts} key=${b.key}`;
+}

@@ -1,0 +1,104 @@
+import type { Config } from '../config/types.js';
+import { COMPRESSION_EXTENSION } from '../encode/compress.js';
+import { encoderFor } from '../encode/formats.js';
+import { tsToMicros } from '../plan/keyset.js';
+import type { ShardSpec } from '../plan/shards.js';
+import { computeWindow } from '../plan/window.js';
+import { planWindow } from '../run/run.js';
+import { connectSource } from '../source/connection.js';
+import { describeTable } from '../source/table.js';
+import { PartNamer, partitionStart } from '../sinks/naming.js';
+import { createStateStore } from '../state/create.js';
+import { formatBound, formatCount } from './format.js';
+
+function firstPartName(config: Config, exporterIndex: number, shard: ShardSpec): string {
+  const e = config.logExporters[exporterIndex]!;
+  const namer = new PartNamer(e.keyTemplate, {
+    prefix: e.logFilePrefix, exporter: e.id, shard: shard.id,
+    ext: `${encoderFor(e.format).extension}${COMPRESSION_EXTENSION[e.compression]}`,
+  });
+  const micros = tsToMicros(shard.lo.ts);
+  return namer.name(1, namer.granularity ? partitionStart(micros, namer.granularity) : micros);
+}
+
+/** `logship plan`: what a run would do now, without writing anything. */
+export async function planCommand(config: Config, json: boolean): Promise<void> {
+  const client = await connectSource(config.source, 'plan');
+  try {
+    const table = await describeTable(client, config.source);
+    const state = await createStateStore(config, client).load();
+    const pending = state.run ? state.run.shards.filter((s) => !state.done.has(s.index)) : [];
+    const offset = state.run ? state.run.window.end : state.offset;
+    const window = await computeWindow(client, offset, config.lookbackPeriod, config.safetyLag);
+    const plan = window ? await planWindow(client, table, config, window) : null;
+    const shardView = (s: ShardSpec) => ({
+      index: s.index, lo: s.lo, hi: s.hi, estimatedRows: s.estimatedRows,
+      firstFiles: Object.fromEntries(config.logExporters.map((e, i) => [e.id, firstPartName(config, i, s)])),
+    });
+    const out = {
+      offsetKey: config.offsetKey,
+      storedOffset: state.offset,
+      unfinishedRun: state.run ? { runId: state.run.runId, shards: state.run.shards.length, done: state.done.size, pending: pending.map(shardView) } : null,
+      window: window ? { start: window.start, end: window.end, fromLookback: window.fromLookback } : null,
+      rows: plan?.totalRows ?? 0,
+      method: plan?.method ?? 'empty',
+      workers: config.workers,
+      shards: (plan?.shards ?? []).map(shardView),
+    };
+    if (json) {
+      process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
+      return;
+    }
+    const lines: string[] = [];
+    lines.push(`offsetKey ${config.offsetKey}; stored offset ${formatBound(state.offset)}`);
+    if (out.unfinishedRun) lines.push(`unfinished run ${out.unfinishedRun.runId}: ${out.unfinishedRun.done}/${out.unfinishedRun.shards} shards done; a run finishes its ${pending.length} pending shards first`);
+    if (!window) lines.push('window: empty (the offset is within the safety lag of now)');
+    else {
+      lines.push(`window: [${formatBound(window.start)}, ${formatBound(window.end)})${window.fromLookback ? ` (start from lookbackPeriod ${config.lookbackPeriod})` : ''}`);
+      lines.push(`rows: ${formatCount(out.rows)} in ${out.shards.length} shards (${out.method} planning), ${config.workers} workers`);
+      for (const s of out.shards) {
+        lines.push(`  shard ${s.index}: ~${formatCount(s.estimatedRows)} rows  [${formatBound(s.lo)}, ${formatBound(s.hi)})`);
+        for (const [id, name] of Object.entries(s.firstFiles)) lines.push(`      ${id}: ${name}${s.estimatedRows > 0 ? '' : ' (only if rows arrive)'}`);
+      }
+    }
+    process.stdout.write(`${lines.join('\n')}\n`);
+  } finally {
+    await client.end().catch(() => {});
+  }
+}
+
+/** `logship state`: the stored offset and any unfinished run; `--reset` forgets both. */
+export async function stateCommand(config: Config, reset: boolean, json: boolean): Promise<void> {
+  const client = await connectSource(config.source, 'state');
+  try {
+    const store = createStateStore(config, client);
+    if (reset) {
+      await store.open();
+      try {
+        await store.reset();
+      } finally {
+        await store.close();
+      }
+      process.stdout.write(`offsetKey ${config.offsetKey}: state reset; the next run starts from lookbackPeriod ${config.lookbackPeriod}\n`);
+      return;
+    }
+    const state = await store.load();
+    const out = {
+      offsetKey: config.offsetKey,
+      store: store.label,
+      offset: state.offset,
+      updatedAt: state.updatedAt,
+      unfinishedRun: state.run ? { runId: state.run.runId, createdAt: state.run.createdAt, window: state.run.window, shards: state.run.shards.length, done: [...state.done.keys()].sort((a, b) => a - b) } : null,
+    };
+    if (json) {
+      process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
+      return;
+    }
+    const lines = [`offsetKey ${config.offsetKey} (${store.label})`, `offset: ${formatBound(state.offset)}${state.updatedAt ? ` (updated ${state.updatedAt})` : ''}`];
+    if (out.unfinishedRun) lines.push(`unfinished run ${out.unfinishedRun.runId} from ${out.unfinishedRun.createdAt}: ${out.unfinishedRun.done.length}/${out.unfinishedRun.shards} shards done; the next run finishes it first`);
+    else lines.push('no unfinished run');
+    process.stdout.write(`${lines.join('\n')}\n`);
+  } finally {
+    await client.end().catch(() => {});
+  }
+}

@@ -1,0 +1,88 @@
+#!/usr/bin/env node
+import { parseArgs } from 'node:util';
+import { ConfigError, errorMessage } from '../config/errors.js';
+import { loadConfigFile } from '../config/load.js';
+import { redact } from '../config/secrets.js';
+import { demoCommand } from './demo_command.js';
+import { planCommand, stateCommand } from './inspect_commands.js';
+import { runCommand } from './run_command.js';
+
+const USAGE = `usage:
+  logship run   --config FILE [--task ID] [--report FILE] [--progress-interval SECONDS]
+  logship plan  --config FILE [--task ID] [--json]
+  logship state --config FILE [--task ID] [--reset] [--json]
+  logship demo  [--rows N] [--out DIR] [--format NDJSON|JSON] [--compression gzip|zstd|none]
+
+--config takes a logship YAML file or a whole Kestra flow with a LogShipper task.
+Exit codes: 0 success, 1 run failed (rerun resumes), 2 usage or config error.`;
+
+const OPTIONS = {
+  config: { type: 'string' },
+  task: { type: 'string' },
+  report: { type: 'string' },
+  'progress-interval': { type: 'string' },
+  json: { type: 'boolean' },
+  reset: { type: 'boolean' },
+  rows: { type: 'string' },
+  out: { type: 'string' },
+  format: { type: 'string' },
+  compression: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+function positiveNumber(flag: string, value: string | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0) throw new ConfigError(flag, `must be a positive number (got ${JSON.stringify(value)})`);
+  return n;
+}
+
+async function main(argv: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
+  } catch (err) {
+    throw new ConfigError('', `${errorMessage(err)}\n${USAGE}`);
+  }
+  const { values, positionals } = parsed;
+  const command = positionals[0];
+  if (values.help || !command) {
+    process.stdout.write(`${USAGE}\n`);
+    return command || values.help ? 0 : 2;
+  }
+  if (positionals.length > 1) throw new ConfigError('', `unexpected argument ${JSON.stringify(positionals[1])}\n${USAGE}`);
+  if (command === 'demo') {
+    await demoCommand({
+      rows: Math.floor(positiveNumber('--rows', values.rows, 1_000_000)),
+      out: values.out ?? './logship-out',
+      format: values.format ?? 'NDJSON',
+      compression: values.compression ?? 'gzip',
+    });
+    return 0;
+  }
+  if (!['run', 'plan', 'state'].includes(command)) throw new ConfigError('', `unknown command ${JSON.stringify(command)}\n${USAGE}`);
+  if (!values.config) throw new ConfigError('--config', 'is required');
+  const config = loadConfigFile(values.config, { task: values.task });
+  if (command === 'plan') await planCommand(config, values.json === true);
+  else if (command === 'state') await stateCommand(config, values.reset === true, values.json === true);
+  else {
+    const report = await runCommand(config, {
+      report: values.report,
+      progressIntervalMs: positiveNumber('--progress-interval', values['progress-interval'], 10) * 1000,
+    });
+    if (report.status !== 'ok') return 1;
+  }
+  return 0;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    const isConfig = err instanceof ConfigError;
+    process.stderr.write(`logship: ${redact(errorMessage(err))}\n`);
+    if (process.env.LOGSHIP_DEBUG && err instanceof Error && err.stack) process.stderr.write(`${redact(err.stack)}\n`);
+    process.exitCode = isConfig ? 2 : 1;
+  },
+);

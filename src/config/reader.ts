@@ -1,0 +1,130 @@
+import { ConfigError } from './errors.js';
+import { parseByteSize, parseIsoDuration } from './units.js';
+
+/**
+ * Reads one mapping of the config with its option path, so every message names the exact
+ * option (`logExporters[0].maxLinesPerFile: must be a positive integer`). Unknown keys are
+ * rejected: a typo silently falling back to a default is the worst config bug there is.
+ */
+export class OptionReader {
+  private readonly seen = new Set<string>();
+
+  constructor(
+    readonly path: string,
+    private readonly value: Record<string, unknown>,
+  ) {}
+
+  static of(path: string, value: unknown): OptionReader {
+    if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+      throw new ConfigError(path, `must be a mapping of options (got ${describe(value)})`);
+    }
+    return new OptionReader(path, value as Record<string, unknown>);
+  }
+
+  at(key: string): string {
+    return this.path ? `${this.path}.${key}` : key;
+  }
+
+  has(key: string): boolean {
+    return this.value[key] !== undefined && this.value[key] !== null;
+  }
+
+  raw(key: string): unknown {
+    this.seen.add(key);
+    return this.value[key];
+  }
+
+  /** Marks keys that are accepted and deliberately ignored (Kestra task plumbing, say). */
+  ignore(...keys: string[]): void {
+    for (const k of keys) this.seen.add(k);
+  }
+
+  string(key: string): string;
+  string(key: string, fallback: string): string;
+  string(key: string, fallback?: string): string {
+    const v = this.raw(key);
+    if (v === undefined || v === null) {
+      if (fallback !== undefined) return fallback;
+      throw new ConfigError(this.at(key), 'is required');
+    }
+    if (typeof v !== 'string' || v.length === 0) throw new ConfigError(this.at(key), `must be a non-empty string (got ${describe(v)})`);
+    return v;
+  }
+
+  optionalString(key: string): string | undefined {
+    const v = this.raw(key);
+    if (v === undefined || v === null) return undefined;
+    if (typeof v !== 'string' || v.length === 0) throw new ConfigError(this.at(key), `must be a non-empty string (got ${describe(v)})`);
+    return v;
+  }
+
+  integer(key: string, fallback: number, min = 1, max = Number.MAX_SAFE_INTEGER): number {
+    const v = this.raw(key);
+    if (v === undefined || v === null) return fallback;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+      const range = min === 1 && max === Number.MAX_SAFE_INTEGER ? 'a positive integer' : `an integer from ${min} to ${max}`;
+      throw new ConfigError(this.at(key), `must be ${range} (got ${describe(v)})`);
+    }
+    return v;
+  }
+
+  boolean(key: string, fallback: boolean): boolean {
+    const v = this.raw(key);
+    if (v === undefined || v === null) return fallback;
+    if (typeof v !== 'boolean') throw new ConfigError(this.at(key), `must be true or false (got ${describe(v)})`);
+    return v;
+  }
+
+  /** Case-insensitive choice; returns the canonical spelling from `choices`. */
+  choice<T extends string>(key: string, choices: readonly T[], fallback: T): T;
+  choice<T extends string>(key: string, choices: readonly T[], fallback: undefined): T | undefined;
+  choice<T extends string>(key: string, choices: readonly T[], fallback: T | undefined): T | undefined {
+    const v = this.raw(key);
+    if (v === undefined || v === null) return fallback;
+    const hit = typeof v === 'string' ? choices.find((c) => c.toLowerCase() === v.toLowerCase()) : undefined;
+    if (!hit) throw new ConfigError(this.at(key), `must be one of ${choices.join(', ')} (got ${describe(v)})`);
+    return hit;
+  }
+
+  duration(key: string, fallback: string): string {
+    const v = this.raw(key);
+    if (v === undefined || v === null) return fallback;
+    return parseIsoDuration(this.at(key), v);
+  }
+
+  byteSize(key: string, fallback: number): number {
+    const v = this.raw(key);
+    if (v === undefined || v === null) return fallback;
+    return parseByteSize(this.at(key), v);
+  }
+
+  child(key: string): OptionReader | undefined {
+    const v = this.raw(key);
+    if (v === undefined || v === null) return undefined;
+    return OptionReader.of(this.at(key), v);
+  }
+
+  list(key: string): unknown[] | undefined {
+    const v = this.raw(key);
+    if (v === undefined || v === null) return undefined;
+    if (!Array.isArray(v)) throw new ConfigError(this.at(key), `must be a list (got ${describe(v)})`);
+    return v;
+  }
+
+  /** Call last: every key the caller did not read is an error. */
+  done(): void {
+    const unknown = Object.keys(this.value).filter((k) => !this.seen.has(k));
+    if (unknown.length > 0) {
+      const known = [...this.seen].sort().join(', ');
+      throw new ConfigError(this.at(unknown[0]!), `unknown option (known options here: ${known})`);
+    }
+  }
+}
+
+export function describe(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'a list';
+  if (typeof v === 'object') return 'a mapping';
+  if (typeof v === 'string') return JSON.stringify(v.length > 60 ? `${v.slice(0, 57)}...` : v);
+  return String(v);
+}

@@ -1,0 +1,61 @@
+import fs from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import type pg from 'pg';
+import { escapeLiteral } from 'pg';
+
+export const KESTRA_DDL = fs.readFileSync(fileURLToPath(new URL('../../../fixtures/kestra_logs.sql', import.meta.url)), 'utf8');
+
+export interface SeedOptions {
+  rows: number;
+  /** First row's timestamp (ISO). */
+  start: string;
+  /** Rows are spread evenly over this many seconds. */
+  spanSeconds: number;
+  /** Consecutive rows sharing one timestamp, to exercise keyset ties. */
+  tieGroup?: number;
+  /** Offset added to the row counter, so repeated seeds make distinct keys. */
+  seq?: number;
+  tenantId?: string | null;
+}
+
+/**
+ * Synthetic Kestra log rows generated inside PostgreSQL (fast even for millions of rows):
+ * realistic level mix, nested namespaces, random non-time-ordered keys, timestamp ties and
+ * non-ASCII messages.
+ */
+export async function seedKestraLogs(client: pg.Client, o: SeedOptions): Promise<void> {
+  const tie = o.tieGroup ?? 3;
+  const seq = o.seq ?? 0;
+  const groups = Math.ceil(o.rows / tie);
+  const stepUs = Math.max(1, Math.floor((o.spanSeconds * 1e6) / groups));
+  const tenant = o.tenantId === undefined ? "'main'" : o.tenantId === null ? 'NULL' : escapeLiteral(o.tenantId);
+  await client.query(`
+    INSERT INTO logs (key, value)
+    SELECT substr(md5(g::text || 'k'), 1, 8) || substr(md5(g::text), 9, 14),
+      jsonb_strip_nulls(jsonb_build_object(
+        'tenantId', ${tenant},
+        'namespace', (ARRAY['company.team', 'company.team.backend', 'company.team.data.etl', 'company.teamx', 'system', 'company_team'])[1 + g % 6],
+        'flowId', 'flow_' || (g % 37),
+        'taskId', 'task_' || (g % 11),
+        'executionId', substr(md5((g / 40)::text), 1, 22),
+        'taskRunId', substr(md5((g / 8)::text), 1, 22),
+        'attemptNumber', (g % 3) + 1,
+        'triggerId', CASE WHEN g % 7 = 0 THEN 'schedule' END,
+        'timestamp', to_char(${escapeLiteral(o.start)}::timestamptz + ((g - ${seq}) / ${tie}) * ${stepUs} * interval '1 microsecond', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+        'level', (ARRAY['TRACE', 'DEBUG', 'DEBUG', 'INFO', 'INFO', 'INFO', 'INFO', 'WARN', 'ERROR'])[1 + (g * 7919) % 9],
+        'thread', 'WorkerThread-' || (g % 16),
+        'message', CASE g % 5
+          WHEN 0 THEN 'Task started: processed ' || g || ' records in ' || (g % 977) || ' ms'
+          WHEN 1 THEN 'Überprüfung abgeschlossen — état: ok ✓ 日本語のログ ' || g
+          WHEN 2 THEN E'Multi-line output:\\n  line "one"\\n\\tline two ' || g
+          WHEN 3 THEN 'HTTP 200 GET /api/v1/executions/' || md5(g::text) || ' took ' || (g % 311) || 'ms'
+          ELSE 'emoji 🚀 and backslash \\ and quote " in message ' || g
+        END,
+        'executionKind', CASE WHEN g % 4 = 0 THEN 'NORMAL' END
+      ))
+    FROM generate_series(${seq + 1}::int8, ${seq + o.rows}::int8) g`);
+}
+
+export async function createKestraSchema(client: pg.Client): Promise<void> {
+  await client.query(KESTRA_DDL);
+}

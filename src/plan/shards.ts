@@ -1,0 +1,135 @@
+import type pg from 'pg';
+import { escapeLiteral } from 'pg';
+import { filterConditions, orderBy, rangeConditions, whereClause, type Filters } from '../source/query.js';
+import type { SourceTable } from '../source/table.js';
+import { boundEquals, shardId, TS_TEXT, type Bound } from './keyset.js';
+import type { Granularity } from '../sinks/naming.js';
+
+export interface ShardSpec {
+  index: number;
+  id: string;
+  lo: Bound;
+  hi: Bound;
+  estimatedRows: number;
+}
+
+export interface PlanOptions {
+  offsetKey: string;
+  workers: number;
+  rowsPerShard: number;
+  /** Cut shards at event-time partition edges so no file spans two partitions. */
+  granularity: Granularity | null;
+  /** Up to this many rows the planner ranks rows exactly; above, it samples. */
+  exactRowLimit?: number;
+  sampleRows?: number;
+}
+
+export interface ShardPlan {
+  totalRows: number;
+  method: 'exact' | 'sample' | 'empty';
+  shards: ShardSpec[];
+}
+
+/** Fewer rows than this per shard and the per-shard overhead (a query, a file) dominates. */
+const MIN_SHARD_ROWS = 1000;
+
+interface Cut { bound: Bound; rank: number; forced: boolean }
+
+/**
+ * Splits [start, end) into shards of about equal row counts. Bounds are (timestamp, key) rows, so
+ * even millions of rows at one instant split cleanly. Small windows are ranked exactly with a
+ * window function; large ones are sampled (the per-shard error with 200 k samples is ~1%).
+ */
+export async function planShards(client: pg.Client, t: SourceTable, f: Filters, start: Bound, end: Bound, o: PlanOptions): Promise<ShardPlan> {
+  const where = whereClause([...filterConditions(t, f), ...rangeConditions(t, start, end)]);
+  const partitions = await countPartitions(client, t, where, o.granularity);
+  const totalRows = partitions.reduce((s, p) => s + p.rows, 0);
+  if (totalRows === 0) return { totalRows, method: 'empty', shards: [] };
+
+  const wanted = Math.max(Math.ceil(totalRows / o.rowsPerShard), o.workers * 2);
+  const shardCount = Math.max(1, Math.min(wanted, Math.floor(totalRows / MIN_SHARD_ROWS)));
+  const step = totalRows / shardCount;
+  const ranks: number[] = [];
+  for (let i = 1; i < shardCount; i++) ranks.push(Math.round(i * step));
+
+  const exact = totalRows <= (o.exactRowLimit ?? 2_000_000);
+  const quantiles = ranks.length === 0 ? [] : exact ? await exactBounds(client, t, where, ranks) : await sampledBounds(client, t, where, ranks, totalRows, o.sampleRows ?? 200_000);
+
+  // Forced cuts at partition edges after the window start, ranked by rows before them.
+  const forced: Cut[] = [];
+  let before = 0;
+  for (const p of partitions) {
+    if (p.start > start.ts) forced.push({ bound: { ts: p.start, key: null }, rank: before, forced: true });
+    before += p.rows;
+  }
+  const cuts = mergeCuts(forced, quantiles, step);
+
+  const bounds: Bound[] = [start, ...cuts.map((c) => c.bound), end];
+  const rankAt = [0, ...cuts.map((c) => c.rank), totalRows];
+  const shards: ShardSpec[] = [];
+  for (let i = 0; i + 1 < bounds.length; i++) {
+    const lo = bounds[i]!;
+    const hi = bounds[i + 1]!;
+    if (boundEquals(lo, hi)) continue;
+    shards.push({ index: shards.length, id: shardId(o.offsetKey, lo, hi), lo, hi, estimatedRows: Math.max(0, rankAt[i + 1]! - rankAt[i]!) });
+  }
+  return { totalRows, method: exact ? 'exact' : 'sample', shards };
+}
+
+async function countPartitions(client: pg.Client, t: SourceTable, where: string, g: Granularity | null): Promise<{ start: string; rows: number }[]> {
+  if (!g) {
+    const r = await client.query<{ n: string }>(`SELECT count(*) AS n FROM ${t.name} t ${where}`);
+    return [{ start: '', rows: Number(r.rows[0]!.n) }];
+  }
+  const r = await client.query<{ p: string; n: string }>(
+    `SELECT ${TS_TEXT(`date_trunc(${escapeLiteral(g)}, ${t.ts})`)} AS p, count(*) AS n FROM ${t.name} t ${where} GROUP BY 1 ORDER BY 1`,
+  );
+  return r.rows.map((row) => ({ start: row.p, rows: Number(row.n) }));
+}
+
+async function exactBounds(client: pg.Client, t: SourceTable, where: string, ranks: number[]): Promise<Cut[]> {
+  const r = await client.query<{ ts: string; key: string; rn: string }>(
+    `SELECT ${TS_TEXT('s.ts')} AS ts, s.key, s.rn FROM (
+       SELECT ${t.ts} AS ts, ${t.key}::text AS key, row_number() OVER (${orderBy(t)}) - 1 AS rn FROM ${t.name} t ${where}
+     ) s WHERE s.rn = ANY('{${ranks.join(',')}}'::int8[]) ORDER BY s.rn`,
+  );
+  return r.rows.map((row) => ({ bound: { ts: row.ts, key: row.key }, rank: Number(row.rn), forced: false }));
+}
+
+async function sampledBounds(client: pg.Client, t: SourceTable, where: string, ranks: number[], total: number, sampleRows: number): Promise<Cut[]> {
+  const fraction = Math.min(1, sampleRows / total);
+  const cond = where ? `${where} AND random() < ${fraction}` : `WHERE random() < ${fraction}`;
+  const r = await client.query<{ ts: string; key: string }>(`SELECT ${TS_TEXT(t.ts)} AS ts, ${t.key}::text AS key FROM ${t.name} t ${cond} ${orderBy(t)}`);
+  const sample = r.rows;
+  if (sample.length === 0) return [];
+  const cuts: Cut[] = [];
+  for (const rank of ranks) {
+    const row = sample[Math.min(sample.length - 1, Math.floor((rank / total) * sample.length))]!;
+    const last = cuts[cuts.length - 1];
+    if (last && last.bound.ts === row.ts && last.bound.key === row.key) continue;
+    cuts.push({ bound: { ts: row.ts, key: row.key }, rank, forced: false });
+  }
+  return cuts;
+}
+
+/**
+ * Interleaves partition cuts with row-count cuts in keyset order. A row-count cut closer than a
+ * quarter shard to a partition cut would only create a sliver shard, so it is dropped.
+ */
+function mergeCuts(forced: Cut[], quantiles: Cut[], step: number): Cut[] {
+  const out: Cut[] = [];
+  let q = 0;
+  for (let fi = 0; fi <= forced.length; fi++) {
+    const f = forced[fi];
+    // A quantile at the same instant as a forced cut sorts after it (key null is before every key).
+    while (q < quantiles.length && (!f || quantiles[q]!.bound.ts < f.bound.ts)) {
+      const c = quantiles[q++]!;
+      const prev = out[out.length - 1];
+      const tooCloseBefore = prev?.forced && c.rank - prev.rank < step / 4;
+      const tooCloseAfter = f && f.rank - c.rank < step / 4;
+      if (!tooCloseBefore && !tooCloseAfter) out.push(c);
+    }
+    if (f) out.push(f);
+  }
+  return out;
+}

@@ -1,0 +1,84 @@
+import type { Logger } from '../util/log.js';
+
+export interface ProgressOptions {
+  tty: boolean;
+  /** How often a structured progress line is logged when not on a TTY. */
+  intervalMs: number;
+  stream: NodeJS.WriteStream;
+  log: Logger;
+}
+
+/**
+ * Progress of a run: a redrawn bar with rows/s and ETA on a terminal, periodic JSON lines
+ * otherwise (CI logs, Kestra task logs, systemd).
+ */
+export class Progress {
+  private readonly perShard = new Map<number, number>();
+  private baseRows = 0;
+  private expected = 0;
+  private shardsDone = 0;
+  private shardsTotal = 0;
+  private readonly started = Date.now();
+  private timer: NodeJS.Timeout | null = null;
+  private lastBarLength = 0;
+
+  constructor(private readonly o: ProgressOptions) {}
+
+  begin(expectedRows: number, shards: number): void {
+    this.expected += expectedRows;
+    this.shardsTotal += shards;
+    if (!this.timer) {
+      this.timer = setInterval(() => this.emit(), this.o.tty ? 200 : this.o.intervalMs);
+      this.timer.unref();
+    }
+  }
+
+  update(shard: number, rows: number): void {
+    this.perShard.set(shard, rows);
+  }
+
+  shardFinished(shard: number, rows: number): void {
+    this.perShard.delete(shard);
+    this.baseRows += rows;
+    this.shardsDone++;
+  }
+
+  get rows(): number {
+    let n = this.baseRows;
+    for (const r of this.perShard.values()) n += r;
+    return n;
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    if (this.o.tty && this.lastBarLength > 0) this.o.stream.write(`\r${' '.repeat(this.lastBarLength)}\r`);
+  }
+
+  private emit(): void {
+    const rows = this.rows;
+    const secs = (Date.now() - this.started) / 1000;
+    const rate = secs > 0 ? rows / secs : 0;
+    const remaining = Math.max(0, this.expected - rows);
+    const eta = rate > 0 ? remaining / rate : null;
+    if (this.o.tty) {
+      const frac = this.expected > 0 ? Math.min(1, rows / this.expected) : 0;
+      const width = 28;
+      const filled = Math.round(frac * width);
+      const bar = `[${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${(frac * 100).toFixed(1)}% ${rows.toLocaleString('en-US')}/${this.expected.toLocaleString('en-US')} rows  ${Math.round(rate).toLocaleString('en-US')} rows/s  shards ${this.shardsDone}/${this.shardsTotal}  ETA ${formatSeconds(eta)}`;
+      this.o.stream.write(`\r${bar.padEnd(this.lastBarLength)}`);
+      this.lastBarLength = bar.length;
+    } else {
+      this.o.log.info({ rows, expectedRows: this.expected, rowsPerSec: Math.round(rate), etaSeconds: eta === null ? null : Math.round(eta), shardsDone: this.shardsDone, shards: this.shardsTotal }, 'progress');
+    }
+  }
+}
+
+export function formatSeconds(s: number | null): string {
+  if (s === null || !Number.isFinite(s)) return '--:--';
+  const t = Math.round(s);
+  const h = Math.floor(t / 3600);
+  const m = Math.floor((t % 3600) / 60);
+  const sec = t % 60;
+  return h > 0 ? `${h}:${String(m).padStart(2, '0')}:${String(sec).padStart(2, '0')}` : `${m}:${String(sec).padStart(2, '0')}`;
+}

@@ -1,0 +1,206 @@
+import { randomUUID } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import { MessageChannel } from 'node:worker_threads';
+import { Piscina } from 'piscina';
+import type pg from 'pg';
+import { errorMessage, RunError } from '../config/errors.js';
+import type { Config } from '../config/types.js';
+import { assertCompressionAvailable } from '../encode/compress.js';
+import type { Bound } from '../plan/keyset.js';
+import { planShards, type ShardPlan } from '../plan/shards.js';
+import { computeWindow, type ExportWindow } from '../plan/window.js';
+import { connectSource } from '../source/connection.js';
+import { describeTable, type SourceTable } from '../source/table.js';
+import { createExporter } from '../sinks/create.js';
+import { templateGranularity, type Granularity } from '../sinks/naming.js';
+import { checkpointOffset } from '../state/checkpoint.js';
+import { createStateStore } from '../state/create.js';
+import type { RunManifest, ShardOutcome, StateStore } from '../state/types.js';
+import type { Logger } from '../util/log.js';
+import { Progress } from './progress.js';
+import { filtersOf, type ProgressMessage, type ShardTaskInput } from './shard_task.js';
+
+const WORKER_FILE = fileURLToPath(new URL('../../workers/shard_worker.js', import.meta.url));
+
+export interface ExporterTotals { rows: number; files: number; bytes: number; removedStaleParts: number; deadLettered: number }
+
+export interface RunReport {
+  status: 'ok' | 'failed';
+  error?: string;
+  offsetKey: string;
+  offsetBefore: Bound | null;
+  offsetAfter: Bound | null;
+  runs: { runId: string; resumed: boolean; window: { start: Bound; end: Bound }; shards: number; shardsExportedNow: number; rows: number }[];
+  rows: number;
+  files: number;
+  bytes: number;
+  deletedRows: number | null;
+  durationMs: number;
+  rowsPerSec: number;
+  exporters: Record<string, ExporterTotals>;
+}
+
+export interface RunOptions {
+  log: Logger;
+  progress: Progress;
+}
+
+/** The finest event-time partition any exporter's names use; shards are cut at its edges. */
+export function planGranularity(config: Config): Granularity | null {
+  const gs = config.logExporters.map((e) => templateGranularity(e.keyTemplate));
+  if (gs.includes('hour')) return 'hour';
+  if (gs.includes('day')) return 'day';
+  return null;
+}
+
+export async function planWindow(client: pg.Client, table: SourceTable, config: Config, window: ExportWindow): Promise<ShardPlan> {
+  return planShards(client, table, filtersOf(config), window.start, window.end, {
+    offsetKey: config.offsetKey,
+    workers: config.workers,
+    rowsPerShard: config.rowsPerShard,
+    granularity: planGranularity(config),
+  });
+}
+
+/**
+ * A run: finish any run a crash left behind, then plan [offset, now - lag) into shards, store the
+ * manifest, export the shards on worker threads and move the offset over the finished prefix.
+ */
+export function emptyReport(config: Config): RunReport {
+  const report: RunReport = {
+    status: 'ok', offsetKey: config.offsetKey, offsetBefore: null, offsetAfter: null, runs: [],
+    rows: 0, files: 0, bytes: 0, deletedRows: config.delete ? 0 : null, durationMs: 0, rowsPerSec: 0, exporters: {},
+  };
+  for (const e of config.logExporters) report.exporters[e.id] = { rows: 0, files: 0, bytes: 0, removedStaleParts: 0, deadLettered: 0 };
+  return report;
+}
+
+/** Fills `report` as it goes, so a failed run still reports what it got done. */
+export async function runExport(config: Config, o: RunOptions, report: RunReport = emptyReport(config)): Promise<RunReport> {
+  const started = Date.now();
+  config.logExporters.forEach((e, i) => {
+    if ('compression' in e) assertCompressionAvailable(`logExporters[${i}].compression`, e.compression);
+  });
+
+  const main = await connectSource(config.source, 'main');
+  let store: StateStore | null = null;
+  let pool: Piscina | null = null;
+  try {
+    const table = await describeTable(main, config.source);
+    store = createStateStore(config, main);
+    await store.open();
+    await checkExporters(config);
+    const state = await store.load();
+    report.offsetBefore = state.offset;
+    report.offsetAfter = state.offset;
+    pool = new Piscina({ filename: WORKER_FILE, minThreads: config.workers, maxThreads: config.workers, idleTimeout: 60_000 });
+
+    let offset = state.offset;
+    if (state.run) {
+      o.log.info({ runId: state.run.runId, done: state.done.size, shards: state.run.shards.length }, 'resuming an unfinished run before planning new work');
+      offset = await executeRun(config, table, store, pool, state.run, state.done, true, report, o);
+    }
+
+    const window = await computeWindow(main, offset, config.lookbackPeriod, config.safetyLag);
+    if (!window) {
+      o.log.info({ offset }, 'nothing to export: the window is empty (offset is within the safety lag of now)');
+    } else {
+      const plan = await planWindow(main, table, config, window);
+      const run: RunManifest = {
+        runId: randomUUID(), createdAt: new Date().toISOString(),
+        window: { start: window.start, end: window.end }, totalRows: plan.totalRows, shards: plan.shards,
+      };
+      o.log.info({ runId: run.runId, start: window.start, end: window.end, rows: plan.totalRows, shards: plan.shards.length, method: plan.method }, 'planned');
+      await store.beginRun(run);
+      await executeRun(config, table, store, pool, run, new Map(), false, report, o);
+    }
+    return report;
+  } finally {
+    o.progress.stop();
+    report.durationMs = Date.now() - started;
+    report.rowsPerSec = report.durationMs > 0 ? Math.round((report.rows / report.durationMs) * 1000) : 0;
+    await pool?.destroy().catch(() => {});
+    await store?.close().catch(() => {});
+    await main.end().catch(() => {});
+  }
+}
+
+async function checkExporters(config: Config): Promise<void> {
+  for (const e of config.logExporters) {
+    const exporter = createExporter(e);
+    try {
+      await exporter.check();
+    } finally {
+      await exporter.close();
+    }
+  }
+}
+
+/**
+ * Runs the manifest's unfinished shards, at most `workers` at a time. The first failure stops new
+ * shards from starting; shards already running may still finish and be checkpointed.
+ */
+async function executeRun(
+  config: Config, table: SourceTable, store: StateStore, pool: Piscina, run: RunManifest,
+  done: Map<number, ShardOutcome>, resumed: boolean, report: RunReport, o: RunOptions,
+): Promise<Bound> {
+  const todo = run.shards.filter((s) => !done.has(s.index));
+  const entry = { runId: run.runId, resumed, window: run.window, shards: run.shards.length, shardsExportedNow: 0, rows: 0 };
+  report.runs.push(entry);
+  o.progress.begin(todo.reduce((s, x) => s + x.estimatedRows, 0), todo.length);
+
+  let failure: unknown = null;
+  // Checkpoint writes are serialised so the stored offset only ever moves forward.
+  let checkpoints: Promise<void> = Promise.resolve();
+  let next = 0;
+
+  const runOne = async (): Promise<void> => {
+    while (failure === null && next < todo.length) {
+      const shard = todo[next++]!;
+      const channel = new MessageChannel();
+      channel.port1.on('message', (m: ProgressMessage) => o.progress.update(m.shard, m.rows));
+      const input: ShardTaskInput = { config, table, shard, runId: run.runId, progress: channel.port2 };
+      try {
+        const outcome: ShardOutcome = await pool.run(input, { transferList: [channel.port2] });
+        done.set(shard.index, outcome);
+        const offset = checkpointOffset(run, done);
+        checkpoints = checkpoints.then(() => store.shardDone(run.runId, shard.index, outcome, offset));
+        await checkpoints;
+        report.offsetAfter = offset;
+        o.progress.shardFinished(shard.index, outcome.rows);
+        entry.shardsExportedNow++;
+        entry.rows += outcome.rows;
+        addOutcome(report, outcome);
+        o.log.debug({ shard: shard.index, rows: outcome.rows }, 'shard done');
+      } catch (err) {
+        failure ??= err;
+      } finally {
+        channel.port1.close();
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(config.workers, todo.length) }, runOne));
+  if (failure !== null) {
+    throw new RunError(`${errorMessage(failure)}; the offset stays at the last fully exported shard and a rerun resumes from there`, { cause: failure });
+  }
+  await store.endRun(run.runId, run.window.end);
+  report.offsetAfter = run.window.end;
+  return run.window.end;
+}
+
+function addOutcome(report: RunReport, outcome: ShardOutcome): void {
+  report.rows += outcome.rows;
+  if (outcome.deletedRows !== null) report.deletedRows = (report.deletedRows ?? 0) + outcome.deletedRows;
+  for (const r of outcome.exporters) {
+    const t = report.exporters[r.exporterId];
+    if (!t) continue;
+    t.rows += r.rows;
+    t.files += r.parts.length;
+    t.bytes += r.bytes;
+    t.removedStaleParts += r.removed.length;
+    t.deadLettered += r.deadLettered;
+    report.files += r.parts.length;
+    report.bytes += r.bytes;
+  }
+}
+

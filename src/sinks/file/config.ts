@@ -1,0 +1,12 @@
+import type { OptionReader } from '../../config/reader.js';
+import type { FileExporterConfig } from '../../config/types.js';
+import { readOutputOptions } from '../output_options.js';
+
+export const FILE_TYPES = ['file', 'io.kestra.plugin.ee.core.log.FileLogExporter'];
+export const FILE_DEFAULT_TEMPLATE = '{prefix}-{shard}-{part}.{ext}';
+
+export function parseFileExporter(r: OptionReader, id: string): FileExporterConfig {
+  const directory = r.string('directory', './logship-out');
+  const output = readOutputOptions(r, FILE_DEFAULT_TEMPLATE);
+  return { id, type: 'file', directory, ...output };
+}

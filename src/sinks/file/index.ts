@@ -1,0 +1,16 @@
+import path from 'node:path';
+import type { FileExporterConfig } from '../../config/types.js';
+import type { ShardSpec } from '../../plan/shards.js';
+import { RotatingPartWriter } from '../part_writer.js';
+import type { Exporter, ShardWriter } from '../types.js';
+import { FileService } from './service.js';
+
+export function createFileExporter(config: FileExporterConfig): Exporter {
+  const service = new FileService(config.id, path.resolve(config.directory));
+  return {
+    id: config.id,
+    check: () => service.check(),
+    openShard: (shard: ShardSpec): ShardWriter => new RotatingPartWriter(config.id, config, service, shard),
+    close: async () => {},
+  };
+}

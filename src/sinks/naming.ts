@@ -1,0 +1,85 @@
+import type { ShardSpec } from '../plan/shards.js';
+import { tsToMicros } from '../plan/keyset.js';
+import type { Placeholder } from './output_options.js';
+
+export type Granularity = 'hour' | 'day';
+
+const HOUR_US = 3_600_000_000;
+const DAY_US = 24 * HOUR_US;
+
+/** Event-time partition size a template implies: hourly if it names {hour}, daily if only {date}. */
+export function templateGranularity(template: string): Granularity | null {
+  if (template.includes('{hour}')) return 'hour';
+  if (template.includes('{date}')) return 'day';
+  return null;
+}
+
+export function partitionStart(micros: number, g: Granularity): number {
+  const size = g === 'hour' ? HOUR_US : DAY_US;
+  return Math.floor(micros / size) * size;
+}
+
+export function partitionSize(g: Granularity): number {
+  return g === 'hour' ? HOUR_US : DAY_US;
+}
+
+function dateHour(micros: number): { date: string; hour: string } {
+  const iso = new Date(Math.floor(micros / 1000)).toISOString();
+  return { date: iso.slice(0, 10), hour: iso.slice(11, 13) };
+}
+
+export interface NameVars {
+  prefix: string;
+  exporter: string;
+  shard: string;
+  ext: string;
+}
+
+/** Renders object names; the single owner of the template syntax. */
+export class PartNamer {
+  readonly granularity: Granularity | null;
+
+  constructor(
+    private readonly template: string,
+    private readonly vars: NameVars,
+  ) {
+    this.granularity = templateGranularity(template);
+  }
+
+  name(part: number, partitionMicros: number): string {
+    return this.render(this.template, { ...this.vars, ...dateHour(partitionMicros), part: String(part).padStart(5, '0') });
+  }
+
+  /** Names of one shard all share these prefixes (one per event-time partition the shard touches). */
+  shardPrefixes(shard: ShardSpec): string[] {
+    const upToPart = this.template.slice(0, this.template.indexOf('{part}'));
+    if (!this.granularity) return [this.render(upToPart, { ...this.vars, date: '', hour: '' })];
+    const size = partitionSize(this.granularity);
+    const from = partitionStart(tsToMicros(shard.lo.ts), this.granularity);
+    const to = tsToMicros(shard.hi.ts);
+    const out = new Set<string>();
+    for (let p = from; p <= to && out.size < 10_000; p += size) out.add(this.render(upToPart, { ...this.vars, ...dateHour(p) }));
+    return [...out];
+  }
+
+  /** Matches exactly the names this shard can produce, whatever the part number or partition. */
+  shardPattern(): RegExp {
+    const esc = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+    let re = '';
+    let last = 0;
+    for (const m of this.template.matchAll(/\{([a-z]+)\}/g)) {
+      re += esc(this.template.slice(last, m.index));
+      const p = m[1] as Placeholder;
+      if (p === 'part') re += '\\d{5,}';
+      else if (p === 'date') re += '\\d{4}-\\d{2}-\\d{2}';
+      else if (p === 'hour') re += '\\d{2}';
+      else re += esc(this.vars[p as keyof NameVars]);
+      last = m.index! + m[0].length;
+    }
+    return new RegExp(`^${re}${esc(this.template.slice(last))}$`);
+  }
+
+  private render(template: string, vars: Record<string, string>): string {
+    return template.replace(/\{([a-z]+)\}/g, (_m, p: string) => vars[p] ?? '');
+  }
+}

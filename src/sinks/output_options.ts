@@ -1,0 +1,45 @@
+import { ConfigError } from '../config/errors.js';
+import type { OptionReader } from '../config/reader.js';
+import type { Compression, Format, OutputOptions } from '../config/types.js';
+
+export const PLACEHOLDERS = ['prefix', 'shard', 'part', 'ext', 'date', 'hour', 'exporter'] as const;
+export type Placeholder = (typeof PLACEHOLDERS)[number];
+
+const DEFAULT_LEVEL: Record<Compression, number> = { gzip: 1, zstd: 3, none: 0 };
+const LEVEL_RANGE: Record<Compression, [number, number]> = { gzip: [1, 9], zstd: [1, 19], none: [0, 0] };
+
+/** Reads the options shared by every exporter that writes files or objects. */
+export function readOutputOptions(r: OptionReader, defaultTemplate: string): OutputOptions {
+  const format = r.choice<Format>('format', ['NDJSON', 'JSON', 'PARQUET', 'ION'] as Format[], 'NDJSON');
+  if ((format as string) === 'ION') throw new ConfigError(r.at('format'), 'not supported yet: ION (use NDJSON or JSON)');
+  if (format === 'PARQUET') throw new ConfigError(r.at('format'), 'not supported yet: PARQUET (use NDJSON or JSON)');
+  const compression = r.choice<Compression>('compression', ['gzip', 'zstd', 'none'], 'gzip');
+  const [lo, hi] = LEVEL_RANGE[compression];
+  const compressionLevel = r.integer('compressionLevel', DEFAULT_LEVEL[compression], lo, hi);
+  const keyTemplate = r.string('keyTemplate', defaultTemplate);
+  validateTemplate(r.at('keyTemplate'), keyTemplate);
+  return {
+    format,
+    compression,
+    compressionLevel,
+    maxLinesPerFile: r.integer('maxLinesPerFile', 100_000),
+    maxBytesPerFile: r.byteSize('maxBytesPerFile', 1024 ** 3),
+    logFilePrefix: r.string('logFilePrefix', 'kestra-log-file'),
+    keyTemplate,
+  };
+}
+
+export function validateTemplate(path: string, template: string): void {
+  for (const m of template.matchAll(/\{([^}]*)\}/g)) {
+    if (!(PLACEHOLDERS as readonly string[]).includes(m[1]!)) {
+      throw new ConfigError(path, `unknown placeholder {${m[1]}} (known: ${PLACEHOLDERS.map((p) => `{${p}}`).join(', ')})`);
+    }
+  }
+  // Without both, two parts or two shards would map to one name and overwrite each other.
+  if (!template.includes('{shard}') || !template.includes('{part}')) {
+    throw new ConfigError(path, 'must contain {shard} and {part} so every file name is unique');
+  }
+  if (template.indexOf('{part}') < template.indexOf('{shard}')) {
+    throw new ConfigError(path, '{part} must come after {shard}');
+  }
+}

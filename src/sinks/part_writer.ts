@@ -1,0 +1,169 @@
+import { once } from 'node:events';
+import type { Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { OutputOptions } from '../config/types.js';
+import { COMPRESSION_EXTENSION, CONTENT_ENCODING, createCompressor } from '../encode/compress.js';
+import { encoderFor, type Encoder } from '../encode/formats.js';
+import { microsToTs } from '../plan/keyset.js';
+import type { ShardSpec } from '../plan/shards.js';
+import type { RowBatch } from '../source/row_batch.js';
+import { PartNamer, partitionSize, partitionStart } from './naming.js';
+import type { ExporterShardResult, ObjectService, PartUpload, ShardWriter, WrittenPart } from './types.js';
+
+interface OpenPart {
+  name: string;
+  upload: PartUpload;
+  compressor: Transform;
+  /** Settles when the compressed bytes have all reached the upload (or it failed). */
+  flowing: Promise<void>;
+  rows: number;
+  rawBytes: number;
+  storedBytes: number;
+  minTs: number;
+  maxTs: number;
+  /** End of the event-time partition this part belongs to (Infinity when not partitioned). */
+  partitionEnd: number;
+}
+
+/**
+ * Splits one shard's rows into parts (rotating at maxLinesPerFile, maxBytesPerFile and event-time
+ * partition edges), encodes and compresses them, and streams each part to the service. A part
+ * counts only once the service committed it; `finish` then deletes parts left by earlier
+ * attempts of the same shard, so a rerun leaves exactly its own parts.
+ */
+export class RotatingPartWriter implements ShardWriter {
+  private readonly encoder: Encoder;
+  private readonly namer: PartNamer;
+  private part: OpenPart | null = null;
+  private partNumber = 0;
+  private readonly written: WrittenPart[] = [];
+  private rows = 0;
+
+  constructor(
+    private readonly exporterId: string,
+    private readonly options: OutputOptions,
+    private readonly service: ObjectService,
+    private readonly shard: ShardSpec,
+  ) {
+    this.encoder = encoderFor(options.format);
+    this.namer = new PartNamer(options.keyTemplate, {
+      prefix: options.logFilePrefix,
+      exporter: exporterId,
+      shard: shard.id,
+      ext: `${this.encoder.extension}${COMPRESSION_EXTENSION[options.compression]}`,
+    });
+  }
+
+  async write(batch: RowBatch): Promise<void> {
+    let i = 0;
+    while (i < batch.count) {
+      if (!this.part) await this.openPart(batch.tsMicros[i]!);
+      const part = this.part!;
+      const end = this.rowsThatFit(part, batch, i);
+      if (end === i) {
+        await this.commitPart();
+        continue;
+      }
+      for (let r = i; r < end; r++) {
+        const ts = batch.tsMicros[r]!;
+        if (ts < part.minTs) part.minTs = ts;
+        if (ts > part.maxTs) part.maxTs = ts;
+      }
+      const bytes = this.encoder.rows(batch, i, end, part.rows === 0);
+      part.rows += end - i;
+      part.rawBytes += batch.ends[end - 1]! - batch.start(i);
+      this.rows += end - i;
+      await this.push(part, bytes);
+      i = end;
+    }
+  }
+
+  async finish(): Promise<ExporterShardResult> {
+    if (this.part) await this.commitPart();
+    const keep = new Set(this.written.map((p) => p.name));
+    const removed = await this.service.removeStale(this.namer.shardPrefixes(this.shard), keep, this.namer.shardPattern());
+    return {
+      exporterId: this.exporterId,
+      rows: this.rows,
+      bytes: this.written.reduce((s, p) => s + p.bytes, 0),
+      parts: this.written,
+      removed,
+      deadLettered: 0,
+    };
+  }
+
+  async abort(): Promise<void> {
+    const part = this.part;
+    this.part = null;
+    if (!part) return;
+    part.compressor.destroy();
+    await part.flowing.catch(() => {});
+    await part.upload.abort().catch(() => {});
+  }
+
+  /** Rows from `from` that still fit the current part: line cap, byte cap, same partition. */
+  private rowsThatFit(part: OpenPart, batch: RowBatch, from: number): number {
+    const { maxLinesPerFile, maxBytesPerFile } = this.options;
+    let end = Math.min(batch.count, from + (maxLinesPerFile - part.rows));
+    const startOffset = batch.start(from);
+    // The byte cap is on encoded (uncompressed) bytes; a single row larger than the cap still
+    // gets a part of its own rather than failing the export.
+    const budget = maxBytesPerFile - part.rawBytes;
+    if (batch.ends[end - 1]! - startOffset > budget) {
+      let r = from;
+      while (r < end && batch.ends[r]! - startOffset <= budget) r++;
+      end = part.rows === 0 && r === from ? from + 1 : r;
+    }
+    if (part.partitionEnd !== Infinity) {
+      for (let r = from; r < end; r++) {
+        if (batch.tsMicros[r]! >= part.partitionEnd) return r;
+      }
+    }
+    return end;
+  }
+
+  private async openPart(firstTs: number): Promise<void> {
+    const g = this.namer.granularity;
+    const pStart = g ? partitionStart(firstTs, g) : firstTs;
+    const name = this.namer.name(++this.partNumber, pStart);
+    const upload = await this.service.open(name, this.encoder.contentType, CONTENT_ENCODING[this.options.compression]);
+    const compressor = createCompressor(this.options.compression, this.options.compressionLevel);
+    const part: OpenPart = {
+      name, upload, compressor, rows: 0, rawBytes: 0, storedBytes: 0,
+      flowing: Promise.resolve(),
+      minTs: Infinity, maxTs: -Infinity,
+      partitionEnd: g ? pStart + partitionSize(g) : Infinity,
+    };
+    compressor.on('data', (c: Buffer) => (part.storedBytes += c.length));
+    part.flowing = pipeline(compressor, upload.sink);
+    part.flowing.catch(() => {}); // observed in push/commit; avoid an unhandled rejection meanwhile
+    this.part = part;
+    const head = this.encoder.head();
+    if (head) await this.push(part, head);
+  }
+
+  private async push(part: OpenPart, bytes: Buffer): Promise<void> {
+    if (!part.compressor.write(bytes)) {
+      await Promise.race([once(part.compressor, 'drain'), part.flowing]);
+    }
+  }
+
+  private async commitPart(): Promise<void> {
+    const part = this.part!;
+    const tail = this.encoder.tail(part.rows === 0);
+    if (tail) part.compressor.write(tail);
+    part.compressor.end();
+    await part.flowing;
+    await part.upload.commit({
+      exporterId: this.exporterId,
+      shardId: this.shard.id,
+      rows: part.rows,
+      minTs: microsToTs(part.minTs),
+      maxTs: microsToTs(part.maxTs),
+      contentType: this.encoder.contentType,
+      contentEncoding: CONTENT_ENCODING[this.options.compression],
+    });
+    this.written.push({ name: part.name, rows: part.rows, bytes: part.storedBytes, minTs: microsToTs(part.minTs), maxTs: microsToTs(part.maxTs) });
+    this.part = null;
+  }
+}

@@ -1,0 +1,39 @@
+import { ConfigError } from '../config/errors.js';
+import { OptionReader } from '../config/reader.js';
+import type { ExporterConfig } from '../config/types.js';
+import { FILE_TYPES, parseFileExporter } from './file/config.js';
+
+interface ExporterKind {
+  types: string[];
+  parse(r: OptionReader, id: string): ExporterConfig;
+}
+
+const KINDS: ExporterKind[] = [{ types: FILE_TYPES, parse: parseFileExporter }];
+
+/** Exporter types Kestra has that logship recognises but has not built yet. */
+const PLANNED = [
+  's3', 'io.kestra.plugin.ee.aws.s3.LogExporter',
+  'gcs', 'io.kestra.plugin.ee.gcp.gcs.LogExporter',
+  'azure-blob', 'io.kestra.plugin.ee.azure.storage.LogExporter',
+  'elasticsearch', 'io.kestra.plugin.elasticsearch.LogExporter', 'io.kestra.plugin.ee.elasticsearch.LogExporter',
+  'opensearch', 'io.kestra.plugin.ee.opensearch.LogExporter',
+];
+
+export function parseExporter(path: string, value: unknown, takenIds: Set<string>): ExporterConfig {
+  const r = OptionReader.of(path, value);
+  const type = r.string('type');
+  const id = r.string('id');
+  if (takenIds.has(id)) throw new ConfigError(r.at('id'), `duplicate exporter id ${JSON.stringify(id)}`);
+  takenIds.add(id);
+  const kind = KINDS.find((k) => k.types.some((t) => t.toLowerCase() === type.toLowerCase()));
+  if (!kind) {
+    if (PLANNED.some((t) => t.toLowerCase() === type.toLowerCase())) {
+      throw new ConfigError(r.at('type'), `not supported yet: ${type}`);
+    }
+    const known = KINDS.flatMap((k) => k.types).join(', ');
+    throw new ConfigError(r.at('type'), `not supported yet: ${type} (supported: ${known})`);
+  }
+  const config = kind.parse(r, id);
+  r.done();
+  return config;
+}

@@ -1,0 +1,64 @@
+import type { Writable } from 'node:stream';
+import type { RowBatch } from '../source/row_batch.js';
+import type { ShardSpec } from '../plan/shards.js';
+
+/** One file or object an exporter confirmed as completely written. */
+export interface WrittenPart {
+  name: string;
+  rows: number;
+  /** Bytes as stored (after compression). */
+  bytes: number;
+  minTs: string;
+  maxTs: string;
+}
+
+export interface ExporterShardResult {
+  exporterId: string;
+  rows: number;
+  bytes: number;
+  parts: WrittenPart[];
+  /** Stale parts of earlier attempts removed by this one. */
+  removed: string[];
+  deadLettered: number;
+}
+
+/** Writes one shard's rows to one destination. `finish` resolves only once the destination confirmed. */
+export interface ShardWriter {
+  write(batch: RowBatch): Promise<void>;
+  finish(): Promise<ExporterShardResult>;
+  abort(): Promise<void>;
+}
+
+export interface Exporter {
+  readonly id: string;
+  /** Fails fast with a one-line error when the destination is unusable (missing, no permission). */
+  check(): Promise<void>;
+  openShard(shard: ShardSpec): ShardWriter;
+  close(): Promise<void>;
+}
+
+export interface PartMeta {
+  exporterId: string;
+  shardId: string;
+  rows: number;
+  minTs: string;
+  maxTs: string;
+  contentType: string;
+  contentEncoding: string | undefined;
+}
+
+/** A part being written: compressed bytes go to `sink`; it becomes visible only on commit. */
+export interface PartUpload {
+  readonly sink: Writable;
+  commit(meta: PartMeta): Promise<void>;
+  abort(): Promise<void>;
+}
+
+/** The destination-specific half of a file-shaped exporter (Vector's "service"). */
+export interface ObjectService {
+  readonly label: string;
+  check(): Promise<void>;
+  open(name: string, contentType: string, contentEncoding: string | undefined): Promise<PartUpload>;
+  /** Deletes objects under the prefixes whose names match `pattern` and are not in `keep`. */
+  removeStale(prefixes: string[], keep: Set<string>, pattern: RegExp): Promise<string[]>;
+}

@@ -1,0 +1,75 @@
+import { escapeLiteral } from 'pg';
+import { LEVELS, type Level } from '../config/types.js';
+import type { Bound } from '../plan/keyset.js';
+import type { SourceTable } from './table.js';
+
+export interface Filters {
+  logLevelFilter: Level | undefined;
+  namespace: string | undefined;
+  tenantId: string | undefined;
+}
+
+/** Levels at or above the minimum. Lower-case spellings are included for hand-made tables. */
+export function levelsAtLeast(min: Level): string[] {
+  const kept = LEVELS.slice(LEVELS.indexOf(min));
+  return [...kept, ...kept.map((l) => l.toLowerCase())];
+}
+
+export function filterConditions(t: SourceTable, f: Filters): string[] {
+  const where: string[] = [];
+  if (t.deleted) where.push(`${t.deleted} IS NOT TRUE`);
+  if (f.tenantId !== undefined && t.tenant) where.push(`${t.tenant} = ${escapeLiteral(f.tenantId)}`);
+  if (f.namespace !== undefined && t.namespace) {
+    // "company.team" means itself and its children; "_" and "%" in names are literal.
+    const like = `${f.namespace.replace(/[!%_]/g, '!$&')}.%`;
+    where.push(`(${t.namespace} = ${escapeLiteral(f.namespace)} OR ${t.namespace} LIKE ${escapeLiteral(like)} ESCAPE '!')`);
+  }
+  if (f.logLevelFilter !== undefined && t.level) {
+    where.push(`${t.level}::text IN (${levelsAtLeast(f.logLevelFilter).map(escapeLiteral).join(', ')})`);
+  }
+  return where;
+}
+
+function tsLiteral(b: Bound): string {
+  return `${escapeLiteral(b.ts)}::timestamptz`;
+}
+
+/**
+ * Conditions for lo <= (ts, key) < hi. The plain timestamp comparisons are redundant with the
+ * row comparisons but let PostgreSQL use a timestamp index for the range.
+ */
+export function rangeConditions(t: SourceTable, lo: Bound | null, hi: Bound | null): string[] {
+  const where: string[] = [];
+  if (lo) {
+    where.push(`${t.ts} >= ${tsLiteral(lo)}`);
+    if (lo.key !== null) where.push(`(${t.ts}, ${t.keyOrdered}) >= (${tsLiteral(lo)}, ${escapeLiteral(lo.key)}::${t.keyType})`);
+  }
+  if (hi) {
+    if (hi.key === null) where.push(`${t.ts} < ${tsLiteral(hi)}`);
+    else {
+      where.push(`${t.ts} <= ${tsLiteral(hi)}`);
+      where.push(`(${t.ts}, ${t.keyOrdered}) < (${tsLiteral(hi)}, ${escapeLiteral(hi.key)}::${t.keyType})`);
+    }
+  }
+  return where;
+}
+
+export function whereClause(conditions: string[]): string {
+  return conditions.length ? `WHERE ${conditions.join(' AND ')}` : '';
+}
+
+export function orderBy(t: SourceTable): string {
+  return `ORDER BY ${t.ts}, ${t.keyOrdered}`;
+}
+
+/** Columns every reader selects, in this order: key text, event time in µs, body JSON text. */
+export function shardSelect(t: SourceTable, f: Filters, lo: Bound, hi: Bound): string {
+  return `SELECT ${t.key}::text, (extract(epoch from ${t.ts}) * 1000000)::int8, ${t.body} FROM ${t.name} t ${whereClause([
+    ...filterConditions(t, f),
+    ...rangeConditions(t, lo, hi),
+  ])} ${orderBy(t)}`;
+}
+
+export function shardDelete(t: SourceTable, f: Filters, lo: Bound, hi: Bound): string {
+  return `DELETE FROM ${t.name} t ${whereClause([...filterConditions(t, f), ...rangeConditions(t, lo, hi)])}`;
+}

@@ -1,0 +1,132 @@
+import { isUtf8 } from 'node:buffer';
+
+/**
+ * A run of rows in columnar form. `body` already holds NDJSON (each document followed by "\n"),
+ * so the NDJSON encoder hands out sub-slices without copying, and no per-row objects exist.
+ */
+export class RowBatch {
+  constructor(
+    readonly count: number,
+    /** Documents, each terminated by "\n". */
+    readonly body: Buffer,
+    /** ends[i] is the offset just past row i's "\n". */
+    readonly ends: Int32Array,
+    readonly keyBytes: Buffer,
+    readonly keyEnds: Int32Array,
+    /** Event time of each row in microseconds since the epoch. */
+    readonly tsMicros: Float64Array,
+  ) {}
+
+  start(i: number): number {
+    return i === 0 ? 0 : this.ends[i - 1]!;
+  }
+
+  key(i: number): string {
+    return this.keyBytes.toString('utf8', i === 0 ? 0 : this.keyEnds[i - 1]!, this.keyEnds[i]!);
+  }
+
+  /** Document i without its trailing newline. */
+  doc(i: number): Buffer {
+    return this.body.subarray(this.start(i), this.ends[i]! - 1);
+  }
+
+  get bytes(): number {
+    return this.count === 0 ? 0 : this.ends[this.count - 1]!;
+  }
+}
+
+export class CorruptRowError extends Error {}
+
+const NEWLINE = 0x0a;
+
+/** Accumulates rows into a RowBatch; grows its buffers geometrically, never per row. */
+export class RowBatchBuilder {
+  private body: Buffer;
+  private bodyLen = 0;
+  private keys: Buffer;
+  private keysLen = 0;
+  private ends: Int32Array;
+  private keyEnds: Int32Array;
+  private ts: Float64Array;
+  count = 0;
+
+  constructor(
+    private readonly maxRows: number,
+    private readonly maxBytes = 4 * 1024 * 1024,
+  ) {
+    this.body = Buffer.allocUnsafe(Math.min(maxBytes, 1 << 20));
+    this.keys = Buffer.allocUnsafe(Math.min(maxRows * 24, 1 << 20));
+    this.ends = new Int32Array(maxRows);
+    this.keyEnds = new Int32Array(maxRows);
+    this.ts = new Float64Array(maxRows);
+  }
+
+  get full(): boolean {
+    return this.count >= this.maxRows || this.bodyLen >= this.maxBytes;
+  }
+
+  add(src: Buffer, keyStart: number, keyEnd: number, tsMicros: number, bodyStart: number, bodyEnd: number): void {
+    const bodyNeed = bodyEnd - bodyStart + 1;
+    if (this.bodyLen + bodyNeed > this.body.length) this.body = grow(this.body, this.bodyLen, this.bodyLen + bodyNeed);
+    src.copy(this.body, this.bodyLen, bodyStart, bodyEnd);
+    this.bodyLen += bodyNeed;
+    this.body[this.bodyLen - 1] = NEWLINE;
+    const keyNeed = keyEnd - keyStart;
+    if (this.keysLen + keyNeed > this.keys.length) this.keys = grow(this.keys, this.keysLen, this.keysLen + keyNeed);
+    src.copy(this.keys, this.keysLen, keyStart, keyEnd);
+    this.keysLen += keyNeed;
+    this.ends[this.count] = this.bodyLen;
+    this.keyEnds[this.count] = this.keysLen;
+    this.ts[this.count] = tsMicros;
+    this.count++;
+  }
+
+  /** The simple path's entry: strings from a row-mode query. */
+  addStrings(key: string, tsMicros: number, body: string): void {
+    const bodyNeed = Buffer.byteLength(body) + 1;
+    if (this.bodyLen + bodyNeed > this.body.length) this.body = grow(this.body, this.bodyLen, this.bodyLen + bodyNeed);
+    this.bodyLen += this.body.write(body, this.bodyLen);
+    this.body[this.bodyLen++] = NEWLINE;
+    const keyNeed = Buffer.byteLength(key);
+    if (this.keysLen + keyNeed > this.keys.length) this.keys = grow(this.keys, this.keysLen, this.keysLen + keyNeed);
+    this.keysLen += this.keys.write(key, this.keysLen);
+    this.ends[this.count] = this.bodyLen;
+    this.keyEnds[this.count] = this.keysLen;
+    this.ts[this.count] = tsMicros;
+    this.count++;
+  }
+
+  /** Hands out the batch and starts a fresh one (the batch keeps its buffers). */
+  take(): RowBatch {
+    const batch = new RowBatch(
+      this.count,
+      this.body.subarray(0, this.bodyLen),
+      this.ends.slice(0, this.count),
+      this.keys.subarray(0, this.keysLen),
+      this.keyEnds.slice(0, this.count),
+      this.ts.slice(0, this.count),
+    );
+    checkUtf8(batch);
+    // Reuse the size the last batch needed, but not a one-off giant row's size.
+    this.body = Buffer.allocUnsafe(Math.max(1 << 16, Math.min(this.body.length, this.maxBytes + (1 << 16))));
+    this.keys = Buffer.allocUnsafe(Math.max(1 << 12, Math.min(this.keys.length, 1 << 20)));
+    this.bodyLen = 0;
+    this.keysLen = 0;
+    this.count = 0;
+    return batch;
+  }
+}
+
+function grow(buf: Buffer, used: number, need: number): Buffer {
+  const next = Buffer.allocUnsafe(Math.max(need, buf.length * 2));
+  buf.copy(next, 0, 0, used);
+  return next;
+}
+
+/** A database in SQL_ASCII can hand out bytes that are not UTF-8; name the row instead of writing garbage. */
+function checkUtf8(batch: RowBatch): void {
+  if (isUtf8(batch.body)) return;
+  for (let i = 0; i < batch.count; i++) {
+    if (!isUtf8(batch.doc(i))) throw new CorruptRowError(`row key=${JSON.stringify(batch.key(i))}: body is not valid UTF-8`);
+  }
+}

@@ -1,0 +1,94 @@
+import type pg from 'pg';
+import { escapeIdentifier } from 'pg';
+import { ConfigError } from '../config/errors.js';
+import type { SourceConfig } from '../config/types.js';
+
+/** What the planner and readers need to know about the source table, as ready SQL fragments. */
+export interface SourceTable {
+  /** Quoted, schema-qualified name. */
+  name: string;
+  ts: string;
+  key: string;
+  /** Key compared byte-wise (COLLATE "C") when it is text, so ordering never depends on the locale. */
+  keyOrdered: string;
+  /** Postgres type of the key, to cast bound literals back. */
+  keyType: string;
+  level: string | null;
+  namespace: string | null;
+  tenant: string | null;
+  deleted: string | null;
+  /** Expression yielding the exported JSON document as text. */
+  body: string;
+}
+
+interface ColumnInfo { name: string; type: string; category: string }
+
+const TEXT_TYPES = new Set(['text', 'character varying', 'character', 'name', 'citext']);
+
+export async function describeTable(client: pg.Client, source: SourceConfig): Promise<SourceTable> {
+  const rel = await client.query<{ oid: string | null; qualified: string | null }>(
+    `SELECT c.oid::text AS oid, quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS qualified
+       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE c.oid = to_regclass($1)`,
+    [source.table],
+  ).catch(() => ({ rows: [] as { oid: string | null; qualified: string | null }[] }));
+  const found = rel.rows[0];
+  if (!found?.oid) throw new ConfigError('source.table', `table ${JSON.stringify(source.table)} not found in the source database`);
+
+  const cols = await client.query<ColumnInfo>(
+    `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, t.typcategory AS category
+       FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+      WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`,
+    [found.oid],
+  );
+  const byName = new Map(cols.rows.map((c) => [c.name, c]));
+  const available = cols.rows.map((c) => c.name).join(', ');
+  const need = (option: string, name: string): ColumnInfo => {
+    const c = byName.get(name);
+    if (!c) throw new ConfigError(`source.columns.${option}`, `column ${JSON.stringify(name)} not found in ${found.qualified} (columns: ${available})`);
+    return c;
+  };
+  const optional = (option: string, name: string | null): ColumnInfo | null => (name === null ? null : need(option, name));
+
+  const { columns } = source;
+  const ts = need('timestamp', columns.timestamp);
+  if (!ts.type.startsWith('timestamp')) {
+    throw new ConfigError('source.columns.timestamp', `column ${JSON.stringify(ts.name)} is ${ts.type}; it must be timestamp or timestamptz`);
+  }
+  const key = need('key', columns.key);
+  const level = optional('level', columns.level);
+  const namespace = optional('namespace', columns.namespace);
+  const tenant = optional('tenant', columns.tenant);
+  const body = optional('body', columns.body);
+  let deleted: ColumnInfo | null = null;
+  if (columns.deleted === undefined) {
+    const d = byName.get('deleted');
+    // Older Kestra installs soft-delete with a generated `deleted` flag.
+    if (d && d.type === 'boolean') deleted = d;
+  } else {
+    deleted = optional('deleted', columns.deleted);
+    if (deleted && deleted.type !== 'boolean') throw new ConfigError('source.columns.deleted', `column ${JSON.stringify(deleted.name)} is ${deleted.type}; it must be boolean`);
+  }
+
+  const q = escapeIdentifier;
+  const keyIsText = TEXT_TYPES.has(key.type.replace(/\(.*\)$/, ''));
+  let bodyExpr: string;
+  if (!body) bodyExpr = 'to_jsonb(t)::text';
+  else if (body.type === 'jsonb') bodyExpr = `t.${q(body.name)}::text`;
+  // json keeps the author's whitespace, newlines included; jsonb's text form is one line.
+  else if (body.type === 'json') bodyExpr = `t.${q(body.name)}::jsonb::text`;
+  else bodyExpr = `to_jsonb(t.${q(body.name)})::text`;
+
+  return {
+    name: found.qualified!,
+    ts: `t.${q(ts.name)}`,
+    key: `t.${q(key.name)}`,
+    keyOrdered: keyIsText ? `t.${q(key.name)} COLLATE "C"` : `t.${q(key.name)}`,
+    keyType: key.type,
+    level: level && `t.${q(level.name)}`,
+    namespace: namespace && `t.${q(namespace.name)}`,
+    tenant: tenant && `t.${q(tenant.name)}`,
+    deleted: deleted && `t.${q(deleted.name)}`,
+    body: bodyExpr,
+  };
+}

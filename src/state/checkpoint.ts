@@ -1,0 +1,15 @@
+import type { Bound } from '../plan/keyset.js';
+import type { RunManifest } from './types.js';
+
+/**
+ * The offset may only cover the contiguous prefix of finished shards: shard 3 finishing before
+ * shard 2 must not move the offset past shard 2's unexported rows.
+ */
+export function checkpointOffset(run: RunManifest, done: { has(index: number): boolean }): Bound {
+  let offset = run.window.start;
+  for (const shard of run.shards) {
+    if (!done.has(shard.index)) return offset;
+    offset = shard.hi;
+  }
+  return run.window.end;
+}

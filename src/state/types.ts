@@ -1,0 +1,38 @@
+import type { Bound } from '../plan/keyset.js';
+import type { ShardSpec } from '../plan/shards.js';
+import type { ExporterShardResult } from '../sinks/types.js';
+
+/** Stored before any shard starts: a rerun after a crash finishes exactly this work. */
+export interface RunManifest {
+  runId: string;
+  createdAt: string;
+  window: { start: Bound; end: Bound };
+  totalRows: number;
+  shards: ShardSpec[];
+}
+
+export interface ShardOutcome {
+  rows: number;
+  deletedRows: number | null;
+  exporters: ExporterShardResult[];
+}
+
+export interface StoredState {
+  offset: Bound | null;
+  run: RunManifest | null;
+  done: Map<number, ShardOutcome>;
+  updatedAt: string | null;
+}
+
+export interface StateStore {
+  readonly label: string;
+  /** Creates storage if needed and takes the offsetKey's lock (one run per offsetKey at a time). */
+  open(): Promise<void>;
+  load(): Promise<StoredState>;
+  beginRun(run: RunManifest): Promise<void>;
+  /** Records a finished shard and the offset it lets the checkpoint reach, atomically. */
+  shardDone(runId: string, index: number, outcome: ShardOutcome, offset: Bound): Promise<void>;
+  endRun(runId: string, offset: Bound): Promise<void>;
+  reset(): Promise<void>;
+  close(): Promise<void>;
+}
