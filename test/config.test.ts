@@ -1,0 +1,150 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ConfigError } from '../src/config/errors.js';
+import { loadConfigFile, loadConfigText } from '../src/config/load.js';
+import { redact } from '../src/config/secrets.js';
+import YAML from 'yaml';
+
+const noSecrets = { env: {}, secretsDir: undefined };
+const base = () => ({ logExporters: [{ id: 'a', type: 'file' }] });
+
+function errorOf(config: unknown, secrets = noSecrets): string {
+  const text = typeof config === 'string' ? config : YAML.stringify(config);
+  try {
+    loadConfigText(text, { secrets });
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    return (err as Error).message;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+const withExporter = (extra: Record<string, unknown>) => ({ logExporters: [{ id: 'a', type: 'file', ...extra }] });
+
+// One case per message: [what, config, expected message].
+const cases: [string, unknown, string | RegExp][] = [
+  ['a non-mapping exporter', { logExporters: ['file'] }, 'logExporters[0]: must be a mapping of options (got "file")'],
+  ['a missing required option', { logExporters: [{ id: 'a' }] }, 'logExporters[0].type: is required'],
+  ['an empty string', { source: { table: '' }, ...base() }, 'source.table: must be a non-empty string (got "")'],
+  ['a non-positive integer', withExporter({ maxLinesPerFile: 0 }), 'logExporters[0].maxLinesPerFile: must be a positive integer (got 0)'],
+  ['an integer out of its range', { ...base(), workers: 0 }, 'workers: must be an integer from 1 to 256 (got 0)'],
+  ['a non-boolean', { ...base(), delete: 'yes' }, 'delete: must be true or false (got "yes")'],
+  ['an unknown level', { ...base(), logLevelFilter: 'VERBOSE' }, 'logLevelFilter: must be one of TRACE, DEBUG, INFO, WARN, ERROR (got "VERBOSE")'],
+  ['a bad ISO duration', { ...base(), lookbackPeriod: '1 day' }, 'lookbackPeriod: must be an ISO-8601 duration such as P1D or PT30S (got "1 day")'],
+  ['a bad byte size', withExporter({ maxBytesPerFile: 'lots' }), 'logExporters[0].maxBytesPerFile: must be a positive byte size such as 256MB or 1048576 (got "lots")'],
+  ['a non-list exporter list', { logExporters: { id: 'a' } }, 'logExporters: must be a list (got a mapping)'],
+  ['a misspelt option', withExporter({ maxLinePerFile: 10 }), /^logExporters\[0\]\.maxLinePerFile: unknown option \(known options here: .*maxLinesPerFile/],
+  ['a misspelt top-level option', { ...base(), lookback: 'P1D' }, /^lookback: unknown option/],
+  ['no exporters', { logExporters: [] }, 'logExporters: must list at least one exporter'],
+  ['a duplicate exporter id', { logExporters: [{ id: 'a', type: 'file' }, { id: 'a', type: 'file' }] }, 'logExporters[1].id: duplicate exporter id "a"'],
+  ['an exporter type not built yet', { logExporters: [{ id: 'a', type: 'io.kestra.plugin.ee.gcp.gcs.LogExporter' }] }, 'logExporters[0].type: not supported yet: io.kestra.plugin.ee.gcp.gcs.LogExporter'],
+  ['an unknown exporter type', { logExporters: [{ id: 'a', type: 'carrier-pigeon' }] }, /^logExporters\[0\]\.type: not supported yet: carrier-pigeon \(supported: file, /],
+  ['Kestra ION format', withExporter({ format: 'ION' }), 'logExporters[0].format: not supported yet: ION (use NDJSON or JSON)'],
+  ['Parquet before it lands', withExporter({ format: 'PARQUET' }), 'logExporters[0].format: not supported yet: PARQUET (use NDJSON or JSON)'],
+  ['a compression level out of range', withExporter({ compression: 'gzip', compressionLevel: 12 }), 'logExporters[0].compressionLevel: must be an integer from 1 to 9 (got 12)'],
+  ['an unknown template placeholder', withExporter({ keyTemplate: '{prefix}-{shard}-{part}-{minute}' }), /^logExporters\[0\]\.keyTemplate: unknown placeholder \{minute\}/],
+  ['a template without {part}', withExporter({ keyTemplate: '{prefix}-{shard}.{ext}' }), 'logExporters[0].keyTemplate: must contain {shard} and {part} so every file name is unique'],
+  ['a template with {part} before {shard}', withExporter({ keyTemplate: '{part}-{shard}.{ext}' }), 'logExporters[0].keyTemplate: {part} must come after {shard}'],
+  ['a non-postgres URL', { source: { url: 'mysql://x' }, ...base() }, 'source.url: must be a postgres:// or postgresql:// URL'],
+  ['a state table that is not an identifier', { ...base(), state: { type: 'postgres', table: 'x; drop' } }, 'state.table: must be a plain SQL identifier (letters, digits, underscore)'],
+  ['a file state without a path', { ...base(), state: { type: 'file' } }, 'state.path: is required'],
+  ['delete with a file state', { ...base(), delete: true, state: { type: 'file', path: '/tmp/s.json' } }, 'delete: requires state.type postgres (the delete and its checkpoint commit in one transaction)'],
+  ['a level filter without a level column', { ...base(), source: { columns: { level: null } }, logLevelFilter: 'INFO' }, 'logLevelFilter: the source has no level column (source.columns.level is null)'],
+  ['a namespace filter without a namespace column', { ...base(), source: { columns: { namespace: null } }, namespace: 'a' }, 'namespace: the source has no namespace column (source.columns.namespace is null)'],
+  ['a tenant filter without a tenant column', { ...base(), source: { columns: { tenant: null } }, tenantId: 'main' }, 'tenantId: the source has no tenant column (source.columns.tenant is null)'],
+  ['a null required column', { ...base(), source: { columns: { timestamp: null } } }, 'source.columns.timestamp: must name a column'],
+  ['a non-string optional column', { ...base(), source: { columns: { level: 3 } } }, 'source.columns.level: must name a column, or be null when the table has none'],
+  ['an unknown column mapping', { ...base(), source: { columns: { severity: 'x' } } }, /^source\.columns\.severity: unknown option/],
+  ['an unknown stream mode', { ...base(), source: { stream: 'fast' } }, 'source.stream: must be one of copy, cursor (got "fast")'],
+  ['a missing secret', { source: { url: "{{ secret('PG_URL') }}" }, ...base() }, /^source\.url: secret 'PG_URL' is not set: define environment variable PG_URL/],
+  ['an unsupported expression', withExporter({ logFilePrefix: '{{ now() }}' }), /^logExporters\[0\]\.logFilePrefix: only \{\{ secret\('NAME'\) \}\} expressions are supported/],
+  ['invalid YAML', 'logExporters: [\n  - id: a\n type: file', /^config is not valid YAML \(line \d+, column \d+\)/],
+  ['a rows-per-shard below the floor', { ...base(), rowsPerShard: 10 }, 'rowsPerShard: must be an integer from 1000 to 9007199254740991 (got 10)'],
+];
+
+describe('config errors name the option path', () => {
+  it.each(cases)('%s', (_what, config, expected) => {
+    const message = errorOf(config);
+    if (typeof expected === 'string') expect(message).toBe(expected);
+    else expect(message).toMatch(expected);
+  });
+});
+
+describe('Kestra flows', () => {
+  const flowDir = path.resolve(__dirname, '../../shared/kestra-flows');
+
+  it('maps the nightly file flow as it is, ignoring the trigger', () => {
+    const config = loadConfigFile(path.join(flowDir, 'nightly-file.yaml'), { secrets: noSecrets });
+    expect(config).toMatchObject({
+      logLevelFilter: 'WARN', lookbackPeriod: 'P7D', namespace: 'company.team', offsetKey: 'nightly-archive-offset', delete: false,
+    });
+    expect(config.logExporters[0]).toMatchObject({ id: 'local', type: 'file', format: 'JSON', maxLinesPerFile: 50000, logFilePrefix: 'team-logs' });
+  });
+
+  it('rejects exporters not built yet with the task path', () => {
+    const env = { AWS_ACCESS_KEY_ID: 'AKIAEXAMPLE', AWS_SECRET_KEY_ID: 'secret-example', ES_PASSWORD: 'pw-example' };
+    expect(() => loadConfigFile(path.join(flowDir, 'multi-exporter.yaml'), { secrets: { env, secretsDir: undefined } })).toThrow(
+      'tasks[0].logExporters[0].type: not supported yet: io.kestra.plugin.ee.aws.s3.LogExporter',
+    );
+  });
+
+  it('names the task path for unknown task properties', () => {
+    const flow = { id: 'f', namespace: 'n', tasks: [{ id: 's', type: 'io.kestra.plugin.ee.core.log.LogShipper', logExporters: [{ id: 'a', type: 'file' }], lookBack: 'P1D' }] };
+    expect(errorOf(flow)).toMatch(/^tasks\[0\]\.lookBack: unknown option/);
+  });
+
+  it('names the task path for errors inside the mapped options', () => {
+    const flow = { id: 'f', namespace: 'n', tasks: [{ id: 's', type: 'io.kestra.plugin.ee.core.log.LogShipper', logExporters: [{ id: 'a', type: 'file', maxLinesPerFile: -1 }] }] };
+    expect(errorOf(flow)).toBe('tasks[0].logExporters[0].maxLinesPerFile: must be a positive integer (got -1)');
+  });
+
+  it('says when a flow has no LogShipper task', () => {
+    expect(errorOf({ id: 'f', namespace: 'n', tasks: [{ id: 'x', type: 'io.kestra.plugin.core.log.Log' }] })).toBe(
+      'tasks: the Kestra flow has no task of type io.kestra.plugin.ee.core.log.LogShipper',
+    );
+  });
+
+  it('asks to choose when a flow has two LogShipper tasks', () => {
+    const t = (id: string) => ({ id, type: 'io.kestra.plugin.ee.core.log.LogShipper', logExporters: [{ id: 'a', type: 'file' }] });
+    expect(errorOf({ id: 'f', namespace: 'n', tasks: [t('one'), { id: 'seq', type: 'io.kestra.plugin.core.flow.Sequential', tasks: [t('two')] }] })).toBe(
+      'tasks: the Kestra flow has 2 LogShipper tasks; choose one with --task (one, two)',
+    );
+  });
+});
+
+describe('secrets', () => {
+  it('reads env first, then the secrets directory, and redacts both', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'logship-secrets-'));
+    fs.writeFileSync(path.join(dir, 'FILE_SECRET'), 'from-the-file-123\n');
+    const config = loadConfigText(
+      YAML.stringify({ source: { url: "postgres://u:{{ secret('ENV_SECRET') }}@h/db" }, logExporters: [{ id: 'a', type: 'file', logFilePrefix: "{{ secret('FILE_SECRET') }}" }] }),
+      { secrets: { env: { ENV_SECRET: 'from-the-env-456' }, secretsDir: dir } },
+    );
+    expect(config.source.url).toBe('postgres://u:from-the-env-456@h/db');
+    expect(config.logExporters[0]!.logFilePrefix).toBe('from-the-file-123');
+    expect(redact('failed: from-the-file-123 and from-the-env-456')).toBe('failed: *** and ***');
+    expect(redact('cannot reach postgres://user:hunter22@db:5432/x')).toBe('cannot reach postgres://user:***@db:5432/x');
+  });
+
+  it('the missing-secret message names the secrets directory when one is set', () => {
+    const message = errorOf({ source: { url: "{{ secret('NOPE') }}" }, ...base() }, { env: {}, secretsDir: '/run/secrets' });
+    expect(message).toBe("source.url: secret 'NOPE' is not set: define environment variable NOPE or file /run/secrets/NOPE");
+  });
+});
+
+describe('defaults', () => {
+  it('fills every default', () => {
+    const c = loadConfigText(YAML.stringify(base()), { secrets: noSecrets });
+    expect(c).toMatchObject({
+      lookbackPeriod: 'P1D', offsetKey: 'LogShipper-state', delete: false, safetyLag: 'PT30S', rowsPerShard: 1_000_000,
+      state: { type: 'postgres', table: 'logship_state' },
+      source: { table: 'logs', stream: 'copy', fetchSize: 5000, columns: { timestamp: 'timestamp', key: 'key', body: 'value', level: 'level' } },
+    });
+    expect(c.logExporters[0]).toMatchObject({
+      directory: './logship-out', format: 'NDJSON', compression: 'gzip', compressionLevel: 1, maxLinesPerFile: 100000,
+      maxBytesPerFile: 1024 ** 3, logFilePrefix: 'kestra-log-file', keyTemplate: '{prefix}-{shard}-{part}.{ext}',
+    });
+  });
+});

@@ -1,0 +1,85 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import zlib from 'node:zlib';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import YAML from 'yaml';
+
+export const CLI = fileURLToPath(new URL('../../dist/src/cli/main.js', import.meta.url));
+
+export interface CliResult { code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }
+
+export function tempDir(label: string): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), `logship-${label}-`));
+}
+
+export function writeConfig(dir: string, config: unknown, name = 'logship.yaml'): string {
+  const file = path.join(dir, name);
+  fs.writeFileSync(file, typeof config === 'string' ? config : YAML.stringify(config));
+  return file;
+}
+
+export function startCli(args: string[], opts: { env?: Record<string, string>; cwd?: string } = {}): { child: ChildProcess; done: Promise<CliResult> } {
+  const child = spawn(process.execPath, [CLI, ...args], {
+    cwd: opts.cwd,
+    env: { ...process.env, LOGSHIP_LOG_LEVEL: 'info', ...opts.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (d) => (stdout += d));
+  child.stderr!.on('data', (d) => (stderr += d));
+  const done = new Promise<CliResult>((resolve) => child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })));
+  return { child, done };
+}
+
+export function runCli(args: string[], opts: { env?: Record<string, string>; cwd?: string } = {}): Promise<CliResult> {
+  return startCli(args, opts).done;
+}
+
+/** Every finished file under dir (recursively), temp files excluded. */
+export function listParts(dir: string): string[] {
+  if (!fs.existsSync(dir)) return [];
+  const out: string[] = [];
+  for (const entry of fs.readdirSync(dir, { withFileTypes: true, recursive: true })) {
+    if (entry.isFile() && !entry.name.startsWith('.')) out.push(path.join(entry.parentPath, entry.name));
+  }
+  return out.sort();
+}
+
+export function listTempFiles(dir: string): string[] {
+  if (!fs.existsSync(dir)) return [];
+  return fs.readdirSync(dir, { recursive: true, encoding: 'utf8' }).filter((f) => path.basename(f).startsWith('.') && f.endsWith('.tmp'));
+}
+
+export function decompressFile(file: string): string {
+  const raw = fs.readFileSync(file);
+  if (file.endsWith('.gz')) return zlib.gunzipSync(raw).toString('utf8');
+  if (file.endsWith('.zst')) return decompressZstd(raw);
+  return raw.toString('utf8');
+}
+
+function decompressZstd(raw: Buffer): string {
+  const z = zlib as unknown as { zstdDecompressSync?: (b: Buffer) => Buffer };
+  if (z.zstdDecompressSync) return z.zstdDecompressSync(raw).toString('utf8');
+  const { decompress } = createRequire(import.meta.url)('zstd-napi') as { decompress: (b: Buffer) => Buffer };
+  return decompress(raw).toString('utf8');
+}
+
+/** Canonical JSON text, for comparing a JSON array's elements with jsonb text. */
+export const normalize = (doc: string): string => JSON.stringify(JSON.parse(doc));
+
+/** The documents of one exported file: NDJSON lines byte for byte, JSON array elements normalised. */
+export function docsOfFile(file: string): string[] {
+  const text = decompressFile(file);
+  if (/\.json(\.|$)/.test(path.basename(file))) return (JSON.parse(text) as unknown[]).map((d) => JSON.stringify(d));
+  return text.split('\n').filter((l) => l.length > 0);
+}
+
+/** Documents of every finished file under dir, sorted (a multiset). */
+export function exportedDocs(dir: string): string[] {
+  return listParts(dir).flatMap(docsOfFile).sort();
+}
+
