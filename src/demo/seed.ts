@@ -1,9 +1,10 @@
 import fs from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import path from 'node:path';
 import type pg from 'pg';
 import { escapeLiteral } from 'pg';
+import { packageRoot } from '../util/paths.js';
 
-export const KESTRA_DDL = fs.readFileSync(fileURLToPath(new URL('../../../fixtures/kestra_logs.sql', import.meta.url)), 'utf8');
+export const KESTRA_DDL = fs.readFileSync(path.join(packageRoot(), 'fixtures', 'kestra_logs.sql'), 'utf8');
 
 export interface SeedOptions {
   rows: number;
@@ -41,7 +42,7 @@ export async function seedKestraLogs(client: pg.Client, o: SeedOptions): Promise
         'taskRunId', substr(md5((g / 8)::text), 1, 22),
         'attemptNumber', (g % 3) + 1,
         'triggerId', CASE WHEN g % 7 = 0 THEN 'schedule' END,
-        'timestamp', to_char(${escapeLiteral(o.start)}::timestamptz + ((g - ${seq}) / ${tie}) * ${stepUs} * interval '1 microsecond', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+        'timestamp', to_char(${escapeLiteral(o.start)}::timestamptz + ((g - ${seq} - 1) / ${tie}) * ${stepUs} * interval '1 microsecond', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
         'level', (ARRAY['TRACE', 'DEBUG', 'DEBUG', 'INFO', 'INFO', 'INFO', 'INFO', 'WARN', 'ERROR'])[1 + (g * 7919) % 9],
         'thread', 'WorkerThread-' || (g % 16),
         'message', CASE g % 5

@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import { fileURLToPath } from 'node:url';
 import { MessageChannel } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import type pg from 'pg';
@@ -17,10 +16,10 @@ import { checkpointOffset } from '../state/checkpoint.js';
 import { createStateStore } from '../state/create.js';
 import type { RunManifest, ShardOutcome, StateStore } from '../state/types.js';
 import type { Logger } from '../util/log.js';
+import { workerFile } from '../util/paths.js';
 import { Progress } from './progress.js';
 import { filtersOf, type ProgressMessage, type ShardTaskInput } from './shard_task.js';
 
-const WORKER_FILE = fileURLToPath(new URL('../../workers/shard_worker.js', import.meta.url));
 
 export interface ExporterTotals { rows: number; files: number; bytes: number; removedStaleParts: number; deadLettered: number }
 
@@ -93,7 +92,7 @@ export async function runExport(config: Config, o: RunOptions, report: RunReport
     const state = await store.load();
     report.offsetBefore = state.offset;
     report.offsetAfter = state.offset;
-    pool = new Piscina({ filename: WORKER_FILE, minThreads: config.workers, maxThreads: config.workers, idleTimeout: 60_000 });
+    pool = new Piscina({ filename: workerFile(), minThreads: config.workers, maxThreads: config.workers, idleTimeout: 60_000 });
 
     let offset = state.offset;
     if (state.run) {

@@ -1,4 +1,4 @@
-import type pg from 'pg';
+import pg from 'pg';
 import { to as copyTo } from 'pg-copy-streams';
 import { CorruptRowError, RowBatchBuilder, type RowBatch } from './row_batch.js';
 
@@ -13,16 +13,39 @@ const HEADER_FIXED = SIGNATURE.length + 8; // flags int32 + extension length int
 export async function* readWithCopy(client: pg.Client, selectSql: string, fetchSize: number): AsyncGenerator<RowBatch> {
   const stream = client.query(copyTo(`COPY (${selectSql}) TO STDOUT (FORMAT binary)`));
   const parser = new CopyBinaryParser(fetchSize);
+  let completed = false;
+  const iterator = (stream as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
   try {
-    for await (const chunk of stream as AsyncIterable<Buffer>) {
-      const batches = parser.push(chunk);
+    for (let r = await iterator.next(); !r.done; r = await iterator.next()) {
+      const batches = parser.push(r.value);
       for (const b of batches) yield b;
     }
+    completed = true;
     const last = parser.end();
     if (last) yield last;
   } finally {
-    // Early exit (an exporter failed): stop the COPY instead of draining it.
-    if (!stream.destroyed) stream.destroy();
+    // The consumer stopped early (an exporter failed, or it was closed). COPY OUT cannot be
+    // stopped from the client side of the protocol, so cancel it on the server and read up to
+    // the resulting error: the connection is then ready for the next query.
+    if (!completed) await cancelCopy(client, iterator);
+  }
+}
+
+async function cancelCopy(client: pg.Client, iterator: AsyncIterator<Buffer>): Promise<void> {
+  const pid = (client as unknown as { processID: number }).processID;
+  const params = (client as unknown as { connectionParameters: pg.ClientConfig }).connectionParameters;
+  const canceller = new pg.Client(params);
+  canceller.on('error', () => {});
+  try {
+    await canceller.connect();
+    await canceller.query('SELECT pg_cancel_backend($1)', [pid]);
+  } finally {
+    await canceller.end().catch(() => {});
+  }
+  try {
+    while (!(await iterator.next()).done);
+  } catch {
+    // 57014 query_canceled: expected.
   }
 }
 

@@ -1,0 +1,97 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type pg from 'pg';
+import { CopyBinaryParser, readWithCopy } from '../src/source/copy_reader.js';
+import { readWithCursor } from '../src/source/cursor_reader.js';
+import { shardSelect } from '../src/source/query.js';
+import { describeTable, type SourceTable } from '../src/source/table.js';
+import type { RowBatch } from '../src/source/row_batch.js';
+import { KESTRA_COLUMNS } from '../src/config/schema.js';
+import { seedKestraLogs } from '../src/demo/seed.js';
+import { to as copyTo } from 'pg-copy-streams';
+import { freshDatabase } from './helpers/db.js';
+
+let client: pg.Client;
+let table: SourceTable;
+const noFilters = { logLevelFilter: undefined, namespace: undefined, tenantId: undefined };
+const all = { lo: { ts: '2000-01-01T00:00:00.000000Z', key: null }, hi: { ts: '2100-01-01T00:00:00.000000Z', key: null } };
+
+async function collect(gen: AsyncGenerator<RowBatch>) {
+  const out = { body: [] as Buffer[], keys: [] as string[], ts: [] as number[], batches: 0 };
+  for await (const b of gen) {
+    out.batches++;
+    out.body.push(b.body);
+    for (let i = 0; i < b.count; i++) {
+      out.keys.push(b.key(i));
+      out.ts.push(b.tsMicros[i]!);
+    }
+  }
+  return { ...out, bytes: Buffer.concat(out.body) };
+}
+
+beforeAll(async () => {
+  ({ client } = await freshDatabase('readers'));
+  await seedKestraLogs(client, { rows: 5000, start: '2026-01-01T00:00:00Z', spanSeconds: 3600, tieGroup: 7 });
+  table = await describeTable(client, { url: undefined, table: 'logs', columns: KESTRA_COLUMNS, stream: 'copy', fetchSize: 1000 });
+});
+afterAll(() => client.end());
+
+describe('COPY binary reader (fast path)', () => {
+  it('yields the same bytes, keys and times as the pg-query-stream path', async () => {
+    const sql = shardSelect(table, noFilters, all.lo, all.hi);
+    const fast = await collect(readWithCopy(client, sql, 700));
+    const simple = await collect(readWithCursor(client, sql, 700));
+    expect(fast.keys.length).toBe(5000);
+    expect(fast.bytes.equals(simple.bytes)).toBe(true);
+    expect(fast.keys).toEqual(simple.keys);
+    expect(fast.ts).toEqual(simple.ts);
+    const expected = await client.query<{ v: string }>(`SELECT value::text AS v FROM logs ORDER BY "timestamp", key COLLATE "C"`);
+    expect(fast.bytes.toString('utf8')).toBe(expected.rows.map((r) => `${r.v}\n`).join(''));
+  });
+
+  it('respects the batch size (the reader never holds more than one batch)', async () => {
+    const got = await collect(readWithCopy(client, shardSelect(table, noFilters, all.lo, all.hi), 512));
+    expect(got.batches).toBe(Math.ceil(5000 / 512));
+  });
+
+  it('parses a stream fed one byte at a time (rows split across every chunk boundary)', async () => {
+    const sql = shardSelect(table, noFilters, all.lo, all.hi);
+    const raw: Buffer[] = [];
+    const stream = client.query(copyTo(`COPY (${sql} LIMIT 300) TO STDOUT (FORMAT binary)`));
+    for await (const c of stream as AsyncIterable<Buffer>) raw.push(c);
+    const whole = Buffer.concat(raw);
+    const parser = new CopyBinaryParser(100);
+    const batches: RowBatch[] = [];
+    for (let i = 0; i < whole.length; i++) batches.push(...parser.push(whole.subarray(i, i + 1)));
+    const last = parser.end();
+    if (last) batches.push(last);
+    const bytes = Buffer.concat(batches.map((b) => b.body));
+    const reference = await collect(readWithCursor(client, `${sql} LIMIT 300`, 100));
+    expect(bytes.equals(reference.bytes)).toBe(true);
+  });
+
+  it('stops early when the consumer stops (close)', async () => {
+    const gen = readWithCopy(client, shardSelect(table, noFilters, all.lo, all.hi), 100);
+    const first = await gen.next();
+    expect(first.value?.count).toBe(100);
+    await gen.return(undefined);
+    // The connection is usable again right away.
+    expect((await client.query('SELECT 1 AS one')).rows[0].one).toBe(1);
+  });
+
+  it('carries a 16 MB message intact', async () => {
+    const big = 'x'.repeat(16 * 1024 * 1024 - 7) + 'é✓🚀';
+    await client.query(`INSERT INTO logs (key, value) VALUES ('huge', jsonb_build_object('namespace','n','flowId','f','level','INFO','timestamp','2030-01-01T00:00:00Z','message', $1::text))`, [big]);
+    const got = await collect(readWithCopy(client, shardSelect(table, noFilters, { ts: '2030-01-01T00:00:00.000000Z', key: null }, all.hi), 10));
+    expect(got.keys).toEqual(['huge']);
+    expect(JSON.parse(got.bytes.toString('utf8')).message).toBe(big);
+    await client.query(`DELETE FROM logs WHERE key = 'huge'`);
+  });
+
+  it('names the row when a body is NULL (error)', async () => {
+    await client.query(`CREATE TABLE nullable (id text PRIMARY KEY, ts timestamptz NOT NULL, body jsonb)`);
+    await client.query(`INSERT INTO nullable VALUES ('ok-1', '2026-01-01', '{"a":1}'), ('bad-2', '2026-01-01 00:00:01', NULL)`);
+    const t = await describeTable(client, { url: undefined, table: 'nullable', stream: 'copy', fetchSize: 10, columns: { timestamp: 'ts', key: 'id', body: 'body', level: null, namespace: null, tenant: null, deleted: undefined } });
+    await expect(collect(readWithCopy(client, shardSelect(t, noFilters, all.lo, all.hi), 10))).rejects.toThrow('row key="bad-2": body is NULL');
+    await expect(collect(readWithCursor(client, shardSelect(t, noFilters, all.lo, all.hi), 10))).rejects.toThrow('row key="bad-2": body is NULL');
+  });
+});
