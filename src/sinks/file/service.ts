@@ -36,6 +36,11 @@ export class FileService implements ObjectService {
     const temp = path.join(dir, `.${path.basename(final)}.${process.pid}${TEMP_SUFFIX}`);
     await fsp.mkdir(dir, { recursive: true });
     const sink = fs.createWriteStream(temp, { highWaterMark: 1024 * 1024 });
+    // Surface EACCES/ENOSPC-at-open here, naming the file, rather than mid-pipeline.
+    await new Promise<void>((resolve, reject) => {
+      sink.once('ready', resolve);
+      sink.once('error', (err) => reject(new RunError(`${this.label}: cannot create ${final}: ${(err as NodeJS.ErrnoException).code ?? err}`)));
+    });
     return {
       sink,
       async commit() {

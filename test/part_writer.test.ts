@@ -1,0 +1,105 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { RotatingPartWriter } from '../src/sinks/part_writer.js';
+import { FileService } from '../src/sinks/file/service.js';
+import { RowBatchBuilder, type RowBatch } from '../src/source/row_batch.js';
+import { shardId, tsToMicros, microsToTs } from '../src/plan/keyset.js';
+import type { OutputOptions } from '../src/config/types.js';
+import type { ShardSpec } from '../src/plan/shards.js';
+import { docsOfFile, listParts, listTempFiles, normalize, tempDir } from './helpers/cli.js';
+
+const lo = { ts: '2026-03-01T22:30:00.000000Z', key: null };
+const hi = { ts: '2026-03-02T02:00:00.000000Z', key: null };
+const shard: ShardSpec = { index: 0, id: shardId('k', lo, hi), lo, hi, estimatedRows: 0 };
+
+/** n rows, one every `everySeconds`, starting at lo. */
+function batchOf(n: number, everySeconds = 1, fill = ''): RowBatch {
+  const b = new RowBatchBuilder(n + 1, 1 << 30);
+  const start = tsToMicros(lo.ts);
+  for (let i = 0; i < n; i++) b.addStrings(`k${i}`, start + i * everySeconds * 1e6, JSON.stringify({ i, msg: `row ${i} ✓${fill}` }));
+  return b.take();
+}
+
+function options(over: Partial<OutputOptions>): OutputOptions {
+  return {
+    format: 'NDJSON', compression: 'gzip', compressionLevel: 1, maxLinesPerFile: 100, maxBytesPerFile: 1 << 30,
+    logFilePrefix: 'logs', keyTemplate: '{prefix}-{shard}-{part}.{ext}', ...over,
+  };
+}
+
+async function writeShard(dir: string, opts: OutputOptions, batches: RowBatch[]) {
+  const w = new RotatingPartWriter('exp', opts, new FileService('exp', dir), shard);
+  for (const b of batches) await w.write(b);
+  return w.finish();
+}
+
+describe('rotation and naming', () => {
+  it('rotates at maxLinesPerFile with deterministic, numbered names', async () => {
+    const dir = tempDir('rotate');
+    const result = await writeShard(dir, options({ maxLinesPerFile: 40 }), [batchOf(70), batchOf(30)]);
+    expect(result.parts.map((p) => p.rows)).toEqual([40, 40, 20]);
+    expect(result.parts.map((p) => p.name)).toEqual([1, 2, 3].map((n) => `logs-${shard.id}-0000${n}.ndjson.gz`));
+    expect(listParts(dir).map((f) => path.basename(f))).toEqual(result.parts.map((p) => p.name));
+    expect(result.parts[0]!.minTs).toBe(microsToTs(tsToMicros(lo.ts)));
+    expect(result.bytes).toBe(listParts(dir).reduce((s, f) => s + fs.statSync(f).size, 0));
+  });
+
+  it('rotates at maxBytesPerFile on uncompressed bytes, and gives an oversized row its own file', async () => {
+    const dir = tempDir('bytes');
+    const rows = batchOf(10, 1, 'x'.repeat(80)); // ~100 bytes a row
+    const big = new RowBatchBuilder(2, 1 << 30);
+    big.addStrings('huge', tsToMicros(lo.ts) + 20e6, JSON.stringify({ msg: 'y'.repeat(5000) }));
+    const result = await writeShard(dir, options({ maxBytesPerFile: 350, compression: 'none' }), [rows, big.take()]);
+    for (const f of listParts(dir)) expect(fs.statSync(f).size <= 350 || docsOfFile(f).length === 1).toBe(true);
+    expect(result.parts.reduce((s, p) => s + p.rows, 0)).toBe(11);
+    expect(result.parts.at(-1)!.rows).toBe(1);
+  });
+
+  it('writes a JSON array per file that parses back to the same documents', async () => {
+    const dir = tempDir('json');
+    const batch = batchOf(25);
+    await writeShard(dir, options({ format: 'JSON', maxLinesPerFile: 10, compression: 'zstd' }), [batch]);
+    const files = listParts(dir);
+    expect(files.every((f) => f.endsWith('.json.zst'))).toBe(true);
+    const docs = files.flatMap(docsOfFile);
+    expect(docs).toEqual(Array.from({ length: 25 }, (_, i) => normalize(batch.doc(i).toString())));
+  });
+
+  it('starts a new file at each event-time hour when the template names {hour}', async () => {
+    const dir = tempDir('hourly');
+    const tpl = '{prefix}/dt={date}/hour={hour}/{prefix}-{shard}-{part}.{ext}';
+    const result = await writeShard(dir, options({ keyTemplate: tpl }), [batchOf(8, 1800)]); // 22:30 .. 02:00
+    expect(result.parts.map((p) => p.name)).toEqual([
+      `logs/dt=2026-03-01/hour=22/logs-${shard.id}-00001.ndjson.gz`,
+      `logs/dt=2026-03-01/hour=23/logs-${shard.id}-00002.ndjson.gz`,
+      `logs/dt=2026-03-02/hour=00/logs-${shard.id}-00003.ndjson.gz`,
+      `logs/dt=2026-03-02/hour=01/logs-${shard.id}-00004.ndjson.gz`,
+      `logs/dt=2026-03-02/hour=02/logs-${shard.id}-00005.ndjson.gz`,
+    ]);
+    expect(result.parts.map((p) => p.rows)).toEqual([1, 2, 2, 2, 1]);
+  });
+});
+
+describe('a shard rerun leaves exactly its final attempt', () => {
+  it('removes parts and temp files an earlier attempt left behind', async () => {
+    const dir = tempDir('stale');
+    await writeShard(dir, options({ maxLinesPerFile: 10 }), [batchOf(50)]); // 5 parts
+    fs.writeFileSync(path.join(dir, `.logs-${shard.id}-00009.ndjson.gz.4242.tmp`), 'half-written');
+    fs.writeFileSync(path.join(dir, 'logs-other-shard-00001.ndjson.gz'), 'not ours');
+    const result = await writeShard(dir, options({ maxLinesPerFile: 25 }), [batchOf(50)]); // 2 parts
+    expect(result.removed.sort()).toEqual([`.logs-${shard.id}-00009.ndjson.gz.4242.tmp`, `logs-${shard.id}-00003.ndjson.gz`, `logs-${shard.id}-00004.ndjson.gz`, `logs-${shard.id}-00005.ndjson.gz`]);
+    expect(listParts(dir).map((f) => path.basename(f))).toEqual([`logs-${shard.id}-00001.ndjson.gz`, `logs-${shard.id}-00002.ndjson.gz`, 'logs-other-shard-00001.ndjson.gz']);
+    expect(listTempFiles(dir)).toEqual([]);
+  });
+
+  it('abort leaves no file behind', async () => {
+    const dir = tempDir('abort');
+    const w = new RotatingPartWriter('exp', options({ maxLinesPerFile: 1000 }), new FileService('exp', dir), shard);
+    await w.write(batchOf(10));
+    expect(listTempFiles(dir)).toHaveLength(1);
+    await w.abort();
+    expect(listTempFiles(dir)).toEqual([]);
+    expect(listParts(dir)).toEqual([]);
+  });
+});
