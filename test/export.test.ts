@@ -227,6 +227,33 @@ describe('errors are one line, name the problem, and leak no secret', () => {
     expect((await runCli(['demo', '--rows', 'many'])).stderr).toBe('logship: --rows: must be a positive number (got "many")\n');
   });
 
+  it('a row that is not valid UTF-8 fails the run naming the row, and the offset does not move (exit 1)', async () => {
+    const admin = s.client;
+    const name = `t_sqlascii_${process.pid}`;
+    await admin.query(`CREATE DATABASE ${name} ENCODING 'SQL_ASCII' TEMPLATE template0 LC_COLLATE 'C' LC_CTYPE 'C'`);
+    const url = s.url.replace(/\/[^/]+$/, `/${name}`);
+    const { default: pgmod } = await import('pg');
+    const c = new pgmod.Client({ connectionString: url, client_encoding: 'SQL_ASCII' } as never);
+    await c.connect();
+    await c.query(`CREATE TABLE events (id text PRIMARY KEY, ts timestamptz NOT NULL, msg text)`);
+    await c.query(`INSERT INTO events SELECT 'ok-' || g, now() - interval '10 minutes' + g * interval '1 ms', 'fine ' || g FROM generate_series(1, 50) g`);
+    await c.query(`INSERT INTO events VALUES ('bad-row-7', now() - interval '9 minutes', convert_from('\\x6869ff'::bytea, 'SQL_ASCII'))`);
+    await c.end();
+    const cfg = writeConfig(s.dir, {
+      source: { url, table: 'events', columns: { timestamp: 'ts', key: 'id', level: null, namespace: null, tenant: null, body: 'msg' } },
+      lookbackPeriod: 'P1D', workers: 1, state: { type: 'file', path: path.join(s.dir, 'utf8-state.json') },
+      logExporters: [{ id: 'files', type: 'file', directory: path.join(s.dir, 'utf8-out') }],
+    }, 'utf8.yaml');
+    const r = await runCli(['run', '--config', cfg]);
+    expect(r.code).toBe(1);
+    expect(r.stderr.split('\n').filter((l) => l.startsWith('logship:'))).toEqual([
+      expect.stringMatching(/^logship: shard 0 \(\S+\): row key="bad-row-7": body is not valid UTF-8; the offset stays at the last fully exported shard and a rerun resumes from there$/),
+    ]);
+    const state = JSON.parse((await runCli(['state', '--config', cfg, '--json'])).stdout);
+    expect(state.offset).toBeNull();
+    expect(listParts(path.join(s.dir, 'utf8-out'))).toEqual([]);
+  });
+
   it('an unwritable output directory fails before any work (exit 1)', async () => {
     const blocker = path.join(s.dir, 'blocker');
     fs.writeFileSync(blocker, 'a file where a directory should be');

@@ -4,6 +4,7 @@ import type { Config } from '../config/types.js';
 import { connectSource } from '../source/connection.js';
 import { readWithCopy } from '../source/copy_reader.js';
 import { readWithCursor } from '../source/cursor_reader.js';
+import { findNonUtf8Row, INVALID_ENCODING } from '../source/diagnose.js';
 import { shardDelete, shardSelect, type Filters } from '../source/query.js';
 import type { SourceTable } from '../source/table.js';
 import type { ShardSpec } from '../plan/shards.js';
@@ -101,6 +102,9 @@ export async function exportShard(input: ShardTaskInput): Promise<ShardOutcome> 
       const broken = client;
       client = null;
       await broken.end().catch(() => {});
+    }
+    if ((err as { code?: string }).code === INVALID_ENCODING) {
+      throw (await findNonUtf8Row(config.source.url, table, filters, shard.lo, shard.hi).catch(() => null)) ?? err;
     }
     throw err;
   } finally {
