@@ -39,7 +39,20 @@ const cases: [string, unknown, string | RegExp][] = [
   ['a misspelt top-level option', { ...base(), lookback: 'P1D' }, /^lookback: unknown option/],
   ['no exporters', { logExporters: [] }, 'logExporters: must list at least one exporter'],
   ['a duplicate exporter id', { logExporters: [{ id: 'a', type: 'file' }, { id: 'a', type: 'file' }] }, 'logExporters[1].id: duplicate exporter id "a"'],
-  ['an exporter type not built yet', { logExporters: [{ id: 'a', type: 'io.kestra.plugin.ee.gcp.gcs.LogExporter' }] }, 'logExporters[0].type: not supported yet: io.kestra.plugin.ee.gcp.gcs.LogExporter'],
+  ['an exporter type not built yet', { logExporters: [{ id: 'a', type: 'io.kestra.plugin.ee.opensearch.LogExporter' }] }, 'logExporters[0].type: not supported yet: io.kestra.plugin.ee.opensearch.LogExporter'],
+  ['an S3 exporter without a bucket', { logExporters: [{ id: 'a', type: 's3' }] }, 'logExporters[0].bucket: is required'],
+  ['an S3 part below 5 MiB', { logExporters: [{ id: 'a', type: 's3', bucket: 'b', partSize: '1MB' }] }, 'logExporters[0].partSize: must be at least 5MiB (the S3 minimum part size)'],
+  ['an S3 access key without its secret', { logExporters: [{ id: 'a', type: 's3', bucket: 'b', accessKeyId: 'AK' }] }, 'logExporters[0].secretKeyId: accessKeyId and secretKeyId go together (omit both for the default AWS credential chain)'],
+  ['an endpoint that is not a URL', { logExporters: [{ id: 'a', type: 's3', bucket: 'b', endpoint: 'localhost:9000' }] }, 'logExporters[0].endpoint: must be an http:// or https:// URL (got "localhost:9000")'],
+  ['too many request attempts', { logExporters: [{ id: 'a', type: 's3', bucket: 'b', maxAttempts: 50 }] }, 'logExporters[0].maxAttempts: must be an integer from 1 to 20 (got 50)'],
+  ['a GCS chunk that is not a 256 KiB multiple', { logExporters: [{ id: 'a', type: 'gcs', bucket: 'b', chunkSize: 1000000 }] }, 'logExporters[0].chunkSize: must be a multiple of 256KiB (a GCS resumable-upload rule)'],
+  ['a GCS service account that is not JSON', { logExporters: [{ id: 'a', type: 'gcs', bucket: 'b', serviceAccount: 'not json' }] }, 'logExporters[0].serviceAccount: must be a service-account key in JSON (with client_email and private_key)'],
+  ['an Azure exporter without credentials', { logExporters: [{ id: 'a', type: 'azure-blob', containerName: 'c' }] }, 'logExporters[0].connectionString: give one of connectionString, sasToken, sharedKeyAccountName+sharedKeyAccountAccessKey, or tenantId+clientId+clientSecret'],
+  ['an Azure exporter with two credentials', { logExporters: [{ id: 'a', type: 'azure-blob', containerName: 'c', connectionString: 'x', sasToken: 'y' }] }, 'logExporters[0].sasToken: choose one way to authenticate (got connectionString and sasToken)'],
+  ['an Azure SAS token without endpoint', { logExporters: [{ id: 'a', type: 'azure-blob', containerName: 'c', sasToken: 'sv=1' }] }, 'logExporters[0].endpoint: is required unless connectionString is given'],
+  ['an Azure shared key name without key', { logExporters: [{ id: 'a', type: 'azure-blob', containerName: 'c', endpoint: 'https://a.blob.core.windows.net', sharedKeyAccountName: 'a' }] }, 'logExporters[0].sharedKeyAccountAccessKey: is required with sharedKeyAccountName'],
+  ['an Azure tenant without client', { logExporters: [{ id: 'a', type: 'azure-blob', containerName: 'c', endpoint: 'https://a.blob.core.windows.net', tenantId: 't' }] }, 'logExporters[0].clientId: is required with tenantId'],
+  ['too many shard attempts', { ...base(), shardAttempts: 0 }, 'shardAttempts: must be an integer from 1 to 20 (got 0)'],
   ['an unknown exporter type', { logExporters: [{ id: 'a', type: 'carrier-pigeon' }] }, /^logExporters\[0\]\.type: not supported yet: carrier-pigeon \(supported: file, /],
   ['Kestra ION format', withExporter({ format: 'ION' }), 'logExporters[0].format: not supported yet: ION (use NDJSON or JSON)'],
   ['Parquet before it lands', withExporter({ format: 'PARQUET' }), 'logExporters[0].format: not supported yet: PARQUET (use NDJSON or JSON)'],
@@ -83,11 +96,21 @@ describe('Kestra flows', () => {
     expect(config.logExporters[0]).toMatchObject({ id: 'local', type: 'file', format: 'JSON', maxLinesPerFile: 50000, logFilePrefix: 'team-logs' });
   });
 
-  it('rejects exporters not built yet with the task path', () => {
+  it('rejects the exporter not built yet, naming its path in the flow', () => {
     const env = { AWS_ACCESS_KEY_ID: 'AKIAEXAMPLE', AWS_SECRET_KEY_ID: 'secret-example', ES_PASSWORD: 'pw-example' };
     expect(() => loadConfigFile(path.join(flowDir, 'multi-exporter.yaml'), { secrets: { env, secretsDir: undefined } })).toThrow(
-      'tasks[0].logExporters[0].type: not supported yet: io.kestra.plugin.ee.aws.s3.LogExporter',
+      'tasks[0].logExporters[1].type: not supported yet: io.kestra.plugin.elasticsearch.LogExporter',
     );
+  });
+
+  it('maps a Kestra S3 exporter with its secrets', () => {
+    const env = { AWS_ACCESS_KEY_ID: 'AKIAEXAMPLE', AWS_SECRET_KEY_ID: 'secret-example' };
+    const flow = fs.readFileSync(path.join(flowDir, 'multi-exporter.yaml'), 'utf8').replace(/      - id: search[\s\S]*$/, '');
+    const config = loadConfigText(flow, { secrets: { env, secretsDir: undefined } });
+    expect(config.logExporters[0]).toMatchObject({
+      id: 'archive', type: 's3', bucket: 'log-archive', region: 'eu-west-2', accessKeyId: 'AKIAEXAMPLE', secretKeyId: 'secret-example',
+      format: 'JSON', logFilePrefix: 'kestra-log-file', maxLinesPerFile: 1000000, keyTemplate: '{prefix}/dt={date}/hour={hour}/{prefix}-{shard}-{part}.{ext}',
+    });
   });
 
   it('names the task path for unknown task properties', () => {

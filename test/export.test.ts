@@ -170,7 +170,7 @@ describe('Kestra flows as users write them', () => {
       cwd: s.dir, env: { LOGSHIP_SOURCE_URL: s.url, AWS_ACCESS_KEY_ID: 'AKIA-TEST', AWS_SECRET_KEY_ID: 'very-secret-key', ES_PASSWORD: 'es-password-1' },
     });
     expect(r.code).toBe(2);
-    expect(r.stderr).toBe('logship: tasks[0].logExporters[0].type: not supported yet: io.kestra.plugin.ee.aws.s3.LogExporter\n');
+    expect(r.stderr).toBe('logship: tasks[0].logExporters[1].type: not supported yet: io.kestra.plugin.elasticsearch.LogExporter\n');
   });
 });
 

@@ -80,6 +80,7 @@ export function parseConfig(value: unknown): Config {
   const safetyLag = r.duration('safetyLag', 'PT30S');
   const workers = r.integer('workers', Math.max(1, os.availableParallelism()), 1, 256);
   const rowsPerShard = r.integer('rowsPerShard', 1_000_000, 1000);
+  const shardAttempts = r.integer('shardAttempts', 3, 1, 20);
   const state = parseState(r.child('state'));
   const list = r.list('logExporters');
   if (!list || list.length === 0) throw new ConfigError('logExporters', 'must list at least one exporter');
@@ -100,5 +101,5 @@ export function parseConfig(value: unknown): Config {
   if (tenantId && source.columns.tenant === null) {
     throw new ConfigError('tenantId', 'the source has no tenant column (source.columns.tenant is null)');
   }
-  return { source, logLevelFilter, lookbackPeriod, namespace, tenantId, offsetKey, delete: del, safetyLag, workers, rowsPerShard, state, logExporters };
+  return { source, logLevelFilter, lookbackPeriod, namespace, tenantId, offsetKey, delete: del, safetyLag, workers, rowsPerShard, shardAttempts, state, logExporters };
 }

@@ -47,7 +47,54 @@ export interface FileExporterConfig extends OutputOptions {
   directory: string;
 }
 
-export type ExporterConfig = FileExporterConfig;
+/** Options shared by the object-store exporters. */
+export interface ObjectStoreOptions extends OutputOptions {
+  id: string;
+  /** Attempts per request, retried by the SDK with exponential backoff and jitter. */
+  maxAttempts: number;
+}
+
+export interface S3ExporterConfig extends ObjectStoreOptions {
+  type: 's3';
+  bucket: string;
+  region: string;
+  accessKeyId: string | undefined;
+  secretKeyId: string | undefined;
+  sessionToken: string | undefined;
+  endpoint: string | undefined;
+  forcePathStyle: boolean;
+  /** Multipart part size and parts in flight: memory per upload is about partSize x (queueSize + 1). */
+  partSize: number;
+  queueSize: number;
+}
+
+export interface GcsExporterConfig extends ObjectStoreOptions {
+  type: 'gcs';
+  bucket: string;
+  projectId: string | undefined;
+  serviceAccount: string | undefined;
+  endpoint: string | undefined;
+  /** Resumable-upload chunk size (a multiple of 256 KiB); the client buffers one chunk. */
+  chunkSize: number;
+}
+
+export interface AzureBlobExporterConfig extends ObjectStoreOptions {
+  type: 'azure-blob';
+  endpoint: string | undefined;
+  containerName: string;
+  connectionString: string | undefined;
+  sasToken: string | undefined;
+  sharedKeyAccountName: string | undefined;
+  sharedKeyAccountAccessKey: string | undefined;
+  tenantId: string | undefined;
+  clientId: string | undefined;
+  clientSecret: string | undefined;
+  blockSize: number;
+  concurrency: number;
+}
+
+export type ObjectStoreConfig = S3ExporterConfig | GcsExporterConfig | AzureBlobExporterConfig;
+export type ExporterConfig = FileExporterConfig | ObjectStoreConfig;
 
 export interface Config {
   source: SourceConfig;
@@ -60,6 +107,8 @@ export interface Config {
   safetyLag: string;
   workers: number;
   rowsPerShard: number;
+  /** Tries per shard before the run fails; transient failures only. */
+  shardAttempts: number;
   state: StateConfig;
   logExporters: ExporterConfig[];
 }

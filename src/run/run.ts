@@ -6,7 +6,7 @@ import { errorMessage, RunError } from '../config/errors.js';
 import type { Config } from '../config/types.js';
 import { assertCompressionAvailable } from '../encode/compress.js';
 import type { Bound } from '../plan/keyset.js';
-import { planShards, type ShardPlan } from '../plan/shards.js';
+import { planShards, type ShardPlan, type ShardSpec } from '../plan/shards.js';
 import { computeWindow, type ExportWindow } from '../plan/window.js';
 import { connectSource } from '../source/connection.js';
 import { describeTable, type SourceTable } from '../source/table.js';
@@ -16,6 +16,8 @@ import { checkpointOffset } from '../state/checkpoint.js';
 import { createStateStore } from '../state/create.js';
 import type { RunManifest, ShardOutcome, StateStore } from '../state/types.js';
 import type { Logger } from '../util/log.js';
+import { redact } from '../config/secrets.js';
+import { shardRetryDecision, withRetries } from './retry.js';
 import { workerFile } from '../util/paths.js';
 import { Progress } from './progress.js';
 import { filtersOf, type ProgressMessage, type ShardTaskInput } from './shard_task.js';
@@ -153,14 +155,28 @@ async function executeRun(
   let checkpoints: Promise<void> = Promise.resolve();
   let next = 0;
 
+  /** One attempt on a worker thread, with its own progress channel (a port transfers only once). */
+  const attemptShard = async (shard: ShardSpec): Promise<ShardOutcome> => {
+    const channel = new MessageChannel();
+    channel.port1.on('message', (m: ProgressMessage) => o.progress.update(m.shard, m.rows));
+    try {
+      const input: ShardTaskInput = { config, table, shard, runId: run.runId, progress: channel.port2 };
+      return await pool.run(input, { transferList: [channel.port2] });
+    } finally {
+      channel.port1.close();
+    }
+  };
+
   const runOne = async (): Promise<void> => {
     while (failure === null && next < todo.length) {
       const shard = todo[next++]!;
-      const channel = new MessageChannel();
-      channel.port1.on('message', (m: ProgressMessage) => o.progress.update(m.shard, m.rows));
-      const input: ShardTaskInput = { config, table, shard, runId: run.runId, progress: channel.port2 };
       try {
-        const outcome: ShardOutcome = await pool.run(input, { transferList: [channel.port2] });
+        const outcome = await withRetries(
+          { attempts: config.shardAttempts, firstDelayMs: 1000, maxDelayMs: 30_000 },
+          (err) => failure === null && shardRetryDecision(err) === 'retry',
+          () => attemptShard(shard),
+          (err, n) => o.log.warn({ shard: shard.index, attempt: n, error: redact(errorMessage(err)) }, 'shard failed; retrying it (a shard rerun overwrites its own parts)'),
+        );
         done.set(shard.index, outcome);
         const offset = checkpointOffset(run, done);
         checkpoints = checkpoints.then(() => store.shardDone(run.runId, shard.index, outcome, offset));
@@ -173,8 +189,6 @@ async function executeRun(
         o.log.debug({ shard: shard.index, rows: outcome.rows }, 'shard done');
       } catch (err) {
         failure ??= err;
-      } finally {
-        channel.port1.close();
       }
     }
   };

@@ -55,6 +55,23 @@ export class RotatingPartWriter implements ShardWriter {
   }
 
   async write(batch: RowBatch): Promise<void> {
+    try {
+      await this.writeRows(batch);
+    } catch (err) {
+      throw this.withContext(err);
+    }
+  }
+
+  /** Names the destination and object in errors that arrive raw through the byte pipeline. */
+  private withContext(err: unknown): Error {
+    const e = err instanceof Error ? err : new Error(String(err));
+    if (e.message.startsWith(this.service.label)) return e;
+    const wrapped = new Error(`${this.service.label}: writing ${this.part?.name ?? 'a part'} failed: ${e.message}`);
+    wrapped.name = e.name;
+    return wrapped;
+  }
+
+  private async writeRows(batch: RowBatch): Promise<void> {
     let i = 0;
     while (i < batch.count) {
       if (!this.part) await this.openPart(batch.tsMicros[i]!);
@@ -79,7 +96,11 @@ export class RotatingPartWriter implements ShardWriter {
   }
 
   async finish(): Promise<ExporterShardResult> {
-    if (this.part) await this.commitPart();
+    try {
+      if (this.part) await this.commitPart();
+    } catch (err) {
+      throw this.withContext(err);
+    }
     const keep = new Set(this.written.map((p) => p.name));
     const removed = await this.service.removeStale(this.namer.shardPrefixes(this.shard), keep, this.namer.shardPattern());
     return {
@@ -152,9 +173,7 @@ export class RotatingPartWriter implements ShardWriter {
     const part = this.part!;
     const tail = this.encoder.tail(part.rows === 0);
     if (tail) part.compressor.write(tail);
-    part.compressor.end();
-    await part.flowing;
-    await part.upload.commit({
+    part.upload.finalMeta({
       exporterId: this.exporterId,
       shardId: this.shard.id,
       rows: part.rows,
@@ -163,6 +182,9 @@ export class RotatingPartWriter implements ShardWriter {
       contentType: this.encoder.contentType,
       contentEncoding: CONTENT_ENCODING[this.options.compression],
     });
+    part.compressor.end();
+    await part.flowing;
+    await part.upload.commit();
     this.written.push({ name: part.name, rows: part.rows, bytes: part.storedBytes, minTs: microsToTs(part.minTs), maxTs: microsToTs(part.maxTs) });
     this.part = null;
   }

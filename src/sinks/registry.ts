@@ -1,20 +1,25 @@
 import { ConfigError } from '../config/errors.js';
 import { OptionReader } from '../config/reader.js';
 import type { ExporterConfig } from '../config/types.js';
+import { AZURE_TYPES, parseAzureBlobExporter } from './azure_blob/config.js';
 import { FILE_TYPES, parseFileExporter } from './file/config.js';
+import { GCS_TYPES, parseGcsExporter } from './gcs/config.js';
+import { S3_TYPES, parseS3Exporter } from './s3/config.js';
 
 interface ExporterKind {
   types: string[];
   parse(r: OptionReader, id: string): ExporterConfig;
 }
 
-const KINDS: ExporterKind[] = [{ types: FILE_TYPES, parse: parseFileExporter }];
+const KINDS: ExporterKind[] = [
+  { types: FILE_TYPES, parse: parseFileExporter },
+  { types: S3_TYPES, parse: parseS3Exporter },
+  { types: GCS_TYPES, parse: parseGcsExporter },
+  { types: AZURE_TYPES, parse: parseAzureBlobExporter },
+];
 
 /** Exporter types Kestra has that logship recognises but has not built yet. */
 const PLANNED = [
-  's3', 'io.kestra.plugin.ee.aws.s3.LogExporter',
-  'gcs', 'io.kestra.plugin.ee.gcp.gcs.LogExporter',
-  'azure-blob', 'io.kestra.plugin.ee.azure.storage.LogExporter',
   'elasticsearch', 'io.kestra.plugin.elasticsearch.LogExporter', 'io.kestra.plugin.ee.elasticsearch.LogExporter',
   'opensearch', 'io.kestra.plugin.ee.opensearch.LogExporter',
 ];

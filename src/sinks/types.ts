@@ -50,7 +50,10 @@ export interface PartMeta {
 /** A part being written: compressed bytes go to `sink`; it becomes visible only on commit. */
 export interface PartUpload {
   readonly sink: Writable;
-  commit(meta: PartMeta): Promise<void>;
+  /** The part's final description, given before `sink` ends (S3 sends small objects' metadata then). */
+  finalMeta(meta: PartMeta): void;
+  /** Resolves once the destination confirmed the complete part, after `sink` finished. */
+  commit(): Promise<void>;
   abort(): Promise<void>;
 }
 

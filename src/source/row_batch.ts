@@ -35,7 +35,9 @@ export class RowBatch {
   }
 }
 
-export class CorruptRowError extends Error {}
+export class CorruptRowError extends Error {
+  override readonly name = 'CorruptRowError';
+}
 
 const NEWLINE = 0x0a;
 

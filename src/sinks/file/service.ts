@@ -43,6 +43,7 @@ export class FileService implements ObjectService {
     });
     return {
       sink,
+      finalMeta() {},
       async commit() {
         // The pipeline has closed the file; make its bytes and then its name durable before
         // the shard may be checkpointed.

@@ -1,0 +1,238 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash, randomUUID } from 'node:crypto';
+import fs from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { CRC32C } from '@google-cloud/storage';
+import S3rver from 's3rver';
+import { freePort } from '../../src/demo/embedded_pg.js';
+
+export interface Running { endpoint: string; stop(): Promise<void> }
+
+/** s3rver: an S3-compatible server (multipart included) on a free port. */
+export async function startS3(buckets: string[]): Promise<Running> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'logship-s3-'));
+  const server = new S3rver({ port: 0, address: '127.0.0.1', silent: true, directory: dir, configureBuckets: buckets.map((name) => ({ name })) });
+  const { port } = (await server.run()) as net.AddressInfo;
+  return {
+    endpoint: `http://127.0.0.1:${port}`,
+    async stop() {
+      await server.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export const AZURITE_ACCOUNT = 'devstoreaccount1';
+export const AZURITE_KEY = 'Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==';
+
+export function azuriteConnectionString(endpoint: string): string {
+  return `DefaultEndpointsProtocol=http;AccountName=${AZURITE_ACCOUNT};AccountKey=${AZURITE_KEY};BlobEndpoint=${endpoint}/${AZURITE_ACCOUNT};`;
+}
+
+/** azurite's blob service, run from the npm package as a child process. */
+export async function startAzurite(): Promise<Running> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'logship-azurite-'));
+  const port = await freePort();
+  const main = fileURLToPath(new URL('../../node_modules/azurite/dist/src/blob/main.js', import.meta.url));
+  const child: ChildProcess = spawn(process.execPath, [main, '--blobHost', '127.0.0.1', '--blobPort', String(port), '--location', dir, '--skipApiVersionCheck', '--disableTelemetry', '--silent', '--loose'], { stdio: 'ignore' });
+  await waitForPort(port);
+  return {
+    endpoint: `http://127.0.0.1:${port}`,
+    async stop() {
+      child.kill('SIGTERM');
+      await new Promise((r) => child.once('exit', r));
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+async function waitForPort(port: number, timeoutMs = 30_000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = net.connect(port, '127.0.0.1', () => {
+        s.end();
+        resolve(true);
+      });
+      s.on('error', () => resolve(false));
+    });
+    if (ok) return;
+    if (Date.now() > until) throw new Error(`nothing listening on ${port}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+interface GcsObject { name: string; data: Buffer; contentType?: string; contentEncoding?: string; metadata: Record<string, string>; generation: number }
+
+/**
+ * A local server for the GCS JSON API endpoints @google-cloud/storage uses here: bucket get,
+ * resumable uploads (init, chunked PUT with 308 and Range, final PUT), object get/patch/list/
+ * delete and media download, with crc32c and md5Hash as the client validates them. No GCS
+ * emulator installs offline (the firebase one needs Java 21).
+ */
+export async function startFakeGcs(buckets: string[]): Promise<Running & { objects: Map<string, GcsObject>; failNext: (n: number, status?: number) => void }> {
+  const objects = new Map<string, GcsObject>();
+  const uploads = new Map<string, { bucket: string; name: string; meta: Record<string, unknown>; chunks: Buffer[]; received: number }>();
+  let failures = 0;
+  let failStatus = 503;
+  let generation = 1;
+  let base = '';
+
+  const resource = (bucket: string, o: GcsObject) => {
+    const crc = new CRC32C();
+    crc.update(o.data);
+    return {
+      kind: 'storage#object', id: `${bucket}/${o.name}/${o.generation}`, name: o.name, bucket, generation: String(o.generation), metageneration: '1',
+      contentType: o.contentType, contentEncoding: o.contentEncoding, size: String(o.data.length),
+      md5Hash: createHash('md5').update(o.data).digest('base64'), crc32c: crc.toString(), metadata: o.metadata,
+      timeCreated: new Date().toISOString(), updated: new Date().toISOString(),
+    };
+  };
+  const json = (res: http.ServerResponse, status: number, body: unknown) => {
+    res.writeHead(status, { 'content-type': 'application/json' });
+    res.end(JSON.stringify(body));
+  };
+  const readBody = (req: http.IncomingMessage) => new Promise<Buffer>((resolve, reject) => {
+    const parts: Buffer[] = [];
+    req.on('data', (c: Buffer) => parts.push(c));
+    req.on('end', () => resolve(Buffer.concat(parts)));
+    req.on('error', reject);
+  });
+
+  const server = http.createServer(async (req, res) => {
+    const url = new URL(req.url!, base);
+    const body = await readBody(req);
+    if (failures > 0 && !(req.method === 'GET' && /^\/storage\/v1\/b\/[^/]+$/.test(url.pathname))) {
+      failures--;
+      return json(res, failStatus, { error: { code: failStatus, message: 'injected failure' } });
+    }
+    let m: RegExpMatchArray | null;
+    if (req.method === 'GET' && (m = url.pathname.match(/^\/storage\/v1\/b\/([^/]+)$/))) {
+      return buckets.includes(m[1]!) ? json(res, 200, { kind: 'storage#bucket', name: m[1] }) : json(res, 404, { error: { code: 404, message: 'The specified bucket does not exist.' } });
+    }
+    if ((m = url.pathname.match(/^\/upload\/storage\/v1\/b\/([^/]+)\/o$/))) {
+      const bucket = m[1]!;
+      if (!buckets.includes(bucket)) return json(res, 404, { error: { code: 404, message: 'The specified bucket does not exist.' } });
+      if (req.method === 'POST' && url.searchParams.get('uploadType') === 'resumable') {
+        const meta = body.length ? (JSON.parse(body.toString()) as Record<string, unknown>) : {};
+        // The client sends the object's content type as a header, as the real API allows.
+        meta.contentType ??= req.headers['x-upload-content-type'];
+        const id = randomUUID();
+        uploads.set(id, { bucket, name: String(url.searchParams.get('name') ?? meta.name), meta, chunks: [], received: 0 });
+        res.writeHead(200, { location: `${base}/upload/storage/v1/b/${bucket}/o?uploadType=resumable&upload_id=${id}` });
+        return res.end();
+      }
+      if (req.method === 'PUT') {
+        const up = uploads.get(url.searchParams.get('upload_id') ?? '');
+        if (!up) return json(res, 404, { error: { code: 404, message: 'no such upload' } });
+        const range = /bytes (\*|(\d+)-(\d+))\/(\*|\d+)/.exec(String(req.headers['content-range'] ?? ''));
+        if (range && range[2] !== undefined) {
+          const start = Number(range[2]);
+          // A retried chunk may overlap what we have: keep only the new bytes.
+          if (start <= up.received) {
+            const fresh = body.subarray(up.received - start);
+            up.chunks.push(fresh);
+            up.received += fresh.length;
+          }
+        } else if (!range && body.length) {
+          up.chunks.push(body);
+          up.received += body.length;
+        }
+        const total = range ? range[4] : String(up.received);
+        if (total === '*') {
+          res.writeHead(308, up.received > 0 ? { range: `bytes=0-${up.received - 1}` } : {});
+          return res.end();
+        }
+        uploads.delete(url.searchParams.get('upload_id')!);
+        const meta = up.meta as { contentType?: string; contentEncoding?: string; metadata?: Record<string, string> };
+        const obj: GcsObject = { name: up.name, data: Buffer.concat(up.chunks), contentType: meta.contentType, contentEncoding: meta.contentEncoding, metadata: meta.metadata ?? {}, generation: generation++ };
+        objects.set(`${up.bucket}/${obj.name}`, obj);
+        return json(res, 200, resource(up.bucket, obj));
+      }
+    }
+    if ((m = url.pathname.match(/^\/(?:download\/)?storage\/v1\/b\/([^/]+)\/o\/(.+)$/))) {
+      const key = `${m[1]}/${decodeURIComponent(m[2]!)}`;
+      const obj = objects.get(key);
+      if (!obj) return json(res, 404, { error: { code: 404, message: 'No such object' } });
+      if (req.method === 'DELETE') {
+        objects.delete(key);
+        res.writeHead(204);
+        return res.end();
+      }
+      if (req.method === 'PATCH') {
+        const patch = JSON.parse(body.toString()) as { metadata?: Record<string, string> };
+        obj.metadata = { ...obj.metadata, ...patch.metadata };
+        return json(res, 200, resource(m[1]!, obj));
+      }
+      if (url.searchParams.get('alt') === 'media') {
+        const r = resource(m[1]!, obj);
+        res.writeHead(200, { 'content-type': obj.contentType ?? 'application/octet-stream', 'x-goog-hash': `crc32c=${r.crc32c},md5=${r.md5Hash}`, 'x-goog-stored-content-encoding': obj.contentEncoding ?? 'identity' });
+        return res.end(obj.data);
+      }
+      return json(res, 200, resource(m[1]!, obj));
+    }
+    if (req.method === 'GET' && (m = url.pathname.match(/^\/storage\/v1\/b\/([^/]+)\/o$/))) {
+      const prefix = url.searchParams.get('prefix') ?? '';
+      const items = [...objects.entries()].filter(([k]) => k.startsWith(`${m![1]}/${prefix}`)).map(([, o]) => resource(m![1]!, o));
+      return json(res, 200, { kind: 'storage#objects', items });
+    }
+    json(res, 400, { error: { code: 400, message: `fake GCS does not implement ${req.method} ${url.pathname}` } });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  base = `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`;
+  return {
+    endpoint: base,
+    objects,
+    failNext(n: number, status = 503) {
+      failures = n;
+      failStatus = status;
+    },
+    async stop() {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    },
+  };
+}
+
+/** An HTTP proxy that answers `status` to the next N requests instead of forwarding them. */
+export async function startFaultProxy(target: string): Promise<Running & { failNext(n: number, status?: number): void; failedSoFar(): number; requests: string[] }> {
+  let failures = 0;
+  let status = 503;
+  let failed = 0;
+  const requests: string[] = [];
+  const t = new URL(target);
+  const server = http.createServer((req, res) => {
+    requests.push(`${req.method} ${req.url}`);
+    if (failures > 0) {
+      failures--;
+      failed++;
+      req.resume();
+      res.writeHead(status, { 'content-type': 'application/xml' });
+      return res.end(`<?xml version="1.0" encoding="UTF-8"?><Error><Code>${status === 503 ? 'SlowDown' : 'InternalError'}</Code><Message>injected</Message></Error>`);
+    }
+    const up = http.request({ host: t.hostname, port: t.port, method: req.method, path: req.url, headers: req.headers }, (r) => {
+      res.writeHead(r.statusCode!, r.headers);
+      r.pipe(res);
+    });
+    up.on('error', () => res.destroy());
+    req.pipe(up);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    endpoint: `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`,
+    failNext(n: number, s = 503) {
+      failures = n;
+      status = s;
+    },
+    failedSoFar: () => failed,
+    requests,
+    async stop() {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    },
+  };
+}
