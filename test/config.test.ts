@@ -39,7 +39,7 @@ const cases: [string, unknown, string | RegExp][] = [
   ['a misspelt top-level option', { ...base(), lookback: 'P1D' }, /^lookback: unknown option/],
   ['no exporters', { logExporters: [] }, 'logExporters: must list at least one exporter'],
   ['a duplicate exporter id', { logExporters: [{ id: 'a', type: 'file' }, { id: 'a', type: 'file' }] }, 'logExporters[1].id: duplicate exporter id "a"'],
-  ['an exporter type not built yet', { logExporters: [{ id: 'a', type: 'io.kestra.plugin.ee.opensearch.LogExporter' }] }, 'logExporters[0].type: not supported yet: io.kestra.plugin.ee.opensearch.LogExporter'],
+  ['an exporter type not built yet', { logExporters: [{ id: 'a', type: 'io.kestra.plugin.ee.loki.LogExporter' }] }, 'logExporters[0].type: not supported yet: io.kestra.plugin.ee.loki.LogExporter'],
   ['an S3 exporter without a bucket', { logExporters: [{ id: 'a', type: 's3' }] }, 'logExporters[0].bucket: is required'],
   ['an S3 part below 5 MiB', { logExporters: [{ id: 'a', type: 's3', bucket: 'b', partSize: '1MB' }] }, 'logExporters[0].partSize: must be at least 5MiB (the S3 minimum part size)'],
   ['an S3 access key without its secret', { logExporters: [{ id: 'a', type: 's3', bucket: 'b', accessKeyId: 'AK' }] }, 'logExporters[0].secretKeyId: accessKeyId and secretKeyId go together (omit both for the default AWS credential chain)'],
@@ -52,6 +52,18 @@ const cases: [string, unknown, string | RegExp][] = [
   ['an Azure SAS token without endpoint', { logExporters: [{ id: 'a', type: 'azure-blob', containerName: 'c', sasToken: 'sv=1' }] }, 'logExporters[0].endpoint: is required unless connectionString is given'],
   ['an Azure shared key name without key', { logExporters: [{ id: 'a', type: 'azure-blob', containerName: 'c', endpoint: 'https://a.blob.core.windows.net', sharedKeyAccountName: 'a' }] }, 'logExporters[0].sharedKeyAccountAccessKey: is required with sharedKeyAccountName'],
   ['an Azure tenant without client', { logExporters: [{ id: 'a', type: 'azure-blob', containerName: 'c', endpoint: 'https://a.blob.core.windows.net', tenantId: 't' }] }, 'logExporters[0].clientId: is required with tenantId'],
+  ['an index name with two date patterns', { logExporters: [{ id: 'a', type: 'elasticsearch', indexName: 'a-{yyyy}-{MM}', connection: { hosts: ['http://h:9200'] } }] }, 'logExporters[0].indexName: must contain at most one {date pattern} such as {yyyy.MM.dd} (got "a-{yyyy}-{MM}")'],
+  ['an unsupported date pattern', { logExporters: [{ id: 'a', type: 'elasticsearch', indexName: 'a-{yyyy.ww}', connection: { hosts: ['http://h:9200'] } }] }, 'logExporters[0].indexName: unsupported date pattern {yyyy.ww} (use yyyy, yy, MM, dd, HH and . - _ separators)'],
+  ['an upper-case index name', { logExporters: [{ id: 'a', type: 'elasticsearch', indexName: 'Logs', connection: { hosts: ['http://h:9200'] } }] }, 'logExporters[0].indexName: index names must be lower case'],
+  ['a search exporter without a connection', { logExporters: [{ id: 'a', type: 'opensearch', indexName: 'logs' }] }, 'logExporters[0].connection: is required (at least connection.hosts)'],
+  ['an empty host list', { logExporters: [{ id: 'a', type: 'elasticsearch', indexName: 'logs', connection: { hosts: [] } }] }, 'logExporters[0].connection.hosts: must list at least one http(s):// URL'],
+  ['a host that is not a URL', { logExporters: [{ id: 'a', type: 'elasticsearch', indexName: 'logs', connection: { hosts: ['es:9200'] } }] }, 'logExporters[0].connection.hosts[0]: must be an http:// or https:// URL (got "es:9200")'],
+  ['basic auth without password', { logExporters: [{ id: 'a', type: 'elasticsearch', indexName: 'logs', connection: { hosts: ['http://h'], basicAuth: { username: 'u' } } }] }, 'logExporters[0].connection.basicAuth.password: is required with basicAuth'],
+  ['basic auth without username', { logExporters: [{ id: 'a', type: 'elasticsearch', indexName: 'logs', connection: { hosts: ['http://h'], basicAuth: { password: 'p' } } }] }, 'logExporters[0].connection.basicAuth.username: is required with basicAuth'],
+  ['basic auth and an API key', { logExporters: [{ id: 'a', type: 'elasticsearch', indexName: 'logs', connection: { hosts: ['http://h'], apiKey: 'k', basicAuth: { username: 'u', password: 'p' } } }] }, 'logExporters[0].connection.apiKey: choose basicAuth or apiKey, not both'],
+  ['a non-string header', { logExporters: [{ id: 'a', type: 'elasticsearch', indexName: 'logs', connection: { hosts: ['http://h'], headers: { 'x-a': 1 } } }] }, 'logExporters[0].connection.headers.x-a: must be a non-empty string (got 1)'],
+  ['an unknown opType', { logExporters: [{ id: 'a', type: 'elasticsearch', indexName: 'logs', opType: 'upsert', connection: { hosts: ['http://h'] } }] }, 'logExporters[0].opType: must be one of create, index (got "upsert")'],
+  ['a calendar request timeout', { logExporters: [{ id: 'a', type: 'elasticsearch', indexName: 'logs', requestTimeout: 'P1M', connection: { hosts: ['http://h'] } }] }, 'logExporters[0].requestTimeout: must be a positive duration in days, hours, minutes or seconds (PT60S)'],
   ['too many shard attempts', { ...base(), shardAttempts: 0 }, 'shardAttempts: must be an integer from 1 to 20 (got 0)'],
   ['an unknown exporter type', { logExporters: [{ id: 'a', type: 'carrier-pigeon' }] }, /^logExporters\[0\]\.type: not supported yet: carrier-pigeon \(supported: file, /],
   ['Kestra ION format', withExporter({ format: 'ION' }), 'logExporters[0].format: not supported yet: ION (use NDJSON or JSON)'],
@@ -96,11 +108,14 @@ describe('Kestra flows', () => {
     expect(config.logExporters[0]).toMatchObject({ id: 'local', type: 'file', format: 'JSON', maxLinesPerFile: 50000, logFilePrefix: 'team-logs' });
   });
 
-  it('rejects the exporter not built yet, naming its path in the flow', () => {
+  it('maps the multi-exporter flow: S3 and Elasticsearch with their secrets', () => {
     const env = { AWS_ACCESS_KEY_ID: 'AKIAEXAMPLE', AWS_SECRET_KEY_ID: 'secret-example', ES_PASSWORD: 'pw-example' };
-    expect(() => loadConfigFile(path.join(flowDir, 'multi-exporter.yaml'), { secrets: { env, secretsDir: undefined } })).toThrow(
-      'tasks[0].logExporters[1].type: not supported yet: io.kestra.plugin.elasticsearch.LogExporter',
-    );
+    const config = loadConfigFile(path.join(flowDir, 'multi-exporter.yaml'), { secrets: { env, secretsDir: undefined } });
+    expect(config).toMatchObject({ logLevelFilter: 'INFO', lookbackPeriod: 'P1D', offsetKey: 'everywhere-offset' });
+    expect(config.logExporters[1]).toMatchObject({
+      id: 'search', type: 'elasticsearch', indexName: 'kestra-logs', chunk: 2000, hosts: ['http://127.0.0.1:9200'],
+      username: 'kestra_user', password: 'pw-example', opType: 'create', concurrency: 4, flushBytes: 5_000_000, allowDeadLetter: false,
+    });
   });
 
   it('maps a Kestra S3 exporter with its secrets', () => {

@@ -165,12 +165,24 @@ describe('Kestra flows as users write them', () => {
     expect(exportedDocs(path.join(s.dir, 'logship-out'))).toEqual(expected.map(normalize).sort());
   });
 
-  it('refuses the multi-exporter flow with a one-line "not supported yet"', async () => {
-    const r = await runCli(['run', '--config', path.join(SHARED, 'multi-exporter.yaml')], {
+  it('plans the multi-exporter flow: S3 keys and Elasticsearch indices, no secret printed', async () => {
+    const r = await runCli(['plan', '--config', path.join(SHARED, 'multi-exporter.yaml'), '--json'], {
       cwd: s.dir, env: { LOGSHIP_SOURCE_URL: s.url, AWS_ACCESS_KEY_ID: 'AKIA-TEST', AWS_SECRET_KEY_ID: 'very-secret-key', ES_PASSWORD: 'es-password-1' },
     });
+    expect(r.code).toBe(0);
+    const plan = JSON.parse(r.stdout);
+    expect(plan.shards.length).toBeGreaterThan(0);
+    expect(plan.shards[0].firstFiles.archive).toMatch(/^kestra-log-file\/dt=\d{4}-\d{2}-\d{2}\/hour=\d{2}\/kestra-log-file-\d{8}T\d{6}Z-[0-9a-f]{8}-00001\.json\.gz$/);
+    expect(plan.shards[0].firstFiles.search).toBe('index kestra-logs');
+    expect(r.stdout + r.stderr).not.toMatch(/very-secret-key|es-password-1/);
+  });
+
+  it('refuses an exporter type not built yet with one line', async () => {
+    const flow = fs.readFileSync(path.join(SHARED, 'nightly-file.yaml'), 'utf8').replace('io.kestra.plugin.ee.core.log.FileLogExporter', 'io.kestra.plugin.ee.splunk.LogExporter');
+    const cfg = writeConfig(s.dir, flow, 'splunk.yaml');
+    const r = await runCli(['run', '--config', cfg], { env: { LOGSHIP_SOURCE_URL: s.url } });
     expect(r.code).toBe(2);
-    expect(r.stderr).toBe('logship: tasks[0].logExporters[1].type: not supported yet: io.kestra.plugin.elasticsearch.LogExporter\n');
+    expect(r.stderr).toBe('logship: tasks[0].logExporters[0].type: not supported yet: io.kestra.plugin.ee.splunk.LogExporter\n');
   });
 });
 

@@ -43,7 +43,7 @@ export async function demoCommand(o: DemoOptions): Promise<void> {
     });
     await runCommand(config, { progressIntervalMs: 5000 });
     const files = fs.readdirSync(o.out).filter((f) => f.startsWith('kestra-logs-')).sort();
-    const ext = config.logExporters[0]!.compression;
+    const ext = o.compression;
     const reader = ext === 'gzip' ? 'zcat' : ext === 'zstd' ? 'zstdcat' : 'cat';
     say('');
     say(`Files are in ${path.resolve(o.out)} (${files.length} files). Read them with:`);

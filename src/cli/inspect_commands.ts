@@ -1,4 +1,5 @@
-import type { Config } from '../config/types.js';
+import { writesFiles, type Config } from '../config/types.js';
+import { parseIndexPattern } from '../sinks/elasticsearch/request_builder.js';
 import { COMPRESSION_EXTENSION } from '../encode/compress.js';
 import { encoderFor } from '../encode/formats.js';
 import { tsToMicros } from '../plan/keyset.js';
@@ -11,8 +12,10 @@ import { PartNamer, partitionStart } from '../sinks/naming.js';
 import { createStateStore } from '../state/create.js';
 import { formatBound, formatCount } from './format.js';
 
-function firstPartName(config: Config, exporterIndex: number, shard: ShardSpec): string {
+/** Where a shard's first rows go: its first file/object name, or its first index. */
+function firstTarget(config: Config, exporterIndex: number, shard: ShardSpec): string {
   const e = config.logExporters[exporterIndex]!;
+  if (!writesFiles(e)) return `index ${parseIndexPattern('indexName', e.indexName).render(tsToMicros(shard.lo.ts))}`;
   const namer = new PartNamer(e.keyTemplate, {
     prefix: e.logFilePrefix, exporter: e.id, shard: shard.id,
     ext: `${encoderFor(e.format).extension}${COMPRESSION_EXTENSION[e.compression]}`,
@@ -33,7 +36,7 @@ export async function planCommand(config: Config, json: boolean): Promise<void> 
     const plan = window ? await planWindow(client, table, config, window) : null;
     const shardView = (s: ShardSpec) => ({
       index: s.index, lo: s.lo, hi: s.hi, estimatedRows: s.estimatedRows,
-      firstFiles: Object.fromEntries(config.logExporters.map((e, i) => [e.id, firstPartName(config, i, s)])),
+      firstFiles: Object.fromEntries(config.logExporters.map((e, i) => [e.id, firstTarget(config, i, s)])),
     });
     const out = {
       offsetKey: config.offsetKey,

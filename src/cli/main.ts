@@ -4,16 +4,19 @@ import { ConfigError, errorMessage } from '../config/errors.js';
 import { loadConfigFile } from '../config/load.js';
 import { redact } from '../config/secrets.js';
 import { planCommand, stateCommand } from './inspect_commands.js';
+import { pruneCommand } from './prune_command.js';
 import { runCommand } from './run_command.js';
 
 const USAGE = `usage:
   logship run   --config FILE [--task ID] [--report FILE] [--progress-interval SECONDS]
   logship plan  --config FILE [--task ID] [--json]
   logship state --config FILE [--task ID] [--reset] [--json]
+  logship prune --config FILE --exporter ID --keep-days N [--dry-run]
   logship demo  [--rows N] [--out DIR] [--format NDJSON|JSON] [--compression gzip|zstd|none]
 
 --config takes a logship YAML file or a whole Kestra flow with a LogShipper task.
-Exit codes: 0 success, 1 run failed (rerun resumes), 2 usage or config error.`;
+Exit codes: 0 success, 1 run failed (rerun resumes), 2 usage or config error,
+3 finished but documents were dead-lettered (allowDeadLetter: true makes that 0).`;
 
 const OPTIONS = {
   config: { type: 'string' },
@@ -26,6 +29,9 @@ const OPTIONS = {
   out: { type: 'string' },
   format: { type: 'string' },
   compression: { type: 'string' },
+  exporter: { type: 'string' },
+  'keep-days': { type: 'string' },
+  'dry-run': { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -62,10 +68,14 @@ async function main(argv: string[]): Promise<number> {
     });
     return 0;
   }
-  if (!['run', 'plan', 'state'].includes(command)) throw new ConfigError('', `unknown command ${JSON.stringify(command)}\n${USAGE}`);
+  if (!['run', 'plan', 'state', 'prune'].includes(command)) throw new ConfigError('', `unknown command ${JSON.stringify(command)}\n${USAGE}`);
   if (!values.config) throw new ConfigError('--config', 'is required');
   const config = loadConfigFile(values.config, { task: values.task });
   if (command === 'plan') await planCommand(config, values.json === true);
+  else if (command === 'prune') {
+    if (values['keep-days'] === undefined) throw new ConfigError('--keep-days', 'is required');
+    await pruneCommand(config, { exporter: values.exporter, keepDays: Math.floor(positiveNumber('--keep-days', values['keep-days'], 0)), dryRun: values['dry-run'] === true });
+  }
   else if (command === 'state') await stateCommand(config, values.reset === true, values.json === true);
   else {
     const report = await runCommand(config, {
@@ -73,6 +83,12 @@ async function main(argv: string[]): Promise<number> {
       progressIntervalMs: positiveNumber('--progress-interval', values['progress-interval'], 10) * 1000,
     });
     if (report.status !== 'ok') return 1;
+    const dropped = config.logExporters.filter((e) => 'allowDeadLetter' in e && !e.allowDeadLetter && report.exporters[e.id]!.deadLettered > 0);
+    if (dropped.length > 0) {
+      const where = dropped.map((e) => `${report.exporters[e.id]!.deadLettered} by '${e.id}' (see ${'deadLetter' in e ? e.deadLetter : ''})`).join(', ');
+      process.stderr.write(`logship: documents were dead-lettered: ${where}; set allowDeadLetter: true to accept that\n`);
+      return 3;
+    }
   }
   return 0;
 }

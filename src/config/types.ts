@@ -94,7 +94,32 @@ export interface AzureBlobExporterConfig extends ObjectStoreOptions {
 }
 
 export type ObjectStoreConfig = S3ExporterConfig | GcsExporterConfig | AzureBlobExporterConfig;
-export type ExporterConfig = FileExporterConfig | ObjectStoreConfig;
+
+export interface SearchExporterConfig {
+  id: string;
+  type: 'elasticsearch' | 'opensearch';
+  /** Index, alias or data stream; `{yyyy.MM.dd}`-style parts take each row's event time. */
+  indexName: string;
+  hosts: string[];
+  username: string | undefined;
+  password: string | undefined;
+  apiKey: string | undefined;
+  headers: Record<string, string>;
+  trustAllSsl: boolean;
+  caCertificate: string | undefined;
+  /** Documents per _bulk request, and the byte cap; whichever comes first. */
+  chunk: number;
+  flushBytes: number;
+  /** _bulk requests in flight per worker. */
+  concurrency: number;
+  opType: 'create' | 'index';
+  deadLetter: string;
+  allowDeadLetter: boolean;
+  maxAttempts: number;
+  requestTimeoutMs: number;
+}
+
+export type ExporterConfig = FileExporterConfig | ObjectStoreConfig | SearchExporterConfig;
 
 export interface Config {
   source: SourceConfig;
@@ -111,4 +136,9 @@ export interface Config {
   shardAttempts: number;
   state: StateConfig;
   logExporters: ExporterConfig[];
+}
+
+/** Exporters that write files or objects (and so have names, formats and rotation). */
+export function writesFiles(e: ExporterConfig): e is FileExporterConfig | ObjectStoreConfig {
+  return e.type !== 'elasticsearch' && e.type !== 'opensearch';
 }

@@ -3,7 +3,7 @@ import { MessageChannel } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import type pg from 'pg';
 import { errorMessage, RunError } from '../config/errors.js';
-import type { Config } from '../config/types.js';
+import { writesFiles, type Config } from '../config/types.js';
 import { assertCompressionAvailable } from '../encode/compress.js';
 import type { Bound } from '../plan/keyset.js';
 import { planShards, type ShardPlan, type ShardSpec } from '../plan/shards.js';
@@ -48,7 +48,7 @@ export interface RunOptions {
 
 /** The finest event-time partition any exporter's names use; shards are cut at its edges. */
 export function planGranularity(config: Config): Granularity | null {
-  const gs = config.logExporters.map((e) => templateGranularity(e.keyTemplate));
+  const gs = config.logExporters.filter(writesFiles).map((e) => templateGranularity(e.keyTemplate));
   if (gs.includes('hour')) return 'hour';
   if (gs.includes('day')) return 'day';
   return null;
@@ -80,7 +80,7 @@ export function emptyReport(config: Config): RunReport {
 export async function runExport(config: Config, o: RunOptions, report: RunReport = emptyReport(config)): Promise<RunReport> {
   const started = Date.now();
   config.logExporters.forEach((e, i) => {
-    if ('compression' in e) assertCompressionAvailable(`logExporters[${i}].compression`, e.compression);
+    if (writesFiles(e)) assertCompressionAvailable(`logExporters[${i}].compression`, e.compression);
   });
 
   const main = await connectSource(config.source, 'main');

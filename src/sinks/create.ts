@@ -1,5 +1,6 @@
 import type { ExporterConfig } from '../config/types.js';
 import { AzureBlobService } from './azure_blob/service.js';
+import { createSearchExporter } from './elasticsearch/index.js';
 import { createFileExporter } from './file/index.js';
 import { GcsService } from './gcs/service.js';
 import { objectStoreExporter } from './object_store.js';
@@ -16,5 +17,8 @@ export function createExporter(config: ExporterConfig): Exporter {
       return objectStoreExporter(config, new GcsService(config));
     case 'azure-blob':
       return objectStoreExporter(config, new AzureBlobService(config));
+    case 'elasticsearch':
+    case 'opensearch':
+      return createSearchExporter(config);
   }
 }

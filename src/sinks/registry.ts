@@ -2,6 +2,7 @@ import { ConfigError } from '../config/errors.js';
 import { OptionReader } from '../config/reader.js';
 import type { ExporterConfig } from '../config/types.js';
 import { AZURE_TYPES, parseAzureBlobExporter } from './azure_blob/config.js';
+import { ELASTICSEARCH_TYPES, OPENSEARCH_TYPES, parseElasticsearchExporter, parseOpenSearchExporter } from './elasticsearch/config.js';
 import { FILE_TYPES, parseFileExporter } from './file/config.js';
 import { GCS_TYPES, parseGcsExporter } from './gcs/config.js';
 import { S3_TYPES, parseS3Exporter } from './s3/config.js';
@@ -16,12 +17,15 @@ const KINDS: ExporterKind[] = [
   { types: S3_TYPES, parse: parseS3Exporter },
   { types: GCS_TYPES, parse: parseGcsExporter },
   { types: AZURE_TYPES, parse: parseAzureBlobExporter },
+  { types: ELASTICSEARCH_TYPES, parse: parseElasticsearchExporter },
+  { types: OPENSEARCH_TYPES, parse: parseOpenSearchExporter },
 ];
 
 /** Exporter types Kestra has that logship recognises but has not built yet. */
 const PLANNED = [
-  'elasticsearch', 'io.kestra.plugin.elasticsearch.LogExporter', 'io.kestra.plugin.ee.elasticsearch.LogExporter',
-  'opensearch', 'io.kestra.plugin.ee.opensearch.LogExporter',
+  'io.kestra.plugin.ee.datadog.LogExporter', 'io.kestra.plugin.ee.splunk.LogExporter', 'io.kestra.plugin.ee.loki.LogExporter',
+  'io.kestra.plugin.ee.opentelemetry.LogExporter', 'io.kestra.plugin.ee.aws.cloudwatch.LogExporter', 'io.kestra.plugin.ee.gcp.operationalinsights.LogExporter',
+  'io.kestra.plugin.ee.azure.monitoring.LogExporter', 'io.kestra.plugin.ee.newrelic.LogExporter',
 ];
 
 export function parseExporter(path: string, value: unknown, takenIds: Set<string>): ExporterConfig {

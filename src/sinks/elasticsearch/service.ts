@@ -1,0 +1,73 @@
+import { Client as ElasticClient } from '@elastic/elasticsearch';
+import { Client as OpenSearchClient } from '@opensearch-project/opensearch';
+import type { SearchExporterConfig } from '../../config/types.js';
+import { PermanentExportError } from '../object_store.js';
+
+interface RawResponse { statusCode: number | null; body: unknown }
+
+/**
+ * The official client for each engine, used as an HTTP transport with its own retries off:
+ * logship decides per item what to retry, which a whole-request retry cannot do.
+ */
+export class SearchService {
+  readonly label: string;
+  private readonly request: (method: string, path: string, body?: Buffer) => Promise<RawResponse>;
+  private readonly closeClient: () => Promise<void>;
+
+  constructor(private readonly config: SearchExporterConfig) {
+    this.label = `${config.type} exporter '${config.id}' (${config.hosts.join(', ')})`;
+    const auth = config.apiKey ? { apiKey: config.apiKey } : config.username ? { username: config.username, password: config.password! } : undefined;
+    const tls = config.trustAllSsl || config.caCertificate ? { rejectUnauthorized: !config.trustAllSsl, ca: config.caCertificate } : undefined;
+    const headers = { ...config.headers };
+    if (config.type === 'elasticsearch') {
+      const client = new ElasticClient({ nodes: config.hosts, auth, tls, headers, maxRetries: 0, requestTimeout: config.requestTimeoutMs, compression: false });
+      this.request = async (method, path, body) => {
+        const r = await client.transport.request({ method, path, bulkBody: body }, { meta: true, maxRetries: 0, headers: body ? { 'content-type': 'application/x-ndjson' } : undefined });
+        return { statusCode: r.statusCode, body: r.body };
+      };
+      this.closeClient = () => client.close();
+    } else {
+      if (config.apiKey) headers.authorization = `ApiKey ${config.apiKey}`;
+      const client = new OpenSearchClient({ nodes: config.hosts, auth: config.username ? { username: config.username, password: config.password! } : undefined, ssl: tls, headers, maxRetries: 0, requestTimeout: config.requestTimeoutMs });
+      this.request = async (method, path, body) => {
+        const r = await client.transport.request({ method, path, bulkBody: body as unknown as string }, { maxRetries: 0 });
+        return { statusCode: r.statusCode, body: r.body };
+      };
+      this.closeClient = () => client.close();
+    }
+  }
+
+  async check(): Promise<void> {
+    try {
+      await this.request('GET', '/');
+    } catch (err) {
+      throw this.explain(err, 'cannot reach the cluster');
+    }
+  }
+
+  async bulk(body: Buffer): Promise<unknown> {
+    return (await this.request('POST', '/_bulk', body)).body;
+  }
+
+  async listIndices(pattern: string): Promise<string[]> {
+    const r = await this.request('GET', `/_cat/indices/${encodeURIComponent(pattern)}?format=json&h=index`);
+    return ((r.body as { index: string }[]) ?? []).map((x) => x.index);
+  }
+
+  async deleteIndex(name: string): Promise<void> {
+    await this.request('DELETE', `/${encodeURIComponent(name)}`);
+  }
+
+  close(): Promise<void> {
+    return this.closeClient();
+  }
+
+  explain(err: unknown, what: string): Error {
+    const e = err as { name?: string; message?: string; meta?: { statusCode?: number } };
+    const status = e.meta?.statusCode;
+    const hint = status === 401 ? ' (authentication failed: check connection.basicAuth or apiKey)' : status === 403 ? ' (not allowed)' : '';
+    const detail = status ? `HTTP ${status}` : `${e.name ?? 'Error'}: ${(e.message ?? String(err)).split('\n')[0]}`;
+    const message = `${this.label}: ${what}: ${detail}${hint}`;
+    return status !== undefined && status >= 400 && status < 500 && status !== 408 && status !== 429 ? new PermanentExportError(message) : new Error(message);
+  }
+}
