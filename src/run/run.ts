@@ -38,6 +38,11 @@ export interface RunReport {
   deletedRows: number | null;
   durationMs: number;
   rowsPerSec: number;
+  /** Of this process, worker threads included (PostgreSQL's own backends are not). */
+  peakRssBytes: number;
+  cpuSeconds: number;
+  /** Time spent counting and cutting the window into shards. */
+  planningMs: number;
   exporters: Record<string, ExporterTotals>;
 }
 
@@ -70,7 +75,7 @@ export async function planWindow(client: pg.Client, table: SourceTable, config: 
 export function emptyReport(config: Config): RunReport {
   const report: RunReport = {
     status: 'ok', offsetKey: config.offsetKey, offsetBefore: null, offsetAfter: null, runs: [],
-    rows: 0, files: 0, bytes: 0, deletedRows: config.delete ? 0 : null, durationMs: 0, rowsPerSec: 0, exporters: {},
+    rows: 0, files: 0, bytes: 0, deletedRows: config.delete ? 0 : null, durationMs: 0, rowsPerSec: 0, peakRssBytes: 0, cpuSeconds: 0, planningMs: 0, exporters: {},
   };
   for (const e of config.logExporters) report.exporters[e.id] = { rows: 0, files: 0, bytes: 0, removedStaleParts: 0, deadLettered: 0 };
   return report;
@@ -106,7 +111,9 @@ export async function runExport(config: Config, o: RunOptions, report: RunReport
     if (!window) {
       o.log.info({ offset }, 'nothing to export: the window is empty (offset is within the safety lag of now)');
     } else {
+      const planStarted = Date.now();
       const plan = await planWindow(main, table, config, window);
+      report.planningMs += Date.now() - planStarted;
       const run: RunManifest = {
         runId: randomUUID(), createdAt: new Date().toISOString(),
         window: { start: window.start, end: window.end }, totalRows: plan.totalRows, shards: plan.shards,
@@ -120,6 +127,9 @@ export async function runExport(config: Config, o: RunOptions, report: RunReport
     o.progress.stop();
     report.durationMs = Date.now() - started;
     report.rowsPerSec = report.durationMs > 0 ? Math.round((report.rows / report.durationMs) * 1000) : 0;
+    const usage = process.resourceUsage();
+    report.peakRssBytes = usage.maxRSS * 1024;
+    report.cpuSeconds = Math.round((usage.userCPUTime + usage.systemCPUTime) / 1e4) / 100;
     await pool?.destroy().catch(() => {});
     await store?.close().catch(() => {});
     await main.end().catch(() => {});
