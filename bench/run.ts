@@ -143,7 +143,7 @@ async function main(): Promise<void> {
     for (const b of baselines) lines.push(Number.isNaN(b.seconds) ? `| ${b.name} | skipped: ${b.note} | | | | |` : row(b));
     const ok = baselines.filter((b) => !Number.isNaN(b.seconds));
     lines.push('', '## logship', '', `| scenario | rows/s | MB/s | output | peak RSS | CPU s | planning | ${ok.map((b) => `vs ${b.name.split(' (')[0]!.split(':')[0]}`).join(' | ')} |`, `|---|---:|---:|---:|---:|---:|---:|${ok.map(() => '---:').join('|')}|`);
-    for (const s of scenarios) lines.push(`${row(s).slice(0, -1)} ${s.planningMs} ms | ${ok.map((b) => `${(b.seconds / s.seconds).toFixed(2)}×`).join(' | ')} |`);
+    for (const s of scenarios) lines.push(`${row(s)} ${s.planningMs} ms | ${ok.map((b) => `${(b.seconds / s.seconds).toFixed(2)}×`).join(' | ')} |`);
     lines.push('', 'Ratios are baseline time ÷ logship time: above 1× logship is faster. Reproduce: `npm run bench -- ' + process.argv.slice(2).join(' ') + '`', '');
     const md = lines.join('\n');
     fs.mkdirSync(path.dirname(path.resolve(values.out!)), { recursive: true });

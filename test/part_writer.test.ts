@@ -81,6 +81,15 @@ describe('rotation and naming', () => {
   });
 });
 
+it("never puts a row in another hour's file when rows arrive out of order", async () => {
+  const dir = tempDir('unordered');
+  const b = new RowBatchBuilder(10, 1 << 30);
+  const t0 = tsToMicros(lo.ts);
+  for (const [i, offsetS] of [[0, 3600], [1, 0], [2, 3700], [3, 60]] as const) b.addStrings(`k${i}`, t0 + offsetS * 1e6, JSON.stringify({ i }));
+  const result = await writeShard(dir, options({ keyTemplate: '{prefix}/hour={hour}/{prefix}-{shard}-{part}.{ext}' }), [b.take()]);
+  expect(result.parts.map((p) => [p.name.split('/')[1], p.rows])).toEqual([['hour=23', 1], ['hour=22', 1], ['hour=23', 1], ['hour=22', 1]]);
+});
+
 describe('a shard rerun leaves exactly its final attempt', () => {
   it('removes parts and temp files an earlier attempt left behind', async () => {
     const dir = tempDir('stale');

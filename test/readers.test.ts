@@ -31,15 +31,14 @@ async function collect(gen: AsyncGenerator<RowBatch>) {
 beforeAll(async () => {
   ({ client } = await freshDatabase('readers'));
   await seedKestraLogs(client, { rows: 5000, start: '2026-01-01T00:00:00Z', spanSeconds: 3600, tieGroup: 7 });
-  table = await describeTable(client, { url: undefined, table: 'logs', columns: KESTRA_COLUMNS, stream: 'copy', fetchSize: 1000 });
+  table = await describeTable(client, { url: undefined, table: 'logs', columns: KESTRA_COLUMNS, stream: 'copy', fetchSize: 1000, ordered: true });
 });
 afterAll(() => client.end());
 
 describe('COPY binary reader (fast path)', () => {
   it('yields the same bytes, keys and times as the pg-query-stream path', async () => {
-    const sql = shardSelect(table, noFilters, all.lo, all.hi);
-    const fast = await collect(readWithCopy(client, sql, 700));
-    const simple = await collect(readWithCursor(client, sql, 700));
+    const fast = await collect(readWithCopy(client, shardSelect(table, noFilters, all.lo, all.hi, true, 'copy'), 700));
+    const simple = await collect(readWithCursor(client, shardSelect(table, noFilters, all.lo, all.hi, true, 'cursor'), 700));
     expect(fast.keys.length).toBe(5000);
     expect(fast.bytes.equals(simple.bytes)).toBe(true);
     expect(fast.keys).toEqual(simple.keys);
@@ -49,14 +48,15 @@ describe('COPY binary reader (fast path)', () => {
   });
 
   it('respects the batch size (the reader never holds more than one batch)', async () => {
-    const got = await collect(readWithCopy(client, shardSelect(table, noFilters, all.lo, all.hi), 512));
+    const got = await collect(readWithCopy(client, shardSelect(table, noFilters, all.lo, all.hi, true, 'copy'), 512));
     expect(got.batches).toBe(Math.ceil(5000 / 512));
   });
 
   it('parses a stream fed one byte at a time (rows split across every chunk boundary)', async () => {
-    const sql = shardSelect(table, noFilters, all.lo, all.hi);
+    const sql = shardSelect(table, noFilters, all.lo, all.hi, true, 'copy');
     const raw: Buffer[] = [];
     const stream = client.query(copyTo(`COPY (${sql} LIMIT 300) TO STDOUT (FORMAT binary)`));
+    const cursorSql = shardSelect(table, noFilters, all.lo, all.hi, true, 'cursor');
     for await (const c of stream as AsyncIterable<Buffer>) raw.push(c);
     const whole = Buffer.concat(raw);
     const parser = new CopyBinaryParser(100);
@@ -65,12 +65,37 @@ describe('COPY binary reader (fast path)', () => {
     const last = parser.end();
     if (last) batches.push(last);
     const bytes = Buffer.concat(batches.map((b) => b.body));
-    const reference = await collect(readWithCursor(client, `${sql} LIMIT 300`, 100));
+    const reference = await collect(readWithCursor(client, `${cursorSql} LIMIT 300`, 100));
     expect(bytes.equals(reference.bytes)).toBe(true);
   });
 
+  it('parses the same stream cut into random chunk sizes, including a row spanning many chunks', async () => {
+    await client.query(`INSERT INTO logs (key, value) VALUES ('wide', jsonb_build_object('namespace','n','flowId','f','level','INFO','timestamp','2026-01-01T00:30:00Z','message', repeat('ab', 200000)))`);
+    const sql = shardSelect(table, noFilters, all.lo, all.hi, true, 'copy');
+    const raw: Buffer[] = [];
+    const cursorSql = shardSelect(table, noFilters, all.lo, all.hi, true, 'cursor');
+    for await (const c of client.query(copyTo(`COPY (${sql}) TO STDOUT (FORMAT binary)`)) as AsyncIterable<Buffer>) raw.push(c);
+    const whole = Buffer.concat(raw);
+    const reference = await collect(readWithCursor(client, cursorSql, 250));
+    await client.query(`DELETE FROM logs WHERE key = 'wide'`);
+    let seed = 7;
+    const rand = () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
+    for (const maxChunk of [3, 97, 5000, 70000]) {
+      const parser = new CopyBinaryParser(250);
+      const batches: RowBatch[] = [];
+      for (let i = 0; i < whole.length; ) {
+        const n = 1 + Math.floor(rand() * maxChunk);
+        batches.push(...parser.push(whole.subarray(i, i + n)));
+        i += n;
+      }
+      const last = parser.end();
+      if (last) batches.push(last);
+      expect(Buffer.concat(batches.map((b) => b.body)).equals(reference.bytes)).toBe(true);
+    }
+  });
+
   it('stops early when the consumer stops (close)', async () => {
-    const gen = readWithCopy(client, shardSelect(table, noFilters, all.lo, all.hi), 100);
+    const gen = readWithCopy(client, shardSelect(table, noFilters, all.lo, all.hi, true, 'copy'), 100);
     const first = await gen.next();
     expect(first.value?.count).toBe(100);
     await gen.return(undefined);
@@ -81,7 +106,7 @@ describe('COPY binary reader (fast path)', () => {
   it('carries a 16 MB message intact', async () => {
     const big = 'x'.repeat(16 * 1024 * 1024 - 7) + 'é✓🚀';
     await client.query(`INSERT INTO logs (key, value) VALUES ('huge', jsonb_build_object('namespace','n','flowId','f','level','INFO','timestamp','2030-01-01T00:00:00Z','message', $1::text))`, [big]);
-    const got = await collect(readWithCopy(client, shardSelect(table, noFilters, { ts: '2030-01-01T00:00:00.000000Z', key: null }, all.hi), 10));
+    const got = await collect(readWithCopy(client, shardSelect(table, noFilters, { ts: '2030-01-01T00:00:00.000000Z', key: null }, all.hi, false, 'copy'), 10));
     expect(got.keys).toEqual(['huge']);
     expect(JSON.parse(got.bytes.toString('utf8')).message).toBe(big);
     await client.query(`DELETE FROM logs WHERE key = 'huge'`);
@@ -90,8 +115,8 @@ describe('COPY binary reader (fast path)', () => {
   it('names the row when a body is NULL (error)', async () => {
     await client.query(`CREATE TABLE nullable (id text PRIMARY KEY, ts timestamptz NOT NULL, body jsonb)`);
     await client.query(`INSERT INTO nullable VALUES ('ok-1', '2026-01-01', '{"a":1}'), ('bad-2', '2026-01-01 00:00:01', NULL)`);
-    const t = await describeTable(client, { url: undefined, table: 'nullable', stream: 'copy', fetchSize: 10, columns: { timestamp: 'ts', key: 'id', body: 'body', level: null, namespace: null, tenant: null, deleted: undefined } });
-    await expect(collect(readWithCopy(client, shardSelect(t, noFilters, all.lo, all.hi), 10))).rejects.toThrow('row key="bad-2": body is NULL');
-    await expect(collect(readWithCursor(client, shardSelect(t, noFilters, all.lo, all.hi), 10))).rejects.toThrow('row key="bad-2": body is NULL');
+    const t = await describeTable(client, { url: undefined, table: 'nullable', stream: 'copy', fetchSize: 10, ordered: false, columns: { timestamp: 'ts', key: 'id', body: 'body', level: null, namespace: null, tenant: null, deleted: undefined } });
+    await expect(collect(readWithCopy(client, shardSelect(t, noFilters, all.lo, all.hi, false, 'copy'), 10))).rejects.toThrow('row key="bad-2": body is NULL');
+    await expect(collect(readWithCursor(client, shardSelect(t, noFilters, all.lo, all.hi, false, 'cursor'), 10))).rejects.toThrow('row key="bad-2": body is NULL');
   });
 });

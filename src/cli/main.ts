@@ -3,14 +3,12 @@ import { parseArgs } from 'node:util';
 import { ConfigError, errorMessage } from '../config/errors.js';
 import { loadConfigFile } from '../config/load.js';
 import { redact } from '../config/secrets.js';
-import { planCommand, stateCommand } from './inspect_commands.js';
-import { pruneCommand } from './prune_command.js';
-import { runCommand } from './run_command.js';
 
 const USAGE = `usage:
   logship run   --config FILE [--task ID] [--report FILE] [--progress-interval SECONDS]
   logship plan  --config FILE [--task ID] [--json]
   logship state --config FILE [--task ID] [--reset] [--json]
+  logship tune  --config FILE [--sample-rows N] [--json]
   logship prune --config FILE --exporter ID --keep-days N [--dry-run]
   logship demo  [--rows N] [--out DIR] [--format NDJSON|JSON] [--compression gzip|zstd|none]
 
@@ -32,6 +30,7 @@ const OPTIONS = {
   exporter: { type: 'string' },
   'keep-days': { type: 'string' },
   'dry-run': { type: 'boolean' },
+  'sample-rows': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -68,16 +67,21 @@ async function main(argv: string[]): Promise<number> {
     });
     return 0;
   }
-  if (!['run', 'plan', 'state', 'prune'].includes(command)) throw new ConfigError('', `unknown command ${JSON.stringify(command)}\n${USAGE}`);
+  if (!['run', 'plan', 'state', 'prune', 'tune'].includes(command)) throw new ConfigError('', `unknown command ${JSON.stringify(command)}\n${USAGE}`);
   if (!values.config) throw new ConfigError('--config', 'is required');
   const config = loadConfigFile(values.config, { task: values.task });
-  if (command === 'plan') await planCommand(config, values.json === true);
-  else if (command === 'prune') {
+  // Commands load on demand so that none pays for another's dependencies.
+  if (command === 'plan') await (await import('./inspect_commands.js')).planCommand(config, values.json === true);
+  else if (command === 'state') await (await import('./inspect_commands.js')).stateCommand(config, values.reset === true, values.json === true);
+  else if (command === 'tune') {
+    const sampleRows = Math.floor(positiveNumber('--sample-rows', values['sample-rows'], 200_000));
+    await (await import('./tune_command.js')).tuneCommand(config, { sampleRows, json: values.json === true });
+  } else if (command === 'prune') {
     if (values['keep-days'] === undefined) throw new ConfigError('--keep-days', 'is required');
-    await pruneCommand(config, { exporter: values.exporter, keepDays: Math.floor(positiveNumber('--keep-days', values['keep-days'], 0)), dryRun: values['dry-run'] === true });
-  }
-  else if (command === 'state') await stateCommand(config, values.reset === true, values.json === true);
-  else {
+    const keepDays = Math.floor(positiveNumber('--keep-days', values['keep-days'], 0));
+    await (await import('./prune_command.js')).pruneCommand(config, { exporter: values.exporter, keepDays, dryRun: values['dry-run'] === true });
+  } else {
+    const { runCommand } = await import('./run_command.js');
     const report = await runCommand(config, {
       report: values.report,
       progressIntervalMs: positiveNumber('--progress-interval', values['progress-interval'], 10) * 1000,

@@ -48,6 +48,7 @@ function parseSource(r: OptionReader | undefined): SourceConfig {
     columns: parseColumns(s.child('columns')),
     stream: s.choice('stream', ['copy', 'cursor'] as const, 'copy'),
     fetchSize: s.integer('fetchSize', 5000, 1, 1_000_000),
+    ordered: s.boolean('ordered', false),
   };
   if (source.url !== undefined && !/^postgres(ql)?:\/\//.test(source.url)) {
     throw new ConfigError(s.at('url'), 'must be a postgres:// or postgresql:// URL');

@@ -23,6 +23,8 @@ export interface SourceConfig {
   stream: 'copy' | 'cursor';
   /** Rows per batch handed from the reader to the exporters. */
   fetchSize: number;
+  /** Sort each shard by (timestamp, key), so files are in time order. */
+  ordered: boolean;
 }
 
 export type StateConfig = { type: 'postgres'; table: string } | { type: 'file'; path: string };

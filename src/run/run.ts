@@ -49,6 +49,8 @@ export interface RunReport {
 export interface RunOptions {
   log: Logger;
   progress: Progress;
+  /** Export exactly this window instead of [offset, now - lag) (used by `tune`). */
+  fixedWindow?: ExportWindow;
 }
 
 /** The finest event-time partition any exporter's names use; shards are cut at its edges. */
@@ -107,7 +109,7 @@ export async function runExport(config: Config, o: RunOptions, report: RunReport
       offset = await executeRun(config, table, store, pool, state.run, state.done, true, report, o);
     }
 
-    const window = await computeWindow(main, offset, config.lookbackPeriod, config.safetyLag);
+    const window = o.fixedWindow ?? (await computeWindow(main, offset, config.lookbackPeriod, config.safetyLag));
     if (!window) {
       o.log.info({ offset }, 'nothing to export: the window is empty (offset is within the safety lag of now)');
     } else {
@@ -138,7 +140,7 @@ export async function runExport(config: Config, o: RunOptions, report: RunReport
 
 async function checkExporters(config: Config): Promise<void> {
   for (const e of config.logExporters) {
-    const exporter = createExporter(e);
+    const exporter = await createExporter(e);
     try {
       await exporter.check();
     } finally {

@@ -31,16 +31,16 @@ const PROGRESS_EVERY_MS = 250;
 
 // One connection and one set of exporters per worker thread, reused across its shards.
 let client: pg.Client | null = null;
-let exporters: { key: string; list: Exporter[] } | null = null;
+let exporters: { key: string; list: Promise<Exporter[]> } | null = null;
 
 async function sourceClient(config: Config): Promise<pg.Client> {
   if (!client) client = await connectSource(config.source, 'worker');
   return client;
 }
 
-function exportersFor(config: Config): Exporter[] {
+function exportersFor(config: Config): Promise<Exporter[]> {
   const key = JSON.stringify(config.logExporters);
-  if (!exporters || exporters.key !== key) exporters = { key, list: config.logExporters.map(createExporter) };
+  if (!exporters || exporters.key !== key) exporters = { key, list: Promise.all(config.logExporters.map(createExporter)) };
   return exporters.list;
 }
 
@@ -58,7 +58,7 @@ export async function exportShard(input: ShardTaskInput): Promise<ShardOutcome> 
   const { config, table, shard, progress } = input;
   const filters = filtersOf(config);
   const db = await sourceClient(config);
-  const writers: ShardWriter[] = exportersFor(config).map((e) => e.openShard(shard));
+  const writers: ShardWriter[] = (await exportersFor(config)).map((e) => e.openShard(shard));
   const delayMs = Number(process.env.LOGSHIP_TEST_BATCH_DELAY_MS ?? 0);
   let rows = 0;
   let bytes = 0;
@@ -69,7 +69,7 @@ export async function exportShard(input: ShardTaskInput): Promise<ShardOutcome> 
       await db.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
       inTransaction = true;
     }
-    const sql = shardSelect(table, filters, shard.lo, shard.hi);
+    const sql = shardSelect(table, filters, shard.lo, shard.hi, config.source.ordered, config.source.stream);
     const read = config.source.stream === 'copy' ? readWithCopy : readWithCursor;
     for await (const batch of read(db, sql, config.source.fetchSize)) {
       if (writers.length === 1) await writers[0]!.write(batch);

@@ -21,7 +21,8 @@ interface OpenPart {
   storedBytes: number;
   minTs: number;
   maxTs: number;
-  /** End of the event-time partition this part belongs to (Infinity when not partitioned). */
+  /** Event-time partition [start, end) of this part (-Infinity, Infinity when not partitioned). */
+  partitionStart: number;
   partitionEnd: number;
 }
 
@@ -136,8 +137,10 @@ export class RotatingPartWriter implements ShardWriter {
       end = part.rows === 0 && r === from ? from + 1 : r;
     }
     if (part.partitionEnd !== Infinity) {
+      // Rows are not sorted within a shard: any row outside this part's partition closes it.
       for (let r = from; r < end; r++) {
-        if (batch.tsMicros[r]! >= part.partitionEnd) return r;
+        const ts = batch.tsMicros[r]!;
+        if (ts >= part.partitionEnd || ts < part.partitionStart) return r;
       }
     }
     return end;
@@ -153,6 +156,7 @@ export class RotatingPartWriter implements ShardWriter {
       name, upload, compressor, rows: 0, rawBytes: 0, storedBytes: 0,
       flowing: Promise.resolve(),
       minTs: Infinity, maxTs: -Infinity,
+      partitionStart: g ? pStart : -Infinity,
       partitionEnd: g ? pStart + partitionSize(g) : Infinity,
     };
     compressor.on('data', (c: Buffer) => (part.storedBytes += c.length));

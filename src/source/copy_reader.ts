@@ -3,12 +3,15 @@ import { to as copyTo } from 'pg-copy-streams';
 import { CorruptRowError, RowBatchBuilder, type RowBatch } from './row_batch.js';
 
 const SIGNATURE = Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1');
+/** PostgreSQL's binary timestamps count µs from 2000-01-01; ours count from 1970-01-01. */
+const PG_EPOCH_US = 946_684_800_000_000;
+const JSONB_VERSION = 1;
 const HEADER_FIXED = SIGNATURE.length + 8; // flags int32 + extension length int32
 
 /**
  * The fast path: `COPY (query) TO STDOUT (FORMAT binary)` lets PostgreSQL produce the JSON text
  * and ship it length-prefixed, so no row is parsed into a JS object and no byte is unescaped.
- * The query must select (key text, event time int8 µs, body text).
+ * The query must select (key as text, event time as timestamp/timestamptz, document as jsonb).
  */
 export async function* readWithCopy(client: pg.Client, selectSql: string, fetchSize: number): AsyncGenerator<RowBatch> {
   const stream = client.query(copyTo(`COPY (${selectSql}) TO STDOUT (FORMAT binary)`));
@@ -64,14 +67,28 @@ export class CopyBinaryParser {
   }
 
   push(chunk: Buffer): RowBatch[] {
-    this.pending.push(chunk);
-    this.pendingLen += chunk.length;
-    if (this.pendingLen < this.needed) return [];
-    const buf = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending, this.pendingLen);
-    const used = this.parse(buf);
-    const rest = buf.length - used;
-    this.pending = rest > 0 ? [buf.subarray(used)] : [];
-    this.pendingLen = rest;
+    let pos = 0;
+    // Finish a tuple carried over from earlier chunks by joining only the bytes it still needs
+    // (a huge row accumulates in `pending` without being re-copied per chunk).
+    while (this.pendingLen > 0) {
+      const missing = this.needed - this.pendingLen;
+      if (chunk.length - pos < missing) {
+        if (pos < chunk.length) this.pending.push(chunk.subarray(pos));
+        this.pendingLen += chunk.length - pos;
+        return this.out.splice(0);
+      }
+      const joined = Buffer.concat([...this.pending, chunk.subarray(pos, pos + missing)], this.needed);
+      pos += missing;
+      const used = this.parse(joined);
+      this.pending = used < joined.length ? [joined.subarray(used)] : [];
+      this.pendingLen = joined.length - used;
+    }
+    const rest = pos === 0 ? chunk : chunk.subarray(pos);
+    const used = this.parse(rest);
+    if (used < rest.length) {
+      this.pending = [rest.subarray(used)];
+      this.pendingLen = rest.length - used;
+    }
     return this.out.splice(0);
   }
 
@@ -116,7 +133,7 @@ export class CopyBinaryParser {
         this.need(tsLenAt + 12 - pos, pos);
         break;
       }
-      const tsMicros = buf.readInt32BE(tsLenAt + 4) * 4294967296 + buf.readUInt32BE(tsLenAt + 8);
+      const tsMicros = buf.readInt32BE(tsLenAt + 4) * 4294967296 + buf.readUInt32BE(tsLenAt + 8) + PG_EPOCH_US;
       const bodyLenAt = tsLenAt + 12;
       if (bodyLenAt + 4 > len) {
         this.need(bodyLenAt + 4 - pos, pos);
@@ -130,7 +147,8 @@ export class CopyBinaryParser {
         this.need(end - pos, pos);
         break;
       }
-      this.builder.add(buf, keyStart, keyStart + keyLen, tsMicros, bodyStart, end);
+      if (buf[bodyStart] !== JSONB_VERSION) throw new CorruptRowError(`row key=${JSON.stringify(buf.toString('utf8', keyStart, keyStart + keyLen))}: unknown jsonb binary version ${buf[bodyStart]}`);
+      this.builder.add(buf, keyStart, keyStart + keyLen, tsMicros, bodyStart + 1, end);
       if (this.builder.full) this.out.push(this.builder.take());
       pos = end;
       this.needed = 0;

@@ -18,7 +18,7 @@ export async function findNonUtf8Row(url: string | undefined, t: SourceTable, f:
   const client: pg.Client = await connect(url, 'diagnose');
   try {
     await client.query("SET client_encoding = 'SQL_ASCII'");
-    const sql = `SELECT textsend(${t.key}::text) AS k, textsend(${t.body}) AS b FROM ${t.name} t ${whereClause([...filterConditions(t, f), ...rangeConditions(t, lo, hi)])} ${orderBy(t)}`;
+    const sql = `SELECT textsend(${t.key}::text) AS k, textsend((${t.body})::text) AS b FROM ${t.name} t ${whereClause([...filterConditions(t, f), ...rangeConditions(t, lo, hi)])} ${orderBy(t)}`;
     const stream = client.query(new QueryStream(sql, [], { batchSize: 1000 }));
     for await (const row of stream as AsyncIterable<{ k: Buffer; b: Buffer }>) {
       if (!isUtf8(row.b) || !isUtf8(row.k)) {

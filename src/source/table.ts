@@ -17,8 +17,10 @@ export interface SourceTable {
   namespace: string | null;
   tenant: string | null;
   deleted: string | null;
-  /** Expression yielding the exported JSON document as text. */
+  /** Expression yielding the exported document as jsonb (its text form is what gets written). */
   body: string;
+  /** The key as text: the bare column when it already is text (so COPY sends its bytes as is). */
+  keyText: string;
 }
 
 interface ColumnInfo { name: string; type: string; category: string }
@@ -73,11 +75,11 @@ export async function describeTable(client: pg.Client, source: SourceConfig): Pr
   const q = escapeIdentifier;
   const keyIsText = TEXT_TYPES.has(key.type.replace(/\(.*\)$/, ''));
   let bodyExpr: string;
-  if (!body) bodyExpr = 'to_jsonb(t)::text';
-  else if (body.type === 'jsonb') bodyExpr = `t.${q(body.name)}::text`;
+  if (!body) bodyExpr = 'to_jsonb(t)';
+  else if (body.type === 'jsonb') bodyExpr = `t.${q(body.name)}`;
   // json keeps the author's whitespace, newlines included; jsonb's text form is one line.
-  else if (body.type === 'json') bodyExpr = `t.${q(body.name)}::jsonb::text`;
-  else bodyExpr = `to_jsonb(t.${q(body.name)})::text`;
+  else if (body.type === 'json') bodyExpr = `t.${q(body.name)}::jsonb`;
+  else bodyExpr = `to_jsonb(t.${q(body.name)})`;
 
   return {
     name: found.qualified!,
@@ -90,5 +92,6 @@ export async function describeTable(client: pg.Client, source: SourceConfig): Pr
     tenant: tenant && `t.${q(tenant.name)}`,
     deleted: deleted && `t.${q(deleted.name)}`,
     body: bodyExpr,
+    keyText: keyIsText ? `t.${q(key.name)}` : `t.${q(key.name)}::text`,
   };
 }

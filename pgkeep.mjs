@@ -1,0 +1,11 @@
+import pg from 'pg';
+import { startEmbeddedPostgres } from './dist/src/demo/embedded_pg.js';
+import { createKestraSchema, seedKestraLogs } from './dist/src/demo/seed.js';
+const s = await startEmbeddedPostgres();
+const c = new pg.Client({ connectionString: s.url }); await c.connect();
+await createKestraSchema(c);
+const start = new Date(Date.now() - 23 * 3600_000 - 120_000).toISOString();
+for (let d = 0; d < 1_000_000; d += 250_000) await seedKestraLogs(c, { rows: 250_000, start: new Date(Date.parse(start) + d / 1e6 * 23 * 3600_000).toISOString(), spanSeconds: 0.25 * 23 * 3600, seq: d });
+await c.query('VACUUM ANALYZE logs'); await c.end();
+console.log(s.url);
+setInterval(() => {}, 1e9);
