@@ -42,7 +42,12 @@ interface Cut { bound: Bound; rank: number; forced: boolean }
  */
 export async function planShards(client: pg.Client, t: SourceTable, f: Filters, start: Bound, end: Bound, o: PlanOptions): Promise<ShardPlan> {
   const where = whereClause([...filterConditions(t, f), ...rangeConditions(t, start, end)]);
-  const partitions = await countPartitions(client, t, where, o.granularity);
+  const exactLimit = o.exactRowLimit ?? 250_000;
+  // One scan counts the window (per partition) and samples it at a rate guessed from the
+  // table's size; a second sampling pass runs only if that guess left too few samples.
+  const tableRows = Number((await client.query<{ n: number }>(`SELECT reltuples::float8 AS n FROM pg_class WHERE oid = ${escapeLiteral(t.name)}::regclass`)).rows[0]?.n ?? 0);
+  const firstRate = tableRows > 0 ? Math.min(1, (o.sampleRows ?? 20_000) / tableRows) : 0;
+  const partitions = await scanPartitions(client, t, where, o.granularity, firstRate);
   const totalRows = partitions.reduce((s, p) => s + p.rows, 0);
   if (totalRows === 0) return { totalRows, method: 'empty', shards: [] };
 
@@ -52,10 +57,16 @@ export async function planShards(client: pg.Client, t: SourceTable, f: Filters, 
   const ranks: number[] = [];
   for (let i = 1; i < shardCount; i++) ranks.push(Math.round(i * step));
 
-  const exact = totalRows <= (o.exactRowLimit ?? 250_000);
-  // ~2 000 samples a shard put each cut within about 2% of its ideal rank; more only costs time.
-  const sampleRows = o.sampleRows ?? Math.min(200_000, Math.max(20_000, shardCount * 2000));
-  const quantiles = ranks.length === 0 ? [] : exact ? await exactBounds(client, t, where, ranks) : await sampledBounds(client, t, where, ranks, totalRows, sampleRows);
+  const exact = totalRows <= exactLimit;
+  let quantiles: Cut[] = [];
+  if (ranks.length > 0 && exact) quantiles = await exactBounds(client, t, where, ranks);
+  else if (ranks.length > 0) {
+    // ~2 000 samples a shard put each cut within about 2% of its ideal rank; more only costs time.
+    const target = o.sampleRows ?? Math.min(200_000, Math.max(20_000, shardCount * 2000));
+    let sample = partitions.flatMap((p) => p.sample);
+    if (sample.length < target / 4) sample = await resample(client, t, where, Math.min(1, target / totalRows));
+    quantiles = cutsFromSample(sample, ranks, totalRows);
+  }
 
   // Forced cuts at partition edges after the window start, ranked by rows before them.
   const forced: Cut[] = [];
@@ -78,15 +89,31 @@ export async function planShards(client: pg.Client, t: SourceTable, f: Filters, 
   return { totalRows, method: exact ? 'exact' : 'sample', shards };
 }
 
-async function countPartitions(client: pg.Client, t: SourceTable, where: string, g: Granularity | null): Promise<{ start: string; rows: number }[]> {
+interface PartitionScan { start: string; rows: number; sample: Bound[] }
+
+/** "ts key" pairs aggregated in keyset order: the timestamp text has no space, so split at the first. */
+function sampleAgg(t: SourceTable, rate: number): string {
+  return rate > 0
+    ? `array_agg(${TS_TEXT(t.ts)} || ' ' || ${t.key}::text ORDER BY ${t.ts}, ${t.keyOrdered}) FILTER (WHERE random() < ${rate})`
+    : 'NULL::text[]';
+}
+
+function parseSample(values: string[] | null): Bound[] {
+  return (values ?? []).map((v) => {
+    const at = v.indexOf(' ');
+    return { ts: v.slice(0, at), key: v.slice(at + 1) };
+  });
+}
+
+async function scanPartitions(client: pg.Client, t: SourceTable, where: string, g: Granularity | null, rate: number): Promise<PartitionScan[]> {
   if (!g) {
-    const r = await client.query<{ n: string }>(`SELECT count(*) AS n FROM ${t.name} t ${where}`);
-    return [{ start: '', rows: Number(r.rows[0]!.n) }];
+    const r = await client.query<{ n: string; s: string[] | null }>(`SELECT count(*) AS n, ${sampleAgg(t, rate)} AS s FROM ${t.name} t ${where}`);
+    return [{ start: '', rows: Number(r.rows[0]!.n), sample: parseSample(r.rows[0]!.s) }];
   }
-  const r = await client.query<{ p: string; n: string }>(
-    `SELECT ${TS_TEXT(`date_trunc(${escapeLiteral(g)}, ${t.ts})`)} AS p, count(*) AS n FROM ${t.name} t ${where} GROUP BY 1 ORDER BY 1`,
+  const r = await client.query<{ p: string; n: string; s: string[] | null }>(
+    `SELECT ${TS_TEXT(`date_trunc(${escapeLiteral(g)}, ${t.ts})`)} AS p, count(*) AS n, ${sampleAgg(t, rate)} AS s FROM ${t.name} t ${where} GROUP BY 1 ORDER BY 1`,
   );
-  return r.rows.map((row) => ({ start: row.p, rows: Number(row.n) }));
+  return r.rows.map((row) => ({ start: row.p, rows: Number(row.n), sample: parseSample(row.s) }));
 }
 
 async function exactBounds(client: pg.Client, t: SourceTable, where: string, ranks: number[]): Promise<Cut[]> {
@@ -98,18 +125,19 @@ async function exactBounds(client: pg.Client, t: SourceTable, where: string, ran
   return r.rows.map((row) => ({ bound: { ts: row.ts, key: row.key }, rank: Number(row.rn), forced: false }));
 }
 
-async function sampledBounds(client: pg.Client, t: SourceTable, where: string, ranks: number[], total: number, sampleRows: number): Promise<Cut[]> {
-  const fraction = Math.min(1, sampleRows / total);
-  const cond = where ? `${where} AND random() < ${fraction}` : `WHERE random() < ${fraction}`;
-  const r = await client.query<{ ts: string; key: string }>(`SELECT ${TS_TEXT(t.ts)} AS ts, ${t.key}::text AS key FROM ${t.name} t ${cond} ${orderBy(t)}`);
-  const sample = r.rows;
+async function resample(client: pg.Client, t: SourceTable, where: string, rate: number): Promise<Bound[]> {
+  const r = await client.query<{ s: string[] | null }>(`SELECT ${sampleAgg(t, rate)} AS s FROM ${t.name} t ${where}`);
+  return parseSample(r.rows[0]!.s);
+}
+
+function cutsFromSample(sample: Bound[], ranks: number[], total: number): Cut[] {
   if (sample.length === 0) return [];
   const cuts: Cut[] = [];
   for (const rank of ranks) {
-    const row = sample[Math.min(sample.length - 1, Math.floor((rank / total) * sample.length))]!;
+    const b = sample[Math.min(sample.length - 1, Math.floor((rank / total) * sample.length))]!;
     const last = cuts[cuts.length - 1];
-    if (last && last.bound.ts === row.ts && last.bound.key === row.key) continue;
-    cuts.push({ bound: { ts: row.ts, key: row.key }, rank, forced: false });
+    if (last && last.bound.ts === b.ts && last.bound.key === b.key) continue;
+    cuts.push({ bound: b, rank, forced: false });
   }
   return cuts;
 }
