@@ -38,7 +38,7 @@ async function upload(): Promise<void> {
 async function main(): Promise<void> {
   const { default: S3rver } = await import('s3rver');
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'logship-s3mem-'));
-  const server = new S3rver({ port: 0, address: '127.0.0.1', silent: true, directory: dir, configureBuckets: [{ name: 'mem' }] });
+  const server = new S3rver({ port: 0, address: '127.0.0.1', silent: true, directory: dir, configureBuckets: [{ name: 'mem', configs: [] }] });
   const { port } = (await server.run()) as net.AddressInfo;
   const url = `http://127.0.0.1:${port}`;
   const sizeMb = Number(process.argv[2] ?? 400);
