@@ -18,7 +18,7 @@ async function upload(): Promise<void> {
   const service = new S3Service({
     id: 'mem', type: 's3', bucket: 'mem', region: 'us-east-1', accessKeyId: 'S3RVER', secretKeyId: 'S3RVER', sessionToken: undefined,
     endpoint, forcePathStyle: true, partSize: 5 * MB, queueSize: 2, maxAttempts: 3,
-    format: 'NDJSON', compression: 'none', compressionLevel: 0, maxLinesPerFile: 1e9, maxBytesPerFile: 1e12, logFilePrefix: 'm', keyTemplate: '{prefix}-{shard}-{part}.{ext}',
+    format: 'NDJSON', parquetCompression: 'NONE', rowGroupSize: 50_000, compression: 'none', compressionLevel: 0, maxLinesPerFile: 1e9, maxBytesPerFile: 1e12, logFilePrefix: 'm', keyTemplate: '{prefix}-{shard}-{part}.{ext}',
   });
   const baseline = process.memoryUsage().rss;
   const part = await service.open('big.ndjson', 'application/x-ndjson', undefined);

@@ -1,6 +1,6 @@
 import { writesFiles, type Config } from '../config/types.js';
 import { parseIndexPattern } from '../sinks/elasticsearch/request_builder.js';
-import { COMPRESSION_EXTENSION } from '../encode/compress.js';
+import { partExtension } from '../sinks/part_writer.js';
 import { encoderFor } from '../encode/formats.js';
 import { tsToMicros } from '../plan/keyset.js';
 import type { ShardSpec } from '../plan/shards.js';
@@ -18,7 +18,7 @@ function firstTarget(config: Config, exporterIndex: number, shard: ShardSpec): s
   if (!writesFiles(e)) return `index ${parseIndexPattern('indexName', e.indexName).render(tsToMicros(shard.lo.ts))}`;
   const namer = new PartNamer(e.keyTemplate, {
     prefix: e.logFilePrefix, exporter: e.id, shard: shard.id,
-    ext: `${encoderFor(e.format).extension}${COMPRESSION_EXTENSION[e.compression]}`,
+    ext: partExtension(e, e.format === 'PARQUET' ? 'parquet' : encoderFor(e.format).extension),
   });
   const micros = tsToMicros(shard.lo.ts);
   return namer.name(1, namer.granularity ? partitionStart(micros, namer.granularity) : micros);

@@ -4,7 +4,6 @@ import { Piscina } from 'piscina';
 import type pg from 'pg';
 import { errorMessage, RunError } from '../config/errors.js';
 import { writesFiles, type Config } from '../config/types.js';
-import { assertCompressionAvailable } from '../encode/compress.js';
 import type { Bound } from '../plan/keyset.js';
 import { planShards, type ShardPlan, type ShardSpec } from '../plan/shards.js';
 import { computeWindow, type ExportWindow } from '../plan/window.js';
@@ -86,9 +85,6 @@ export function emptyReport(config: Config): RunReport {
 /** Fills `report` as it goes, so a failed run still reports what it got done. */
 export async function runExport(config: Config, o: RunOptions, report: RunReport = emptyReport(config)): Promise<RunReport> {
   const started = Date.now();
-  config.logExporters.forEach((e, i) => {
-    if (writesFiles(e)) assertCompressionAvailable(`logExporters[${i}].compression`, e.compression);
-  });
 
   const main = await connectSource(config.source, 'main');
   let store: StateStore | null = null;

@@ -58,7 +58,7 @@ export async function exportShard(input: ShardTaskInput): Promise<ShardOutcome> 
   const { config, table, shard, progress } = input;
   const filters = filtersOf(config);
   const db = await sourceClient(config);
-  const writers: ShardWriter[] = (await exportersFor(config)).map((e) => e.openShard(shard));
+  const writers: ShardWriter[] = (await exportersFor(config)).map((e) => e.openShard(shard, table));
   const delayMs = Number(process.env.LOGSHIP_TEST_BATCH_DELAY_MS ?? 0);
   let rows = 0;
   let bytes = 0;

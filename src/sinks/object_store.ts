@@ -47,7 +47,7 @@ export function objectStoreExporter(config: ObjectStoreOptions, service: ObjectS
   return {
     id: config.id,
     check: () => service.check(),
-    openShard: (shard: ShardSpec): ShardWriter => new RotatingPartWriter(config.id, config, service, shard),
+    openShard: (shard: ShardSpec, table): ShardWriter => new RotatingPartWriter(config.id, config, service, shard, table),
     close: async () => service.close?.(),
   };
 }

@@ -1,6 +1,7 @@
 import { ConfigError } from '../config/errors.js';
 import type { OptionReader } from '../config/reader.js';
-import type { Compression, Format, OutputOptions } from '../config/types.js';
+import type { Compression, Format, OutputOptions, ParquetCodec } from '../config/types.js';
+import { assertCompressionAvailable } from '../encode/compress.js';
 
 export const PLACEHOLDERS = ['prefix', 'shard', 'part', 'ext', 'date', 'hour', 'exporter'] as const;
 export type Placeholder = (typeof PLACEHOLDERS)[number];
@@ -11,15 +12,25 @@ const LEVEL_RANGE: Record<Compression, [number, number]> = { gzip: [1, 9], zstd:
 /** Reads the options shared by every exporter that writes files or objects. */
 export function readOutputOptions(r: OptionReader, defaultTemplate: string): OutputOptions {
   const format = r.choice<Format>('format', ['NDJSON', 'JSON', 'PARQUET', 'ION'] as Format[], 'NDJSON');
-  if ((format as string) === 'ION') throw new ConfigError(r.at('format'), 'not supported yet: ION (use NDJSON or JSON)');
-  if (format === 'PARQUET') throw new ConfigError(r.at('format'), 'not supported yet: PARQUET (use NDJSON or JSON)');
-  const compression = r.choice<Compression>('compression', ['gzip', 'zstd', 'none'], 'gzip');
+  if ((format as string) === 'ION') throw new ConfigError(r.at('format'), 'not supported yet: ION (use NDJSON, JSON or PARQUET)');
+  const compression = r.choice<Compression>('compression', ['gzip', 'zstd', 'none'], format === 'PARQUET' ? 'none' : 'gzip');
+  if (format === 'PARQUET' && compression !== 'none') {
+    throw new ConfigError(r.at('compression'), 'does not apply to PARQUET, which compresses its pages: use parquetCompression (SNAPPY, GZIP, ZSTD or NONE)');
+  }
+  const parquetCompression = r.choice<ParquetCodec>('parquetCompression', ['SNAPPY', 'GZIP', 'ZSTD', 'NONE'], 'ZSTD');
+  if (format !== 'PARQUET' && r.has('parquetCompression')) throw new ConfigError(r.at('parquetCompression'), 'applies only to format PARQUET');
+  const rowGroupSize = r.integer('rowGroupSize', 50_000, 100, 10_000_000);
+  if (format !== 'PARQUET' && r.has('rowGroupSize')) throw new ConfigError(r.at('rowGroupSize'), 'applies only to format PARQUET');
+  assertCompressionAvailable(r.at('compression'), compression);
+  if (format === 'PARQUET' && parquetCompression === 'ZSTD') assertCompressionAvailable(r.at('parquetCompression'), 'zstd');
   const [lo, hi] = LEVEL_RANGE[compression];
   const compressionLevel = r.integer('compressionLevel', DEFAULT_LEVEL[compression], lo, hi);
   const keyTemplate = r.string('keyTemplate', defaultTemplate);
   validateTemplate(r.at('keyTemplate'), keyTemplate);
   return {
     format,
+    parquetCompression,
+    rowGroupSize,
     compression,
     compressionLevel,
     maxLinesPerFile: r.integer('maxLinesPerFile', 100_000),

@@ -3,10 +3,11 @@ import type { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { OutputOptions } from '../config/types.js';
 import { COMPRESSION_EXTENSION, CONTENT_ENCODING, createCompressor } from '../encode/compress.js';
-import { encoderFor, type Encoder } from '../encode/formats.js';
+import { partFormatFor, type PartEncoder, type PartFormat } from '../encode/part_format.js';
 import { microsToTs } from '../plan/keyset.js';
 import type { ShardSpec } from '../plan/shards.js';
 import type { RowBatch } from '../source/row_batch.js';
+import type { SourceTable } from '../source/table.js';
 import { PartNamer, partitionSize, partitionStart } from './naming.js';
 import type { ExporterShardResult, ObjectService, PartUpload, ShardWriter, WrittenPart } from './types.js';
 
@@ -14,6 +15,7 @@ interface OpenPart {
   name: string;
   upload: PartUpload;
   compressor: Transform;
+  encoder: PartEncoder;
   /** Settles when the compressed bytes have all reached the upload (or it failed). */
   flowing: Promise<void>;
   rows: number;
@@ -33,8 +35,8 @@ interface OpenPart {
  * attempts of the same shard, so a rerun leaves exactly its own parts.
  */
 export class RotatingPartWriter implements ShardWriter {
-  private readonly encoder: Encoder;
-  private readonly namer: PartNamer;
+  private format: PartFormat | null = null;
+  private namer: PartNamer | null = null;
   private part: OpenPart | null = null;
   private partNumber = 0;
   private readonly written: WrittenPart[] = [];
@@ -45,14 +47,21 @@ export class RotatingPartWriter implements ShardWriter {
     private readonly options: OutputOptions,
     private readonly service: ObjectService,
     private readonly shard: ShardSpec,
-  ) {
-    this.encoder = encoderFor(options.format);
-    this.namer = new PartNamer(options.keyTemplate, {
-      prefix: options.logFilePrefix,
-      exporter: exporterId,
-      shard: shard.id,
-      ext: `${this.encoder.extension}${COMPRESSION_EXTENSION[options.compression]}`,
-    });
+    private readonly table: SourceTable | undefined,
+  ) {}
+
+  /** The format loads on first use (Parquet pulls in its writer only when asked for). */
+  private async ready(): Promise<{ format: PartFormat; namer: PartNamer }> {
+    if (!this.format || !this.namer) {
+      this.format = await partFormatFor(this.options, this.table);
+      this.namer = new PartNamer(this.options.keyTemplate, {
+        prefix: this.options.logFilePrefix,
+        exporter: this.exporterId,
+        shard: this.shard.id,
+        ext: partExtension(this.options, this.format.extension),
+      });
+    }
+    return { format: this.format, namer: this.namer };
   }
 
   async write(batch: RowBatch): Promise<void> {
@@ -87,11 +96,10 @@ export class RotatingPartWriter implements ShardWriter {
         if (ts < part.minTs) part.minTs = ts;
         if (ts > part.maxTs) part.maxTs = ts;
       }
-      const bytes = this.encoder.rows(batch, i, end, part.rows === 0);
       part.rows += end - i;
       part.rawBytes += batch.ends[end - 1]! - batch.start(i);
       this.rows += end - i;
-      await this.push(part, bytes);
+      await part.encoder.rows(batch, i, end);
       i = end;
     }
   }
@@ -103,7 +111,8 @@ export class RotatingPartWriter implements ShardWriter {
       throw this.withContext(err);
     }
     const keep = new Set(this.written.map((p) => p.name));
-    const removed = await this.service.removeStale(this.namer.shardPrefixes(this.shard), keep, this.namer.shardPattern());
+    const { namer } = await this.ready();
+    const removed = await this.service.removeStale(namer.shardPrefixes(this.shard), keep, namer.shardPattern());
     return {
       exporterId: this.exporterId,
       rows: this.rows,
@@ -147,13 +156,14 @@ export class RotatingPartWriter implements ShardWriter {
   }
 
   private async openPart(firstTs: number): Promise<void> {
-    const g = this.namer.granularity;
+    const { format, namer } = await this.ready();
+    const g = namer.granularity;
     const pStart = g ? partitionStart(firstTs, g) : firstTs;
-    const name = this.namer.name(++this.partNumber, pStart);
-    const upload = await this.service.open(name, this.encoder.contentType, CONTENT_ENCODING[this.options.compression]);
+    const name = namer.name(++this.partNumber, pStart);
+    const upload = await this.service.open(name, format.contentType, CONTENT_ENCODING[this.options.compression]);
     const compressor = createCompressor(this.options.compression, this.options.compressionLevel);
     const part: OpenPart = {
-      name, upload, compressor, rows: 0, rawBytes: 0, storedBytes: 0,
+      name, upload, compressor, encoder: null as unknown as PartEncoder, rows: 0, rawBytes: 0, storedBytes: 0,
       flowing: Promise.resolve(),
       minTs: Infinity, maxTs: -Infinity,
       partitionStart: g ? pStart : -Infinity,
@@ -163,8 +173,7 @@ export class RotatingPartWriter implements ShardWriter {
     part.flowing = pipeline(compressor, upload.sink);
     part.flowing.catch(() => {}); // observed in push/commit; avoid an unhandled rejection meanwhile
     this.part = part;
-    const head = this.encoder.head();
-    if (head) await this.push(part, head);
+    part.encoder = await format.open((bytes) => this.push(part, bytes));
   }
 
   private async push(part: OpenPart, bytes: Buffer): Promise<void> {
@@ -175,15 +184,15 @@ export class RotatingPartWriter implements ShardWriter {
 
   private async commitPart(): Promise<void> {
     const part = this.part!;
-    const tail = this.encoder.tail(part.rows === 0);
-    if (tail) part.compressor.write(tail);
+    const format = this.format!;
+    await part.encoder.close();
     part.upload.finalMeta({
       exporterId: this.exporterId,
       shardId: this.shard.id,
       rows: part.rows,
       minTs: microsToTs(part.minTs),
       maxTs: microsToTs(part.maxTs),
-      contentType: this.encoder.contentType,
+      contentType: format.contentType,
       contentEncoding: CONTENT_ENCODING[this.options.compression],
     });
     part.compressor.end();
@@ -192,4 +201,9 @@ export class RotatingPartWriter implements ShardWriter {
     this.written.push({ name: part.name, rows: part.rows, bytes: part.storedBytes, minTs: microsToTs(part.minTs), maxTs: microsToTs(part.maxTs) });
     this.part = null;
   }
+}
+
+/** ".ndjson.gz", ".json.zst", ".parquet": what is inside, then how it is compressed. */
+export function partExtension(options: OutputOptions, formatExtension: string): string {
+  return `${formatExtension}${COMPRESSION_EXTENSION[options.compression]}`;
 }

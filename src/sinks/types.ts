@@ -1,6 +1,7 @@
 import type { Writable } from 'node:stream';
 import type { RowBatch } from '../source/row_batch.js';
 import type { ShardSpec } from '../plan/shards.js';
+import type { SourceTable } from '../source/table.js';
 
 /** One file or object an exporter confirmed as completely written. */
 export interface WrittenPart {
@@ -33,7 +34,8 @@ export interface Exporter {
   readonly id: string;
   /** Fails fast with a one-line error when the destination is unusable (missing, no permission). */
   check(): Promise<void>;
-  openShard(shard: ShardSpec): ShardWriter;
+  /** `table` describes the source (Parquet derives its schema from it). */
+  openShard(shard: ShardSpec, table?: SourceTable): ShardWriter;
   close(): Promise<void>;
 }
 

@@ -3,6 +3,37 @@ import { escapeIdentifier } from 'pg';
 import { ConfigError } from '../config/errors.js';
 import type { SourceConfig } from '../config/types.js';
 
+/** One Parquet column and where its value comes from in a row. */
+export interface ParquetColumn {
+  name: string;
+  kind: 'string' | 'json' | 'int32' | 'int64' | 'double' | 'boolean' | 'timestamp';
+  from: 'key' | 'ts' | 'field' | 'document';
+  /** Top-level field of the document, for from = 'field'. */
+  field?: string;
+  required?: boolean;
+}
+
+/** Kestra's log document as columns (timestamp and key come from the row, exact to the µs). */
+const KESTRA_PARQUET: ParquetColumn[] = [
+  { name: 'timestamp', kind: 'timestamp', from: 'ts', required: true },
+  ...['level', 'tenantId', 'namespace', 'flowId', 'taskId', 'executionId', 'taskRunId'].map((f): ParquetColumn => ({ name: f, kind: 'string', from: 'field', field: f })),
+  { name: 'attemptNumber', kind: 'int32', from: 'field', field: 'attemptNumber' },
+  ...['triggerId', 'thread', 'message', 'executionKind'].map((f): ParquetColumn => ({ name: f, kind: 'string', from: 'field', field: f })),
+  { name: 'key', kind: 'string', from: 'key', required: true },
+];
+
+function parquetKind(pgType: string): ParquetColumn['kind'] {
+  const t = pgType.replace(/\(.*\)/, '').replace(/\[\]$/, '[]');
+  if (t.endsWith('[]')) return 'json';
+  if (t === 'smallint' || t === 'integer') return 'int32';
+  if (t === 'bigint') return 'int64';
+  if (t === 'real' || t === 'double precision' || t === 'numeric') return 'double';
+  if (t === 'boolean') return 'boolean';
+  if (t.startsWith('timestamp')) return 'timestamp';
+  if (t === 'json' || t === 'jsonb') return 'json';
+  return 'string';
+}
+
 /** What the planner and readers need to know about the source table, as ready SQL fragments. */
 export interface SourceTable {
   /** Quoted, schema-qualified name. */
@@ -21,6 +52,8 @@ export interface SourceTable {
   body: string;
   /** The key as text: the bare column when it already is text (so COPY sends its bytes as is). */
   keyText: string;
+  /** Columns a Parquet file gets: Kestra's fields, the table's own columns, or key/time/document. */
+  parquet: ParquetColumn[];
 }
 
 interface ColumnInfo { name: string; type: string; category: string }
@@ -73,6 +106,8 @@ export async function describeTable(client: pg.Client, source: SourceConfig): Pr
   }
 
   const q = escapeIdentifier;
+  // The Kestra table: its JSON document carries Kestra's log fields.
+  const isKestra = body?.name === 'value' && body.type === 'jsonb' && byName.has('flow_id') && byName.has('execution_id');
   const keyIsText = TEXT_TYPES.has(key.type.replace(/\(.*\)$/, ''));
   let bodyExpr: string;
   if (!body) bodyExpr = 'to_jsonb(t)';
@@ -93,5 +128,11 @@ export async function describeTable(client: pg.Client, source: SourceConfig): Pr
     deleted: deleted && `t.${q(deleted.name)}`,
     body: bodyExpr,
     keyText: keyIsText ? `t.${q(key.name)}` : `t.${q(key.name)}::text`,
+    parquet: isKestra
+      ? KESTRA_PARQUET
+      : body
+        ? [{ name: 'key', kind: 'string', from: 'key', required: true }, { name: 'timestamp', kind: 'timestamp', from: 'ts', required: true }, { name: body.name, kind: 'json', from: 'document' }]
+        // The whole row is the document: one column per table column, typed from PostgreSQL.
+        : cols.rows.map((c) => ({ name: c.name, kind: parquetKind(c.type), from: 'field', field: c.name })),
   };
 }
