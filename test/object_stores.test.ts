@@ -5,6 +5,8 @@ import type pg from 'pg';
 import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { Storage } from '@google-cloud/storage';
 import { BlobServiceClient } from '@azure/storage-blob';
+import { parquetReadObjects } from 'hyparquet';
+import { compressors } from 'hyparquet-compressors';
 import { seedKestraLogs } from '../src/demo/seed.js';
 import { freshDatabase, isoAgo, sourceDocs } from './helpers/db.js';
 import { exportedDocs, runCli, startCli, tempDir, writeConfig } from './helpers/cli.js';
@@ -226,6 +228,35 @@ describe('Azure Blob (azurite, through @azure/storage-blob)', () => {
     const r = await runCli(['run', '--config', config(dir, [{ id: 'az', type: 'azure-blob', containerName: 'nope', connectionString: azuriteConnectionString(azure.endpoint) }])]);
     expect(r.code).toBe(1);
     expect(r.stderr.trim().split('\n').at(-1)).toMatch(/^logship: azure-blob exporter 'az' \(container nope\): cannot use the container: HTTP 404 ContainerNotFound \(container nope does not exist\)$/);
+  });
+});
+
+describe('Parquet to object stores', () => {
+  const keysOf = async (raw: Buffer) => (await parquetReadObjects({ file: raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength), compressors, columns: ['key'] })).map((r) => r.key as string);
+  const sourceKeys = async () => (await client.query<{ key: string }>('SELECT key FROM logs')).rows.map((r) => r.key).sort();
+
+  it('uploads Parquet objects to S3 and Azure that read back to the source keys', async () => {
+    const dir = tempDir('pq-objects');
+    const cfg = config(dir, [
+      { id: 's3', type: 's3', bucket: BUCKET, endpoint: s3.endpoint, ...s3creds, logFilePrefix: 'pq', format: 'PARQUET' },
+      { id: 'az', type: 'azure-blob', containerName: 'logs', connectionString: azuriteConnectionString(azure.endpoint), logFilePrefix: 'pq', format: 'PARQUET', parquetCompression: 'SNAPPY' },
+    ], { offsetKey: offsetKey() });
+    expect((await runCli(['run', '--config', cfg])).code).toBe(0);
+    const c = s3Client();
+    const list = await c.send(new ListObjectsV2Command({ Bucket: BUCKET, Prefix: 'pq/' }));
+    const s3keys: string[] = [];
+    for (const o of list.Contents ?? []) {
+      expect(o.Key).toMatch(/\.parquet$/);
+      const obj = await c.send(new GetObjectCommand({ Bucket: BUCKET, Key: o.Key! }));
+      expect(obj.ContentType).toBe('application/vnd.apache.parquet');
+      expect(obj.ContentEncoding).toBeUndefined();
+      s3keys.push(...(await keysOf(Buffer.from(await obj.Body!.transformToByteArray()))));
+    }
+    expect(s3keys.sort()).toEqual(await sourceKeys());
+    const container = BlobServiceClient.fromConnectionString(azuriteConnectionString(azure.endpoint)).getContainerClient('logs');
+    const azkeys: string[] = [];
+    for await (const b of container.listBlobsFlat({ prefix: 'pq/' })) azkeys.push(...(await keysOf(await container.getBlockBlobClient(b.name).downloadToBuffer())));
+    expect(azkeys.sort()).toEqual(await sourceKeys());
   });
 });
 

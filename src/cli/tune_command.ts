@@ -54,7 +54,7 @@ export async function tuneCommand(config: Config, o: TuneOptions): Promise<void>
         const dir = path.join(work, `w${workers}-f${fetchSize}`);
         const exporter: ExporterConfig = {
           id: 'tune', type: 'file', directory: dir, format: template?.format ?? 'NDJSON', compression: template?.compression ?? 'gzip',
-          parquetCompression: template?.parquetCompression ?? 'ZSTD', rowGroupSize: template?.rowGroupSize ?? 50_000,
+          parquetCompression: template?.parquetCompression ?? 'ZSTD', rowGroupSize: template?.rowGroupSize ?? 20_000,
           compressionLevel: template?.compressionLevel ?? 1, maxLinesPerFile: template?.maxLinesPerFile ?? 100_000,
           maxBytesPerFile: template?.maxBytesPerFile ?? 1024 ** 3, logFilePrefix: 'tune', keyTemplate: '{prefix}-{shard}-{part}.{ext}',
         };

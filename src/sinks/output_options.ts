@@ -19,7 +19,7 @@ export function readOutputOptions(r: OptionReader, defaultTemplate: string): Out
   }
   const parquetCompression = r.choice<ParquetCodec>('parquetCompression', ['SNAPPY', 'GZIP', 'ZSTD', 'NONE'], 'ZSTD');
   if (format !== 'PARQUET' && r.has('parquetCompression')) throw new ConfigError(r.at('parquetCompression'), 'applies only to format PARQUET');
-  const rowGroupSize = r.integer('rowGroupSize', 50_000, 100, 10_000_000);
+  const rowGroupSize = r.integer('rowGroupSize', 20_000, 100, 10_000_000);
   if (format !== 'PARQUET' && r.has('rowGroupSize')) throw new ConfigError(r.at('rowGroupSize'), 'applies only to format PARQUET');
   assertCompressionAvailable(r.at('compression'), compression);
   if (format === 'PARQUET' && parquetCompression === 'ZSTD') assertCompressionAvailable(r.at('parquetCompression'), 'zstd');

@@ -22,6 +22,9 @@ const KESTRA_PARQUET: ParquetColumn[] = [
   { name: 'key', kind: 'string', from: 'key', required: true },
 ];
 
+/** For bench/parquet_writers.ts, which encodes Kestra rows without a database. */
+export const KESTRA_PARQUET_FOR_BENCH = KESTRA_PARQUET;
+
 function parquetKind(pgType: string): ParquetColumn['kind'] {
   const t = pgType.replace(/\(.*\)/, '').replace(/\[\]$/, '[]');
   if (t.endsWith('[]')) return 'json';
