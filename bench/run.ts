@@ -20,6 +20,8 @@ const { values } = parseArgs({
     compression: { type: 'string', default: 'gzip,none' },
     stream: { type: 'string', default: 'copy' },
     url: { type: 'string' },
+    targets: { type: 'string', default: 'files' },
+    'es-chunk': { type: 'string', default: '1000,5000' },
     out: { type: 'string', default: 'bench/results.md' },
   },
 });
@@ -133,6 +135,33 @@ async function main(): Promise<void> {
       fs.rmSync(dir, { recursive: true, force: true });
     }
 
+    // Elasticsearch `_bulk` throughput against a fast local endpoint in its own process.
+    const bulkRows: string[] = [];
+    if (list(values.targets!).includes('es')) {
+      const server = spawn(process.execPath, [path.join(ROOT, 'dist/bench/fast_bulk_server.js')], { stdio: ['ignore', 'pipe', 'inherit'] });
+      const esUrl = await new Promise<string>((resolve) => server.stdout.once('data', (d) => resolve(String(d).trim())));
+      try {
+        for (const workers of list(values.workers!)) for (const chunk of list(values['es-chunk']!)) {
+          const dir = path.join(work, `es${++k}`);
+          fs.mkdirSync(dir);
+          const cfg = path.join(dir, 'logship.yaml');
+          fs.writeFileSync(cfg, YAML.stringify({
+            source: { url, fetchSize: 5000 }, lookbackPeriod: 'P1D', offsetKey: `bench-es-${k}`, workers: Number(workers), state: { type: 'file', path: path.join(dir, 'state.json') },
+            logExporters: [{ id: 'es', type: 'elasticsearch', indexName: 'kestra-logs-{yyyy.MM.dd}', chunk: Number(chunk), flushBytes: '50MB', concurrency: 4, connection: { hosts: [esUrl] } }],
+          }));
+          const report = path.join(dir, 'report.json');
+          const r = await timed(process.execPath, [CLI, 'run', '--config', cfg, '--report', report]);
+          if (r.code !== 0) throw new Error(`es scenario failed: ${r.stderr}`);
+          const rep = JSON.parse(fs.readFileSync(report, 'utf8'));
+          const line = `| logship → _bulk, workers=${workers}, chunk=${chunk} | ${Math.round(rep.rows / r.seconds).toLocaleString('en-US')} | ${(jsonBytes / 1e6 / r.seconds).toFixed(1)} | ${Math.round(rep.peakRssBytes / 1048576)} MiB | ${rep.cpuSeconds.toFixed(1)} |`;
+          bulkRows.push(line);
+          log(line);
+        }
+      } finally {
+        server.kill();
+      }
+    }
+
     const mb = (b: number | null) => (b === null ? '–' : `${(b / 1e6).toFixed(1)} MB`);
     const row = (m: Measured) => `| ${m.name} | ${Number.isNaN(m.seconds) ? '–' : Math.round(n / m.seconds).toLocaleString('en-US')} | ${Number.isNaN(m.seconds) ? '–' : (jsonBytes / 1e6 / m.seconds).toFixed(1)} | ${mb(m.outBytes)} | ${m.peakRssBytes === null ? '–' : `${Math.round(m.peakRssBytes / 1048576)} MiB`} | ${m.cpuSeconds === null ? '–' : m.cpuSeconds.toFixed(1)} |`;
     const lines: string[] = [];
@@ -144,6 +173,7 @@ async function main(): Promise<void> {
     const ok = baselines.filter((b) => !Number.isNaN(b.seconds));
     lines.push('', '## logship', '', `| scenario | rows/s | MB/s | output | peak RSS | CPU s | planning | ${ok.map((b) => `vs ${b.name.split(' (')[0]!.split(':')[0]}`).join(' | ')} |`, `|---|---:|---:|---:|---:|---:|---:|${ok.map(() => '---:').join('|')}|`);
     for (const s of scenarios) lines.push(`${row(s)} ${s.planningMs} ms | ${ok.map((b) => `${(b.seconds / s.seconds).toFixed(2)}×`).join(' | ')} |`);
+    if (bulkRows.length) lines.push('', '## Elasticsearch `_bulk` (fast local endpoint)', '', '| scenario | docs/s | MB/s | peak RSS | CPU s |', '|---|---:|---:|---:|---:|', ...bulkRows);
     lines.push('', 'Ratios are baseline time ÷ logship time: above 1× logship is faster. Reproduce: `npm run bench -- ' + process.argv.slice(2).join(' ') + '`', '');
     const md = lines.join('\n');
     fs.mkdirSync(path.dirname(path.resolve(values.out!)), { recursive: true });

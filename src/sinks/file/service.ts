@@ -5,6 +5,9 @@ import { RunError } from '../../config/errors.js';
 import type { ObjectService, PartUpload } from '../types.js';
 
 const TEMP_SUFFIX = '.tmp';
+/** Flush written data to disk in the background every this many bytes, so the fsync before the
+ *  rename (which the checkpoint waits for) has little left to do. */
+const SYNC_EVERY = 32 * 1024 * 1024;
 
 /**
  * Local files. A part is written to a hidden temp file beside its final name, fsynced, then
@@ -35,19 +38,35 @@ export class FileService implements ObjectService {
     const dir = path.dirname(final);
     const temp = path.join(dir, `.${path.basename(final)}.${process.pid}${TEMP_SUFFIX}`);
     await fsp.mkdir(dir, { recursive: true });
-    const sink = fs.createWriteStream(temp, { highWaterMark: 1024 * 1024 });
-    // Surface EACCES/ENOSPC-at-open here, naming the file, rather than mid-pipeline.
-    await new Promise<void>((resolve, reject) => {
-      sink.once('ready', resolve);
-      sink.once('error', (err) => reject(new RunError(`${this.label}: cannot create ${final}: ${(err as NodeJS.ErrnoException).code ?? err}`)));
-    });
+    let fh: fsp.FileHandle;
+    try {
+      fh = await fsp.open(temp, 'w');
+    } catch (err) {
+      throw new RunError(`${this.label}: cannot create ${final}: ${(err as NodeJS.ErrnoException).code ?? err}`);
+    }
+    // The stream gets the bare descriptor: a FileHandle lent to a stream cannot be closed by us
+    // until the stream releases it, which with autoClose off it never does. We keep the handle
+    // to fsync and close; without emitClose, 'finish' is the stream's end signal.
+    const sink = fs.createWriteStream('', { fd: fh.fd, highWaterMark: 1024 * 1024, autoClose: false, emitClose: false });
+    let synced = 0;
+    let syncing: Promise<void> | null = null;
+    const backgroundSync = () => {
+      if (syncing || sink.bytesWritten - synced < SYNC_EVERY) return;
+      const upTo = sink.bytesWritten;
+      syncing = fh.datasync().then(() => {
+        synced = upTo;
+      }, () => {}).finally(() => {
+        syncing = null;
+      });
+    };
+    sink.on('drain', backgroundSync);
     return {
       sink,
       finalMeta() {},
       async commit() {
-        // The pipeline has closed the file; make its bytes and then its name durable before
+        // The pipeline has finished writing; make the bytes and then the name durable before
         // the shard may be checkpointed.
-        const fh = await fsp.open(temp, 'r+');
+        await syncing;
         try {
           await fh.sync();
         } finally {
@@ -58,6 +77,8 @@ export class FileService implements ObjectService {
       },
       async abort() {
         sink.destroy();
+        await syncing;
+        await fh.close().catch(() => {});
         await fsp.rm(temp, { force: true });
       },
     };
