@@ -135,8 +135,26 @@ describe('S3 (s3rver, read back through the AWS SDK)', () => {
       expect(child.exitCode).toBe(0);
       expect(r.code).toBe(0);
       expect(proxy.failedSoFar()).toBe(8);
-      expect(r.stderr.match(/shard failed; retrying it/g)?.length).toBeGreaterThanOrEqual(2);
       expect((await s3Objects('storm/')).flatMap((o) => o.docs).sort()).toEqual(source);
+    } finally {
+      await proxy.stop();
+    }
+  });
+
+  it('retries a whole shard when a request fails past the SDK attempts', async () => {
+    const proxy = await startFaultProxy(s3.endpoint);
+    try {
+      const dir = tempDir('s3-shard-retry');
+      // maxAttempts 1: no SDK retry, so any injected failure fails a shard attempt.
+      const cfg = config(dir, [{ id: 's3', type: 's3', bucket: BUCKET, endpoint: proxy.endpoint, ...s3creds, logFilePrefix: 'shardretry', maxAttempts: 1 }], { offsetKey: offsetKey(), workers: 1 });
+      const { child, done } = startCli(['run', '--config', cfg]);
+      while ((await s3Objects('shardretry/')).length === 0 && child.exitCode === null) await new Promise((r) => setTimeout(r, 20));
+      proxy.failNext(2);
+      const r = await done;
+      expect(r.code).toBe(0);
+      expect(proxy.failedSoFar()).toBe(2);
+      expect(r.stderr.match(/shard failed; retrying it/g)?.length).toBeGreaterThanOrEqual(1);
+      expect((await s3Objects('shardretry/')).flatMap((o) => o.docs).sort()).toEqual(source);
     } finally {
       await proxy.stop();
     }
