@@ -8,7 +8,7 @@ import { parseArgs } from 'node:util';
 import pg from 'pg';
 import YAML from 'yaml';
 import { startEmbeddedPostgres } from '../src/demo/embedded_pg.js';
-import { createKestraSchema, seedKestraLogs } from '../src/demo/seed.js';
+import { createKestraSchema, seedKestraLogsParallel } from '../src/demo/seed.js';
 import { packageRoot } from '../src/util/paths.js';
 
 const { values } = parseArgs({
@@ -67,11 +67,8 @@ async function main(): Promise<void> {
       await createKestraSchema(client);
       log(`seeding ${rows.toLocaleString('en-US')} Kestra rows...`);
       const t0 = Date.now();
-      const perChunk = 250_000;
       const start = new Date(Date.now() - 23 * 3600_000 - 120_000).toISOString();
-      for (let done = 0; done < rows; done += perChunk) {
-        await seedKestraLogs(client, { rows: Math.min(perChunk, rows - done), start: new Date(Date.parse(start) + (done / rows) * 23 * 3600_000).toISOString(), spanSeconds: (Math.min(perChunk, rows - done) / rows) * 23 * 3600, seq: done });
-      }
+      await seedKestraLogsParallel(url, { rows, start, spanSeconds: 23 * 3600, parallel: 2 });
       await client.query('VACUUM ANALYZE logs');
       log(`seeded in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
     }

@@ -3,7 +3,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { parseConfig } from '../config/schema.js';
 import { startEmbeddedPostgres } from '../demo/embedded_pg.js';
-import { createKestraSchema, seedKestraLogs } from '../demo/seed.js';
+import { createKestraSchema, seedKestraLogsParallel } from '../demo/seed.js';
 import { formatCount } from './format.js';
 import { runCommand } from './run_command.js';
 
@@ -30,7 +30,7 @@ export async function demoCommand(o: DemoOptions): Promise<void> {
     say(`logship demo: seeding ${formatCount(o.rows)} synthetic Kestra log rows over the last 23 hours...`);
     const t0 = Date.now();
     const start = new Date(Date.now() - 23 * 3600_000 - 120_000).toISOString();
-    await seedKestraLogs(client, { rows: o.rows, start, spanSeconds: 23 * 3600 });
+    await seedKestraLogsParallel(server.url, { rows: o.rows, start, spanSeconds: 23 * 3600, parallel: 2 });
     await client.query('ANALYZE logs');
     await client.end();
     say(`logship demo: seeded in ${((Date.now() - t0) / 1000).toFixed(1)} s; exporting...`);

@@ -60,3 +60,32 @@ export async function seedKestraLogs(client: pg.Client, o: SeedOptions): Promise
 export async function createKestraSchema(client: pg.Client): Promise<void> {
   await client.query(KESTRA_DDL);
 }
+
+/**
+ * Seeds `rows` rows evenly over [start, start + spanSeconds) using `parallel` connections, one
+ * contiguous time slice each: the INSERT is CPU-bound in its backend, so more backends finish
+ * sooner on more cores.
+ */
+export async function seedKestraLogsParallel(url: string, o: { rows: number; start: string; spanSeconds: number; parallel?: number }): Promise<void> {
+  const { default: pg } = await import('pg');
+  const parallel = Math.max(1, Math.min(o.parallel ?? 2, o.rows));
+  const startMs = Date.parse(o.start);
+  const per = Math.ceil(o.rows / parallel);
+  await Promise.all(Array.from({ length: parallel }, async (_, i) => {
+    const from = i * per;
+    const n = Math.min(per, o.rows - from);
+    if (n <= 0) return;
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    try {
+      await seedKestraLogs(client, {
+        rows: n,
+        start: new Date(startMs + (from / o.rows) * o.spanSeconds * 1000).toISOString(),
+        spanSeconds: (n / o.rows) * o.spanSeconds,
+        seq: from,
+      });
+    } finally {
+      await client.end();
+    }
+  }));
+}

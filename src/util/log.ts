@@ -5,7 +5,8 @@ import { redact } from '../config/secrets.js';
 export const log = pino(
   {
     name: 'logship',
-    level: process.env.LOGSHIP_LOG_LEVEL ?? 'info',
+    // A person at a terminal gets the progress bar and summary; JSON info lines are for machines.
+    level: process.env.LOGSHIP_LOG_LEVEL ?? (process.stderr.isTTY ? 'warn' : 'info'),
     base: undefined,
     hooks: { streamWrite: (s: string) => redact(s) },
   },
