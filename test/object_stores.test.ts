@@ -120,44 +120,41 @@ describe('S3 (s3rver, read back through the AWS SDK)', () => {
     await big.end();
   });
 
-  it('loses nothing while the server answers 503 for a while', async () => {
+  /**
+   * Runs an S3 export through a fault proxy: `before` failures from the start (the health check),
+   * then `storm` failures once the first object exists, i.e. while uploads are under way.
+   */
+  async function exportThroughFaults(prefix: string, maxAttempts: number, before: number, storm: number) {
     const proxy = await startFaultProxy(s3.endpoint);
     try {
-      const dir = tempDir('s3-503');
-      const cfg = config(dir, [{ id: 's3', type: 's3', bucket: BUCKET, endpoint: proxy.endpoint, ...s3creds, logFilePrefix: 'storm', maxAttempts: 3 }], { offsetKey: offsetKey(), workers: 1 });
-      proxy.failNext(1); // the health check rides through on an SDK retry
+      const cfg = config(tempDir(`s3-${prefix}`), [{ id: 's3', type: 's3', bucket: BUCKET, endpoint: proxy.endpoint, ...s3creds, logFilePrefix: prefix, maxAttempts }], { offsetKey: offsetKey(), workers: 1 });
+      proxy.failNext(before);
       const { child, done } = startCli(['run', '--config', cfg]);
-      // Once uploads are under way, a storm that outlasts one request's SDK attempts (3) twice:
-      // shard retries take over, and the third shard attempt gets through.
-      while ((await s3Objects('storm/')).length === 0 && child.exitCode === null) await new Promise((r) => setTimeout(r, 20));
-      proxy.failNext(7);
+      while ((await s3Objects(`${prefix}/`)).length === 0 && child.exitCode === null) await new Promise((r) => setTimeout(r, 20));
+      proxy.failNext(storm);
       const r = await done;
-      expect(child.exitCode).toBe(0);
-      expect(r.code).toBe(0);
-      expect(proxy.failedSoFar()).toBe(8);
-      expect((await s3Objects('storm/')).flatMap((o) => o.docs).sort()).toEqual(source);
+      return { r, failed: proxy.failedSoFar(), docs: (await s3Objects(`${prefix}/`)).flatMap((o) => o.docs).sort() };
     } finally {
       await proxy.stop();
     }
+  }
+
+  it('loses nothing while the server answers 503 for a while', async () => {
+    // One failure rides through the health check on an SDK retry; then a storm that can outlast
+    // a request's 3 SDK attempts, where shard retries take over.
+    const { r, failed, docs } = await exportThroughFaults('storm', 3, 1, 7);
+    expect(r.code).toBe(0);
+    expect(failed).toBe(8);
+    expect(docs).toEqual(source);
   });
 
   it('retries a whole shard when a request fails past the SDK attempts', async () => {
-    const proxy = await startFaultProxy(s3.endpoint);
-    try {
-      const dir = tempDir('s3-shard-retry');
-      // maxAttempts 1: no SDK retry, so any injected failure fails a shard attempt.
-      const cfg = config(dir, [{ id: 's3', type: 's3', bucket: BUCKET, endpoint: proxy.endpoint, ...s3creds, logFilePrefix: 'shardretry', maxAttempts: 1 }], { offsetKey: offsetKey(), workers: 1 });
-      const { child, done } = startCli(['run', '--config', cfg]);
-      while ((await s3Objects('shardretry/')).length === 0 && child.exitCode === null) await new Promise((r) => setTimeout(r, 20));
-      proxy.failNext(2);
-      const r = await done;
-      expect(r.code).toBe(0);
-      expect(proxy.failedSoFar()).toBe(2);
-      expect(r.stderr.match(/shard failed; retrying it/g)?.length).toBeGreaterThanOrEqual(1);
-      expect((await s3Objects('shardretry/')).flatMap((o) => o.docs).sort()).toEqual(source);
-    } finally {
-      await proxy.stop();
-    }
+    // maxAttempts 1: no SDK retry, so any injected failure fails a shard attempt.
+    const { r, failed, docs } = await exportThroughFaults('shardretry', 1, 0, 2);
+    expect(r.code).toBe(0);
+    expect(failed).toBe(2);
+    expect(r.stderr.match(/shard failed; retrying it/g)?.length).toBeGreaterThanOrEqual(1);
+    expect(docs).toEqual(source);
   });
 
   it('fails fast with one line on bad credentials and on a missing bucket', async () => {
