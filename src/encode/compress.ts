@@ -7,7 +7,7 @@ import type { Compression } from '../config/types.js';
 export const COMPRESSION_EXTENSION: Record<Compression, string> = { gzip: '.gz', zstd: '.zst', none: '' };
 export const CONTENT_ENCODING: Record<Compression, string | undefined> = { gzip: 'gzip', zstd: 'zstd', none: undefined };
 
-type ZstdModule = { CompressStream: new (params: Record<string, number>) => Transform; DecompressStream: new () => Transform };
+type ZstdModule = { CompressStream: new (params: Record<string, number>) => Transform };
 const require = createRequire(import.meta.url);
 let zstdNapi: ZstdModule | null | undefined;
 let zstdLoadError = '';
@@ -54,22 +54,5 @@ export function createCompressor(compression: Compression, level: number): Trans
     }
     case 'none':
       return new PassThrough({ highWaterMark: 1024 * 1024 });
-  }
-}
-
-/** For tests and tools that read our output back. */
-export function createDecompressor(compression: Compression): Transform {
-  switch (compression) {
-    case 'gzip':
-      return zlib.createGunzip();
-    case 'zstd': {
-      const z = zlib as unknown as { createZstdDecompress?: () => Transform };
-      if (typeof z.createZstdDecompress === 'function') return z.createZstdDecompress();
-      const mod = loadZstdNapi();
-      if (!mod) throw new Error(`zstd is unavailable: ${zstdLoadError}`);
-      return new mod.DecompressStream();
-    }
-    case 'none':
-      return new PassThrough();
   }
 }
