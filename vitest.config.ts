@@ -4,6 +4,7 @@ export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
     globalSetup: ['test/helpers/global_setup.ts'],
+    reporters: ['default', './test/helpers/summary_reporter.ts'],
     pool: 'forks',
     testTimeout: 120_000,
     hookTimeout: 120_000,
