@@ -21,7 +21,7 @@ export async function pruneCommand(config: Config, o: PruneOptions): Promise<str
   if (!pattern.unit) throw new ConfigError(`logExporters '${chosen.id}'.indexName`, `has no date pattern, so there are no daily indices to prune (${chosen.indexName})`);
   const now = o.now ?? new Date();
   const cutoff = Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate()) - o.keepDays * 86_400_000;
-  const service = new SearchService(chosen);
+  const service = await SearchService.create(chosen);
   try {
     const all = await service.listIndices(`${pattern.prefix}*`).catch((err) => {
       throw service.explain(err, 'listing indices failed');

@@ -119,8 +119,8 @@ class BulkShardWriter implements ShardWriter {
   }
 }
 
-export function createSearchExporter(config: SearchExporterConfig): Exporter {
-  const service = new SearchService(config);
+export async function createSearchExporter(config: SearchExporterConfig): Promise<Exporter> {
+  const service = await SearchService.create(config);
   const index = parseIndexPattern('indexName', config.indexName);
   return {
     id: config.id,

@@ -1,9 +1,40 @@
-import { Client as ElasticClient } from '@elastic/elasticsearch';
-import { Client as OpenSearchClient } from '@opensearch-project/opensearch';
 import type { SearchExporterConfig } from '../../config/types.js';
 import { PermanentExportError } from '../object_store.js';
 
 interface RawResponse { statusCode: number | null; body: unknown }
+
+interface Transport {
+  request(method: string, path: string, body?: Buffer): Promise<RawResponse>;
+  close(): Promise<void>;
+}
+
+/** Only the configured engine's client is loaded (each is a sizeable import per worker thread). */
+async function openTransport(config: SearchExporterConfig): Promise<Transport> {
+  const auth = config.apiKey ? { apiKey: config.apiKey } : config.username ? { username: config.username, password: config.password! } : undefined;
+  const tls = config.trustAllSsl || config.caCertificate ? { rejectUnauthorized: !config.trustAllSsl, ca: config.caCertificate } : undefined;
+  const headers = { ...config.headers };
+  if (config.type === 'elasticsearch') {
+    const { Client } = await import('@elastic/elasticsearch');
+    const client = new Client({ nodes: config.hosts, auth, tls, headers, maxRetries: 0, requestTimeout: config.requestTimeoutMs, compression: false });
+    return {
+      async request(method, path, body) {
+        const r = await client.transport.request({ method, path, bulkBody: body }, { meta: true, maxRetries: 0, headers: body ? { 'content-type': 'application/x-ndjson' } : undefined });
+        return { statusCode: r.statusCode, body: r.body };
+      },
+      close: () => client.close(),
+    };
+  }
+  const { Client } = await import('@opensearch-project/opensearch');
+  if (config.apiKey) headers.authorization = `ApiKey ${config.apiKey}`;
+  const client = new Client({ nodes: config.hosts, auth: config.username ? { username: config.username, password: config.password! } : undefined, ssl: tls, headers, maxRetries: 0, requestTimeout: config.requestTimeoutMs });
+  return {
+    async request(method, path, body) {
+      const r = await client.transport.request({ method, path, bulkBody: body as unknown as string }, { maxRetries: 0 });
+      return { statusCode: r.statusCode, body: r.body };
+    },
+    close: () => client.close(),
+  };
+}
 
 /**
  * The official client for each engine, used as an HTTP transport with its own retries off:
@@ -11,30 +42,20 @@ interface RawResponse { statusCode: number | null; body: unknown }
  */
 export class SearchService {
   readonly label: string;
-  private readonly request: (method: string, path: string, body?: Buffer) => Promise<RawResponse>;
-  private readonly closeClient: () => Promise<void>;
 
-  constructor(private readonly config: SearchExporterConfig) {
+  private constructor(
+    private readonly config: SearchExporterConfig,
+    private readonly transport: Transport,
+  ) {
     this.label = `${config.type} exporter '${config.id}' (${config.hosts.join(', ')})`;
-    const auth = config.apiKey ? { apiKey: config.apiKey } : config.username ? { username: config.username, password: config.password! } : undefined;
-    const tls = config.trustAllSsl || config.caCertificate ? { rejectUnauthorized: !config.trustAllSsl, ca: config.caCertificate } : undefined;
-    const headers = { ...config.headers };
-    if (config.type === 'elasticsearch') {
-      const client = new ElasticClient({ nodes: config.hosts, auth, tls, headers, maxRetries: 0, requestTimeout: config.requestTimeoutMs, compression: false });
-      this.request = async (method, path, body) => {
-        const r = await client.transport.request({ method, path, bulkBody: body }, { meta: true, maxRetries: 0, headers: body ? { 'content-type': 'application/x-ndjson' } : undefined });
-        return { statusCode: r.statusCode, body: r.body };
-      };
-      this.closeClient = () => client.close();
-    } else {
-      if (config.apiKey) headers.authorization = `ApiKey ${config.apiKey}`;
-      const client = new OpenSearchClient({ nodes: config.hosts, auth: config.username ? { username: config.username, password: config.password! } : undefined, ssl: tls, headers, maxRetries: 0, requestTimeout: config.requestTimeoutMs });
-      this.request = async (method, path, body) => {
-        const r = await client.transport.request({ method, path, bulkBody: body as unknown as string }, { maxRetries: 0 });
-        return { statusCode: r.statusCode, body: r.body };
-      };
-      this.closeClient = () => client.close();
-    }
+  }
+
+  static async create(config: SearchExporterConfig): Promise<SearchService> {
+    return new SearchService(config, await openTransport(config));
+  }
+
+  private request(method: string, path: string, body?: Buffer): Promise<RawResponse> {
+    return this.transport.request(method, path, body);
   }
 
   async check(): Promise<void> {
@@ -59,7 +80,7 @@ export class SearchService {
   }
 
   close(): Promise<void> {
-    return this.closeClient();
+    return this.transport.close();
   }
 
   explain(err: unknown, what: string): Error {
