@@ -38,11 +38,6 @@ export function partMetadata(meta: PartMeta): Record<string, string> {
   };
 }
 
-/** A marker class for failures no retry can fix (403, missing bucket): they fail the run fast. */
-export class PermanentExportError extends Error {
-  override readonly name = 'PermanentExportError';
-}
-
 export function objectStoreExporter(config: ObjectStoreOptions, service: ObjectService & { close?(): Promise<void> }): Exporter {
   return {
     id: config.id,

@@ -2,7 +2,8 @@ import { PassThrough } from 'node:stream';
 import { ClientSecretCredential } from '@azure/identity';
 import { BlobServiceClient, StorageRetryPolicyType, StorageSharedKeyCredential, type ContainerClient, type StoragePipelineOptions } from '@azure/storage-blob';
 import type { AzureBlobExporterConfig } from '../../config/types.js';
-import { PermanentExportError, partMetadata } from '../object_store.js';
+import { httpFailure } from '../failures.js';
+import { partMetadata } from '../object_store.js';
 import type { ObjectService, PartUpload } from '../types.js';
 
 /** Azure metadata names must be C# identifiers: no hyphens. */
@@ -88,6 +89,6 @@ export class AzureBlobService implements ObjectService {
     const status = e.statusCode;
     const hint = status === 403 ? ' (credentials rejected or not allowed)' : status === 404 ? ` (container ${this.config.containerName} does not exist)` : '';
     const message = `${this.label}: ${what}: ${status ? `HTTP ${status} ` : ''}${e.code ?? (e.message ?? String(err)).split('\n')[0]}${hint}`;
-    return status !== undefined && status >= 400 && status < 500 && status !== 408 && status !== 429 ? new PermanentExportError(message) : new Error(message);
+    return httpFailure(status, message);
   }
 }

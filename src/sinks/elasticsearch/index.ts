@@ -4,7 +4,7 @@ import type { SearchExporterConfig } from '../../config/types.js';
 import type { ShardSpec } from '../../plan/shards.js';
 import { withRetries } from '../../run/retry.js';
 import type { RowBatch } from '../../source/row_batch.js';
-import { PermanentExportError } from '../object_store.js';
+import { PermanentExportError } from '../failures.js';
 import type { Exporter, ExporterShardResult, ShardWriter } from '../types.js';
 import { BulkRequestBuilder, parseIndexPattern, type BulkRequest, type IndexPattern } from './request_builder.js';
 import { decideBulkResponse, describeError, isRetryableRequestError, type DeadItem } from './retry.js';

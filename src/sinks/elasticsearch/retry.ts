@@ -1,3 +1,5 @@
+import { isTransientStatus } from '../failures.js';
+
 /**
  * What to do with a _bulk response or failure: Vector's split between the retry decision (this
  * file) and the backoff policy (exponential with full jitter, in run/retry.ts).
@@ -40,7 +42,7 @@ export function decideBulkResponse(body: BulkResponse, count: number, opType: 'c
 export function isRetryableRequestError(err: unknown): boolean {
   const e = err as { name?: string; meta?: { statusCode?: number }; statusCode?: number };
   const status = e.meta?.statusCode ?? e.statusCode;
-  if (status !== undefined) return status === 408 || status === 429 || status >= 500;
+  if (status !== undefined) return isTransientStatus(status);
   return e.name === 'ConnectionError' || e.name === 'TimeoutError' || e.name === 'NoLivingConnectionsError' || e.name === 'RequestAbortedError';
 }
 

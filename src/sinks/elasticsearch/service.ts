@@ -1,5 +1,5 @@
 import type { SearchExporterConfig } from '../../config/types.js';
-import { PermanentExportError } from '../object_store.js';
+import { httpFailure } from '../failures.js';
 
 interface RawResponse { statusCode: number | null; body: unknown }
 
@@ -91,6 +91,6 @@ export class SearchService {
     const hint = status === 401 ? ' (authentication failed: check connection.basicAuth or apiKey)' : status === 403 ? ' (not allowed)' : '';
     const detail = status ? `HTTP ${status}` : `${e.name ?? 'Error'}: ${(e.message ?? String(err)).split('\n')[0]}`;
     const message = `${this.label}: ${what}: ${detail}${hint}`;
-    return status !== undefined && status >= 400 && status < 500 && status !== 408 && status !== 429 ? new PermanentExportError(message) : new Error(message);
+    return httpFailure(status, message);
   }
 }

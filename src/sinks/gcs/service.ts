@@ -1,6 +1,7 @@
 import { IdempotencyStrategy, Storage, type Bucket } from '@google-cloud/storage';
 import type { GcsExporterConfig } from '../../config/types.js';
-import { PermanentExportError, partMetadata } from '../object_store.js';
+import { httpFailure, PermanentExportError } from '../failures.js';
+import { partMetadata } from '../object_store.js';
 import type { ObjectService, PartMeta, PartUpload } from '../types.js';
 
 /**
@@ -85,6 +86,6 @@ export class GcsService implements ObjectService {
     const status = typeof e.code === 'number' ? e.code : undefined;
     const hint = status === 401 || status === 403 ? ' (credentials rejected or not allowed)' : status === 404 ? ` (bucket ${this.config.bucket} does not exist)` : '';
     const message = `${this.label}: ${what}: ${status ? `HTTP ${status} ` : ''}${(e.message ?? String(err)).split('\n')[0]}${hint}`;
-    return status !== undefined && status >= 400 && status < 500 && status !== 408 && status !== 429 ? new PermanentExportError(message) : new Error(message);
+    return httpFailure(status, message);
   }
 }

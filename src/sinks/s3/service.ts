@@ -5,7 +5,8 @@ import {
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import type { S3ExporterConfig } from '../../config/types.js';
-import { PermanentExportError, partMetadata } from '../object_store.js';
+import { httpFailure } from '../failures.js';
+import { partMetadata } from '../object_store.js';
 import type { ObjectService, PartMeta, PartUpload } from '../types.js';
 
 /**
@@ -129,6 +130,6 @@ export class S3Service implements ObjectService {
     const reason = e.name && e.name !== 'Error' ? `${e.name}${e.message && e.message !== e.name && e.message !== 'UnknownError' ? `: ${e.message}` : ''}` : e.message || String(err);
     const hint = status === 403 ? ' (credentials rejected or not allowed)' : status === 404 ? ` (bucket ${this.config.bucket} does not exist)` : '';
     const message = `${this.label}: ${what}: ${status ? `HTTP ${status} ` : ''}${reason}${hint}`;
-    return status !== undefined && status >= 400 && status < 500 && status !== 408 && status !== 429 ? new PermanentExportError(message) : new Error(message);
+    return httpFailure(status, message);
   }
 }
