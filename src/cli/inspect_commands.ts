@@ -1,7 +1,7 @@
 import { writesFiles, type Config } from '../config/types.js';
 import { parseIndexPattern } from '../sinks/elasticsearch/request_builder.js';
 import { partExtension } from '../sinks/part_writer.js';
-import { encoderFor } from '../encode/formats.js';
+import { formatExtension } from '../encode/part_format.js';
 import { tsToMicros } from '../plan/keyset.js';
 import type { ShardSpec } from '../plan/shards.js';
 import { computeWindow } from '../plan/window.js';
@@ -18,7 +18,7 @@ function firstTarget(config: Config, exporterIndex: number, shard: ShardSpec): s
   if (!writesFiles(e)) return `index ${parseIndexPattern('indexName', e.indexName).render(tsToMicros(shard.lo.ts))}`;
   const namer = new PartNamer(e.keyTemplate, {
     prefix: e.logFilePrefix, exporter: e.id, shard: shard.id,
-    ext: partExtension(e, e.format === 'PARQUET' ? 'parquet' : encoderFor(e.format).extension),
+    ext: partExtension(e, formatExtension(e.format)),
   });
   const micros = tsToMicros(shard.lo.ts);
   return namer.name(1, namer.granularity ? partitionStart(micros, namer.granularity) : micros);

@@ -4,6 +4,9 @@ import path from 'node:path';
 import { escapeLiteral } from 'pg';
 import type { Config, ExporterConfig } from '../config/types.js';
 import { writesFiles } from '../config/types.js';
+import { OptionReader } from '../config/reader.js';
+import { readOutputOptions } from '../sinks/output_options.js';
+import { FILE_DEFAULT_TEMPLATE } from '../sinks/file/config.js';
 import { TS_TEXT, type Bound } from '../plan/keyset.js';
 import { computeWindow } from '../plan/window.js';
 import { Progress } from '../run/progress.js';
@@ -45,7 +48,8 @@ export async function tuneCommand(config: Config, o: TuneOptions): Promise<void>
   const cores = os.availableParallelism();
   const workerOptions = [...new Set([1, 2, cores, cores * 2].filter((w) => w <= Math.max(2, cores * 2)))].sort((a, b) => a - b);
   const fetchOptions = [1000, 5000, 20000];
-  const template = config.logExporters.find(writesFiles);
+  // The user's first file-shaped exporter's encoding (or the defaults), written locally.
+  const output = config.logExporters.find(writesFiles) ?? readOutputOptions(OptionReader.of('tune', {}), FILE_DEFAULT_TEMPLATE);
   const results: { workers: number; fetchSize: number; rowsPerSec: number; seconds: number; peakRssMiB: number }[] = [];
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'logship-tune-'));
   try {
@@ -53,10 +57,10 @@ export async function tuneCommand(config: Config, o: TuneOptions): Promise<void>
       for (const fetchSize of fetchOptions) {
         const dir = path.join(work, `w${workers}-f${fetchSize}`);
         const exporter: ExporterConfig = {
-          id: 'tune', type: 'file', directory: dir, format: template?.format ?? 'NDJSON', compression: template?.compression ?? 'gzip',
-          parquetCompression: template?.parquetCompression ?? 'ZSTD', rowGroupSize: template?.rowGroupSize ?? 20_000,
-          compressionLevel: template?.compressionLevel ?? 1, maxLinesPerFile: template?.maxLinesPerFile ?? 100_000,
-          maxBytesPerFile: template?.maxBytesPerFile ?? 1024 ** 3, logFilePrefix: 'tune', keyTemplate: '{prefix}-{shard}-{part}.{ext}',
+          format: output.format, compression: output.compression, compressionLevel: output.compressionLevel,
+          parquetCompression: output.parquetCompression, rowGroupSize: output.rowGroupSize,
+          maxLinesPerFile: output.maxLinesPerFile, maxBytesPerFile: output.maxBytesPerFile,
+          id: 'tune', type: 'file', directory: dir, logFilePrefix: 'tune', keyTemplate: FILE_DEFAULT_TEMPLATE,
         };
         const trial: Config = {
           ...config, workers, delete: false, offsetKey: 'logship-tune', state: { type: 'file', path: path.join(dir, 'state.json') },

@@ -4,7 +4,7 @@ import { ByteWriter, ParquetWriter } from 'hyparquet-writer';
 import type { OutputOptions } from '../config/types.js';
 import type { RowBatch } from '../source/row_batch.js';
 import type { ParquetColumn, SourceTable } from '../source/table.js';
-import type { PartEncoder, PartFormat, Push } from './part_format.js';
+import { formatExtension, type PartEncoder, type PartFormat, type Push } from './part_format.js';
 
 type Compressor = (input: Uint8Array) => Uint8Array;
 type SchemaElement = Record<string, unknown>;
@@ -87,7 +87,7 @@ export function parquetFormat(options: OutputOptions, table: SourceTable): PartF
   const rowGroupSize = options.rowGroupSize;
   const needsDoc = columns.some((c) => c.from === 'field' || c.from === 'document');
   return {
-    extension: 'parquet',
+    extension: formatExtension('PARQUET'),
     contentType: 'application/vnd.apache.parquet',
     outerCompression: false,
     async open(push: Push): Promise<PartEncoder> {

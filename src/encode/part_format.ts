@@ -21,6 +21,11 @@ export interface PartFormat {
   open(push: Push): Promise<PartEncoder>;
 }
 
+/** What a part's name says is inside: ndjson, json or parquet (before any compression suffix). */
+export function formatExtension(format: OutputOptions['format']): string {
+  return format === 'PARQUET' ? 'parquet' : encoderFor(format).extension;
+}
+
 /** NDJSON and JSON: the byte encoders, framed per part. */
 function textFormat(format: 'NDJSON' | 'JSON'): PartFormat {
   const encoder = encoderFor(format);

@@ -14,13 +14,12 @@ import { templateGranularity, type Granularity } from '../sinks/naming.js';
 import { checkpointOffset } from '../state/checkpoint.js';
 import { createStateStore } from '../state/create.js';
 import type { RunManifest, ShardOutcome, StateStore } from '../state/types.js';
-import type { Logger } from '../util/log.js';
 import { redact } from '../config/secrets.js';
-import { shardRetryDecision, withRetries } from './retry.js';
+import type { Logger } from '../util/log.js';
 import { workerFile } from '../util/paths.js';
 import { Progress } from './progress.js';
+import { shardRetryDecision, withRetries } from './retry.js';
 import { filtersOf, type ProgressMessage, type ShardTaskInput } from './shard_task.js';
-
 
 export interface ExporterTotals { rows: number; files: number; bytes: number; removedStaleParts: number; deadLettered: number }
 
