@@ -87,9 +87,10 @@ async function main(argv: string[]): Promise<number> {
       progressIntervalMs: positiveNumber('--progress-interval', values['progress-interval'], 10) * 1000,
     });
     if (report.status !== 'ok') return 1;
-    const dropped = config.logExporters.filter((e) => 'allowDeadLetter' in e && !e.allowDeadLetter && report.exporters[e.id]!.deadLettered > 0);
+    const { deliversDocuments } = await import('../sinks/registry.js');
+    const dropped = config.logExporters.filter(deliversDocuments).filter((e) => !e.allowDeadLetter && report.exporters[e.id]!.deadLettered > 0);
     if (dropped.length > 0) {
-      const where = dropped.map((e) => `${report.exporters[e.id]!.deadLettered} by '${e.id}' (see ${'deadLetter' in e ? e.deadLetter : ''})`).join(', ');
+      const where = dropped.map((e) => `${report.exporters[e.id]!.deadLettered} by '${e.id}' (see ${e.deadLetter})`).join(', ');
       process.stderr.write(`logship: documents were dead-lettered: ${where}; set allowDeadLetter: true to accept that\n`);
       return 3;
     }

@@ -1,5 +1,5 @@
 import type { OptionReader } from '../../config/reader.js';
-import type { FileExporterConfig } from '../../config/types.js';
+import type { OutputOptions } from '../../config/types.js';
 import { readOutputOptions } from '../output_options.js';
 
 export const FILE_TYPES = ['file', 'io.kestra.plugin.ee.core.log.FileLogExporter'];
@@ -9,4 +9,10 @@ export function parseFileExporter(r: OptionReader, id: string): FileExporterConf
   const directory = r.string('directory', './logship-out');
   const output = readOutputOptions(r, FILE_DEFAULT_TEMPLATE);
   return { id, type: 'file', directory, ...output };
+}
+
+export interface FileExporterConfig extends OutputOptions {
+  id: string;
+  type: 'file';
+  directory: string;
 }
