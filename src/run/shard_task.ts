@@ -43,7 +43,7 @@ function exportersFor(config: Config): Promise<Exporter[]> {
 }
 
 export function filtersOf(config: Config): Filters {
-  return { logLevelFilter: config.logLevelFilter, namespace: config.namespace, tenantId: config.tenantId };
+  return { logLevelFilter: config.logLevelFilter, namespace: config.namespace, tenantId: config.tenantId, resources: config.resources };
 }
 
 /**
