@@ -7,6 +7,7 @@ import { parseCliVariables } from '../config/variables.js';
 
 const USAGE = `usage:
   logship run   --config FILE [--task ID] [--var NAME=VALUE]... [--report FILE] [--progress-interval SECONDS]
+                [--metrics-port N] [--pushgateway URL]
   logship plan  --config FILE [--task ID] [--json]
   logship state --config FILE [--task ID] [--reset] [--json]
   logship tune  --config FILE [--sample-rows N] [--json]
@@ -24,6 +25,8 @@ const OPTIONS = {
   var: { type: 'string', multiple: true },
   report: { type: 'string' },
   'progress-interval': { type: 'string' },
+  'metrics-port': { type: 'string' },
+  pushgateway: { type: 'string' },
   json: { type: 'boolean' },
   reset: { type: 'boolean' },
   rows: { type: 'string' },
@@ -43,6 +46,17 @@ function positiveNumber(flag: string, value: string | undefined, fallback: numbe
   const n = Number(value);
   if (!Number.isFinite(n) || n <= 0) throw new ConfigError(flag, `must be a positive number (got ${JSON.stringify(value)})`);
   return n;
+}
+
+function portNumber(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new ConfigError('--metrics-port', `must be a port number from 0 to 65535 (got ${JSON.stringify(value)})`);
+  return n;
+}
+
+function httpUrlFlag(flag: string, value: string): string {
+  if (!/^https?:\/\/[^/]/.test(value)) throw new ConfigError(flag, `must be an http:// or https:// URL (got ${JSON.stringify(value)})`);
+  return value;
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -90,6 +104,8 @@ async function main(argv: string[]): Promise<number> {
     const report = await runCommand(config, {
       report: values.report,
       progressIntervalMs: positiveNumber('--progress-interval', values['progress-interval'], 10) * 1000,
+      metricsPort: values['metrics-port'] === undefined ? undefined : portNumber(values['metrics-port']),
+      pushgateway: values.pushgateway === undefined ? undefined : httpUrlFlag('--pushgateway', values.pushgateway),
     });
     if (report.status !== 'ok') return 1;
     const { deliversDocuments } = await import('../sinks/registry.js');
