@@ -3,24 +3,30 @@ import { parseArgs } from 'node:util';
 import { ConfigError, errorMessage } from '../config/errors.js';
 import { loadConfigFile } from '../config/load.js';
 import { redact } from '../config/secrets.js';
+import { parseCliVariables } from '../config/variables.js';
 
 const USAGE = `usage:
-  logship run   --config FILE [--task ID] [--report FILE] [--progress-interval SECONDS]
+  logship run   --config FILE [--task ID] [--var NAME=VALUE]... [--report FILE] [--progress-interval SECONDS]
+                [--metrics-port N] [--pushgateway URL]
   logship plan  --config FILE [--task ID] [--json]
   logship state --config FILE [--task ID] [--reset] [--json]
   logship tune  --config FILE [--sample-rows N] [--json]
   logship prune --config FILE --exporter ID --keep-days N [--dry-run]
-  logship demo  [--rows N] [--out DIR] [--format NDJSON|JSON] [--compression gzip|zstd|none]
+  logship demo  [--rows N] [--out DIR] [--format NDJSON|JSON] [--compression gzip|zstd|none] [--audit]
 
---config takes a logship YAML file or a whole Kestra flow with a LogShipper task.
+--config takes a logship YAML file or a whole Kestra flow with a LogShipper or AuditLogShipper
+task; --var fills {{ vars.NAME }} (after the flow's variables; LOGSHIP_VAR_NAME last).
 Exit codes: 0 success, 1 run failed (rerun resumes), 2 usage or config error,
 3 finished but documents were dead-lettered (allowDeadLetter: true makes that 0).`;
 
 const OPTIONS = {
   config: { type: 'string' },
   task: { type: 'string' },
+  var: { type: 'string', multiple: true },
   report: { type: 'string' },
   'progress-interval': { type: 'string' },
+  'metrics-port': { type: 'string' },
+  pushgateway: { type: 'string' },
   json: { type: 'boolean' },
   reset: { type: 'boolean' },
   rows: { type: 'string' },
@@ -30,6 +36,7 @@ const OPTIONS = {
   exporter: { type: 'string' },
   'keep-days': { type: 'string' },
   'dry-run': { type: 'boolean' },
+  audit: { type: 'boolean' },
   'sample-rows': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
@@ -39,6 +46,17 @@ function positiveNumber(flag: string, value: string | undefined, fallback: numbe
   const n = Number(value);
   if (!Number.isFinite(n) || n <= 0) throw new ConfigError(flag, `must be a positive number (got ${JSON.stringify(value)})`);
   return n;
+}
+
+function portNumber(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new ConfigError('--metrics-port', `must be a port number from 0 to 65535 (got ${JSON.stringify(value)})`);
+  return n;
+}
+
+function httpUrlFlag(flag: string, value: string): string {
+  if (!/^https?:\/\/[^/]/.test(value)) throw new ConfigError(flag, `must be an http:// or https:// URL (got ${JSON.stringify(value)})`);
+  return value;
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -64,12 +82,13 @@ async function main(argv: string[]): Promise<number> {
       out: values.out ?? './logship-out',
       format: values.format ?? 'NDJSON',
       compression: values.compression ?? 'gzip',
+      audit: values.audit === true,
     });
     return 0;
   }
   if (!['run', 'plan', 'state', 'prune', 'tune'].includes(command)) throw new ConfigError('', `unknown command ${JSON.stringify(command)}\n${USAGE}`);
   if (!values.config) throw new ConfigError('--config', 'is required');
-  const config = loadConfigFile(values.config, { task: values.task });
+  const config = loadConfigFile(values.config, { task: values.task, variables: parseCliVariables(values.var) });
   // Commands load on demand so that none pays for another's dependencies.
   if (command === 'plan') await (await import('./inspect_commands.js')).planCommand(config, values.json === true);
   else if (command === 'state') await (await import('./inspect_commands.js')).stateCommand(config, values.reset === true, values.json === true);
@@ -85,6 +104,8 @@ async function main(argv: string[]): Promise<number> {
     const report = await runCommand(config, {
       report: values.report,
       progressIntervalMs: positiveNumber('--progress-interval', values['progress-interval'], 10) * 1000,
+      metricsPort: values['metrics-port'] === undefined ? undefined : portNumber(values['metrics-port']),
+      pushgateway: values.pushgateway === undefined ? undefined : httpUrlFlag('--pushgateway', values.pushgateway),
     });
     if (report.status !== 'ok') return 1;
     const { deliversDocuments } = await import('../sinks/registry.js');

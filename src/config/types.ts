@@ -16,6 +16,8 @@ export interface ColumnMapping {
   body: string | null;
   /** Soft-delete flag; undefined = use a boolean `deleted` column when the table has one. */
   deleted: string | null | undefined;
+  /** Audit logs: the Kestra resource column that `resources` filters on. */
+  resource: string | null;
 }
 
 export interface SourceConfig {
@@ -66,8 +68,12 @@ export type ExporterConfig = ExporterConfigBase;
 export interface FileShapedConfig extends ExporterConfigBase, OutputOptions {}
 
 export interface Config {
+  /** `logs` (LogShipper) or `audit` (AuditLogShipper: `resources` instead of `logLevelFilter`). */
+  kind: 'logs' | 'audit';
   source: SourceConfig;
   logLevelFilter: Level | undefined;
+  /** Audit logs only: the Kestra resources to export, every spelling a row may carry. */
+  resources: string[] | undefined;
   lookbackPeriod: string;
   namespace: string | undefined;
   tenantId: string | undefined;

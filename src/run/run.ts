@@ -17,6 +17,7 @@ import type { RunManifest, ShardAcks, ShardOutcome, StateStore } from '../state/
 import { redact } from '../config/secrets.js';
 import type { Logger } from '../util/log.js';
 import { workerFile } from '../util/paths.js';
+import type { RunObserver } from './observer.js';
 import { Progress } from './progress.js';
 import { shardRetryDecision, withRetries } from './retry.js';
 import { filtersOf, type ShardTaskInput } from './shard_task.js';
@@ -51,6 +52,8 @@ export interface RunOptions {
   progress: Progress;
   /** Export exactly this window instead of [offset, now - lag) (used by `tune`). */
   fixedWindow?: ExportWindow;
+  /** Metrics: told of the plan, each shard, the offset and each request's outcome. */
+  observer?: RunObserver;
 }
 
 /** The finest event-time partition any exporter's names use; shards are cut at its edges. */
@@ -97,6 +100,7 @@ export async function runExport(config: Config, o: RunOptions, report: RunReport
     await checkExporters(config);
     const state = await store.load();
     report.offsetBefore = state.offset;
+    if (state.offset) o.observer?.offset(state.offset);
     report.offsetAfter = state.offset;
     pool = new Piscina({ filename: workerFile(), minThreads: config.workers, maxThreads: config.workers, idleTimeout: 60_000 });
 
@@ -157,7 +161,9 @@ async function executeRun(
   const todo = run.shards.filter((s) => !done.has(s.index));
   const entry = { runId: run.runId, resumed, window: run.window, shards: run.shards.length, shardsExportedNow: 0, rows: 0 };
   report.runs.push(entry);
-  o.progress.begin(todo.reduce((s, x) => s + x.estimatedRows, 0), todo.length);
+  const expected = todo.reduce((s, x) => s + x.estimatedRows, 0);
+  o.progress.begin(expected, todo.length);
+  o.observer?.planned(expected);
 
   let failure: unknown = null;
   // State writes (checkpoints, in-shard acks) are serialised: the stored offset only ever moves
@@ -176,6 +182,8 @@ async function executeRun(
     const channel = new MessageChannel();
     channel.port1.on('message', (m: WorkerMessage) => {
       if (m.type === 'progress') o.progress.update(m.shard, m.rows);
+      else if (m.type === 'delivery') o.observer?.delivery(m.exporterId, m.event);
+      else if (m.type === 'flush') channel.port1.postMessage({ type: 'acked', id: m.id } satisfies MainMessage);
       else {
         recordAck(shard.index, m.exporterId, m.ack).then(
           () => channel.port1.postMessage({ type: 'acked', id: m.id } satisfies MainMessage),
@@ -195,6 +203,7 @@ async function executeRun(
     while (failure === null && next < todo.length) {
       const shard = todo[next++]!;
       try {
+        const shardStarted = Date.now();
         const outcome = await withRetries(
           { attempts: config.shardAttempts, firstDelayMs: 1000, maxDelayMs: 30_000 },
           (err) => failure === null && shardRetryDecision(err) === 'retry',
@@ -205,6 +214,8 @@ async function executeRun(
         const offset = checkpointOffset(run, done);
         await stateWrite(() => store.shardDone(run.runId, shard.index, outcome, offset));
         report.offsetAfter = offset;
+        o.observer?.shardDone(outcome, (Date.now() - shardStarted) / 1000);
+        o.observer?.offset(offset);
         o.progress.shardFinished(shard.index, outcome.rows);
         entry.shardsExportedNow++;
         entry.rows += outcome.rows;
@@ -221,6 +232,7 @@ async function executeRun(
   }
   await store.endRun(run.runId, run.window.end);
   report.offsetAfter = run.window.end;
+  o.observer?.offset(run.window.end);
   return run.window.end;
 }
 

@@ -1,5 +1,5 @@
 import type { MessagePort } from 'node:worker_threads';
-import type { InShardAck } from '../sinks/delivery/types.js';
+import type { DeliveryEvent, InShardAck } from '../sinks/delivery/types.js';
 
 /**
  * What a shard's worker thread and the main thread say to each other over the shard's port:
@@ -8,7 +8,9 @@ import type { InShardAck } from '../sinks/delivery/types.js';
  */
 export type WorkerMessage =
   | { type: 'progress'; shard: number; rows: number; bytes: number }
-  | { type: 'ack'; id: number; exporterId: string; ack: InShardAck };
+  | { type: 'ack'; id: number; exporterId: string; ack: InShardAck }
+  | { type: 'delivery'; exporterId: string; event: DeliveryEvent }
+  | { type: 'flush'; id: number };
 
 export type MainMessage = { type: 'acked'; id: number } | { type: 'ack-failed'; id: number; error: string };
 
@@ -31,11 +33,27 @@ export class WorkerSide {
     this.port.postMessage({ type: 'progress', shard, rows, bytes } satisfies WorkerMessage);
   }
 
+  delivery(exporterId: string, event: DeliveryEvent): void {
+    this.port.postMessage({ type: 'delivery', exporterId, event } satisfies WorkerMessage);
+  }
+
   acknowledge(exporterId: string, ack: InShardAck): Promise<void> {
+    return this.ask((id) => ({ type: 'ack', id, exporterId, ack }));
+  }
+
+  /**
+   * Resolves once the main thread has handled every message sent before it: messages on one port
+   * keep their order, and closing a port may drop what is still queued.
+   */
+  flush(): Promise<void> {
+    return this.ask((id) => ({ type: 'flush', id }));
+  }
+
+  private ask(message: (id: number) => WorkerMessage): Promise<void> {
     const id = ++this.next;
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
-      this.port.postMessage({ type: 'ack', id, exporterId, ack } satisfies WorkerMessage);
+      this.port.postMessage(message(id));
     });
   }
 

@@ -43,7 +43,7 @@ function exportersFor(config: Config): Promise<Exporter[]> {
 }
 
 export function filtersOf(config: Config): Filters {
-  return { logLevelFilter: config.logLevelFilter, namespace: config.namespace, tenantId: config.tenantId };
+  return { logLevelFilter: config.logLevelFilter, namespace: config.namespace, tenantId: config.tenantId, resources: config.resources };
 }
 
 /**
@@ -62,7 +62,11 @@ export async function exportShard(input: ShardTaskInput): Promise<ShardOutcome> 
   const ackers = config.logExporters.map(acksInShard);
   const ordered = config.source.ordered || ackers.some(Boolean);
   const writers: ShardWriter[] = (await exportersFor(config)).map((e, i) =>
-    e.openShard(shard, table, ackers[i] ? { resume: input.acks?.[e.id], acknowledge: (ack) => channel.acknowledge(e.id, ack) } : undefined));
+    e.openShard(shard, table, {
+      resume: ackers[i] ? input.acks?.[e.id] : undefined,
+      acknowledge: ackers[i] ? (ack) => channel.acknowledge(e.id, ack) : undefined,
+      observe: (event) => channel.delivery(e.id, event),
+    }));
   const delayMs = Number(process.env.LOGSHIP_TEST_BATCH_DELAY_MS ?? 0);
   let rows = 0;
   let bytes = 0;
@@ -112,6 +116,7 @@ export async function exportShard(input: ShardTaskInput): Promise<ShardOutcome> 
     }
     throw err;
   } finally {
+    await channel.flush().catch(() => {});
     channel.close();
   }
 }

@@ -21,6 +21,8 @@ export interface DeadItem {
   reason: string;
   /** The item's own status, where the platform gives one. */
   status?: number;
+  /** A short, low-cardinality reason for metrics (`too_old`, `too_large`); defaults to `status_<status>` or `rejected`. */
+  code?: string;
   /** The platform's own error, kept verbatim in the dead-letter record. */
   error?: unknown;
 }

@@ -60,11 +60,25 @@ export function toEvent(batch: RowBatch, i: number, mapping: EventMapping): LogE
   const isObject = parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed);
   const fields = isObject ? (parsed as Record<string, unknown>) : {};
   const rawMessage = fields[mapping.messageField];
-  const message = rawMessage === undefined ? (isObject ? text : typeof parsed === 'string' ? parsed : text) : typeof rawMessage === 'string' ? rawMessage : JSON.stringify(rawMessage);
+  const message = rawMessage !== undefined
+    ? typeof rawMessage === 'string' ? rawMessage : JSON.stringify(rawMessage)
+    : auditMessage(fields) ?? (isObject ? text : typeof parsed === 'string' ? parsed : text);
   const attributes: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(fields)) if (k !== mapping.messageField) attributes[k] = v;
   attributes[mapping.keyAttribute] = key;
   return { key, tsMicros: batch.tsMicros[i]!, document, fields, message, level: levelOf(fields[mapping.levelField]), attributes };
+}
+
+/**
+ * Kestra audit entries have no message: make the one a person would write,
+ * `user@x UPDATE FLOW company.team/my-flow`.
+ */
+function auditMessage(fields: Record<string, unknown>): string | undefined {
+  const detail = fields.detail as Record<string, unknown> | undefined;
+  if (!detail || typeof detail !== 'object' || typeof fields.type !== 'string') return undefined;
+  const what = detail.flowId ?? detail.id;
+  const where = [detail.namespace, what].filter((x) => typeof x === 'string' && x.length > 0).join('/');
+  return [fields.userId, fields.type, detail.resource, where].filter((x) => typeof x === 'string' && x.length > 0).join(' ');
 }
 
 /** Attribute values as platforms with string-only tags want them. */

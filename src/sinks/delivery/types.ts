@@ -69,9 +69,18 @@ export interface InShardAck {
   deadLetterBytes: number;
 }
 
-/** Given to exporters with `bounded-duplicates` delivery: where to resume, and how to record progress. */
+/** What the core reports per request, for metrics (aggregated in the main thread, never per row). */
+export type DeliveryEvent =
+  | { kind: 'request'; outcome: 'ok' | 'retried' | 'failed' }
+  | { kind: 'dead-lettered'; reason: string; count: number };
+
+/**
+ * Given to document-shaped exporters. `acknowledge` only to those with `bounded-duplicates`
+ * delivery: where to resume in the shard, and how to record progress.
+ */
 export interface ShardDeliveryContext {
   resume?: InShardAck;
   /** Resolves once the acknowledgement is durable in the state store. */
-  acknowledge(ack: InShardAck): Promise<void>;
+  acknowledge?(ack: InShardAck): Promise<void>;
+  observe?(event: DeliveryEvent): void;
 }

@@ -7,7 +7,7 @@ import { backoffDelay, sleep } from './backoff.js';
 import { DeadLetterFile } from './dead_letters.js';
 import { decideTransportError, type Decision } from './decision.js';
 import type { DeliveryOptions } from './options.js';
-import type { DeadLetterSubject, DeliveryDriver, DeliveryRequest, RequestBuilder, ShardDeliveryContext } from './types.js';
+import type { DeadLetterSubject, DeliveryEvent, DeliveryDriver, DeliveryRequest, RequestBuilder, ShardDeliveryContext } from './types.js';
 
 /**
  * The rows one request covers, in read order. Rows the builder refused (too large to ever send)
@@ -72,7 +72,10 @@ export class BatchedShardWriter<R extends DeliveryRequest, Res> implements Shard
       const span = (this.span ??= { lastTsMicros: 0, lastKey: '', delivered: 0, done: false, dead: [] });
       span.lastTsMicros = batch.tsMicros[i]!;
       span.lastKey = batch.key(i);
-      if (refused !== null) this.deadLetter(span, { key: span.lastKey, tsMicros: span.lastTsMicros, document: batch.doc(i) }, refused);
+      if (refused !== null) {
+        this.deadLetter(span, { key: span.lastKey, tsMicros: span.lastTsMicros, document: batch.doc(i) }, refused);
+        this.observe({ kind: 'dead-lettered', reason: 'too_large', count: 1 });
+      }
       if (this.builder.full) await this.dispatch();
     }
   }
@@ -94,6 +97,10 @@ export class BatchedShardWriter<R extends DeliveryRequest, Res> implements Shard
     await Promise.allSettled(this.inflight);
     await this.acks.catch(() => {});
     this.deadLetters.close();
+  }
+
+  private observe(event: DeliveryEvent): void {
+    this.context?.observe?.(event);
   }
 
   /** (ts, key) ≤ the resume point; keys compare byte-wise, as the read's COLLATE "C" orders them. */
@@ -144,6 +151,7 @@ export class BatchedShardWriter<R extends DeliveryRequest, Res> implements Shard
       } catch (err) {
         decision = this.driver.classifyError?.(pending as R, err) ?? decideTransportError(err, this.driver.label);
       }
+      this.observe({ kind: 'request', outcome: requestOutcome(decision) });
       switch (decision.kind) {
         case 'ok':
           span.delivered += pending.count;
@@ -154,13 +162,17 @@ export class BatchedShardWriter<R extends DeliveryRequest, Res> implements Shard
           const halves = pending.split();
           if (!halves) {
             this.deadLetter(span, pending.describe(0), decision.reason);
+            this.observe({ kind: 'dead-lettered', reason: 'too_large', count: 1 });
             return;
           }
           for (const half of halves) await this.deliver(half, span);
           return;
         }
         case 'partial': {
-          for (const d of decision.dead) this.deadLetter(span, pending.describe(d.item), d.reason, d.error, d.status);
+          for (const d of decision.dead) {
+            this.deadLetter(span, pending.describe(d.item), d.reason, d.error, d.status);
+            this.observe({ kind: 'dead-lettered', reason: d.code ?? (d.status !== undefined ? `status_${d.status}` : 'rejected'), count: 1 });
+          }
           span.delivered += pending.count - decision.retry.length - decision.dead.length;
           if (decision.retry.length === 0) return;
           pending = pending.subset(decision.retry);
@@ -170,6 +182,7 @@ export class BatchedShardWriter<R extends DeliveryRequest, Res> implements Shard
           break;
       }
       if (attempt >= this.options.maxAttempts) {
+        this.observe({ kind: 'request', outcome: 'failed' });
         const what = decision.kind === 'partial' ? `${pending.count} events still failing (${decision.reason})` : decision.reason;
         throw new Error(`${prefixed(this.driver.label, what)}; gave up after ${this.options.maxAttempts} attempts`);
       }
@@ -204,7 +217,7 @@ export class BatchedShardWriter<R extends DeliveryRequest, Res> implements Shard
           for (const d of span.dead) this.deadLetters.append(d.record, d.document);
           span.dead = [];
         }
-        if (this.context) {
+        if (this.context?.acknowledge) {
           await this.deadLetters.sync();
           await this.context.acknowledge({
             ts: microsToTs(last.lastTsMicros), key: last.lastKey, delivered,
@@ -226,6 +239,12 @@ export class BatchedShardWriter<R extends DeliveryRequest, Res> implements Shard
     this.capacityWaiters = [];
     for (const w of waiters) w();
   }
+}
+
+/** A request is `ok` when nothing of it is sent again (dead-lettered items are counted apart). */
+function requestOutcome(d: Decision): 'ok' | 'retried' | 'failed' {
+  if (d.kind === 'ok' || (d.kind === 'partial' && d.retry.length === 0)) return 'ok';
+  return d.kind === 'fatal' ? 'failed' : 'retried';
 }
 
 function prefixed(label: string, reason: string): string {
