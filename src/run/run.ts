@@ -7,7 +7,7 @@ import { writesFiles, type Config } from '../config/types.js';
 import type { Bound } from '../plan/keyset.js';
 import { planShards, type ShardPlan, type ShardSpec } from '../plan/shards.js';
 import { computeWindow, type ExportWindow } from '../plan/window.js';
-import { connectSource } from '../source/connection.js';
+import { SourceSession } from '../source/session.js';
 import { describeTable, type SourceTable } from '../source/table.js';
 import { createExporter } from '../sinks/create.js';
 import { templateGranularity, type Granularity } from '../sinks/naming.js';
@@ -85,11 +85,11 @@ export function emptyReport(config: Config): RunReport {
 export async function runExport(config: Config, o: RunOptions, report: RunReport = emptyReport(config)): Promise<RunReport> {
   const started = Date.now();
 
-  const main = await connectSource(config.source, 'main');
+  const main = await SourceSession.open(config.source, 'main');
   let store: StateStore | null = null;
   let pool: Piscina | null = null;
   try {
-    const table = await describeTable(main, config.source);
+    const table = await describeTable(main.current(), config.source);
     store = createStateStore(config, main);
     await store.open();
     await checkExporters(config);
@@ -104,12 +104,12 @@ export async function runExport(config: Config, o: RunOptions, report: RunReport
       offset = await executeRun(config, table, store, pool, state.run, state.done, true, report, o);
     }
 
-    const window = o.fixedWindow ?? (await computeWindow(main, offset, config.lookbackPeriod, config.safetyLag));
+    const window = o.fixedWindow ?? (await main.run((c) => computeWindow(c, offset, config.lookbackPeriod, config.safetyLag)));
     if (!window) {
       o.log.info({ offset }, 'nothing to export: the window is empty (offset is within the safety lag of now)');
     } else {
       const planStarted = Date.now();
-      const plan = await planWindow(main, table, config, window);
+      const plan = await main.run((c) => planWindow(c, table, config, window));
       report.planningMs += Date.now() - planStarted;
       const run: RunManifest = {
         runId: randomUUID(), createdAt: new Date().toISOString(),
@@ -129,7 +129,7 @@ export async function runExport(config: Config, o: RunOptions, report: RunReport
     report.cpuSeconds = Math.round((usage.userCPUTime + usage.systemCPUTime) / 1e4) / 100;
     await pool?.destroy().catch(() => {});
     await store?.close().catch(() => {});
-    await main.end().catch(() => {});
+    await main.end();
   }
 }
 

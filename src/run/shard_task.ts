@@ -34,7 +34,8 @@ let client: pg.Client | null = null;
 let exporters: { key: string; list: Promise<Exporter[]> } | null = null;
 
 async function sourceClient(config: Config): Promise<pg.Client> {
-  if (!client) client = await connectSource(config.source, 'worker');
+  // Workers connect after the run has started: a refusal now is a restart, not a bad URL.
+  if (!client) client = await connectSource(config.source, 'worker', { startup: false });
   return client;
 }
 
