@@ -90,6 +90,10 @@ const cases: [string, unknown, string | RegExp][] = [
   ['a missing secret', { source: { url: "{{ secret('PG_URL') }}" }, ...base() }, /^source\.url: secret 'PG_URL' is not set: define environment variable PG_URL/],
   ['an unsupported expression', withExporter({ logFilePrefix: '{{ now() }}' }), /^logExporters\[0\]\.logFilePrefix: only \{\{ secret\('NAME'\) \}\} expressions are supported/],
   ['invalid YAML', 'logExporters: [\n  - id: a\n type: file', /^config is not valid YAML \(line \d+, column \d+\)/],
+  ['a calendar maxDuration', { ...base(), maxDuration: 'P1M' }, 'maxDuration: must be a fixed-length duration, without years or months (got "P1M")'],
+  ['a maxDuration within stopGrace', { ...base(), maxDuration: 'PT20S' }, 'maxDuration: must be longer than stopGrace (30 s) (got "PT20S")'],
+  ['a stopGrace that is not a duration', { ...base(), stopGrace: '30s' }, 'stopGrace: must be an ISO-8601 duration such as P1D or PT30S (got "30s")'],
+  ['a calendar stopGrace', { ...base(), stopGrace: 'P1Y' }, 'stopGrace: must be a fixed-length duration, without years or months (got "P1Y")'],
   ['a rows-per-shard below the floor', { ...base(), rowsPerShard: 10 }, 'rowsPerShard: must be an integer from 1000 to 9007199254740991 (got 10)'],
 ];
 
@@ -180,7 +184,7 @@ describe('defaults', () => {
   it('fills every default', () => {
     const c = loadConfigText(YAML.stringify(base()), { secrets: noSecrets });
     expect(c).toMatchObject({
-      lookbackPeriod: 'P1D', offsetKey: 'LogShipper-state', delete: false, safetyLag: 'PT30S', rowsPerShard: 1_000_000,
+      lookbackPeriod: 'P1D', offsetKey: 'LogShipper-state', delete: false, safetyLag: 'PT30S', rowsPerShard: 1_000_000, maxDurationMs: null, stopGraceMs: 30_000,
       state: { type: 'postgres', table: 'logship_state' },
       source: { table: 'logs', stream: 'copy', fetchSize: 5000, columns: { timestamp: 'timestamp', key: 'key', body: 'value', level: 'level' } },
     });

@@ -3,9 +3,11 @@ import { parseArgs } from 'node:util';
 import { ConfigError, errorMessage } from '../config/errors.js';
 import { loadConfigFile } from '../config/load.js';
 import { redact } from '../config/secrets.js';
+import { checkMaxDuration } from '../config/schema.js';
+import { SIGNAL_EXIT } from '../run/stop.js';
 
 const USAGE = `usage:
-  logship run   --config FILE [--task ID] [--report FILE] [--progress-interval SECONDS]
+  logship run   --config FILE [--task ID] [--report FILE] [--progress-interval SECONDS] [--max-duration PT14M]
   logship plan  --config FILE [--task ID] [--json]
   logship state --config FILE [--task ID] [--reset] [--json]
   logship tune  --config FILE [--sample-rows N] [--json]
@@ -13,14 +15,16 @@ const USAGE = `usage:
   logship demo  [--rows N] [--out DIR] [--format NDJSON|JSON] [--compression gzip|zstd|none]
 
 --config takes a logship YAML file or a whole Kestra flow with a LogShipper task.
-Exit codes: 0 success, 1 run failed (rerun resumes), 2 usage or config error,
-3 finished but documents were dead-lettered (allowDeadLetter: true makes that 0).`;
+Exit codes: 0 success (also a stop at --max-duration), 1 run failed (rerun resumes),
+2 usage or config error, 3 finished but documents were dead-lettered (allowDeadLetter: true
+makes that 0), 130/143 stopped by SIGINT/SIGTERM (checkpoint saved; rerun resumes).`;
 
 const OPTIONS = {
   config: { type: 'string' },
   task: { type: 'string' },
   report: { type: 'string' },
   'progress-interval': { type: 'string' },
+  'max-duration': { type: 'string' },
   json: { type: 'boolean' },
   reset: { type: 'boolean' },
   rows: { type: 'string' },
@@ -70,6 +74,7 @@ async function main(argv: string[]): Promise<number> {
   if (!['run', 'plan', 'state', 'prune', 'tune'].includes(command)) throw new ConfigError('', `unknown command ${JSON.stringify(command)}\n${USAGE}`);
   if (!values.config) throw new ConfigError('--config', 'is required');
   const config = loadConfigFile(values.config, { task: values.task });
+  if (values['max-duration'] !== undefined) config.maxDurationMs = checkMaxDuration('--max-duration', values['max-duration'], config.stopGraceMs);
   // Commands load on demand so that none pays for another's dependencies.
   if (command === 'plan') await (await import('./inspect_commands.js')).planCommand(config, values.json === true);
   else if (command === 'state') await (await import('./inspect_commands.js')).stateCommand(config, values.reset === true, values.json === true);
@@ -86,7 +91,8 @@ async function main(argv: string[]): Promise<number> {
       report: values.report,
       progressIntervalMs: positiveNumber('--progress-interval', values['progress-interval'], 10) * 1000,
     });
-    if (report.status !== 'ok') return 1;
+    if (report.stopped && report.stopped.reason !== 'deadline') return SIGNAL_EXIT[report.stopped.reason];
+    if (report.status === 'failed') return 1;
     const dropped = config.logExporters.filter((e) => 'allowDeadLetter' in e && !e.allowDeadLetter && report.exporters[e.id]!.deadLettered > 0);
     if (dropped.length > 0) {
       const where = dropped.map((e) => `${report.exporters[e.id]!.deadLettered} by '${e.id}' (see ${'deadLetter' in e ? e.deadLetter : ''})`).join(', ');

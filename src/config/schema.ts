@@ -1,6 +1,7 @@
 import os from 'node:os';
 import { ConfigError } from './errors.js';
 import { OptionReader } from './reader.js';
+import { isoDurationMillis, parseIsoDuration } from './units.js';
 import { LEVELS, type ColumnMapping, type Config, type Level, type SourceConfig, type StateConfig } from './types.js';
 import { parseExporter } from '../sinks/registry.js';
 
@@ -68,6 +69,20 @@ function parseState(r: OptionReader | undefined): StateConfig {
   return state;
 }
 
+/** Milliseconds of a duration that must have a fixed length (no years or months). */
+function durationMillis(path: string, iso: string): number {
+  const ms = isoDurationMillis(iso);
+  if (ms === undefined) throw new ConfigError(path, `must be a fixed-length duration, without years or months (got ${JSON.stringify(iso)})`);
+  return ms;
+}
+
+/** maxDuration from the config or --max-duration: a budget that leaves room past stopGrace. */
+export function checkMaxDuration(path: string, value: unknown, stopGraceMs: number): number {
+  const ms = durationMillis(path, parseIsoDuration(path, value));
+  if (ms <= stopGraceMs) throw new ConfigError(path, `must be longer than stopGrace (${stopGraceMs / 1000} s) (got ${JSON.stringify(value)})`);
+  return ms;
+}
+
 /** Validates a native logship config (already secret-resolved). */
 export function parseConfig(value: unknown): Config {
   const r = OptionReader.of('', value);
@@ -82,6 +97,9 @@ export function parseConfig(value: unknown): Config {
   const workers = r.integer('workers', Math.max(1, os.availableParallelism()), 1, 256);
   const rowsPerShard = r.integer('rowsPerShard', 1_000_000, 1000);
   const shardAttempts = r.integer('shardAttempts', 3, 1, 20);
+  const stopGraceMs = durationMillis(r.at('stopGrace'), r.duration('stopGrace', 'PT30S'));
+  const maxDuration = r.raw('maxDuration');
+  const maxDurationMs = maxDuration === undefined || maxDuration === null ? null : checkMaxDuration(r.at('maxDuration'), maxDuration, stopGraceMs);
   const state = parseState(r.child('state'));
   const list = r.list('logExporters');
   if (!list || list.length === 0) throw new ConfigError('logExporters', 'must list at least one exporter');
@@ -102,5 +120,5 @@ export function parseConfig(value: unknown): Config {
   if (tenantId && source.columns.tenant === null) {
     throw new ConfigError('tenantId', 'the source has no tenant column (source.columns.tenant is null)');
   }
-  return { source, logLevelFilter, lookbackPeriod, namespace, tenantId, offsetKey, delete: del, safetyLag, workers, rowsPerShard, shardAttempts, state, logExporters };
+  return { source, logLevelFilter, lookbackPeriod, namespace, tenantId, offsetKey, delete: del, safetyLag, workers, rowsPerShard, shardAttempts, maxDurationMs, stopGraceMs, state, logExporters };
 }

@@ -142,6 +142,10 @@ export interface Config {
   rowsPerShard: number;
   /** Tries per shard before the run fails; transient failures only. */
   shardAttempts: number;
+  /** The run's time budget (maxDuration, or --max-duration); null = none. */
+  maxDurationMs: number | null;
+  /** Running shards stop this long before the deadline, to leave time for the checkpoint. */
+  stopGraceMs: number;
   state: StateConfig;
   logExporters: ExporterConfig[];
 }

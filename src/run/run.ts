@@ -19,13 +19,17 @@ import type { Logger } from '../util/log.js';
 import { workerFile } from '../util/paths.js';
 import { Progress } from './progress.js';
 import { shardRetryDecision, withRetries } from './retry.js';
+import { ShardPace, ShardStoppedError, StopControl, type StopMessage, type StopReason } from './stop.js';
 import { filtersOf, type ProgressMessage, type ShardTaskInput } from './shard_task.js';
 
 export interface ExporterTotals { rows: number; files: number; bytes: number; removedStaleParts: number; deadLettered: number }
 
 export interface RunReport {
-  status: 'ok' | 'failed';
+  /** partial: stopped at the deadline or by a signal; a rerun resumes. */
+  status: 'ok' | 'failed' | 'partial';
   error?: string;
+  /** Set when the run stopped early: why, and how many of the current run's shards are left. */
+  stopped?: { reason: StopReason; shardsLeft: number; shardsTotal: number };
   offsetKey: string;
   offsetBefore: Bound | null;
   offsetAfter: Bound | null;
@@ -49,6 +53,8 @@ export interface RunOptions {
   progress: Progress;
   /** Export exactly this window instead of [offset, now - lag) (used by `tune`). */
   fixedWindow?: ExportWindow;
+  /** Deadline and signals; by default from config.maxDuration and config.stopGrace. */
+  stop?: StopControl;
 }
 
 /** The finest event-time partition any exporter's names use; shards are cut at its edges. */
@@ -84,6 +90,8 @@ export function emptyReport(config: Config): RunReport {
 /** Fills `report` as it goes, so a failed run still reports what it got done. */
 export async function runExport(config: Config, o: RunOptions, report: RunReport = emptyReport(config)): Promise<RunReport> {
   const started = Date.now();
+  const stop = o.stop ?? new StopControl({ maxDurationMs: config.maxDurationMs, stopGraceMs: config.stopGraceMs });
+  stop.arm();
 
   const main = await SourceSession.open(config.source, 'main');
   let store: StateStore | null = null;
@@ -101,8 +109,9 @@ export async function runExport(config: Config, o: RunOptions, report: RunReport
     let offset = state.offset;
     if (state.run) {
       o.log.info({ runId: state.run.runId, done: state.done.size, shards: state.run.shards.length }, 'resuming an unfinished run before planning new work');
-      offset = await executeRun(config, table, store, pool, state.run, state.done, true, report, o);
+      offset = await executeRun(config, table, store, pool, state.run, state.done, true, report, o, stop);
     }
+    if (report.stopped || !stop.mayStart(null)) return stopEarly(report, stop);
 
     const window = o.fixedWindow ?? (await main.run((c) => computeWindow(c, offset, config.lookbackPeriod, config.safetyLag)));
     if (!window) {
@@ -117,10 +126,12 @@ export async function runExport(config: Config, o: RunOptions, report: RunReport
       };
       o.log.info({ runId: run.runId, start: window.start, end: window.end, rows: plan.totalRows, shards: plan.shards.length, method: plan.method }, 'planned');
       await store.beginRun(run);
-      await executeRun(config, table, store, pool, run, new Map(), false, report, o);
+      await executeRun(config, table, store, pool, run, new Map(), false, report, o, stop);
     }
+    if (report.stopped || (stop.reason !== null && stop.reason !== 'deadline')) return stopEarly(report, stop);
     return report;
   } finally {
+    stop.disarm();
     o.progress.stop();
     report.durationMs = Date.now() - started;
     report.rowsPerSec = report.durationMs > 0 ? Math.round((report.rows / report.durationMs) * 1000) : 0;
@@ -131,6 +142,13 @@ export async function runExport(config: Config, o: RunOptions, report: RunReport
     await store?.close().catch(() => {});
     await main.end();
   }
+}
+
+/** A stop before all work was done: status partial; a signal is reported even with nothing left. */
+function stopEarly(report: RunReport, stop: StopControl): RunReport {
+  report.status = 'partial';
+  report.stopped ??= { reason: stop.reason ?? 'deadline', shardsLeft: 0, shardsTotal: report.runs.at(-1)?.shards ?? 0 };
+  return report;
 }
 
 async function checkExporters(config: Config): Promise<void> {
@@ -150,7 +168,7 @@ async function checkExporters(config: Config): Promise<void> {
  */
 async function executeRun(
   config: Config, table: SourceTable, store: StateStore, pool: Piscina, run: RunManifest,
-  done: Map<number, ShardOutcome>, resumed: boolean, report: RunReport, o: RunOptions,
+  done: Map<number, ShardOutcome>, resumed: boolean, report: RunReport, o: RunOptions, stop: StopControl,
 ): Promise<Bound> {
   const todo = run.shards.filter((s) => !done.has(s.index));
   const entry = { runId: run.runId, resumed, window: run.window, shards: run.shards.length, shardsExportedNow: 0, rows: 0 };
@@ -161,29 +179,45 @@ async function executeRun(
   // Checkpoint writes are serialised so the stored offset only ever moves forward.
   let checkpoints: Promise<void> = Promise.resolve();
   let next = 0;
+  const pace = new ShardPace();
 
   /** One attempt on a worker thread, with its own progress channel (a port transfers only once). */
   const attemptShard = async (shard: ShardSpec): Promise<ShardOutcome> => {
+    if (stop.stopping) throw new ShardStoppedError(`shard ${shard.index} not started: stopping`);
     const channel = new MessageChannel();
     channel.port1.on('message', (m: ProgressMessage) => o.progress.update(m.shard, m.rows));
+    let stopSent = false;
+    const untrack = stop.track(() => {
+      stopSent = true;
+      channel.port1.postMessage({ stop: true } satisfies StopMessage);
+    });
     try {
       const input: ShardTaskInput = { config, table, shard, runId: run.runId, progress: channel.port2 };
       return await pool.run(input, { transferList: [channel.port2] });
+    } catch (err) {
+      // Error names do not survive the thread boundary; what we asked for, we know here. An
+      // attempt told to stop is left for the next run whatever it ended with: not done, not failed.
+      if (stopSent) throw new ShardStoppedError(errorMessage(err), { cause: err });
+      throw err;
     } finally {
+      untrack();
       channel.port1.close();
     }
   };
 
   const runOne = async (): Promise<void> => {
     while (failure === null && next < todo.length) {
+      if (!stop.mayStart(pace.expectedMs(todo[next]!.estimatedRows))) return;
       const shard = todo[next++]!;
+      const shardStarted = Date.now();
       try {
         const outcome = await withRetries(
           { attempts: config.shardAttempts, firstDelayMs: 1000, maxDelayMs: 30_000 },
-          (err) => failure === null && shardRetryDecision(err) === 'retry',
+          (err) => failure === null && !stop.stopping && shardRetryDecision(err) === 'retry',
           () => attemptShard(shard),
           (err, n) => o.log.warn({ shard: shard.index, attempt: n, error: redact(errorMessage(err)) }, 'shard failed; retrying it (a shard rerun overwrites its own parts)'),
         );
+        pace.record(outcome.rows, Date.now() - shardStarted);
         done.set(shard.index, outcome);
         const offset = checkpointOffset(run, done);
         checkpoints = checkpoints.then(() => store.shardDone(run.runId, shard.index, outcome, offset));
@@ -195,13 +229,18 @@ async function executeRun(
         addOutcome(report, outcome);
         o.log.debug({ shard: shard.index, rows: outcome.rows }, 'shard done');
       } catch (err) {
-        failure ??= err;
+        // A shard stopped at the deadline or by a signal is left for the next run, not failed.
+        if (!(err instanceof ShardStoppedError)) failure ??= err;
       }
     }
   };
   await Promise.all(Array.from({ length: Math.min(config.workers, todo.length) }, runOne));
   if (failure !== null) {
     throw new RunError(`${errorMessage(failure)}; the offset stays at the last fully exported shard and a rerun resumes from there`, { cause: failure });
+  }
+  if (done.size < run.shards.length) {
+    report.stopped = { reason: stop.reason ?? 'deadline', shardsLeft: run.shards.length - done.size, shardsTotal: run.shards.length };
+    return checkpointOffset(run, done);
   }
   await store.endRun(run.runId, run.window.end);
   report.offsetAfter = run.window.end;

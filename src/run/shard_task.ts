@@ -12,6 +12,7 @@ import { createExporter } from '../sinks/create.js';
 import type { Exporter, ShardWriter } from '../sinks/types.js';
 import { shardDoneSql } from '../state/postgres_store.js';
 import type { ShardOutcome } from '../state/types.js';
+import { ShardStoppedError } from './stop.js';
 
 export interface ShardTaskInput {
   config: Config;
@@ -65,6 +66,11 @@ export async function exportShard(input: ShardTaskInput): Promise<ShardOutcome> 
   let bytes = 0;
   let lastReport = Date.now();
   let inTransaction = false;
+  // The main thread posts a StopMessage at a deadline or a signal; checked between batches.
+  let stopRequested = false;
+  progress.on('message', () => {
+    stopRequested = true;
+  });
   try {
     if (config.delete) {
       await db.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
@@ -78,6 +84,7 @@ export async function exportShard(input: ShardTaskInput): Promise<ShardOutcome> 
       rows += batch.count;
       bytes += batch.bytes;
       if (delayMs > 0) await new Promise((r) => setTimeout(r, delayMs));
+      if (stopRequested) throw new ShardStoppedError(`stopped after ${rows} rows; left for the next run`);
       const now = Date.now();
       if (now - lastReport >= PROGRESS_EVERY_MS) {
         progress.postMessage({ shard: shard.index, rows, bytes } satisfies ProgressMessage);
