@@ -2,8 +2,9 @@ import os from 'node:os';
 import { ConfigError } from './errors.js';
 import { OptionReader } from './reader.js';
 import { isoDurationMillis, parseIsoDuration } from './units.js';
-import { LEVELS, type ColumnMapping, type Config, type Level, type SourceConfig, type StateConfig } from './types.js';
+import { LEVELS, type ColumnMapping, type Config, type Level, type SourceConfig } from './types.js';
 import { parseExporter } from '../sinks/registry.js';
+import { parseState } from './state_config.js';
 
 /** The Kestra `logs` table needs no mapping: these are its column names. */
 export const KESTRA_COLUMNS: ColumnMapping = {
@@ -58,17 +59,6 @@ function parseSource(r: OptionReader | undefined): SourceConfig {
   return source;
 }
 
-function parseState(r: OptionReader | undefined): StateConfig {
-  if (!r) return { type: 'postgres', table: 'logship_state' };
-  const type = r.choice('type', ['postgres', 'file'] as const, 'postgres');
-  const state: StateConfig = type === 'file' ? { type, path: r.string('path') } : { type, table: r.string('table', 'logship_state') };
-  if (state.type === 'postgres' && !/^[A-Za-z_][A-Za-z0-9_]*$/.test(state.table)) {
-    throw new ConfigError(r.at('table'), 'must be a plain SQL identifier (letters, digits, underscore)');
-  }
-  r.done();
-  return state;
-}
-
 /** Milliseconds of a duration that must have a fixed length (no years or months). */
 function durationMillis(path: string, iso: string): number {
   const ms = isoDurationMillis(iso);
@@ -109,7 +99,7 @@ export function parseConfig(value: unknown): Config {
   if (del && state.type !== 'postgres') {
     // The delete and the shard's checkpoint must commit in one transaction, or a crash between
     // them would either lose rows (deleted, not recorded) or re-export an emptied range.
-    throw new ConfigError('delete', 'requires state.type postgres (the delete and its checkpoint commit in one transaction)');
+    throw new ConfigError('delete', `requires state.type postgres (the delete and its checkpoint commit in one transaction; got state.type ${state.type})`);
   }
   if (logLevelFilter && source.columns.level === null) {
     throw new ConfigError('logLevelFilter', 'the source has no level column (source.columns.level is null)');

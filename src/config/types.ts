@@ -27,7 +27,22 @@ export interface SourceConfig {
   ordered: boolean;
 }
 
-export type StateConfig = { type: 'postgres'; table: string } | { type: 'file'; path: string };
+/** State as one JSON object per offsetKey in a bucket or container, locked by a lease object. */
+export interface ObjectStateConfig {
+  type: 's3' | 'gcs' | 'azure-blob';
+  /** As written: s3://bucket/prefix/, gs://bucket/prefix/, azure://container/prefix/. */
+  uri: string;
+  /** Object-name prefix inside the bucket or container ('' or ending in '/'). */
+  prefix: string;
+  /** The state object is written at most this often (and at run end, stop and exit). */
+  flushIntervalMs: number;
+  /** A lease not renewed for this long is taken over by the next run. */
+  leaseMs: number;
+  /** The client options, parsed with the same rules as the exporter of that type. */
+  store: ObjectStoreConfig;
+}
+
+export type StateConfig = { type: 'postgres'; table: string } | { type: 'file'; path: string } | ObjectStateConfig;
 
 export type Format = 'NDJSON' | 'JSON' | 'PARQUET';
 export type Compression = 'gzip' | 'zstd' | 'none';

@@ -46,6 +46,8 @@ export interface RunReport {
   /** Time spent counting and cutting the window into shards. */
   planningMs: number;
   exporters: Record<string, ExporterTotals>;
+  /** GET and PUT requests to an object-store state (null for postgres and file state). */
+  stateRequests: { get: number; put: number } | null;
 }
 
 export interface RunOptions {
@@ -81,7 +83,7 @@ export async function planWindow(client: pg.Client, table: SourceTable, config: 
 export function emptyReport(config: Config): RunReport {
   const report: RunReport = {
     status: 'ok', offsetKey: config.offsetKey, offsetBefore: null, offsetAfter: null, runs: [],
-    rows: 0, files: 0, bytes: 0, deletedRows: config.delete ? 0 : null, durationMs: 0, rowsPerSec: 0, peakRssBytes: 0, cpuSeconds: 0, planningMs: 0, exporters: {},
+    rows: 0, files: 0, bytes: 0, deletedRows: config.delete ? 0 : null, durationMs: 0, rowsPerSec: 0, peakRssBytes: 0, cpuSeconds: 0, planningMs: 0, exporters: {}, stateRequests: null,
   };
   for (const e of config.logExporters) report.exporters[e.id] = { rows: 0, files: 0, bytes: 0, removedStaleParts: 0, deadLettered: 0 };
   return report;
@@ -138,8 +140,11 @@ export async function runExport(config: Config, o: RunOptions, report: RunReport
     const usage = process.resourceUsage();
     report.peakRssBytes = usage.maxRSS * 1024;
     report.cpuSeconds = Math.round((usage.userCPUTime + usage.systemCPUTime) / 1e4) / 100;
+    // close() saves pending object-store state: its failure must not pass silently.
+    const closing = store?.close();
     await pool?.destroy().catch(() => {});
-    await store?.close().catch(() => {});
+    await closing?.catch((err: unknown) => o.log.error({ error: redact(errorMessage(err)) }, 'saving the state at exit failed; the next run redoes the shards finished since the last save'));
+    if (store?.requests) report.stateRequests = { ...store.requests };
     await main.end();
   }
 }
