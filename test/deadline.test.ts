@@ -135,10 +135,16 @@ describe('deadlines and signals, then a rerun: nothing lost, nothing duplicated'
 
   it('a second SIGINT exits at once with 130; the rerun still completes the multiset', async () => {
     const { client, out, cfg } = await setup('sigint2', 8000);
-    const { child, done } = startCli(['run', '--config', cfg], { env: SLOW });
+    // 5 s per batch: the graceful stop (which waits for the next batch) is still under way when
+    // the second signal arrives. Two signals sent back to back may merge into one, so the second
+    // is sent only once the first has been acknowledged.
+    const { child, done } = startCli(['run', '--config', cfg], { env: { LOGSHIP_TEST_BATCH_DELAY_MS: '5000' } });
+    let stderr = '';
+    child.stderr!.on('data', (d) => (stderr += d));
     await waitFor(async () => listTempFiles(out).length > 0 || child.exitCode !== null);
     expect(child.exitCode).toBeNull();
     child.kill('SIGINT');
+    await waitFor(async () => stderr.includes('stopping:') || child.exitCode !== null);
     child.kill('SIGINT');
     const r = await done;
     expect(r.code, r.stderr).toBe(130);
