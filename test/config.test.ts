@@ -78,7 +78,7 @@ const cases: [string, unknown, string | RegExp][] = [
   ['a non-postgres URL', { source: { url: 'mysql://x' }, ...base() }, 'source.url: must be a postgres:// or postgresql:// URL'],
   ['a state table that is not an identifier', { ...base(), state: { type: 'postgres', table: 'x; drop' } }, 'state.table: must be a plain SQL identifier (letters, digits, underscore)'],
   ['a file state without a path', { ...base(), state: { type: 'file' } }, 'state.path: is required'],
-  ['delete with a file state', { ...base(), delete: true, state: { type: 'file', path: '/tmp/s.json' } }, 'delete: requires state.type postgres (the delete and its checkpoint commit in one transaction)'],
+  ['delete with a file state', { ...base(), delete: true, state: { type: 'file', path: '/tmp/s.json' } }, 'delete: requires state.type postgres (the delete and its checkpoint commit in one transaction; got state.type file)'],
   ['a level filter without a level column', { ...base(), source: { columns: { level: null } }, logLevelFilter: 'INFO' }, 'logLevelFilter: the source has no level column (source.columns.level is null)'],
   ['a namespace filter without a namespace column', { ...base(), source: { columns: { namespace: null } }, namespace: 'a' }, 'namespace: the source has no namespace column (source.columns.namespace is null)'],
   ['a tenant filter without a tenant column', { ...base(), source: { columns: { tenant: null } }, tenantId: 'main' }, 'tenantId: the source has no tenant column (source.columns.tenant is null)'],
@@ -89,6 +89,20 @@ const cases: [string, unknown, string | RegExp][] = [
   ['a missing secret', { source: { url: "{{ secret('PG_URL') }}" }, ...base() }, /^source\.url: secret 'PG_URL' is not set: define environment variable PG_URL/],
   ['an unsupported expression', withExporter({ logFilePrefix: '{{ now() }}' }), /^logExporters\[0\]\.logFilePrefix: only \{\{ secret\('NAME'\) \}\} expressions are supported/],
   ['invalid YAML', 'logExporters: [\n  - id: a\n type: file', /^config is not valid YAML \(line \d+, column \d+\)/],
+  ['a calendar maxDuration', { ...base(), maxDuration: 'P1M' }, 'maxDuration: must be a fixed-length duration, without years or months (got "P1M")'],
+  ['a maxDuration within stopGrace', { ...base(), maxDuration: 'PT20S' }, 'maxDuration: must be longer than stopGrace (30 s) (got "PT20S")'],
+  ['a stopGrace that is not a duration', { ...base(), stopGrace: '30s' }, 'stopGrace: must be an ISO-8601 duration such as P1D or PT30S (got "30s")'],
+  ['a calendar stopGrace', { ...base(), stopGrace: 'P1Y' }, 'stopGrace: must be a fixed-length duration, without years or months (got "P1Y")'],
+  ['an object state URI of another scheme', { ...base(), state: { type: 's3', uri: 'gs://b/p/' } }, 'state.uri: must look like s3://bucket/prefix/ for state.type s3 (got "gs://b/p/")'],
+  ['an Azure state URI that is not azure://', { ...base(), state: { type: 'azure-blob', uri: 'https://a.blob.core.windows.net/c', connectionString: 'x' } }, 'state.uri: must look like azure://container/prefix/ for state.type azure-blob (got "https://a.blob.core.windows.net/c")'],
+  ['an object state without a URI', { ...base(), state: { type: 's3' } }, 'state.uri: is required'],
+  ['a calendar state flushInterval', { ...base(), state: { type: 's3', uri: 's3://b/', flushInterval: 'P1M' } }, 'state.flushInterval: must be a positive fixed-length duration, without years or months (got "P1M")'],
+  ['a zero state leaseDuration', { ...base(), state: { type: 's3', uri: 's3://b/', leaseDuration: 'PT0S' } }, 'state.leaseDuration: must be a positive fixed-length duration, without years or months (got "PT0S")'],
+  ['an exporter-only option on object state', { ...base(), state: { type: 's3', uri: 's3://b/', format: 'JSON' } }, /^state\.format: unknown option/],
+  ['S3 state credentials half given', { ...base(), state: { type: 's3', uri: 's3://b/', accessKeyId: 'AK' } }, 'state.secretKeyId: accessKeyId and secretKeyId go together (omit both for the default AWS credential chain)'],
+  ['Azure state without credentials', { ...base(), state: { type: 'azure-blob', uri: 'azure://c/' } }, 'state.connectionString: give one of connectionString, sasToken, sharedKeyAccountName+sharedKeyAccountAccessKey, or tenantId+clientId+clientSecret'],
+  ['GCS state', { ...base(), state: { type: 'gcs', uri: 'gs://b/' } }, 'state.type: gcs is not supported yet for state (use s3 or azure-blob, or postgres/file)'],
+  ['delete with an object-store state', { ...base(), delete: true, state: { type: 's3', uri: 's3://b/' } }, 'delete: requires state.type postgres (the delete and its checkpoint commit in one transaction; got state.type s3)'],
   ['a rows-per-shard below the floor', { ...base(), rowsPerShard: 10 }, 'rowsPerShard: must be an integer from 1000 to 9007199254740991 (got 10)'],
 ];
 
@@ -179,7 +193,7 @@ describe('defaults', () => {
   it('fills every default', () => {
     const c = loadConfigText(YAML.stringify(base()), { secrets: noSecrets });
     expect(c).toMatchObject({
-      lookbackPeriod: 'P1D', offsetKey: 'LogShipper-state', delete: false, safetyLag: 'PT30S', rowsPerShard: 1_000_000,
+      lookbackPeriod: 'P1D', offsetKey: 'LogShipper-state', delete: false, safetyLag: 'PT30S', rowsPerShard: 1_000_000, maxDurationMs: null, stopGraceMs: 30_000,
       state: { type: 'postgres', table: 'logship_state' },
       source: { table: 'logs', stream: 'copy', fetchSize: 5000, columns: { timestamp: 'timestamp', key: 'key', body: 'value', level: 'level' } },
     });

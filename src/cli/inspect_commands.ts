@@ -6,6 +6,7 @@ import { planWindow } from '../run/run.js';
 import { connectSource } from '../source/connection.js';
 import { describeTable } from '../source/table.js';
 import { createStateStore } from '../state/create.js';
+import { fixedDb } from '../source/session.js';
 import { formatBound, formatCount } from './format.js';
 
 /** Where a shard's first rows go: each destination says (a file name, an index, a stream). */
@@ -19,7 +20,7 @@ export async function planCommand(config: Config, json: boolean): Promise<void> 
   const client = await connectSource(config.source, 'plan');
   try {
     const table = await describeTable(client, config.source);
-    const state = await createStateStore(config, client).load();
+    const state = await createStateStore(config, fixedDb(client)).load();
     const pending = state.run ? state.run.shards.filter((s) => !state.done.has(s.index)) : [];
     const offset = state.run ? state.run.window.end : state.offset;
     const window = await computeWindow(client, offset, config.lookbackPeriod, config.safetyLag);
@@ -64,7 +65,7 @@ export async function planCommand(config: Config, json: boolean): Promise<void> 
 export async function stateCommand(config: Config, reset: boolean, json: boolean): Promise<void> {
   const client = await connectSource(config.source, 'state');
   try {
-    const store = createStateStore(config, client);
+    const store = createStateStore(config, fixedDb(client));
     if (reset) {
       await store.open();
       try {

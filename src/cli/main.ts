@@ -4,10 +4,12 @@ import { ConfigError, errorMessage } from '../config/errors.js';
 import { loadConfigFile } from '../config/load.js';
 import { redact } from '../config/secrets.js';
 import { parseCliVariables } from '../config/variables.js';
+import { checkMaxDuration } from '../config/schema.js';
+import { SIGNAL_EXIT } from '../run/stop.js';
 
 const USAGE = `usage:
   logship run   --config FILE [--task ID] [--var NAME=VALUE]... [--report FILE] [--progress-interval SECONDS]
-                [--metrics-port N] [--pushgateway URL]
+                [--max-duration PT14M] [--metrics-port N] [--pushgateway URL]
   logship plan  --config FILE [--task ID] [--json]
   logship state --config FILE [--task ID] [--reset] [--json]
   logship tune  --config FILE [--sample-rows N] [--json]
@@ -16,8 +18,9 @@ const USAGE = `usage:
 
 --config takes a logship YAML file or a whole Kestra flow with a LogShipper or AuditLogShipper
 task; --var fills {{ vars.NAME }} (after the flow's variables; LOGSHIP_VAR_NAME last).
-Exit codes: 0 success, 1 run failed (rerun resumes), 2 usage or config error,
-3 finished but documents were dead-lettered (allowDeadLetter: true makes that 0).`;
+Exit codes: 0 success (also a stop at --max-duration), 1 run failed (rerun resumes),
+2 usage or config error, 3 finished but documents were dead-lettered (allowDeadLetter: true
+makes that 0), 130/143 stopped by SIGINT/SIGTERM (checkpoint saved; rerun resumes).`;
 
 const OPTIONS = {
   config: { type: 'string' },
@@ -27,6 +30,7 @@ const OPTIONS = {
   'progress-interval': { type: 'string' },
   'metrics-port': { type: 'string' },
   pushgateway: { type: 'string' },
+  'max-duration': { type: 'string' },
   json: { type: 'boolean' },
   reset: { type: 'boolean' },
   rows: { type: 'string' },
@@ -89,6 +93,7 @@ async function main(argv: string[]): Promise<number> {
   if (!['run', 'plan', 'state', 'prune', 'tune'].includes(command)) throw new ConfigError('', `unknown command ${JSON.stringify(command)}\n${USAGE}`);
   if (!values.config) throw new ConfigError('--config', 'is required');
   const config = loadConfigFile(values.config, { task: values.task, variables: parseCliVariables(values.var) });
+  if (values['max-duration'] !== undefined) config.maxDurationMs = checkMaxDuration('--max-duration', values['max-duration'], config.stopGraceMs);
   // Commands load on demand so that none pays for another's dependencies.
   if (command === 'plan') await (await import('./inspect_commands.js')).planCommand(config, values.json === true);
   else if (command === 'state') await (await import('./inspect_commands.js')).stateCommand(config, values.reset === true, values.json === true);
@@ -107,7 +112,8 @@ async function main(argv: string[]): Promise<number> {
       metricsPort: values['metrics-port'] === undefined ? undefined : portNumber(values['metrics-port']),
       pushgateway: values.pushgateway === undefined ? undefined : httpUrlFlag('--pushgateway', values.pushgateway),
     });
-    if (report.status !== 'ok') return 1;
+    if (report.stopped && report.stopped.reason !== 'deadline') return SIGNAL_EXIT[report.stopped.reason];
+    if (report.status === 'failed') return 1;
     const { deliversDocuments } = await import('../sinks/registry.js');
     const dropped = config.logExporters.filter(deliversDocuments).filter((e) => !e.allowDeadLetter && report.exporters[e.id]!.deadLettered > 0);
     if (dropped.length > 0) {

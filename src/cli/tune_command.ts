@@ -17,6 +17,7 @@ import { connectSource } from '../source/connection.js';
 import { filterConditions, orderBy, rangeConditions, whereClause } from '../source/query.js';
 import { describeTable } from '../source/table.js';
 import { createStateStore } from '../state/create.js';
+import { fixedDb } from '../source/session.js';
 import { log } from '../util/log.js';
 import { formatCount } from './format.js';
 
@@ -33,7 +34,7 @@ export async function tuneCommand(config: Config, o: TuneOptions): Promise<void>
   let sampleRows: number;
   try {
     const table = await describeTable(client, config.source);
-    const state = await createStateStore(config, client).load();
+    const state = await createStateStore(config, fixedDb(client)).load();
     window = await computeWindow(client, state.offset, config.lookbackPeriod, config.safetyLag);
     if (!window) throw new Error('the window is empty: nothing to sample (is the offset within the safety lag of now?)');
     const where = whereClause([...filterConditions(table, filtersOf(config)), ...rangeConditions(table, window.start, window.end)]);

@@ -1,9 +1,11 @@
 import os from 'node:os';
 import { ConfigError } from './errors.js';
 import { OptionReader } from './reader.js';
-import { LEVELS, type ColumnMapping, type Config, type Level, type SourceConfig, type StateConfig } from './types.js';
+import { isoDurationMillis, parseIsoDuration } from './units.js';
+import { LEVELS, type ColumnMapping, type Config, type Level, type SourceConfig } from './types.js';
 import { parseExporter } from '../sinks/registry.js';
 import { AUDIT_COLUMNS, parseResources } from './audit.js';
+import { parseState } from './state_config.js';
 
 /** The Kestra `logs` table needs no mapping: these are its column names. */
 export const KESTRA_COLUMNS: ColumnMapping = {
@@ -61,15 +63,18 @@ function parseSource(r: OptionReader | undefined, kind: Config['kind']): SourceC
   return source;
 }
 
-function parseState(r: OptionReader | undefined): StateConfig {
-  if (!r) return { type: 'postgres', table: 'logship_state' };
-  const type = r.choice('type', ['postgres', 'file'] as const, 'postgres');
-  const state: StateConfig = type === 'file' ? { type, path: r.string('path') } : { type, table: r.string('table', 'logship_state') };
-  if (state.type === 'postgres' && !/^[A-Za-z_][A-Za-z0-9_]*$/.test(state.table)) {
-    throw new ConfigError(r.at('table'), 'must be a plain SQL identifier (letters, digits, underscore)');
-  }
-  r.done();
-  return state;
+/** Milliseconds of a duration that must have a fixed length (no years or months). */
+function durationMillis(path: string, iso: string): number {
+  const ms = isoDurationMillis(iso);
+  if (ms === undefined) throw new ConfigError(path, `must be a fixed-length duration, without years or months (got ${JSON.stringify(iso)})`);
+  return ms;
+}
+
+/** maxDuration from the config or --max-duration: a budget that leaves room past stopGrace. */
+export function checkMaxDuration(path: string, value: unknown, stopGraceMs: number): number {
+  const ms = durationMillis(path, parseIsoDuration(path, value));
+  if (ms <= stopGraceMs) throw new ConfigError(path, `must be longer than stopGrace (${stopGraceMs / 1000} s) (got ${JSON.stringify(value)})`);
+  return ms;
 }
 
 /** Validates a native logship config (already secret-resolved). */
@@ -91,6 +96,9 @@ export function parseConfig(value: unknown): Config {
   const workers = r.integer('workers', Math.max(1, os.availableParallelism()), 1, 256);
   const rowsPerShard = r.integer('rowsPerShard', 1_000_000, 1000);
   const shardAttempts = r.integer('shardAttempts', 3, 1, 20);
+  const stopGraceMs = durationMillis(r.at('stopGrace'), r.duration('stopGrace', 'PT30S'));
+  const maxDuration = r.raw('maxDuration');
+  const maxDurationMs = maxDuration === undefined || maxDuration === null ? null : checkMaxDuration(r.at('maxDuration'), maxDuration, stopGraceMs);
   const state = parseState(r.child('state'));
   const list = r.list('logExporters');
   if (!list || list.length === 0) throw new ConfigError('logExporters', 'must list at least one exporter');
@@ -100,7 +108,7 @@ export function parseConfig(value: unknown): Config {
   if (del && state.type !== 'postgres') {
     // The delete and the shard's checkpoint must commit in one transaction, or a crash between
     // them would either lose rows (deleted, not recorded) or re-export an emptied range.
-    throw new ConfigError('delete', 'requires state.type postgres (the delete and its checkpoint commit in one transaction)');
+    throw new ConfigError('delete', `requires state.type postgres (the delete and its checkpoint commit in one transaction; got state.type ${state.type})`);
   }
   if (resources && source.columns.resource === null) {
     throw new ConfigError('resources', 'the source has no resource column (source.columns.resource is null)');
@@ -114,5 +122,5 @@ export function parseConfig(value: unknown): Config {
   if (tenantId && source.columns.tenant === null) {
     throw new ConfigError('tenantId', 'the source has no tenant column (source.columns.tenant is null)');
   }
-  return { kind, source, logLevelFilter, resources, lookbackPeriod, namespace, tenantId, offsetKey, delete: del, safetyLag, workers, rowsPerShard, shardAttempts, state, logExporters };
+  return { kind, source, logLevelFilter, resources, lookbackPeriod, namespace, tenantId, offsetKey, delete: del, safetyLag, workers, rowsPerShard, shardAttempts, maxDurationMs, stopGraceMs, state, logExporters };
 }

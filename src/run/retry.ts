@@ -10,8 +10,12 @@ export type ShardRetryDecision = 'retry' | 'dont-retry';
 /** Error names that mark failures no retry fixes; names survive the worker-thread boundary. */
 const PERMANENT = new Set(['ConfigError', 'PermanentExportError', 'CorruptRowError']);
 
+/** A source lost or refused after startup (restart, failover): a new connection may well work. */
+const TRANSIENT = new Set(['SourceUnavailableError']);
+
 export function shardRetryDecision(err: unknown): ShardRetryDecision {
   const name = (err as { name?: string })?.name;
+  if (name && TRANSIENT.has(name)) return 'retry';
   return name && PERMANENT.has(name) ? 'dont-retry' : 'retry';
 }
 

@@ -14,6 +14,7 @@ import { WorkerSide } from './shard_channel.js';
 import type { Exporter, ShardWriter } from '../sinks/types.js';
 import { shardDoneSql } from '../state/postgres_store.js';
 import type { ShardOutcome } from '../state/types.js';
+import { ShardStoppedError } from './stop.js';
 
 export interface ShardTaskInput {
   config: Config;
@@ -32,7 +33,8 @@ let client: pg.Client | null = null;
 let exporters: { key: string; list: Promise<Exporter[]> } | null = null;
 
 async function sourceClient(config: Config): Promise<pg.Client> {
-  if (!client) client = await connectSource(config.source, 'worker');
+  // Workers connect after the run has started: a refusal now is a restart, not a bad URL.
+  if (!client) client = await connectSource(config.source, 'worker', { startup: false });
   return client;
 }
 
@@ -85,6 +87,8 @@ export async function exportShard(input: ShardTaskInput): Promise<ShardOutcome> 
       rows += batch.count;
       bytes += batch.bytes;
       if (delayMs > 0) await new Promise((r) => setTimeout(r, delayMs));
+      // The main thread asks a shard to stop at a deadline or a signal; checked between batches.
+      if (channel.stopRequested) throw new ShardStoppedError(`stopped after ${rows} rows; left for the next run`);
       const now = Date.now();
       if (now - lastReport >= PROGRESS_EVERY_MS) {
         channel.progress(shard.index, rows, bytes);

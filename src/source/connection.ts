@@ -4,10 +4,26 @@ import { redact } from '../config/secrets.js';
 import type { SourceConfig } from '../config/types.js';
 
 /**
+ * The source could not be reached after the run had started (a restart, a failover, a reset):
+ * transient, so the shard or checkpoint is retried over a new connection.
+ */
+export class SourceUnavailableError extends Error {
+  override readonly name = 'SourceUnavailableError';
+}
+
+export interface ConnectOptions {
+  /**
+   * At startup a failure to connect is the configuration's fault (wrong URL, password, host):
+   * ConfigError, exit 2. Later, the same failure means the server went away meanwhile.
+   */
+  startup: boolean;
+}
+
+/**
  * Opens a session with the settings every logship query relies on: UTC so timestamp text is
  * unambiguous, and a recognisable application_name for the DBA watching pg_stat_activity.
  */
-export async function connect(url: string | undefined, role: string): Promise<pg.Client> {
+export async function connect(url: string | undefined, role: string, options: ConnectOptions = { startup: true }): Promise<pg.Client> {
   const client = new pg.Client({
     connectionString: url,
     application_name: `logship-${role}`,
@@ -20,13 +36,32 @@ export async function connect(url: string | undefined, role: string): Promise<pg
     await client.query("SET TimeZone = 'UTC'; SET statement_timeout = 0; SET DateStyle = 'ISO'");
   } catch (err) {
     await client.end().catch(() => {});
-    throw new ConfigError('source.url', `cannot connect to ${describeTarget(url)}: ${redact(explain(err))}`);
+    const message = `cannot connect to ${describeTarget(url)}: ${redact(explain(err))}`;
+    if (options.startup) throw new ConfigError('source.url', message);
+    throw new SourceUnavailableError(`source ${message}`, { cause: err });
   }
   return client;
 }
 
-export function connectSource(source: SourceConfig, role: string): Promise<pg.Client> {
-  return connect(source.url, role);
+export function connectSource(source: SourceConfig, role: string, options?: ConnectOptions): Promise<pg.Client> {
+  return connect(source.url, role, options);
+}
+
+/**
+ * Whether an error means the connection to the source was lost or refused, as opposed to a
+ * problem with the query: socket errors, the server shutting down (57P01 admin_shutdown,
+ * 57P02 crash_shutdown, 57P03 cannot_connect_now) and SQLSTATE class 08 (connection exception).
+ */
+export function isConnectionLoss(err: unknown): boolean {
+  const e = err as { name?: string; code?: string; message?: string; errors?: unknown[] } | null;
+  if (!e) return false;
+  if (e.name === 'SourceUnavailableError') return true;
+  const code = e.code ?? '';
+  if (['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', '57P01', '57P02', '57P03'].includes(code)) return true;
+  if (/^08[0-9A-Z]{3}$/.test(code)) return true;
+  if (Array.isArray(e.errors) && e.errors.some(isConnectionLoss)) return true;
+  // node-postgres reports a socket closed under it without a code.
+  return /Connection terminated|not queryable|connection error|terminating connection/i.test(e.message ?? '');
 }
 
 function describeTarget(url: string | undefined): string {

@@ -30,7 +30,8 @@ export async function* readWithCopy(client: pg.Client, selectSql: string, fetchS
     // The consumer stopped early (an exporter failed, or it was closed). COPY OUT cannot be
     // stopped from the client side of the protocol, so cancel it on the server and read up to
     // the resulting error: the connection is then ready for the next query.
-    if (!completed) await cancelCopy(client, iterator);
+    // On a lost connection there is nothing to cancel; the caller discards the connection.
+    if (!completed) await cancelCopy(client, iterator).catch(() => {});
   }
 }
 

@@ -42,4 +42,6 @@ export interface StateStore {
   endRun(runId: string, offset: Bound): Promise<void>;
   reset(): Promise<void>;
   close(): Promise<void>;
+  /** Object stores count their requests (they are billed per request); others have none. */
+  readonly requests?: { get: number; put: number };
 }
