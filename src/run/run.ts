@@ -18,6 +18,7 @@ import { redact } from '../config/secrets.js';
 import type { Logger } from '../util/log.js';
 import { workerFile } from '../util/paths.js';
 import { Progress } from './progress.js';
+import { fromWire, kindOf } from './error_kind.js';
 import { shardRetryDecision, withRetries } from './retry.js';
 import { filtersOf, type ProgressMessage, type ShardTaskInput } from './shard_task.js';
 
@@ -169,6 +170,8 @@ async function executeRun(
     try {
       const input: ShardTaskInput = { config, table, shard, runId: run.runId, progress: channel.port2 };
       return await pool.run(input, { transferList: [channel.port2] });
+    } catch (err) {
+      throw fromWire(err);
     } finally {
       channel.port1.close();
     }
@@ -201,7 +204,7 @@ async function executeRun(
   };
   await Promise.all(Array.from({ length: Math.min(config.workers, todo.length) }, runOne));
   if (failure !== null) {
-    throw new RunError(`${errorMessage(failure)}; the offset stays at the last fully exported shard and a rerun resumes from there`, { cause: failure });
+    throw new RunError(`${errorMessage(failure)}; the offset stays at the last fully exported shard and a rerun resumes from there`, { cause: failure, code: kindOf(failure) });
   }
   await store.endRun(run.runId, run.window.end);
   report.offsetAfter = run.window.end;
