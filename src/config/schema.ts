@@ -1,6 +1,8 @@
 import os from 'node:os';
 import { ConfigError } from './errors.js';
 import { OptionReader } from './reader.js';
+import { isoDurationRangeMillis } from './units.js';
+import { checkStateFile } from './fs_checks.js';
 import { LEVELS, type ColumnMapping, type Config, type Level, type SourceConfig, type StateConfig } from './types.js';
 import { parseExporter } from '../sinks/registry.js';
 
@@ -80,6 +82,7 @@ function parseState(r: OptionReader | undefined): StateConfig {
   if (!r) return { type: 'postgres', table: 'logship_state' };
   const type = r.choice('type', ['postgres', 'file'] as const, 'postgres');
   const state: StateConfig = type === 'file' ? { type, path: r.string('path') } : { type, table: r.string('table', 'logship_state') };
+  if (state.type === 'file') checkStateFile(r.at('path'), state.path);
   if (state.type === 'postgres' && !/^[A-Za-z_][A-Za-z0-9_]*$/.test(state.table)) {
     throw new ConfigError(r.at('table'), 'must be a plain SQL identifier (letters, digits, underscore)');
   }
@@ -107,6 +110,11 @@ export function parseConfig(value: unknown): Config {
   const ids = new Set<string>();
   const logExporters = list.map((e, i) => parseExporter(`logExporters[${i}]`, e, ids));
   r.done();
+  // With no offset stored, the window is [now - lookbackPeriod, now - safetyLag): empty, on
+  // every run, unless the lookback is the longer of the two.
+  if (isoDurationRangeMillis(lookbackPeriod)[1] <= isoDurationRangeMillis(safetyLag)[0]) {
+    throw new ConfigError('lookbackPeriod', `must be longer than safetyLag (${lookbackPeriod} is not longer than ${safetyLag}; the first window would be empty on every run)`);
+  }
   if (del && state.type !== 'postgres') {
     // The delete and the shard's checkpoint must commit in one transaction, or a crash between
     // them would either lose rows (deleted, not recorded) or re-export an emptied range.

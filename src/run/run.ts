@@ -6,8 +6,9 @@ import { errorMessage, RunError } from '../config/errors.js';
 import { writesFiles, type Config } from '../config/types.js';
 import type { Bound } from '../plan/keyset.js';
 import { planShards, type ShardPlan, type ShardSpec } from '../plan/shards.js';
-import { computeWindow, type ExportWindow } from '../plan/window.js';
+import { computeWindow, emptyWindowReason, type ExportWindow } from '../plan/window.js';
 import { connectSource } from '../source/connection.js';
+import { affordableWorkers } from '../source/connection_budget.js';
 import { describeTable, type SourceTable } from '../source/table.js';
 import { createExporter } from '../sinks/create.js';
 import { templateGranularity, type Granularity } from '../sinks/naming.js';
@@ -83,13 +84,15 @@ export function emptyReport(config: Config): RunReport {
 }
 
 /** Fills `report` as it goes, so a failed run still reports what it got done. */
-export async function runExport(config: Config, o: RunOptions, report: RunReport = emptyReport(config)): Promise<RunReport> {
+export async function runExport(wanted: Config, o: RunOptions, report: RunReport = emptyReport(wanted)): Promise<RunReport> {
   const started = Date.now();
 
-  const main = await connectSource(config.source, 'main');
+  const main = await connectSource(wanted.source, 'main');
   let store: StateStore | null = null;
   let pool: Piscina | null = null;
   try {
+    const workers = await affordableWorkers(main, wanted.workers, (message) => o.log.warn(message));
+    const config = workers === wanted.workers ? wanted : { ...wanted, workers };
     const table = await describeTable(main, config.source);
     store = createStateStore(config, main);
     await store.open();
@@ -107,7 +110,7 @@ export async function runExport(config: Config, o: RunOptions, report: RunReport
 
     const window = o.fixedWindow ?? (await computeWindow(main, offset, config.lookbackPeriod, config.safetyLag));
     if (!window) {
-      o.log.info({ offset }, 'nothing to export: the window is empty (offset is within the safety lag of now)');
+      o.log.info({ offset, reason: await emptyWindowReason(main, offset, config.lookbackPeriod, config.safetyLag) }, 'nothing to export: the window is empty');
     } else {
       const planStarted = Date.now();
       const plan = await planWindow(main, table, config, window);

@@ -1,3 +1,4 @@
+import { checkWritableLocation } from '../../config/fs_checks.js';
 import { ConfigError } from '../../config/errors.js';
 import { describe, OptionReader } from '../../config/reader.js';
 import type { SearchExporterConfig } from '../../config/types.js';
@@ -43,7 +44,7 @@ function parse(r: OptionReader, id: string, type: SearchExporterConfig['type']):
     flushBytes: r.byteSize('flushBytes', 5 * 1000 * 1000),
     concurrency: r.integer('concurrency', 4, 1, 64),
     opType: r.choice('opType', ['create', 'index'] as const, 'create'),
-    deadLetter: r.string('deadLetter', './logship-dead-letter'),
+    deadLetter: checkedDirectory(r, 'deadLetter', './logship-dead-letter'),
     allowDeadLetter: r.boolean('allowDeadLetter', false),
     maxAttempts: r.integer('maxAttempts', 8, 1, 50),
     requestTimeoutMs: isoDurationMillis(r.duration('requestTimeout', 'PT60S')) ?? -1,
@@ -55,3 +56,9 @@ function parse(r: OptionReader, id: string, type: SearchExporterConfig['type']):
 
 export const parseElasticsearchExporter = (r: OptionReader, id: string) => parse(r, id, 'elasticsearch');
 export const parseOpenSearchExporter = (r: OptionReader, id: string) => parse(r, id, 'opensearch');
+
+function checkedDirectory(r: OptionReader, key: string, fallback: string): string {
+  const dir = r.string(key, fallback);
+  checkWritableLocation(r.at(key), dir);
+  return dir;
+}

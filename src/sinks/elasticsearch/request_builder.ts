@@ -1,4 +1,5 @@
 import { ConfigError } from '../../config/errors.js';
+import { quote } from '../../config/reader.js';
 import type { RowBatch } from '../../source/row_batch.js';
 
 const DAY_US = 86_400_000_000;
@@ -21,7 +22,7 @@ export interface IndexPattern {
 export function parseIndexPattern(path: string, pattern: string): IndexPattern {
   const m = /^([^{}]*)\{([^{}]+)\}([^{}]*)$/.exec(pattern);
   if (!m) {
-    if (/[{}]/.test(pattern)) throw new ConfigError(path, `must contain at most one {date pattern} such as {yyyy.MM.dd} (got ${JSON.stringify(pattern)})`);
+    if (/[{}]/.test(pattern)) throw new ConfigError(path, `must contain at most one {date pattern} such as {yyyy.MM.dd} (got ${quote(pattern)})`);
     if (pattern !== pattern.toLowerCase()) throw new ConfigError(path, 'index names must be lower case');
     return { unit: null, render: () => pattern, prefix: pattern, dateOf: () => null };
   }
