@@ -63,6 +63,14 @@ describe('exit 2, one line naming the option', () => {
     expect(r.stderr).toMatch(/^logship: state\.path: is a directory; give a file path such as ".*logship-state\.json"\n$/);
   });
 
+  it('a --report path that is a directory is refused before the run, not after it', async () => {
+    const { file, state } = config();
+    const r = await runCli(['run', '--config', file, '--report', dir]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/^logship: --report: is a directory; give a file path such as ".*logship-report\.json"\n$/);
+    expect(fs.existsSync(state)).toBe(false);
+  });
+
   it('a directory under /proc fails fast instead of spinning in mkdir', async () => {
     const r = await runCli(['run', '--config', config({}, { directory: '/proc/self/logs' }).file]);
     expect(r).toMatchObject({ code: 2, stderr: 'logship: logExporters[0].directory: is under /proc, a kernel filesystem where files cannot be created (got "/proc/self/logs")\n' });

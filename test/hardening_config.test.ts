@@ -46,6 +46,15 @@ describe('names that would leave the output directory or bucket', () => {
     expect(errorOf(config)).toBe(message);
   });
 
+  it.each<[string, string, string]>([
+    ['an index name with a "/" that would address another endpoint', 'logs/../_all', 'logExporters[0].indexName: index names may not contain "/" (nor \\ / * ? " < > | space , # :)'],
+    ['a date pattern with "/" separators', 'kestra-{yyyy/MM/dd}', 'logExporters[0].indexName: index names may not contain "/" (nor \\ / * ? " < > | space , # :)'],
+    ['an index name starting with "_"', '_all', 'logExporters[0].indexName: index names may not start with -, _ or +'],
+    ['an index name of ".."', '..', 'logExporters[0].indexName: index names may not be . or ..'],
+  ])('refuses %s (every document would be dead-lettered)', (_what, indexName, message) => {
+    expect(errorOf({ logExporters: [{ id: 'es', type: 'elasticsearch', indexName, connection: { hosts: ['http://h:9200'] } }] })).toBe(message);
+  });
+
   it('the rerun cleanup refuses to list or delete outside its root even if handed such a prefix', async () => {
     const root = fs.mkdtempSync(path.join(os.tmpdir(), 'logship-root-'));
     const outside = path.join(path.dirname(root), `${path.basename(root)}-victim-shard-00001.ndjson.gz`);

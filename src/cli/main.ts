@@ -2,6 +2,7 @@
 import './quiet_aws.js';
 import { parseArgs } from 'node:util';
 import { ConfigError, errorMessage } from '../config/errors.js';
+import { checkFileLocation } from '../config/fs_checks.js';
 import { loadConfigFile } from '../config/load.js';
 import { redact } from '../config/secrets.js';
 import { EXIT, exitCodeOf } from '../run/error_kind.js';
@@ -102,6 +103,8 @@ async function main(argv: string[]): Promise<number> {
     const keepDays = Math.floor(positiveNumber('--keep-days', values['keep-days'], 0));
     await (await import('./prune_command.js')).pruneCommand(config, { exporter: values.exporter, keepDays, dryRun: values['dry-run'] === true });
   } else {
+    // Checked before the run: a report that cannot be written would turn a finished run into exit 1.
+    if (values.report !== undefined) checkFileLocation('--report', values.report, 'logship-report.json');
     const { runCommand } = await import('./run_command.js');
     const report = await runCommand(config, {
       report: values.report,

@@ -40,14 +40,14 @@ export function checkWritableLocation(option: string, dir: string): void {
   }
 }
 
-/** A state file path: not a directory, and in a place files can be created. */
-export function checkStateFile(option: string, file: string): void {
+/** A file logship writes (state, report): not a directory, and in a place files can be created. */
+export function checkFileLocation(option: string, file: string, exampleName: string): void {
   let stat: fs.Stats | undefined;
   try {
     stat = fs.statSync(file);
   } catch {
     stat = undefined;
   }
-  if (stat?.isDirectory()) throw new ConfigError(option, `is a directory; give a file path such as ${quote(path.join(file, 'logship-state.json'))}`);
+  if (stat?.isDirectory()) throw new ConfigError(option, `is a directory; give a file path such as ${quote(path.join(file, exampleName))}`);
   checkWritableLocation(option, path.dirname(path.resolve(file)));
 }

@@ -2,7 +2,7 @@ import os from 'node:os';
 import { ConfigError } from './errors.js';
 import { OptionReader } from './reader.js';
 import { isoDurationRangeMillis } from './units.js';
-import { checkStateFile } from './fs_checks.js';
+import { checkFileLocation } from './fs_checks.js';
 import { LEVELS, type ColumnMapping, type Config, type Level, type SourceConfig, type StateConfig } from './types.js';
 import { parseExporter } from '../sinks/registry.js';
 
@@ -82,7 +82,7 @@ function parseState(r: OptionReader | undefined): StateConfig {
   if (!r) return { type: 'postgres', table: 'logship_state' };
   const type = r.choice('type', ['postgres', 'file'] as const, 'postgres');
   const state: StateConfig = type === 'file' ? { type, path: r.string('path') } : { type, table: r.string('table', 'logship_state') };
-  if (state.type === 'file') checkStateFile(r.at('path'), state.path);
+  if (state.type === 'file') checkFileLocation(r.at('path'), state.path, 'logship-state.json');
   if (state.type === 'postgres' && !/^[A-Za-z_][A-Za-z0-9_]*$/.test(state.table)) {
     throw new ConfigError(r.at('table'), 'must be a plain SQL identifier (letters, digits, underscore)');
   }

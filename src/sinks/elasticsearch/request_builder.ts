@@ -19,7 +19,22 @@ export interface IndexPattern {
   dateOf(index: string): Date | null;
 }
 
+/** Elasticsearch/OpenSearch index-name rules; a name breaking them would dead-letter every document. */
+function checkIndexName(path: string, name: string): void {
+  const bad = /[\\/*?"<>| ,#:]/.exec(name);
+  if (bad) throw new ConfigError(path, `index names may not contain ${JSON.stringify(bad[0])} (nor \\ / * ? " < > | space , # :)`);
+  if (/^[-_+]/.test(name)) throw new ConfigError(path, 'index names may not start with -, _ or +');
+  if (name === '.' || name === '..') throw new ConfigError(path, 'index names may not be . or ..');
+  if (Buffer.byteLength(name) > 255) throw new ConfigError(path, 'index names may be at most 255 bytes');
+}
+
 export function parseIndexPattern(path: string, pattern: string): IndexPattern {
+  const parsed = parseIndexPatternUnchecked(path, pattern);
+  checkIndexName(path, parsed.render(Date.UTC(2026, 0, 1) * 1000));
+  return parsed;
+}
+
+function parseIndexPatternUnchecked(path: string, pattern: string): IndexPattern {
   const m = /^([^{}]*)\{([^{}]+)\}([^{}]*)$/.exec(pattern);
   if (!m) {
     if (/[{}]/.test(pattern)) throw new ConfigError(path, `must contain at most one {date pattern} such as {yyyy.MM.dd} (got ${quote(pattern)})`);
