@@ -31,6 +31,7 @@ function config(top: Record<string, unknown> = {}, exporter: Record<string, unkn
   }, `cfg-${n}.yaml`);
   return { file, out, state };
 }
+const logshipLines = (stderr: string) => stderr.split('\n').filter((l) => l.startsWith('logship:'));
 const readYaml = (file: string) => parseYaml(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
 
 describe('exit 2, one line naming the option', () => {
@@ -138,6 +139,11 @@ describe('exit codes a scheduler can act on', () => {
     expect(r.stderr).toContain('workers capped from 4 to 1 by the role\'s connection limit (rolconnlimit 2, 1 in use)');
     expect(r.stderr).not.toContain(password);
     expect(exportedDocs(out)).toEqual(await sourceDocs(client));
+    // The same role with the postgres state store, where it may not create tables (PostgreSQL 15+
+    // grants no CREATE on public): a config error naming state.table, not a raw SQL error.
+    const noCreate = await runCli(['run', '--config', config({ source: { url: bare, password: password }, state: { type: 'postgres', table: 'limited_state' } }).file]);
+    expect(noCreate.code).toBe(2);
+    expect(logshipLines(noCreate.stderr)).toEqual([expect.stringMatching(/^logship: state\.table: cannot create limited_state in the source database: permission denied for schema public \(grant CREATE/)]);
     // The same password pasted into the URL is refused before any connection is tried.
     const pasted = await runCli(['run', '--config', config({ source: { url: bare.replace(`${role}@`, `${role}:${password}@`) } }).file]);
     expect(pasted).toMatchObject({ code: 2, stderr: 'logship: source.url: not a valid URL (percent-encode the password)\n' });

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { RunError } from '../config/errors.js';
+import { ConfigError, RunError } from '../config/errors.js';
 import type { Bound } from '../plan/keyset.js';
 import type { RunManifest, ShardOutcome, StateStore, StoredState } from './types.js';
 
@@ -37,7 +37,11 @@ export class PostgresStateStore implements StateStore {
         done_at timestamptz NOT NULL DEFAULT now(),
         PRIMARY KEY (offset_key, run_id, shard_index));`).catch((err) => {
       // Two first runs racing to create the tables: the loser sees a unique violation.
-      if ((err as { code?: string }).code !== '23505') throw err;
+      if ((err as { code?: string }).code === '23505') return;
+      if ((err as { code?: string }).code === '42501') {
+        throw new ConfigError('state.table', `cannot create ${this.table} in the source database: ${(err as Error).message} (grant CREATE on its schema, create the tables once as their owner, or use state.type: file)`);
+      }
+      throw err;
     });
     const lock = await this.client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock(hashtext($1)) AS ok', [`logship:${this.offsetKey}`]);
     if (!lock.rows[0]!.ok) throw new RunError(`offsetKey '${this.offsetKey}': another logship run holds its lock; wait for it to finish`);
