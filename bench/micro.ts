@@ -5,7 +5,9 @@ import { Bench } from 'tinybench';
 import { CopyBinaryParser } from '../src/source/copy_reader.js';
 import { RowBatchBuilder, type RowBatch } from '../src/source/row_batch.js';
 import { jsonEncoder, ndjsonEncoder } from '../src/encode/formats.js';
-import { BulkRequestBuilder } from '../src/sinks/elasticsearch/request_builder.js';
+import { BulkRequestBuilder, parseIndexPattern } from '../src/sinks/elasticsearch/request_builder.js';
+
+const dailyIndex = parseIndexPattern('indexName', 'kestra-logs-{yyyy.MM.dd}');
 
 const ROWS = 20_000;
 const levels = ['TRACE', 'DEBUG', 'INFO', 'INFO', 'WARN', 'ERROR'];
@@ -74,9 +76,9 @@ bench
     for (const d of docs) JSON.stringify(JSON.parse(d.toString('utf8')));
   })
   .add('_bulk body building (create + _id)', () => {
-    const builder = new BulkRequestBuilder('create', 1000, 5_000_000);
+    const builder = new BulkRequestBuilder('create', 1000, 5_000_000, dailyIndex);
     for (const b of batches) for (let i = 0; i < b.count; i++) {
-      builder.add(b, i, 'kestra-logs-2026.11.22');
+      builder.add(b, i);
       if (builder.full) builder.take();
     }
   });

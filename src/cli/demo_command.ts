@@ -3,7 +3,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { parseConfig } from '../config/schema.js';
 import { startEmbeddedPostgres } from '../demo/embedded_pg.js';
-import { createKestraSchema, seedKestraLogsParallel } from '../demo/seed.js';
+import { createKestraAuditSchema, createKestraSchema, seedKestraAudit, seedKestraLogsParallel } from '../demo/seed.js';
 import { formatCount } from './format.js';
 import { runCommand } from './run_command.js';
 
@@ -12,6 +12,8 @@ export interface DemoOptions {
   out: string;
   compression: string;
   format: string;
+  /** Also seed and export Kestra audit entries (the model table), to `<out>/audit`. */
+  audit?: boolean;
 }
 
 /**
@@ -42,11 +44,28 @@ export async function demoCommand(o: DemoOptions): Promise<void> {
       logExporters: [{ id: 'demo-files', type: 'file', directory: o.out, format: o.format, compression: o.compression, maxLinesPerFile: 100_000, logFilePrefix: 'kestra-logs' }],
     });
     await runCommand(config, { progressIntervalMs: 5000 });
+    if (o.audit) {
+      const auditRows = Math.max(1000, Math.floor(o.rows / 10));
+      const c2 = new pg.Client({ connectionString: server.url });
+      c2.on('error', () => {});
+      await c2.connect();
+      await createKestraAuditSchema(c2);
+      say(`logship demo: seeding ${formatCount(auditRows)} synthetic Kestra audit entries and exporting FLOW and EXECUTION ones...`);
+      await seedKestraAudit(c2, { rows: auditRows, start, spanSeconds: 23 * 3600 });
+      await c2.query('ANALYZE audit_logs');
+      await c2.end();
+      await runCommand(parseConfig({
+        kind: 'audit', resources: ['FLOW', 'EXECUTION'],
+        source: { url: server.url }, lookbackPeriod: 'P1D', offsetKey: 'logship-demo-audit',
+        logExporters: [{ id: 'demo-audit', type: 'file', directory: path.join(o.out, 'audit'), format: o.format, compression: o.compression, logFilePrefix: 'kestra-audit' }],
+      }), { progressIntervalMs: 5000 });
+    }
     const files = fs.readdirSync(o.out).filter((f) => f.startsWith('kestra-logs-')).sort();
     const ext = o.compression;
     const reader = ext === 'gzip' ? 'zcat' : ext === 'zstd' ? 'zstdcat' : 'cat';
     say('');
     say(`Files are in ${path.resolve(o.out)} (${files.length} files). Read them with:`);
+    if (o.audit) say(`Audit entries are in ${path.resolve(o.out, 'audit')}.`);
     if (files[0]) {
       say(`  ${reader} ${path.join(o.out, files[0])} | head -3`);
       say(`  ${reader} ${path.join(o.out, '*')} | wc -l        # one JSON document per line`);

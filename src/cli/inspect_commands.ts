@@ -1,27 +1,17 @@
-import { writesFiles, type Config } from '../config/types.js';
-import { parseIndexPattern } from '../sinks/elasticsearch/request_builder.js';
-import { partExtension } from '../sinks/part_writer.js';
-import { formatExtension } from '../encode/part_format.js';
-import { tsToMicros } from '../plan/keyset.js';
+import type { Config } from '../config/types.js';
+import { definitionOf } from '../sinks/registry.js';
 import type { ShardSpec } from '../plan/shards.js';
 import { computeWindow, emptyWindowReason } from '../plan/window.js';
 import { planWindow } from '../run/run.js';
 import { connectSource } from '../source/connection.js';
 import { describeTable } from '../source/table.js';
-import { PartNamer, partitionStart } from '../sinks/naming.js';
 import { createStateStore } from '../state/create.js';
 import { formatBound, formatCount } from './format.js';
 
-/** Where a shard's first rows go: its first file/object name, or its first index. */
+/** Where a shard's first rows go: each destination says (a file name, an index, a stream). */
 function firstTarget(config: Config, exporterIndex: number, shard: ShardSpec): string {
   const e = config.logExporters[exporterIndex]!;
-  if (!writesFiles(e)) return `index ${parseIndexPattern('indexName', e.indexName).render(tsToMicros(shard.lo.ts))}`;
-  const namer = new PartNamer(e.keyTemplate, {
-    prefix: e.logFilePrefix, exporter: e.id, shard: shard.id,
-    ext: partExtension(e, formatExtension(e.format)),
-  });
-  const micros = tsToMicros(shard.lo.ts);
-  return namer.name(1, namer.granularity ? partitionStart(micros, namer.granularity) : micros);
+  return definitionOf(e).describeTarget(e, shard);
 }
 
 /** `logship plan`: what a run would do now, without writing anything. */

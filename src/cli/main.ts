@@ -5,17 +5,20 @@ import { ConfigError, errorMessage } from '../config/errors.js';
 import { checkFileLocation } from '../config/fs_checks.js';
 import { loadConfigFile } from '../config/load.js';
 import { redact } from '../config/secrets.js';
+import { parseCliVariables } from '../config/variables.js';
 import { EXIT, exitCodeOf } from '../run/error_kind.js';
 
 const USAGE = `usage:
-  logship run   --config FILE [--task ID] [--report FILE] [--progress-interval SECONDS]
+  logship run   --config FILE [--task ID] [--var NAME=VALUE]... [--report FILE] [--progress-interval SECONDS]
+                [--metrics-port N] [--pushgateway URL]
   logship plan  --config FILE [--task ID] [--json]
   logship state --config FILE [--task ID] [--reset] [--json]
   logship tune  --config FILE [--sample-rows N] [--json]
   logship prune --config FILE --exporter ID --keep-days N [--dry-run]
-  logship demo  [--rows N] [--out DIR] [--format NDJSON|JSON] [--compression gzip|zstd|none]
+  logship demo  [--rows N] [--out DIR] [--format NDJSON|JSON] [--compression gzip|zstd|none] [--audit]
 
---config takes a logship YAML file or a whole Kestra flow with a LogShipper task.
+--config takes a logship YAML file or a whole Kestra flow with a LogShipper or AuditLogShipper
+task; --var fills {{ vars.NAME }} (after the flow's variables; LOGSHIP_VAR_NAME last).
 Exit codes: 0 success, 1 run failed (rerun resumes), 2 usage or config error,
 3 finished but documents were dead-lettered (allowDeadLetter: true makes that 0),
 4 the source database was unavailable at startup (retry later).`;
@@ -28,8 +31,11 @@ function usageError(message: string): ConfigError {
 const OPTIONS = {
   config: { type: 'string' },
   task: { type: 'string' },
+  var: { type: 'string', multiple: true },
   report: { type: 'string' },
   'progress-interval': { type: 'string' },
+  'metrics-port': { type: 'string' },
+  pushgateway: { type: 'string' },
   json: { type: 'boolean' },
   reset: { type: 'boolean' },
   rows: { type: 'string' },
@@ -39,18 +45,19 @@ const OPTIONS = {
   exporter: { type: 'string' },
   'keep-days': { type: 'string' },
   'dry-run': { type: 'boolean' },
+  audit: { type: 'boolean' },
   'sample-rows': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
 /** Flags each command reads; any other is refused rather than silently ignored. */
 const COMMAND_FLAGS: Record<string, readonly string[]> = {
-  run: ['config', 'task', 'report', 'progress-interval'],
-  plan: ['config', 'task', 'json'],
-  state: ['config', 'task', 'reset', 'json'],
-  tune: ['config', 'task', 'sample-rows', 'json'],
-  prune: ['config', 'task', 'exporter', 'keep-days', 'dry-run'],
-  demo: ['rows', 'out', 'format', 'compression'],
+  run: ['config', 'task', 'var', 'report', 'progress-interval', 'metrics-port', 'pushgateway'],
+  plan: ['config', 'task', 'var', 'json'],
+  state: ['config', 'task', 'var', 'reset', 'json'],
+  tune: ['config', 'task', 'var', 'sample-rows', 'json'],
+  prune: ['config', 'task', 'var', 'exporter', 'keep-days', 'dry-run'],
+  demo: ['rows', 'out', 'format', 'compression', 'audit'],
 };
 
 function positiveNumber(flag: string, value: string | undefined, fallback: number): number {
@@ -58,6 +65,17 @@ function positiveNumber(flag: string, value: string | undefined, fallback: numbe
   const n = Number(value);
   if (!Number.isFinite(n) || n <= 0) throw new ConfigError(flag, `must be a positive number (got ${JSON.stringify(value)})`);
   return n;
+}
+
+function portNumber(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new ConfigError('--metrics-port', `must be a port number from 0 to 65535 (got ${JSON.stringify(value)})`);
+  return n;
+}
+
+function httpUrlFlag(flag: string, value: string): string {
+  if (!/^https?:\/\/[^/]/.test(value)) throw new ConfigError(flag, `must be an http:// or https:// URL (got ${JSON.stringify(value)})`);
+  return value;
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -87,11 +105,12 @@ async function main(argv: string[]): Promise<number> {
       out: values.out ?? './logship-out',
       format: values.format ?? 'NDJSON',
       compression: values.compression ?? 'gzip',
+      audit: values.audit === true,
     });
     return 0;
   }
   if (!values.config) throw new ConfigError('--config', 'is required');
-  const config = loadConfigFile(values.config, { task: values.task });
+  const config = loadConfigFile(values.config, { task: values.task, variables: parseCliVariables(values.var) });
   // Commands load on demand so that none pays for another's dependencies.
   if (command === 'plan') await (await import('./inspect_commands.js')).planCommand(config, values.json === true);
   else if (command === 'state') await (await import('./inspect_commands.js')).stateCommand(config, values.reset === true, values.json === true);
@@ -109,11 +128,14 @@ async function main(argv: string[]): Promise<number> {
     const report = await runCommand(config, {
       report: values.report,
       progressIntervalMs: positiveNumber('--progress-interval', values['progress-interval'], 10) * 1000,
+      metricsPort: values['metrics-port'] === undefined ? undefined : portNumber(values['metrics-port']),
+      pushgateway: values.pushgateway === undefined ? undefined : httpUrlFlag('--pushgateway', values.pushgateway),
     });
     if (report.status !== 'ok') return EXIT.failed;
-    const dropped = config.logExporters.filter((e) => 'allowDeadLetter' in e && !e.allowDeadLetter && report.exporters[e.id]!.deadLettered > 0);
+    const { deliversDocuments } = await import('../sinks/registry.js');
+    const dropped = config.logExporters.filter(deliversDocuments).filter((e) => !e.allowDeadLetter && report.exporters[e.id]!.deadLettered > 0);
     if (dropped.length > 0) {
-      const where = dropped.map((e) => `${report.exporters[e.id]!.deadLettered} by '${e.id}' (see ${'deadLetter' in e ? e.deadLetter : ''})`).join(', ');
+      const where = dropped.map((e) => `${report.exporters[e.id]!.deadLettered} by '${e.id}' (see ${e.deadLetter})`).join(', ');
       process.stderr.write(`logship: documents were dead-lettered: ${where}; set allowDeadLetter: true to accept that\n`);
       return EXIT.deadLettered;
     }

@@ -1,5 +1,6 @@
 import { ConfigError } from '../config/errors.js';
-import type { Config, SearchExporterConfig } from '../config/types.js';
+import type { Config } from '../config/types.js';
+import type { SearchExporterConfig } from '../sinks/elasticsearch/config.js';
 import { parseIndexPattern } from '../sinks/elasticsearch/request_builder.js';
 import { SearchService } from '../sinks/elasticsearch/service.js';
 

@@ -11,13 +11,18 @@ export interface RunCommandOptions {
   report?: string;
   progressIntervalMs: number;
   quiet?: boolean;
+  /** Serve Prometheus /metrics on this port while the run lives (0 = any free port). */
+  metricsPort?: number;
+  /** Push the metrics to this Prometheus Pushgateway every progress interval and at the end. */
+  pushgateway?: string;
 }
 
 export async function runCommand(config: Config, o: RunCommandOptions): Promise<RunReport> {
   const progress = new Progress({ tty: !o.quiet && process.stderr.isTTY === true, intervalMs: o.progressIntervalMs, stream: process.stderr, log });
   const report = emptyReport(config);
+  const watch = o.metricsPort !== undefined || o.pushgateway ? await startMetrics(config, o) : null;
   try {
-    await runExport(config, { log, progress }, report);
+    await runExport(config, { log, progress, observer: watch?.metrics }, report);
     if (!o.quiet) process.stdout.write(summary(report));
     log.info({ ...report, exporters: undefined, runs: undefined }, 'run finished');
     return report;
@@ -28,7 +33,30 @@ export async function runCommand(config: Config, o: RunCommandOptions): Promise<
   } finally {
     // Written on failure too: status "failed", the error, and what was finished before it.
     if (o.report) fs.writeFileSync(o.report, `${redact(JSON.stringify(report, null, 2))}\n`);
+    await watch?.end(report.status);
   }
+}
+
+async function startMetrics(config: Config, o: RunCommandOptions) {
+  const { RunMetrics, serveMetrics, pushTo } = await import('../run/metrics.js');
+  const metrics = new RunMetrics(config.offsetKey, config.logExporters.map((e) => e.id));
+  const server = o.metricsPort !== undefined ? await serveMetrics(metrics, o.metricsPort) : null;
+  if (server) log.info({ port: server.port }, `serving Prometheus metrics on :${server.port}/metrics`);
+  const push = o.pushgateway ? pushTo(o.pushgateway, metrics, config.offsetKey) : null;
+  // A failed push must not fail the export: it is logged, and the next one tries again.
+  const pushQuietly = async () => push?.().catch((err: unknown) => log.warn({ error: redact(errorMessage(err)) }, 'pushing metrics failed'));
+  const timer = push ? setInterval(() => void pushQuietly(), o.progressIntervalMs) : null;
+  timer?.unref();
+  await pushQuietly();
+  return {
+    metrics,
+    async end(status: RunReport['status']) {
+      if (timer) clearInterval(timer);
+      metrics.setStatus(status);
+      await pushQuietly();
+      await server?.close();
+    },
+  };
 }
 
 function summary(r: RunReport): string {

@@ -2,8 +2,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { escapeLiteral } from 'pg';
-import type { Config, ExporterConfig } from '../config/types.js';
-import { writesFiles } from '../config/types.js';
+import type { Config } from '../config/types.js';
+import { writesFiles } from '../sinks/registry.js';
+import type { FileExporterConfig } from '../sinks/file/config.js';
 import { OptionReader } from '../config/reader.js';
 import { readOutputOptions } from '../sinks/output_options.js';
 import { FILE_DEFAULT_TEMPLATE } from '../sinks/file/config.js';
@@ -56,7 +57,7 @@ export async function tuneCommand(config: Config, o: TuneOptions): Promise<void>
     for (const workers of workerOptions) {
       for (const fetchSize of fetchOptions) {
         const dir = path.join(work, `w${workers}-f${fetchSize}`);
-        const exporter: ExporterConfig = {
+        const exporter: FileExporterConfig = {
           format: output.format, compression: output.compression, compressionLevel: output.compressionLevel,
           parquetCompression: output.parquetCompression, rowGroupSize: output.rowGroupSize,
           maxLinesPerFile: output.maxLinesPerFile, maxBytesPerFile: output.maxBytesPerFile,

@@ -5,11 +5,24 @@ import { describe } from './reader.js';
 import { isKestraFlow, kestraFlowToConfig } from './kestra.js';
 import { parseConfig } from './schema.js';
 import { defaultSecretSource, resolveSecrets, type SecretSource } from './secrets.js';
+import { emptyVariables, resolveVariables, type VariableSource } from './variables.js';
 import type { Config } from './types.js';
 
 export interface LoadOptions {
   task?: string;
   secrets?: SecretSource;
+  /** `--var NAME=VALUE` values for `{{ vars.NAME }}`. */
+  variables?: Record<string, string>;
+}
+
+/**
+ * Kestra's own Splunk example nests `tasks:` under `triggers:` (invalid as published); say so,
+ * since "bad indentation" alone sends people hunting.
+ */
+function yamlHint(text: string): string {
+  const triggers = /^triggers:\s*$/m.exec(text);
+  if (triggers && /^[ \t]+tasks:\s*$/m.test(text.slice(triggers.index))) return '; hint: `tasks:` is indented under `triggers:`; move it to the top level of the flow';
+  return '';
 }
 
 /**
@@ -21,7 +34,7 @@ export function loadConfigText(text: string, options: LoadOptions = {}, origin =
   if (doc.errors.length > 0) {
     const e = doc.errors[0]!;
     const line = e.linePos?.[0];
-    throw new ConfigError(origin, `not valid YAML${line ? ` (line ${line.line}, column ${line.col})` : ''}: ${e.message.split('\n')[0]}`);
+    throw new ConfigError(origin, `not valid YAML${line ? ` (line ${line.line}, column ${line.col})` : ''}: ${e.message.split('\n')[0]!.replace(/:$/, '')}${yamlHint(text)}`);
   }
   let raw: unknown;
   try {
@@ -35,15 +48,20 @@ export function loadConfigText(text: string, options: LoadOptions = {}, origin =
   }
   let native: unknown = raw;
   let prefix = '';
+  const variables: VariableSource = { ...emptyVariables(options.secrets?.env ?? process.env), cli: options.variables ?? {} };
   if (isKestraFlow(raw)) {
     const mapped = kestraFlowToConfig(raw, options.task);
     native = mapped.config;
     prefix = mapped.pathPrefix;
+    const flowVars = raw.variables;
+    if (flowVars && typeof flowVars === 'object' && !Array.isArray(flowVars)) variables.flow = flowVars as Record<string, unknown>;
   } else if (options.task !== undefined) {
     throw new ConfigError('--task', `applies only to a Kestra flow; ${origin} is a logship config (it has no tasks list)`);
   }
   try {
-    return parseConfig(resolveSecrets(native, options.secrets ?? defaultSecretSource()));
+    const secrets = options.secrets ?? defaultSecretSource();
+    // Variables first: a variable's value may hold {{ secret('X') }}, resolved and redacted next.
+    return parseConfig(resolveSecrets(resolveVariables(native, variables), secrets));
   } catch (err) {
     // Point errors from a Kestra flow at the task's own location in the file.
     if (prefix && err instanceof ConfigError && err.path) {

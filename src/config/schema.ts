@@ -5,6 +5,7 @@ import { isoDurationRangeMillis } from './units.js';
 import { checkFileLocation } from './fs_checks.js';
 import { LEVELS, type ColumnMapping, type Config, type Level, type SourceConfig, type StateConfig } from './types.js';
 import { parseExporter } from '../sinks/registry.js';
+import { AUDIT_COLUMNS, parseResources } from './audit.js';
 
 /** The Kestra `logs` table needs no mapping: these are its column names. */
 export const KESTRA_COLUMNS: ColumnMapping = {
@@ -15,13 +16,14 @@ export const KESTRA_COLUMNS: ColumnMapping = {
   tenant: 'tenant_id',
   body: 'value',
   deleted: undefined,
+  resource: null,
 };
 
-function parseColumns(r: OptionReader | undefined): ColumnMapping {
-  if (!r) return { ...KESTRA_COLUMNS };
+function parseColumns(r: OptionReader | undefined, defaults: ColumnMapping): ColumnMapping {
+  if (!r) return { ...defaults };
   const col = (key: keyof ColumnMapping, required: boolean): string | null => {
     const v = r.raw(key);
-    if (v === undefined) return KESTRA_COLUMNS[key] ?? null;
+    if (v === undefined) return defaults[key] ?? null;
     if (v === null && !required) return null;
     if (typeof v !== 'string' || v.length === 0) {
       throw new ConfigError(r.at(key), required ? 'must name a column' : 'must name a column, or be null when the table has none');
@@ -36,19 +38,21 @@ function parseColumns(r: OptionReader | undefined): ColumnMapping {
     tenant: col('tenant', false),
     body: col('body', false),
     deleted: r.raw('deleted') === undefined ? undefined : col('deleted', false),
+    resource: col('resource', false),
   };
   r.done();
   return columns;
 }
 
-function parseSource(r: OptionReader | undefined): SourceConfig {
+function parseSource(r: OptionReader | undefined, kind: Config['kind']): SourceConfig {
   const s = r ?? OptionReader.of('source', {});
+  const audit = kind === 'audit';
   const source: SourceConfig = {
     // Fallback order: config, LOGSHIP_SOURCE_URL, then libpq's PG* variables (pg reads those itself).
     url: s.optionalString('url') ?? process.env.LOGSHIP_SOURCE_URL,
     password: s.optionalString('password'),
-    table: s.string('table', 'logs'),
-    columns: parseColumns(s.child('columns')),
+    table: s.string('table', audit ? 'audit_logs' : 'logs'),
+    columns: parseColumns(s.child('columns'), audit ? AUDIT_COLUMNS : KESTRA_COLUMNS),
     stream: s.choice('stream', ['copy', 'cursor'] as const, 'copy'),
     fetchSize: s.integer('fetchSize', 5000, 1, 1_000_000),
     ordered: s.boolean('ordered', false),
@@ -93,8 +97,13 @@ function parseState(r: OptionReader | undefined): StateConfig {
 /** Validates a native logship config (already secret-resolved). */
 export function parseConfig(value: unknown): Config {
   const r = OptionReader.of('', value);
-  const source = parseSource(r.child('source'));
+  const kind = r.choice('kind', ['logs', 'audit'] as const, 'logs');
+  const source = parseSource(r.child('source'), kind);
   const logLevelFilter = r.choice<Level>('logLevelFilter', LEVELS, undefined);
+  if (kind === 'audit' && logLevelFilter) throw new ConfigError('logLevelFilter', 'does not apply to audit logs (kind: audit); filter with resources');
+  const rawResources = r.raw('resources');
+  const resources = rawResources === undefined || rawResources === null ? undefined : parseResources(r.at('resources'), rawResources);
+  if (resources && kind !== 'audit') throw new ConfigError('resources', 'applies only to audit logs (kind: audit, Kestra\'s AuditLogShipper)');
   const lookbackPeriod = r.duration('lookbackPeriod', 'P1D');
   const namespace = r.optionalString('namespace');
   const tenantId = r.optionalString('tenantId');
@@ -120,6 +129,9 @@ export function parseConfig(value: unknown): Config {
     // them would either lose rows (deleted, not recorded) or re-export an emptied range.
     throw new ConfigError('delete', 'requires state.type postgres (the delete and its checkpoint commit in one transaction)');
   }
+  if (resources && source.columns.resource === null) {
+    throw new ConfigError('resources', 'the source has no resource column (source.columns.resource is null)');
+  }
   if (logLevelFilter && source.columns.level === null) {
     throw new ConfigError('logLevelFilter', 'the source has no level column (source.columns.level is null)');
   }
@@ -129,5 +141,5 @@ export function parseConfig(value: unknown): Config {
   if (tenantId && source.columns.tenant === null) {
     throw new ConfigError('tenantId', 'the source has no tenant column (source.columns.tenant is null)');
   }
-  return { source, logLevelFilter, lookbackPeriod, namespace, tenantId, offsetKey, delete: del, safetyLag, workers, rowsPerShard, shardAttempts, state, logExporters };
+  return { kind, source, logLevelFilter, resources, lookbackPeriod, namespace, tenantId, offsetKey, delete: del, safetyLag, workers, rowsPerShard, shardAttempts, state, logExporters };
 }

@@ -1,4 +1,7 @@
 /** The validated, fully defaulted configuration that the rest of logship works from. */
+import type { ExporterConfigBase } from '../sinks/definition.js';
+
+export type { ExporterConfigBase };
 
 export const LEVELS = ['TRACE', 'DEBUG', 'INFO', 'WARN', 'ERROR'] as const;
 export type Level = (typeof LEVELS)[number];
@@ -13,6 +16,8 @@ export interface ColumnMapping {
   body: string | null;
   /** Soft-delete flag; undefined = use a boolean `deleted` column when the table has one. */
   deleted: string | null | undefined;
+  /** Audit logs: the Kestra resource column that `resources` filters on. */
+  resource: string | null;
 }
 
 export interface SourceConfig {
@@ -51,12 +56,6 @@ export interface OutputOptions {
   keyTemplate: string;
 }
 
-export interface FileExporterConfig extends OutputOptions {
-  id: string;
-  type: 'file';
-  directory: string;
-}
-
 /** Options shared by the object-store exporters. */
 export interface ObjectStoreOptions extends OutputOptions {
   id: string;
@@ -64,76 +63,19 @@ export interface ObjectStoreOptions extends OutputOptions {
   maxAttempts: number;
 }
 
-export interface S3ExporterConfig extends ObjectStoreOptions {
-  type: 's3';
-  bucket: string;
-  region: string;
-  accessKeyId: string | undefined;
-  secretKeyId: string | undefined;
-  sessionToken: string | undefined;
-  endpoint: string | undefined;
-  forcePathStyle: boolean;
-  /** Multipart part size and parts in flight: memory per upload is about partSize x (queueSize + 1). */
-  partSize: number;
-  queueSize: number;
-}
+/** Any exporter's parsed options; its definition (src/sinks/registry.ts) knows the exact type. */
+export type ExporterConfig = ExporterConfigBase;
 
-export interface GcsExporterConfig extends ObjectStoreOptions {
-  type: 'gcs';
-  bucket: string;
-  projectId: string | undefined;
-  serviceAccount: string | undefined;
-  endpoint: string | undefined;
-  /** Resumable-upload chunk size (a multiple of 256 KiB); the client buffers one chunk. */
-  chunkSize: number;
-}
-
-export interface AzureBlobExporterConfig extends ObjectStoreOptions {
-  type: 'azure-blob';
-  endpoint: string | undefined;
-  containerName: string;
-  connectionString: string | undefined;
-  sasToken: string | undefined;
-  sharedKeyAccountName: string | undefined;
-  sharedKeyAccountAccessKey: string | undefined;
-  tenantId: string | undefined;
-  clientId: string | undefined;
-  clientSecret: string | undefined;
-  blockSize: number;
-  concurrency: number;
-}
-
-export type ObjectStoreConfig = S3ExporterConfig | GcsExporterConfig | AzureBlobExporterConfig;
-
-export interface SearchExporterConfig {
-  id: string;
-  type: 'elasticsearch' | 'opensearch';
-  /** Index, alias or data stream; `{yyyy.MM.dd}`-style parts take each row's event time. */
-  indexName: string;
-  hosts: string[];
-  username: string | undefined;
-  password: string | undefined;
-  apiKey: string | undefined;
-  headers: Record<string, string>;
-  trustAllSsl: boolean;
-  caCertificate: string | undefined;
-  /** Documents per _bulk request, and the byte cap; whichever comes first. */
-  chunk: number;
-  flushBytes: number;
-  /** _bulk requests in flight per worker. */
-  concurrency: number;
-  opType: 'create' | 'index';
-  deadLetter: string;
-  allowDeadLetter: boolean;
-  maxAttempts: number;
-  requestTimeoutMs: number;
-}
-
-export type ExporterConfig = FileExporterConfig | ObjectStoreConfig | SearchExporterConfig;
+/** The options of an exporter that writes files or objects. */
+export interface FileShapedConfig extends ExporterConfigBase, OutputOptions {}
 
 export interface Config {
+  /** `logs` (LogShipper) or `audit` (AuditLogShipper: `resources` instead of `logLevelFilter`). */
+  kind: 'logs' | 'audit';
   source: SourceConfig;
   logLevelFilter: Level | undefined;
+  /** Audit logs only: the Kestra resources to export, every spelling a row may carry. */
+  resources: string[] | undefined;
   lookbackPeriod: string;
   namespace: string | undefined;
   tenantId: string | undefined;
@@ -146,9 +88,4 @@ export interface Config {
   shardAttempts: number;
   state: StateConfig;
   logExporters: ExporterConfig[];
-}
-
-/** Exporters that write files or objects (and so have names, formats and rotation). */
-export function writesFiles(e: ExporterConfig): e is FileExporterConfig | ObjectStoreConfig {
-  return e.type !== 'elasticsearch' && e.type !== 'opensearch';
 }

@@ -5,6 +5,8 @@ import { escapeLiteral } from 'pg';
 import { packageRoot } from '../util/paths.js';
 
 export const KESTRA_DDL = fs.readFileSync(path.join(packageRoot(), 'fixtures', 'kestra_logs.sql'), 'utf8');
+/** A model of Kestra Enterprise's audit table (the real one is not public). */
+export const KESTRA_AUDIT_DDL = fs.readFileSync(path.join(packageRoot(), 'fixtures', 'kestra_audit_logs.sql'), 'utf8');
 
 export interface SeedOptions {
   rows: number;
@@ -88,4 +90,38 @@ export async function seedKestraLogsParallel(url: string, o: { rows: number; sta
       await client.end();
     }
   }));
+}
+
+export async function createKestraAuditSchema(client: pg.Client): Promise<void> {
+  await client.query(KESTRA_AUDIT_DDL);
+}
+
+/**
+ * Synthetic audit entries (fixtures/kestra_audit_logs.sql): users acting on flows, executions,
+ * namespaces, KV entries (some in the older KV_STORE spelling) and secrets.
+ */
+export async function seedKestraAudit(client: pg.Client, o: SeedOptions): Promise<void> {
+  const seq = o.seq ?? 0;
+  const stepUs = Math.max(1, Math.floor((o.spanSeconds * 1e6) / Math.max(1, o.rows)));
+  const tenant = o.tenantId === undefined ? "'main'" : o.tenantId === null ? 'NULL' : escapeLiteral(o.tenantId);
+  await client.query(`
+    INSERT INTO audit_logs (key, value)
+    SELECT 'a' || substr(md5(g::text || 'audit'), 1, 21),
+      jsonb_strip_nulls(jsonb_build_object(
+        'id', substr(md5(g::text || 'id'), 1, 22),
+        'type', (ARRAY['CREATE', 'UPDATE', 'DELETE', 'LOGIN', 'EXECUTE', 'READ'])[1 + g % 6],
+        'detail', jsonb_strip_nulls(jsonb_build_object(
+          'type', (ARRAY['io.kestra.core.models.flows.Flow', 'io.kestra.core.models.executions.Execution', 'io.kestra.ee.models.Namespace', 'io.kestra.core.storages.kv.KVEntry', 'io.kestra.ee.models.Secret'])[1 + g % 5],
+          'resource', (ARRAY['FLOW', 'EXECUTION', 'NAMESPACE', CASE WHEN g % 2 = 0 THEN 'KVSTORE' ELSE 'KV_STORE' END, 'SECRET'])[1 + g % 5],
+          'id', 'res_' || (g % 97),
+          'namespace', (ARRAY['company.team', 'company.team.backend', 'company.teamx', 'system'])[1 + g % 4],
+          'flowId', CASE WHEN g % 5 IN (0, 1) THEN 'flow_' || (g % 37) END,
+          'executionId', CASE WHEN g % 5 = 1 THEN substr(md5((g / 3)::text), 1, 22) END)),
+        'userId', 'user' || (g % 13) || '@example.com',
+        'tenantId', ${tenant},
+        'date', to_char(${escapeLiteral(o.start)}::timestamptz + (g - ${seq} - 1) * ${stepUs} * interval '1 microsecond', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+        'ipAddress', '10.0.' || (g % 255) || '.' || (g % 7),
+        'impersonatedBy', CASE WHEN g % 29 = 0 THEN 'admin@example.com' END
+      ))
+    FROM generate_series(${seq + 1}::int8, ${seq + o.rows}::int8) g`);
 }

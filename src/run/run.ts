@@ -3,25 +3,28 @@ import { MessageChannel } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import type pg from 'pg';
 import { errorMessage, RunError } from '../config/errors.js';
-import { writesFiles, type Config } from '../config/types.js';
+import type { Config } from '../config/types.js';
 import type { Bound } from '../plan/keyset.js';
 import { planShards, type ShardPlan, type ShardSpec } from '../plan/shards.js';
 import { computeWindow, emptyWindowReason, type ExportWindow } from '../plan/window.js';
 import { connectSource } from '../source/connection.js';
 import { affordableWorkers } from '../source/connection_budget.js';
 import { describeTable, type SourceTable } from '../source/table.js';
-import { createExporter } from '../sinks/create.js';
+import { createExporter, writesFiles } from '../sinks/registry.js';
 import { templateGranularity, type Granularity } from '../sinks/naming.js';
 import { checkpointOffset } from '../state/checkpoint.js';
 import { createStateStore } from '../state/create.js';
-import type { RunManifest, ShardOutcome, StateStore } from '../state/types.js';
+import type { RunManifest, ShardAcks, ShardOutcome, StateStore } from '../state/types.js';
 import { redact } from '../config/secrets.js';
 import type { Logger } from '../util/log.js';
 import { workerFile } from '../util/paths.js';
+import type { RunObserver } from './observer.js';
 import { Progress } from './progress.js';
 import { fromWire, kindOf } from './error_kind.js';
 import { shardRetryDecision, withRetries } from './retry.js';
-import { filtersOf, type ProgressMessage, type ShardTaskInput } from './shard_task.js';
+import { filtersOf, type ShardTaskInput } from './shard_task.js';
+import type { MainMessage, WorkerMessage } from './shard_channel.js';
+import type { InShardAck } from '../sinks/delivery/types.js';
 
 export interface ExporterTotals { rows: number; files: number; bytes: number; removedStaleParts: number; deadLettered: number }
 
@@ -51,6 +54,8 @@ export interface RunOptions {
   progress: Progress;
   /** Export exactly this window instead of [offset, now - lag) (used by `tune`). */
   fixedWindow?: ExportWindow;
+  /** Metrics: told of the plan, each shard, the offset and each request's outcome. */
+  observer?: RunObserver;
 }
 
 /** The finest event-time partition any exporter's names use; shards are cut at its edges. */
@@ -99,13 +104,14 @@ export async function runExport(wanted: Config, o: RunOptions, report: RunReport
     await checkExporters(config);
     const state = await store.load();
     report.offsetBefore = state.offset;
+    if (state.offset) o.observer?.offset(state.offset);
     report.offsetAfter = state.offset;
     pool = new Piscina({ filename: workerFile(), minThreads: config.workers, maxThreads: config.workers, idleTimeout: 60_000 });
 
     let offset = state.offset;
     if (state.run) {
       o.log.info({ runId: state.run.runId, done: state.done.size, shards: state.run.shards.length }, 'resuming an unfinished run before planning new work');
-      offset = await executeRun(config, table, store, pool, state.run, state.done, true, report, o);
+      offset = await executeRun(config, table, store, pool, state.run, state.done, state.acks, true, report, o);
     }
 
     const window = o.fixedWindow ?? (await computeWindow(main, offset, config.lookbackPeriod, config.safetyLag));
@@ -121,7 +127,7 @@ export async function runExport(wanted: Config, o: RunOptions, report: RunReport
       };
       o.log.info({ runId: run.runId, start: window.start, end: window.end, rows: plan.totalRows, shards: plan.shards.length, method: plan.method }, 'planned');
       await store.beginRun(run);
-      await executeRun(config, table, store, pool, run, new Map(), false, report, o);
+      await executeRun(config, table, store, pool, run, new Map(), new Map(), false, report, o);
     }
     return report;
   } finally {
@@ -154,24 +160,43 @@ async function checkExporters(config: Config): Promise<void> {
  */
 async function executeRun(
   config: Config, table: SourceTable, store: StateStore, pool: Piscina, run: RunManifest,
-  done: Map<number, ShardOutcome>, resumed: boolean, report: RunReport, o: RunOptions,
+  done: Map<number, ShardOutcome>, acks: ShardAcks, resumed: boolean, report: RunReport, o: RunOptions,
 ): Promise<Bound> {
   const todo = run.shards.filter((s) => !done.has(s.index));
   const entry = { runId: run.runId, resumed, window: run.window, shards: run.shards.length, shardsExportedNow: 0, rows: 0 };
   report.runs.push(entry);
-  o.progress.begin(todo.reduce((s, x) => s + x.estimatedRows, 0), todo.length);
+  const expected = todo.reduce((s, x) => s + x.estimatedRows, 0);
+  o.progress.begin(expected, todo.length);
+  o.observer?.planned(expected);
 
   let failure: unknown = null;
-  // Checkpoint writes are serialised so the stored offset only ever moves forward.
+  // State writes (checkpoints, in-shard acks) are serialised: the stored offset only ever moves
+  // forward, and the postgres store's one connection never interleaves two transactions.
   let checkpoints: Promise<void> = Promise.resolve();
+  const stateWrite = (write: () => Promise<void>): Promise<void> => (checkpoints = checkpoints.then(write));
+
+  const recordAck = (shard: number, exporterId: string, ack: InShardAck): Promise<void> => {
+    acks.set(shard, { ...acks.get(shard), [exporterId]: ack });
+    return stateWrite(() => store.saveAck(run.runId, shard, exporterId, ack));
+  };
   let next = 0;
 
   /** One attempt on a worker thread, with its own progress channel (a port transfers only once). */
   const attemptShard = async (shard: ShardSpec): Promise<ShardOutcome> => {
     const channel = new MessageChannel();
-    channel.port1.on('message', (m: ProgressMessage) => o.progress.update(m.shard, m.rows));
+    channel.port1.on('message', (m: WorkerMessage) => {
+      if (m.type === 'progress') o.progress.update(m.shard, m.rows);
+      else if (m.type === 'delivery') o.observer?.delivery(m.exporterId, m.event);
+      else if (m.type === 'flush') channel.port1.postMessage({ type: 'acked', id: m.id } satisfies MainMessage);
+      else {
+        recordAck(shard.index, m.exporterId, m.ack).then(
+          () => channel.port1.postMessage({ type: 'acked', id: m.id } satisfies MainMessage),
+          (err: unknown) => channel.port1.postMessage({ type: 'ack-failed', id: m.id, error: redact(errorMessage(err)) } satisfies MainMessage),
+        );
+      }
+    });
     try {
-      const input: ShardTaskInput = { config, table, shard, runId: run.runId, progress: channel.port2 };
+      const input: ShardTaskInput = { config, table, shard, runId: run.runId, progress: channel.port2, acks: acks.get(shard.index) };
       return await pool.run(input, { transferList: [channel.port2] });
     } catch (err) {
       throw fromWire(err);
@@ -184,6 +209,7 @@ async function executeRun(
     while (failure === null && next < todo.length) {
       const shard = todo[next++]!;
       try {
+        const shardStarted = Date.now();
         const outcome = await withRetries(
           { attempts: config.shardAttempts, firstDelayMs: 1000, maxDelayMs: 30_000 },
           (err) => failure === null && shardRetryDecision(err) === 'retry',
@@ -192,9 +218,10 @@ async function executeRun(
         );
         done.set(shard.index, outcome);
         const offset = checkpointOffset(run, done);
-        checkpoints = checkpoints.then(() => store.shardDone(run.runId, shard.index, outcome, offset));
-        await checkpoints;
+        await stateWrite(() => store.shardDone(run.runId, shard.index, outcome, offset));
         report.offsetAfter = offset;
+        o.observer?.shardDone(outcome, (Date.now() - shardStarted) / 1000);
+        o.observer?.offset(offset);
         o.progress.shardFinished(shard.index, outcome.rows);
         entry.shardsExportedNow++;
         entry.rows += outcome.rows;
@@ -211,6 +238,7 @@ async function executeRun(
   }
   await store.endRun(run.runId, run.window.end);
   report.offsetAfter = run.window.end;
+  o.observer?.offset(run.window.end);
   return run.window.end;
 }
 

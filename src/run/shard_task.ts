@@ -8,7 +8,9 @@ import { findNonUtf8Row, INVALID_ENCODING } from '../source/diagnose.js';
 import { shardDelete, shardSelect, type Filters } from '../source/query.js';
 import type { SourceTable } from '../source/table.js';
 import type { ShardSpec } from '../plan/shards.js';
-import { createExporter } from '../sinks/create.js';
+import { acksInShard, createExporter } from '../sinks/registry.js';
+import type { InShardAck } from '../sinks/delivery/types.js';
+import { WorkerSide } from './shard_channel.js';
 import type { Exporter, ShardWriter } from '../sinks/types.js';
 import { shardDoneSql } from '../state/postgres_store.js';
 import type { ShardOutcome } from '../state/types.js';
@@ -19,12 +21,8 @@ export interface ShardTaskInput {
   shard: ShardSpec;
   runId: string;
   progress: MessagePort;
-}
-
-export interface ProgressMessage {
-  shard: number;
-  rows: number;
-  bytes: number;
+  /** Where each bounded-duplicates exporter resumes inside this shard (by exporter id). */
+  acks?: Record<string, InShardAck>;
 }
 
 const PROGRESS_EVERY_MS = 250;
@@ -45,7 +43,7 @@ function exportersFor(config: Config): Promise<Exporter[]> {
 }
 
 export function filtersOf(config: Config): Filters {
-  return { logLevelFilter: config.logLevelFilter, namespace: config.namespace, tenantId: config.tenantId };
+  return { logLevelFilter: config.logLevelFilter, namespace: config.namespace, tenantId: config.tenantId, resources: config.resources };
 }
 
 /**
@@ -55,10 +53,20 @@ export function filtersOf(config: Config): Filters {
  * commits in that same transaction.
  */
 export async function exportShard(input: ShardTaskInput): Promise<ShardOutcome> {
-  const { config, table, shard, progress } = input;
+  const { config, table, shard } = input;
+  const channel = new WorkerSide(input.progress);
   const filters = filtersOf(config);
   const db = await sourceClient(config);
-  const writers: ShardWriter[] = (await exportersFor(config)).map((e) => e.openShard(shard, table));
+  // Exporters that cannot dedupe resume inside the shard after their acknowledged prefix, which
+  // needs the rows in (timestamp, key) order.
+  const ackers = config.logExporters.map(acksInShard);
+  const ordered = config.source.ordered || ackers.some(Boolean);
+  const writers: ShardWriter[] = (await exportersFor(config)).map((e, i) =>
+    e.openShard(shard, table, {
+      resume: ackers[i] ? input.acks?.[e.id] : undefined,
+      acknowledge: ackers[i] ? (ack) => channel.acknowledge(e.id, ack) : undefined,
+      observe: (event) => channel.delivery(e.id, event),
+    }));
   const delayMs = Number(process.env.LOGSHIP_TEST_BATCH_DELAY_MS ?? 0);
   let rows = 0;
   let bytes = 0;
@@ -69,7 +77,7 @@ export async function exportShard(input: ShardTaskInput): Promise<ShardOutcome> 
       await db.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
       inTransaction = true;
     }
-    const sql = shardSelect(table, filters, shard.lo, shard.hi, config.source.ordered, config.source.stream);
+    const sql = shardSelect(table, filters, shard.lo, shard.hi, ordered, config.source.stream);
     const read = config.source.stream === 'copy' ? readWithCopy : readWithCursor;
     for await (const batch of read(db, sql, config.source.fetchSize)) {
       if (writers.length === 1) await writers[0]!.write(batch);
@@ -79,7 +87,7 @@ export async function exportShard(input: ShardTaskInput): Promise<ShardOutcome> 
       if (delayMs > 0) await new Promise((r) => setTimeout(r, delayMs));
       const now = Date.now();
       if (now - lastReport >= PROGRESS_EVERY_MS) {
-        progress.postMessage({ shard: shard.index, rows, bytes } satisfies ProgressMessage);
+        channel.progress(shard.index, rows, bytes);
         lastReport = now;
       }
     }
@@ -92,7 +100,7 @@ export async function exportShard(input: ShardTaskInput): Promise<ShardOutcome> 
       await db.query('COMMIT');
       inTransaction = false;
     }
-    progress.postMessage({ shard: shard.index, rows, bytes } satisfies ProgressMessage);
+    channel.progress(shard.index, rows, bytes);
     return outcome;
   } catch (err) {
     await Promise.all(writers.map((w) => w.abort().catch(() => {})));
@@ -108,6 +116,7 @@ export async function exportShard(input: ShardTaskInput): Promise<ShardOutcome> 
     }
     throw err;
   } finally {
-    progress.close();
+    await channel.flush().catch(() => {});
+    channel.close();
   }
 }

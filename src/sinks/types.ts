@@ -2,6 +2,7 @@ import type { Writable } from 'node:stream';
 import type { RowBatch } from '../source/row_batch.js';
 import type { ShardSpec } from '../plan/shards.js';
 import type { SourceTable } from '../source/table.js';
+import type { ShardDeliveryContext } from './delivery/types.js';
 
 /** One file or object an exporter confirmed as completely written. */
 export interface WrittenPart {
@@ -34,8 +35,11 @@ export interface Exporter {
   readonly id: string;
   /** Fails fast with a one-line error when the destination is unusable (missing, no permission). */
   check(): Promise<void>;
-  /** `table` describes the source (Parquet derives its schema from it). */
-  openShard(shard: ShardSpec, table?: SourceTable): ShardWriter;
+  /**
+   * `table` describes the source (Parquet derives its schema from it). `delivery` is given to
+   * exporters with bounded-duplicates delivery: where to resume in the shard, how to acknowledge.
+   */
+  openShard(shard: ShardSpec, table?: SourceTable, delivery?: ShardDeliveryContext): ShardWriter;
   close(): Promise<void>;
 }
 

@@ -7,6 +7,8 @@ export interface Filters {
   logLevelFilter: Level | undefined;
   namespace: string | undefined;
   tenantId: string | undefined;
+  /** Audit logs: resources to keep (every spelling), on the table's resource column. */
+  resources?: string[] | undefined;
 }
 
 /** Levels at or above the minimum. Lower-case spellings are included for hand-made tables. */
@@ -24,6 +26,7 @@ export function filterConditions(t: SourceTable, f: Filters): string[] {
     const like = `${f.namespace.replace(/[!%_]/g, '!$&')}.%`;
     where.push(`(${t.namespace} = ${escapeLiteral(f.namespace)} OR ${t.namespace} LIKE ${escapeLiteral(like)} ESCAPE '!')`);
   }
+  if (f.resources !== undefined && t.resource) where.push(`${t.resource}::text IN (${f.resources.map(escapeLiteral).join(', ')})`);
   if (f.logLevelFilter !== undefined && t.level) {
     where.push(`${t.level}::text IN (${levelsAtLeast(f.logLevelFilter).map(escapeLiteral).join(', ')})`);
   }

@@ -51,6 +51,7 @@ export interface SourceTable {
   level: string | null;
   namespace: string | null;
   tenant: string | null;
+  resource: string | null;
   deleted: string | null;
   /** Expression yielding the exported document as jsonb (its text form is what gets written). */
   body: string;
@@ -118,6 +119,7 @@ export async function describeTable(client: pg.Client, source: SourceConfig): Pr
   const level = optional('level', columns.level);
   const namespace = optional('namespace', columns.namespace);
   const tenant = optional('tenant', columns.tenant);
+  const resource = optional('resource', columns.resource);
   const body = optional('body', columns.body);
   let deleted: ColumnInfo | null = null;
   if (columns.deleted === undefined) {
@@ -149,6 +151,7 @@ export async function describeTable(client: pg.Client, source: SourceConfig): Pr
     level: level && `t.${q(level.name)}`,
     namespace: namespace && `t.${q(namespace.name)}`,
     tenant: tenant && `t.${q(tenant.name)}`,
+    resource: resource && `t.${q(resource.name)}`,
     deleted: deleted && `t.${q(deleted.name)}`,
     body: bodyExpr,
     keyText: keyIsText ? `t.${q(key.name)}` : `t.${q(key.name)}::text`,

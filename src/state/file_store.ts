@@ -2,12 +2,15 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { RunError } from '../config/errors.js';
 import type { Bound } from '../plan/keyset.js';
+import type { InShardAck } from '../sinks/delivery/types.js';
 import type { RunManifest, ShardOutcome, StateStore, StoredState } from './types.js';
 
 interface Entry {
   offset: Bound | null;
   run: RunManifest | null;
   done: Record<string, ShardOutcome>;
+  /** shard index → exporter id → in-shard acknowledged prefix. */
+  acks?: Record<string, Record<string, InShardAck>>;
   updatedAt: string;
 }
 
@@ -56,6 +59,7 @@ export class FileStateStore implements StateStore {
       offset: e?.offset ?? null,
       run: e?.run ?? null,
       done: new Map(Object.entries(e?.done ?? {}).map(([k, v]) => [Number(k), v])),
+      acks: new Map(Object.entries(e?.acks ?? {}).map(([k, v]) => [Number(k), v])),
       updatedAt: e?.updatedAt ?? null,
     };
   }
@@ -64,6 +68,7 @@ export class FileStateStore implements StateStore {
     return this.update((e) => {
       e.run = run;
       e.done = {};
+      delete e.acks;
     });
   }
 
@@ -74,11 +79,19 @@ export class FileStateStore implements StateStore {
     });
   }
 
+  saveAck(_runId: string, index: number, exporterId: string, ack: InShardAck): Promise<void> {
+    return this.update((e) => {
+      e.acks ??= {};
+      e.acks[String(index)] = { ...e.acks[String(index)], [exporterId]: ack };
+    });
+  }
+
   endRun(_runId: string, offset: Bound): Promise<void> {
     return this.update((e) => {
       e.offset = offset;
       e.run = null;
       e.done = {};
+      delete e.acks;
     });
   }
 

@@ -1,7 +1,8 @@
 import type pg from 'pg';
 import { ConfigError, RunError } from '../config/errors.js';
 import type { Bound } from '../plan/keyset.js';
-import type { RunManifest, ShardOutcome, StateStore, StoredState } from './types.js';
+import type { InShardAck } from '../sinks/delivery/types.js';
+import type { RunManifest, ShardAcks, ShardOutcome, StateStore, StoredState } from './types.js';
 
 /** SQL a worker runs inside its delete transaction, so the delete and the checkpoint commit together. */
 export function shardDoneSql(table: string): string {
@@ -35,7 +36,14 @@ export class PostgresStateStore implements StateStore {
         shard_index int NOT NULL,
         outcome jsonb NOT NULL,
         done_at timestamptz NOT NULL DEFAULT now(),
-        PRIMARY KEY (offset_key, run_id, shard_index));`).catch((err) => {
+        PRIMARY KEY (offset_key, run_id, shard_index));
+      CREATE TABLE IF NOT EXISTS ${this.table}_acks (
+        offset_key text NOT NULL,
+        run_id text NOT NULL,
+        shard_index int NOT NULL,
+        exporter_id text NOT NULL,
+        ack jsonb NOT NULL,
+        PRIMARY KEY (offset_key, run_id, shard_index, exporter_id));`).catch((err) => {
       // Two first runs racing to create the tables: the loser sees a unique violation.
       if ((err as { code?: string }).code === '23505') return;
       if ((err as { code?: string }).code === '42501') {
@@ -52,7 +60,7 @@ export class PostgresStateStore implements StateStore {
       return await this.loadExisting();
     } catch (err) {
       // No state table yet (a `plan` before the first run): nothing stored.
-      if ((err as { code?: string }).code === '42P01') return { offset: null, run: null, done: new Map(), updatedAt: null };
+      if ((err as { code?: string }).code === '42P01') return { offset: null, run: null, done: new Map(), acks: new Map(), updatedAt: null };
       throw err;
     }
   }
@@ -64,17 +72,28 @@ export class PostgresStateStore implements StateStore {
     );
     const row = r.rows[0];
     const done = new Map<number, ShardOutcome>();
+    const acks: ShardAcks = new Map();
     if (row?.run) {
       const s = await this.client.query<{ shard_index: number; outcome: ShardOutcome }>(
         `SELECT shard_index, outcome FROM ${this.table}_shards WHERE offset_key = $1 AND run_id = $2`,
         [this.offsetKey, row.run.runId],
       );
       for (const x of s.rows) done.set(x.shard_index, x.outcome);
+      const a = await this.client.query<{ shard_index: number; exporter_id: string; ack: InShardAck }>(
+        `SELECT shard_index, exporter_id, ack FROM ${this.table}_acks WHERE offset_key = $1 AND run_id = $2`,
+        [this.offsetKey, row.run.runId],
+      ).catch((err: { code?: string }) => {
+        // State tables made by a logship without in-shard acknowledgements: none stored.
+        if (err.code === '42P01') return { rows: [] };
+        throw err;
+      });
+      for (const x of a.rows) acks.set(x.shard_index, { ...acks.get(x.shard_index), [x.exporter_id]: x.ack });
     }
     return {
       offset: row?.offset_ts ? { ts: row.offset_ts, key: row.offset_row_key } : null,
       run: row?.run ?? null,
       done,
+      acks,
       updatedAt: row ? row.updated_at.toISOString() : null,
     };
   }
@@ -94,10 +113,19 @@ export class PostgresStateStore implements StateStore {
     });
   }
 
+  async saveAck(runId: string, index: number, exporterId: string, ack: InShardAck): Promise<void> {
+    await this.client.query(
+      `INSERT INTO ${this.table}_acks (offset_key, run_id, shard_index, exporter_id, ack) VALUES ($1, $2, $3, $4, $5)
+       ON CONFLICT (offset_key, run_id, shard_index, exporter_id) DO UPDATE SET ack = EXCLUDED.ack`,
+      [this.offsetKey, runId, index, exporterId, JSON.stringify(ack)],
+    );
+  }
+
   async endRun(runId: string, offset: Bound): Promise<void> {
     await this.transaction(async () => {
       await this.setOffset(offset, true);
       await this.client.query(`DELETE FROM ${this.table}_shards WHERE offset_key = $1 AND run_id = $2`, [this.offsetKey, runId]);
+      await this.client.query(`DELETE FROM ${this.table}_acks WHERE offset_key = $1 AND run_id = $2`, [this.offsetKey, runId]);
     });
   }
 
@@ -105,6 +133,7 @@ export class PostgresStateStore implements StateStore {
     await this.transaction(async () => {
       await this.client.query(`DELETE FROM ${this.table} WHERE offset_key = $1`, [this.offsetKey]);
       await this.client.query(`DELETE FROM ${this.table}_shards WHERE offset_key = $1`, [this.offsetKey]);
+      await this.client.query(`DELETE FROM ${this.table}_acks WHERE offset_key = $1`, [this.offsetKey]);
     });
   }
 

@@ -1,5 +1,6 @@
 import type { Bound } from '../plan/keyset.js';
 import type { ShardSpec } from '../plan/shards.js';
+import type { InShardAck } from '../sinks/delivery/types.js';
 import type { ExporterShardResult } from '../sinks/types.js';
 
 /** Stored before any shard starts: a rerun after a crash finishes exactly this work. */
@@ -17,10 +18,14 @@ export interface ShardOutcome {
   exporters: ExporterShardResult[];
 }
 
+/** Per unfinished shard, per exporter: the in-shard acknowledged prefix (bounded-duplicates exporters). */
+export type ShardAcks = Map<number, Record<string, InShardAck>>;
+
 export interface StoredState {
   offset: Bound | null;
   run: RunManifest | null;
   done: Map<number, ShardOutcome>;
+  acks: ShardAcks;
   updatedAt: string | null;
 }
 
@@ -32,6 +37,8 @@ export interface StateStore {
   beginRun(run: RunManifest): Promise<void>;
   /** Records a finished shard and the offset it lets the checkpoint reach, atomically. */
   shardDone(runId: string, index: number, outcome: ShardOutcome, offset: Bound): Promise<void>;
+  /** Records how far one exporter got into an unfinished shard; forgotten when the run ends. */
+  saveAck(runId: string, index: number, exporterId: string, ack: InShardAck): Promise<void>;
   endRun(runId: string, offset: Bound): Promise<void>;
   reset(): Promise<void>;
   close(): Promise<void>;

@@ -1,6 +1,6 @@
 import { ConfigError } from '../../config/errors.js';
 import type { OptionReader } from '../../config/reader.js';
-import type { AzureBlobExporterConfig } from '../../config/types.js';
+import type { ObjectStoreOptions } from '../../config/types.js';
 import { optionalUrl, readObjectStoreOptions } from '../object_store.js';
 
 export const AZURE_TYPES = ['azure-blob', 'io.kestra.plugin.ee.azure.storage.LogExporter'];
@@ -33,4 +33,19 @@ export function parseAzureBlobExporter(r: OptionReader, id: string): AzureBlobEx
   if (config.sharedKeyAccountName && !config.sharedKeyAccountAccessKey) throw new ConfigError(r.at('sharedKeyAccountAccessKey'), 'is required with sharedKeyAccountName');
   if (config.tenantId && !(config.clientId && config.clientSecret)) throw new ConfigError(r.at(config.clientId ? 'clientSecret' : 'clientId'), 'is required with tenantId');
   return config;
+}
+
+export interface AzureBlobExporterConfig extends ObjectStoreOptions {
+  type: 'azure-blob';
+  endpoint: string | undefined;
+  containerName: string;
+  connectionString: string | undefined;
+  sasToken: string | undefined;
+  sharedKeyAccountName: string | undefined;
+  sharedKeyAccountAccessKey: string | undefined;
+  tenantId: string | undefined;
+  clientId: string | undefined;
+  clientSecret: string | undefined;
+  blockSize: number;
+  concurrency: number;
 }

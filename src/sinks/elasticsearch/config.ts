@@ -1,8 +1,6 @@
-import { checkWritableLocation } from '../../config/fs_checks.js';
 import { ConfigError } from '../../config/errors.js';
 import { describe, OptionReader } from '../../config/reader.js';
-import type { SearchExporterConfig } from '../../config/types.js';
-import { isoDurationMillis } from '../../config/units.js';
+import { readDeliveryOptions, type DeliveryOptions } from '../delivery/options.js';
 import { parseIndexPattern } from './request_builder.js';
 
 export const ELASTICSEARCH_TYPES = ['elasticsearch', 'io.kestra.plugin.elasticsearch.LogExporter', 'io.kestra.plugin.ee.elasticsearch.LogExporter'];
@@ -37,19 +35,13 @@ function parse(r: OptionReader, id: string, type: SearchExporterConfig['type']):
   const apiKey = conn.optionalString('apiKey');
   if (apiKey && username) throw new ConfigError(conn.at('apiKey'), 'choose basicAuth or apiKey, not both');
   const config: SearchExporterConfig = {
-    id, type, indexName, hosts, username, password, apiKey, headers,
+    type, indexName, hosts, username, password, apiKey, headers,
     trustAllSsl: conn.boolean('trustAllSsl', false),
     caCertificate: conn.optionalString('caCertificate'),
-    chunk: r.integer('chunk', 1000, 1, 100_000),
+    ...readDeliveryOptions(r, id, { chunk: 1000, maxChunk: 100_000 }),
     flushBytes: r.byteSize('flushBytes', 5 * 1000 * 1000),
-    concurrency: r.integer('concurrency', 4, 1, 64),
     opType: r.choice('opType', ['create', 'index'] as const, 'create'),
-    deadLetter: checkedDirectory(r, 'deadLetter', './logship-dead-letter'),
-    allowDeadLetter: r.boolean('allowDeadLetter', false),
-    maxAttempts: r.integer('maxAttempts', 8, 1, 50),
-    requestTimeoutMs: isoDurationMillis(r.duration('requestTimeout', 'PT60S')) ?? -1,
   };
-  if (config.requestTimeoutMs <= 0) throw new ConfigError(r.at('requestTimeout'), 'must be a positive duration in days, hours, minutes or seconds (PT60S)');
   conn.done();
   return config;
 }
@@ -57,8 +49,18 @@ function parse(r: OptionReader, id: string, type: SearchExporterConfig['type']):
 export const parseElasticsearchExporter = (r: OptionReader, id: string) => parse(r, id, 'elasticsearch');
 export const parseOpenSearchExporter = (r: OptionReader, id: string) => parse(r, id, 'opensearch');
 
-function checkedDirectory(r: OptionReader, key: string, fallback: string): string {
-  const dir = r.string(key, fallback);
-  checkWritableLocation(r.at(key), dir);
-  return dir;
+export interface SearchExporterConfig extends DeliveryOptions {
+  type: 'elasticsearch' | 'opensearch';
+  /** Index, alias or data stream; `{yyyy.MM.dd}`-style parts take each row's event time. */
+  indexName: string;
+  hosts: string[];
+  username: string | undefined;
+  password: string | undefined;
+  apiKey: string | undefined;
+  headers: Record<string, string>;
+  trustAllSsl: boolean;
+  caCertificate: string | undefined;
+  /** Bytes per _bulk request; `chunk` (documents) caps it too, whichever comes first. */
+  flushBytes: number;
+  opType: 'create' | 'index';
 }

@@ -1,6 +1,7 @@
 import { ConfigError } from '../../config/errors.js';
 import { quote } from '../../config/reader.js';
 import type { RowBatch } from '../../source/row_batch.js';
+import type { DeadLetterSubject, DeliveryRequest, RequestBuilder } from '../delivery/types.js';
 
 const DAY_US = 86_400_000_000;
 const HOUR_US = 3_600_000_000;
@@ -82,17 +83,36 @@ function escape(s: string): string {
 }
 
 /** One _bulk request: the NDJSON body and where each item (action + document) sits in it. */
-export class BulkRequest {
+export class BulkRequest implements DeliveryRequest {
   constructor(
     readonly body: Buffer,
     /** itemEnds[i] = offset just past item i's document line. */
     readonly itemEnds: Int32Array,
     /** Offset of item i's document line (after its action line). */
     readonly docStarts: Int32Array,
+    /** Event time of each item, for dead-letter records. */
+    readonly tsMicros: Float64Array,
   ) {}
 
   get count(): number {
     return this.itemEnds.length;
+  }
+
+  get bytes(): number {
+    return this.body.length;
+  }
+
+  split(): BulkRequest[] | null {
+    if (this.count < 2) return null;
+    const half = Math.ceil(this.count / 2);
+    const all = Array.from({ length: this.count }, (_, i) => i);
+    return [this.subset(all.slice(0, half)), this.subset(all.slice(half))];
+  }
+
+  describe(i: number): DeadLetterSubject {
+    const action = JSON.parse(this.action(i).toString('utf8')) as Record<string, { _index: string; _id: string }>;
+    const meta = Object.values(action)[0]!;
+    return { key: meta._id, tsMicros: this.tsMicros[i]!, document: this.doc(i), extra: { _index: meta._index, _id: meta._id } };
   }
 
   item(i: number): Buffer {
@@ -112,13 +132,15 @@ export class BulkRequest {
     const parts = items.map((i) => this.item(i));
     const ends = new Int32Array(items.length);
     const starts = new Int32Array(items.length);
+    const ts = new Float64Array(items.length);
     let at = 0;
     items.forEach((i, j) => {
       starts[j] = at + (this.docStarts[i]! - (i === 0 ? 0 : this.itemEnds[i - 1]!));
       at += parts[j]!.length;
       ends[j] = at;
+      ts[j] = this.tsMicros[i]!;
     });
-    return new BulkRequest(Buffer.concat(parts, at), ends, starts);
+    return new BulkRequest(Buffer.concat(parts, at), ends, starts, ts);
   }
 }
 
@@ -130,11 +152,12 @@ const BACKSLASH = 0x5c;
  * row key as `_id` (so a rerun conflicts instead of duplicating), then the document. No per-row
  * objects, strings or promises.
  */
-export class BulkRequestBuilder {
+export class BulkRequestBuilder implements RequestBuilder<BulkRequest> {
   private body: Buffer;
   private len = 0;
   private ends: number[] = [];
   private starts: number[] = [];
+  private ts: number[] = [];
   private readonly open: Buffer;
   private readonly mid = Buffer.from('","_id":"');
   private readonly close = Buffer.from('"}}\n');
@@ -145,6 +168,7 @@ export class BulkRequestBuilder {
     opType: 'create' | 'index',
     private readonly maxDocs: number,
     private readonly maxBytes: number,
+    private readonly index: IndexPattern,
   ) {
     this.open = Buffer.from(`{"${opType}":{"_index":"`);
     this.body = Buffer.allocUnsafe(Math.min(maxBytes + 64 * 1024, 8 * 1024 * 1024));
@@ -158,7 +182,8 @@ export class BulkRequestBuilder {
     return this.ends.length >= this.maxDocs || this.len >= this.maxBytes;
   }
 
-  add(batch: RowBatch, i: number, index: string): void {
+  add(batch: RowBatch, i: number): null {
+    const index = this.index.render(batch.tsMicros[i]!);
     if (index !== this.lastIndex) {
       this.lastIndex = index;
       this.indexBytes = Buffer.from(JSON.stringify(index).slice(1, -1));
@@ -183,13 +208,16 @@ export class BulkRequestBuilder {
     this.starts.push(this.len);
     this.len += batch.body.copy(this.body, this.len, docStart, docEnd);
     this.ends.push(this.len);
+    this.ts.push(batch.tsMicros[i]!);
+    return null;
   }
 
   take(): BulkRequest {
-    const req = new BulkRequest(Buffer.from(this.body.subarray(0, this.len)), Int32Array.from(this.ends), Int32Array.from(this.starts));
+    const req = new BulkRequest(Buffer.from(this.body.subarray(0, this.len)), Int32Array.from(this.ends), Int32Array.from(this.starts), Float64Array.from(this.ts));
     this.len = 0;
     this.ends = [];
     this.starts = [];
+    this.ts = [];
     return req;
   }
 }

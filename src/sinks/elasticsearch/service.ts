@@ -1,4 +1,4 @@
-import type { SearchExporterConfig } from '../../config/types.js';
+import type { SearchExporterConfig } from './config.js';
 import { httpFailure } from '../failures.js';
 
 interface RawResponse { statusCode: number | null; body: unknown }

@@ -1,6 +1,6 @@
 import { checkWritableLocation } from '../../config/fs_checks.js';
 import type { OptionReader } from '../../config/reader.js';
-import type { FileExporterConfig } from '../../config/types.js';
+import type { OutputOptions } from '../../config/types.js';
 import { readOutputOptions } from '../output_options.js';
 
 export const FILE_TYPES = ['file', 'io.kestra.plugin.ee.core.log.FileLogExporter'];
@@ -11,4 +11,10 @@ export function parseFileExporter(r: OptionReader, id: string): FileExporterConf
   checkWritableLocation(r.at('directory'), directory);
   const output = readOutputOptions(r, FILE_DEFAULT_TEMPLATE);
   return { id, type: 'file', directory, ...output };
+}
+
+export interface FileExporterConfig extends OutputOptions {
+  id: string;
+  type: 'file';
+  directory: string;
 }

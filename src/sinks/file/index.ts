@@ -1,5 +1,5 @@
 import path from 'node:path';
-import type { FileExporterConfig } from '../../config/types.js';
+import type { FileExporterConfig } from './config.js';
 import type { ShardSpec } from '../../plan/shards.js';
 import { RotatingPartWriter } from '../part_writer.js';
 import type { Exporter, ShardWriter } from '../types.js';

@@ -1,6 +1,6 @@
 import { ConfigError } from '../../config/errors.js';
 import type { OptionReader } from '../../config/reader.js';
-import type { GcsExporterConfig } from '../../config/types.js';
+import type { ObjectStoreOptions } from '../../config/types.js';
 import { optionalUrl, readObjectStoreOptions } from '../object_store.js';
 
 export const GCS_TYPES = ['gcs', 'io.kestra.plugin.ee.gcp.gcs.LogExporter'];
@@ -26,4 +26,14 @@ export function parseGcsExporter(r: OptionReader, id: string): GcsExporterConfig
     }
   }
   return config;
+}
+
+export interface GcsExporterConfig extends ObjectStoreOptions {
+  type: 'gcs';
+  bucket: string;
+  projectId: string | undefined;
+  serviceAccount: string | undefined;
+  endpoint: string | undefined;
+  /** Resumable-upload chunk size (a multiple of 256 KiB); the client buffers one chunk. */
+  chunkSize: number;
 }

@@ -1,5 +1,5 @@
 import { IdempotencyStrategy, Storage, type Bucket } from '@google-cloud/storage';
-import type { GcsExporterConfig } from '../../config/types.js';
+import type { GcsExporterConfig } from './config.js';
 import { httpFailure, PermanentExportError } from '../failures.js';
 import { partMetadata } from '../object_store.js';
 import type { ObjectService, PartMeta, PartUpload } from '../types.js';

@@ -1,6 +1,6 @@
 import { ConfigError } from '../../config/errors.js';
 import type { OptionReader } from '../../config/reader.js';
-import type { S3ExporterConfig } from '../../config/types.js';
+import type { ObjectStoreOptions } from '../../config/types.js';
 import { optionalUrl, readObjectStoreOptions } from '../object_store.js';
 
 export const S3_TYPES = ['s3', 'io.kestra.plugin.ee.aws.s3.LogExporter'];
@@ -27,4 +27,18 @@ export function parseS3Exporter(r: OptionReader, id: string): S3ExporterConfig {
     throw new ConfigError(r.at(config.accessKeyId ? 'secretKeyId' : 'accessKeyId'), 'accessKeyId and secretKeyId go together (omit both for the default AWS credential chain)');
   }
   return config;
+}
+
+export interface S3ExporterConfig extends ObjectStoreOptions {
+  type: 's3';
+  bucket: string;
+  region: string;
+  accessKeyId: string | undefined;
+  secretKeyId: string | undefined;
+  sessionToken: string | undefined;
+  endpoint: string | undefined;
+  forcePathStyle: boolean;
+  /** Multipart part size and parts in flight: memory per upload is about partSize x (queueSize + 1). */
+  partSize: number;
+  queueSize: number;
 }

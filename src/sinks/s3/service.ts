@@ -4,7 +4,7 @@ import {
   ListObjectsV2Command, S3Client, S3ServiceException,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
-import type { S3ExporterConfig } from '../../config/types.js';
+import type { S3ExporterConfig } from './config.js';
 import { httpFailure } from '../failures.js';
 import { partMetadata } from '../object_store.js';
 import type { ObjectService, PartMeta, PartUpload } from '../types.js';

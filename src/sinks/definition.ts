@@ -1,0 +1,51 @@
+import type { OptionReader } from '../config/reader.js';
+import type { ShardSpec } from '../plan/shards.js';
+import type { Exporter } from './types.js';
+
+/** What every parsed exporter config has; each destination's own config type lives in its folder. */
+export interface ExporterConfigBase {
+  id: string;
+  /** The definition's canonical type name, whatever spelling the user wrote. */
+  type: string;
+}
+
+/**
+ * `files`: the destination holds named files or objects (formats, rotation, key templates).
+ * `documents`: the destination takes events in requests (search indices, observability platforms).
+ */
+export type SinkShape = 'files' | 'documents';
+
+/**
+ * What a killed-and-rerun export leaves in the destination:
+ * - `exactly-once`: deterministic names, atomic visibility, reruns replace (files, objects);
+ * - `idempotent`: the destination dedupes by an id logship sets (Elasticsearch `_id`);
+ * - `bounded-duplicates`: no dedupe on the platform's side, so logship reads shards in
+ *   (timestamp, key) order and records each exporter's acknowledged prefix; a rerun resends at
+ *   most the requests that were in flight.
+ */
+export type DeliveryGuarantee = 'exactly-once' | 'idempotent' | 'bounded-duplicates';
+
+/**
+ * One destination, described once: its type names, option parser, lazy loader, shape, guarantee
+ * and what `plan` shows. The registry, `plan`, `tune` and the exit codes iterate over these, so
+ * adding a destination is one folder plus one registry line.
+ */
+export interface SinkDefinition<C extends ExporterConfigBase = ExporterConfigBase> {
+  /** Canonical name, written as `type:` in logship configs and stored in the parsed config. */
+  readonly type: string;
+  /** Other accepted spellings (Kestra's plugin class names), compared case-insensitively. */
+  readonly aliases: readonly string[];
+  readonly shape: SinkShape;
+  readonly guarantee: DeliveryGuarantee;
+  /** Validates the options (the reader names each option path in errors); `r.done()` is the caller's. */
+  parse(r: OptionReader, id: string): C;
+  /** Loads the destination's code and SDK on first use: worker threads import only what is configured. */
+  load(config: C): Promise<Exporter>;
+  /** Where a shard's first rows would go, for `plan` (a file name, an index, a stream). */
+  describeTarget(config: C, shard: ShardSpec): string;
+}
+
+/** Erases a definition's config type so definitions of different destinations share one list. */
+export function defineSink<C extends ExporterConfigBase>(d: SinkDefinition<C>): SinkDefinition {
+  return d as unknown as SinkDefinition;
+}

@@ -1,0 +1,106 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import zlib from 'node:zlib';
+
+/** One request as the platform received it; `body` is decoded from gzip when it was sent gzipped. */
+export interface ReceivedRequest {
+  method: string;
+  path: string;
+  query: URLSearchParams;
+  headers: http.IncomingHttpHeaders;
+  /** The bytes on the wire (compressed, if they were). */
+  raw: Buffer;
+  body: Buffer;
+}
+
+/** What a platform answers. */
+export interface Answer {
+  status: number;
+  headers?: Record<string, string>;
+  body?: string | Buffer;
+}
+
+/** An injected failure: an answer in the platform's own error shape, or a dropped connection. */
+export type Fault = Answer | { reset: true };
+
+/**
+ * The shared skeleton of the protocol-faithful platform servers under test/helpers/platforms:
+ * a loopback HTTP server that decodes request bodies, hands them to the platform's handler
+ * (which enforces the platform's limits and keeps what it accepted), and can be told to answer
+ * the next requests with faults. A fault that was asked for and never delivered fails the test
+ * that asked for it (`assertFaultsDelivered`), rather than leaking into the next one.
+ */
+export class PlatformServer {
+  readonly requests: ReceivedRequest[] = [];
+  private readonly faults: { fault: Fault; matches: (r: ReceivedRequest) => boolean }[] = [];
+  private server: http.Server | null = null;
+  private port = 0;
+
+  constructor(private readonly handle: (r: ReceivedRequest) => Answer | Promise<Answer>) {}
+
+  get url(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  async start(): Promise<this> {
+    this.server = http.createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        void this.serve(req, Buffer.concat(chunks), res);
+      });
+    });
+    this.server.keepAliveTimeout = 60_000;
+    await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', resolve));
+    this.port = (this.server.address() as AddressInfo).port;
+    return this;
+  }
+
+  /** The next requests (matching `matches`, by default any) get these faults, one each, in order. */
+  failNext(faults: Fault[], matches: (r: ReceivedRequest) => boolean = () => true): void {
+    for (const fault of faults) this.faults.push({ fault, matches });
+  }
+
+  assertFaultsDelivered(): void {
+    const left = this.faults.length;
+    this.faults.length = 0;
+    if (left > 0) throw new Error(`${left} injected fault(s) were never delivered: the test did not exercise what it asked for`);
+  }
+
+  async stop(): Promise<void> {
+    this.server?.closeAllConnections();
+    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+  }
+
+  private async serve(req: http.IncomingMessage, raw: Buffer, res: http.ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    let body = raw;
+    try {
+      if (req.headers['content-encoding'] === 'gzip') body = zlib.gunzipSync(raw);
+      else if (req.headers['content-encoding'] === 'deflate') body = zlib.inflateSync(raw);
+    } catch {
+      return this.reply(res, { status: 400, body: 'bad content encoding' });
+    }
+    const received: ReceivedRequest = { method: req.method ?? 'GET', path: url.pathname, query: url.searchParams, headers: req.headers, raw, body };
+    this.requests.push(received);
+    const at = this.faults.findIndex((f) => f.matches(received));
+    if (at >= 0) {
+      const [{ fault }] = this.faults.splice(at, 1) as [{ fault: Fault }];
+      if ('reset' in fault) {
+        req.socket.destroy();
+        return;
+      }
+      return this.reply(res, fault);
+    }
+    try {
+      this.reply(res, await this.handle(received));
+    } catch (err) {
+      this.reply(res, { status: 500, body: String(err) });
+    }
+  }
+
+  private reply(res: http.ServerResponse, a: Answer): void {
+    res.writeHead(a.status, { 'content-type': 'application/json', ...a.headers });
+    res.end(a.body ?? '');
+  }
+}
