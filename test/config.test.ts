@@ -88,7 +88,7 @@ const cases: [string, unknown, string | RegExp][] = [
   ['an unknown stream mode', { ...base(), source: { stream: 'fast' } }, 'source.stream: must be one of copy, cursor (got "fast")'],
   ['a missing secret', { source: { url: "{{ secret('PG_URL') }}" }, ...base() }, /^source\.url: secret 'PG_URL' is not set: define environment variable PG_URL/],
   ['an unsupported expression', withExporter({ logFilePrefix: '{{ now() }}' }), /^logExporters\[0\]\.logFilePrefix: only \{\{ secret\('NAME'\) \}\} expressions are supported/],
-  ['invalid YAML', 'logExporters: [\n  - id: a\n type: file', /^config is not valid YAML \(line \d+, column \d+\)/],
+  ['invalid YAML', 'logExporters: [\n  - id: a\n type: file', /^config: not valid YAML \(line \d+, column \d+\)/],
   ['a calendar maxDuration', { ...base(), maxDuration: 'P1M' }, 'maxDuration: must be a fixed-length duration, without years or months (got "P1M")'],
   ['a maxDuration within stopGrace', { ...base(), maxDuration: 'PT20S' }, 'maxDuration: must be longer than stopGrace (30 s) (got "PT20S")'],
   ['a stopGrace that is not a duration', { ...base(), stopGrace: '30s' }, 'stopGrace: must be an ISO-8601 duration such as P1D or PT30S (got "30s")'],

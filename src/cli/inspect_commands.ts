@@ -1,7 +1,7 @@
 import type { Config } from '../config/types.js';
 import { definitionOf } from '../sinks/registry.js';
 import type { ShardSpec } from '../plan/shards.js';
-import { computeWindow } from '../plan/window.js';
+import { computeWindow, emptyWindowReason } from '../plan/window.js';
 import { planWindow } from '../run/run.js';
 import { connectSource } from '../source/connection.js';
 import { describeTable } from '../source/table.js';
@@ -34,6 +34,7 @@ export async function planCommand(config: Config, json: boolean): Promise<void> 
       storedOffset: state.offset,
       unfinishedRun: state.run ? { runId: state.run.runId, shards: state.run.shards.length, done: state.done.size, pending: pending.map(shardView) } : null,
       window: window ? { start: window.start, end: window.end, fromLookback: window.fromLookback } : null,
+      emptyWindowReason: window ? null : await emptyWindowReason(client, offset, config.lookbackPeriod, config.safetyLag),
       rows: plan?.totalRows ?? 0,
       method: plan?.method ?? 'empty',
       workers: config.workers,
@@ -46,7 +47,7 @@ export async function planCommand(config: Config, json: boolean): Promise<void> 
     const lines: string[] = [];
     lines.push(`offsetKey ${config.offsetKey}; stored offset ${formatBound(state.offset)}`);
     if (out.unfinishedRun) lines.push(`unfinished run ${out.unfinishedRun.runId}: ${out.unfinishedRun.done}/${out.unfinishedRun.shards} shards done; a run finishes its ${pending.length} pending shards first`);
-    if (!window) lines.push('window: empty (the offset is within the safety lag of now)');
+    if (!window) lines.push(`window: empty: ${await emptyWindowReason(client, offset, config.lookbackPeriod, config.safetyLag)}`);
     else {
       lines.push(`window: [${formatBound(window.start)}, ${formatBound(window.end)})${window.fromLookback ? ` (start from lookbackPeriod ${config.lookbackPeriod})` : ''}`);
       lines.push(`rows: ${formatCount(out.rows)} in ${out.shards.length} shards (${out.method} planning), ${config.workers} workers`);

@@ -1,7 +1,7 @@
 import os from 'node:os';
 import { ConfigError } from './errors.js';
 import { OptionReader } from './reader.js';
-import { isoDurationMillis, parseIsoDuration } from './units.js';
+import { isoDurationMillis, isoDurationRangeMillis, parseIsoDuration } from './units.js';
 import { LEVELS, type ColumnMapping, type Config, type Level, type SourceConfig } from './types.js';
 import { parseExporter } from '../sinks/registry.js';
 import { AUDIT_COLUMNS, parseResources } from './audit.js';
@@ -50,15 +50,14 @@ function parseSource(r: OptionReader | undefined, kind: Config['kind']): SourceC
   const source: SourceConfig = {
     // Fallback order: config, LOGSHIP_SOURCE_URL, then libpq's PG* variables (pg reads those itself).
     url: s.optionalString('url') ?? process.env.LOGSHIP_SOURCE_URL,
+    password: s.optionalString('password'),
     table: s.string('table', audit ? 'audit_logs' : 'logs'),
     columns: parseColumns(s.child('columns'), audit ? AUDIT_COLUMNS : KESTRA_COLUMNS),
     stream: s.choice('stream', ['copy', 'cursor'] as const, 'copy'),
     fetchSize: s.integer('fetchSize', 5000, 1, 1_000_000),
     ordered: s.boolean('ordered', false),
   };
-  if (source.url !== undefined && !/^postgres(ql)?:\/\//.test(source.url)) {
-    throw new ConfigError(s.at('url'), 'must be a postgres:// or postgresql:// URL');
-  }
+  if (source.url !== undefined) checkSourceUrl(s, source.url, source.password !== undefined);
   s.done();
   return source;
 }
@@ -75,6 +74,26 @@ export function checkMaxDuration(path: string, value: unknown, stopGraceMs: numb
   const ms = durationMillis(path, parseIsoDuration(path, value));
   if (ms <= stopGraceMs) throw new ConfigError(path, `must be longer than stopGrace (${stopGraceMs / 1000} s) (got ${JSON.stringify(value)})`);
   return ms;
+}
+
+/**
+ * A password with `/`, `#`, `?` or `@` pasted into a URL (generated base64 passwords have `/`)
+ * either breaks the URL or silently moves the host; both are caught here, before a connection
+ * is attempted. Messages never quote the URL: it holds the password.
+ */
+function checkSourceUrl(s: OptionReader, url: string, separatePassword: boolean): void {
+  if (!/^postgres(ql)?:\/\//.test(url)) throw new ConfigError(s.at('url'), 'must be a postgres:// or postgresql:// URL');
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new ConfigError(s.at('url'), 'not a valid URL (percent-encode the password)');
+  }
+  // An unencoded '@' after the host part means the password was cut at a '/', '?' or '#'.
+  if (`${u.pathname}${u.search}${u.hash}`.includes('@')) {
+    throw new ConfigError(s.at('url'), 'not a valid URL (percent-encode the password)');
+  }
+  if (separatePassword && u.password) throw new ConfigError(s.at('password'), 'source.url already has a password; give it in one place');
 }
 
 /** Validates a native logship config (already secret-resolved). */
@@ -105,6 +124,11 @@ export function parseConfig(value: unknown): Config {
   const ids = new Set<string>();
   const logExporters = list.map((e, i) => parseExporter(`logExporters[${i}]`, e, ids));
   r.done();
+  // With no offset stored, the window is [now - lookbackPeriod, now - safetyLag): empty, on
+  // every run, unless the lookback is the longer of the two.
+  if (isoDurationRangeMillis(lookbackPeriod)[1] <= isoDurationRangeMillis(safetyLag)[0]) {
+    throw new ConfigError('lookbackPeriod', `must be longer than safetyLag (${lookbackPeriod} is not longer than ${safetyLag}; the first window would be empty on every run)`);
+  }
   if (del && state.type !== 'postgres') {
     // The delete and the shard's checkpoint must commit in one transaction, or a crash between
     // them would either lose rows (deleted, not recorded) or re-export an emptied range.

@@ -25,6 +25,8 @@ export interface ColumnMapping {
 
 export interface SourceConfig {
   url: string | undefined;
+  /** Kept apart from the URL so a password with / # ? @ needs no percent-encoding. */
+  password: string | undefined;
   table: string;
   columns: ColumnMapping;
   /** copy = COPY … TO STDOUT (binary), cursor = pg-query-stream. Same bytes out; copy is faster. */

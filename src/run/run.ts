@@ -6,8 +6,9 @@ import { errorMessage, RunError } from '../config/errors.js';
 import type { Config } from '../config/types.js';
 import type { Bound } from '../plan/keyset.js';
 import { planShards, type ShardPlan, type ShardSpec } from '../plan/shards.js';
-import { computeWindow, type ExportWindow } from '../plan/window.js';
+import { computeWindow, emptyWindowReason, type ExportWindow } from '../plan/window.js';
 import { SourceSession } from '../source/session.js';
+import { affordableWorkers } from '../source/connection_budget.js';
 import { describeTable, type SourceTable } from '../source/table.js';
 import { createExporter, writesFiles } from '../sinks/registry.js';
 import { templateGranularity, type Granularity } from '../sinks/naming.js';
@@ -19,6 +20,7 @@ import type { Logger } from '../util/log.js';
 import { workerFile } from '../util/paths.js';
 import type { RunObserver } from './observer.js';
 import { Progress } from './progress.js';
+import { fromWire, kindOf } from './error_kind.js';
 import { shardRetryDecision, withRetries } from './retry.js';
 import { filtersOf, type ShardTaskInput } from './shard_task.js';
 import type { MainMessage, WorkerMessage } from './shard_channel.js';
@@ -95,15 +97,17 @@ export function emptyReport(config: Config): RunReport {
 }
 
 /** Fills `report` as it goes, so a failed run still reports what it got done. */
-export async function runExport(config: Config, o: RunOptions, report: RunReport = emptyReport(config)): Promise<RunReport> {
+export async function runExport(wanted: Config, o: RunOptions, report: RunReport = emptyReport(wanted)): Promise<RunReport> {
   const started = Date.now();
-  const stop = o.stop ?? new StopControl({ maxDurationMs: config.maxDurationMs, stopGraceMs: config.stopGraceMs });
+  const stop = o.stop ?? new StopControl({ maxDurationMs: wanted.maxDurationMs, stopGraceMs: wanted.stopGraceMs });
   stop.arm();
 
-  const main = await SourceSession.open(config.source, 'main');
+  const main = await SourceSession.open(wanted.source, 'main');
   let store: StateStore | null = null;
   let pool: Piscina | null = null;
   try {
+    const workers = await affordableWorkers(main.current(), wanted.workers, (message) => o.log.warn(message));
+    const config = workers === wanted.workers ? wanted : { ...wanted, workers };
     const table = await describeTable(main.current(), config.source);
     store = createStateStore(config, main);
     await store.open();
@@ -123,7 +127,7 @@ export async function runExport(config: Config, o: RunOptions, report: RunReport
 
     const window = o.fixedWindow ?? (await main.run((c) => computeWindow(c, offset, config.lookbackPeriod, config.safetyLag)));
     if (!window) {
-      o.log.info({ offset }, 'nothing to export: the window is empty (offset is within the safety lag of now)');
+      o.log.info({ offset, reason: await main.run((c) => emptyWindowReason(c, offset, config.lookbackPeriod, config.safetyLag)) }, 'nothing to export: the window is empty');
     } else {
       const planStarted = Date.now();
       const plan = await main.run((c) => planWindow(c, table, config, window));
@@ -228,7 +232,7 @@ async function executeRun(
       // Error names do not survive the thread boundary; what we asked for, we know here. An
       // attempt told to stop is left for the next run whatever it ended with: not done, not failed.
       if (stopSent) throw new ShardStoppedError(errorMessage(err), { cause: err });
-      throw err;
+      throw fromWire(err);
     } finally {
       untrack();
       channel.port1.close();
@@ -268,7 +272,7 @@ async function executeRun(
   };
   await Promise.all(Array.from({ length: Math.min(config.workers, todo.length) }, runOne));
   if (failure !== null) {
-    throw new RunError(`${errorMessage(failure)}; the offset stays at the last fully exported shard and a rerun resumes from there`, { cause: failure });
+    throw new RunError(`${errorMessage(failure)}; the offset stays at the last fully exported shard and a rerun resumes from there`, { cause: failure, code: kindOf(failure) });
   }
   if (done.size < run.shards.length) {
     report.stopped = { reason: stop.reason ?? 'deadline', shardsLeft: run.shards.length - done.size, shardsTotal: run.shards.length };

@@ -1,3 +1,4 @@
+import { ConfigError } from '../config/errors.js';
 import type { ShardSpec } from '../plan/shards.js';
 import { tsToMicros } from '../plan/keyset.js';
 import type { Placeholder } from './output_options.js';
@@ -81,5 +82,33 @@ export class PartNamer {
 
   private render(template: string, vars: Record<string, string>): string {
     return template.replace(/\{([a-z]+)\}/g, (_m, p: string) => vars[p] ?? '');
+  }
+}
+
+/** Why a rendered name would leave its directory or bucket prefix, or null when it stays inside. */
+export function nameEscape(name: string): string | null {
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u001f]/.test(name)) return 'a control character';
+  for (const segment of name.split('/')) {
+    if (segment === '..') return 'a ".." segment';
+    if (segment === '.') return 'a "." segment';
+    if (segment === '') return 'an empty segment (a leading, trailing or double "/")';
+  }
+  return null;
+}
+
+/**
+ * Every name an exporter writes (and every name the rerun cleanup lists and deletes) must stay
+ * inside `directory`, or inside the bucket/container for object stores. Names are rendered from
+ * keyTemplate, logFilePrefix and the exporter id; the other placeholders are digits and fixed
+ * words. Each option is checked with the others neutral, so the error names the one at fault.
+ */
+export function checkNamesStayInside(at: (option: string) => string, where: string, template: string, prefix: string, exporterId: string): void {
+  const sample = (p: string, e: string) =>
+    new PartNamer(template, { prefix: p, exporter: e, shard: '20260101T000000Z-0123abcd', ext: 'ndjson.gz' }).name(1, 0);
+  const culprits: [string, string][] = [['keyTemplate', sample('p', 'e')], ['logFilePrefix', sample(prefix, 'e')], ['id', sample(prefix, exporterId)]];
+  for (const [option, name] of culprits) {
+    const why = nameEscape(name);
+    if (why) throw new ConfigError(at(option), `must keep every name inside ${where}: a rendered name has ${why}`);
   }
 }

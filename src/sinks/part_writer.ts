@@ -10,6 +10,7 @@ import type { RowBatch } from '../source/row_batch.js';
 import type { SourceTable } from '../source/table.js';
 import { PartNamer, partitionSize, partitionStart } from './naming.js';
 import type { ExporterShardResult, ObjectService, PartUpload, ShardWriter, WrittenPart } from './types.js';
+import { kindOf, withKind } from '../run/error_kind.js';
 
 interface OpenPart {
   name: string;
@@ -78,7 +79,8 @@ export class RotatingPartWriter implements ShardWriter {
     if (e.message.startsWith(this.service.label)) return e;
     const wrapped = new Error(`${this.service.label}: writing ${this.part?.name ?? 'a part'} failed: ${e.message}`);
     wrapped.name = e.name;
-    return wrapped;
+    // Keep the kind: a refusal (403) wrapped here must still not be retried.
+    return withKind(wrapped, kindOf(e));
   }
 
   private async writeRows(batch: RowBatch): Promise<void> {

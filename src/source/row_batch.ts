@@ -37,6 +37,7 @@ export class RowBatch {
 
 export class CorruptRowError extends Error {
   override readonly name = 'CorruptRowError';
+  readonly code = 'corrupt-row' as const;
 }
 
 const NEWLINE = 0x0a;

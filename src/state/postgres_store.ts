@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { RunError } from '../config/errors.js';
+import { ConfigError, RunError } from '../config/errors.js';
 import type { Db } from '../source/session.js';
 import type { Bound } from '../plan/keyset.js';
 import type { InShardAck } from '../sinks/delivery/types.js';
@@ -57,7 +57,11 @@ export class PostgresStateStore implements StateStore {
         ack jsonb NOT NULL,
         PRIMARY KEY (offset_key, run_id, shard_index, exporter_id));`).catch((err) => {
       // Two first runs racing to create the tables: the loser sees a unique violation.
-      if ((err as { code?: string }).code !== '23505') throw err;
+      if ((err as { code?: string }).code === '23505') return;
+      if ((err as { code?: string }).code === '42501') {
+        throw new ConfigError('state.table', `cannot create ${this.table} in the source database: ${(err as Error).message} (grant CREATE on its schema, create the tables once as their owner, or use state.type: file)`);
+      }
+      throw err;
     });
   }
 
