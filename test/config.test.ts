@@ -87,7 +87,7 @@ const cases: [string, unknown, string | RegExp][] = [
   ['an unknown column mapping', { ...base(), source: { columns: { severity: 'x' } } }, /^source\.columns\.severity: unknown option/],
   ['an unknown stream mode', { ...base(), source: { stream: 'fast' } }, 'source.stream: must be one of copy, cursor (got "fast")'],
   ['a missing secret', { source: { url: "{{ secret('PG_URL') }}" }, ...base() }, /^source\.url: secret 'PG_URL' is not set: define environment variable PG_URL/],
-  ['an unsupported expression', withExporter({ logFilePrefix: '{{ now() }}' }), /^logExporters\[0\]\.logFilePrefix: only \{\{ secret\('NAME'\) \}\} expressions are supported/],
+  ['an unsupported expression', withExporter({ logFilePrefix: '{{ now() }}' }), /^logExporters\[0\]\.logFilePrefix: the Kestra expression \{\{ now\(\) \}\} is not supported outside Kestra/],
   ['invalid YAML', 'logExporters: [\n  - id: a\n type: file', /^config: not valid YAML \(line \d+, column \d+\)/],
   ['a calendar maxDuration', { ...base(), maxDuration: 'P1M' }, 'maxDuration: must be a fixed-length duration, without years or months (got "P1M")'],
   ['a maxDuration within stopGrace', { ...base(), maxDuration: 'PT20S' }, 'maxDuration: must be longer than stopGrace (30 s) (got "PT20S")'],
@@ -157,14 +157,14 @@ describe('Kestra flows', () => {
 
   it('says when a flow has no LogShipper task', () => {
     expect(errorOf({ id: 'f', namespace: 'n', tasks: [{ id: 'x', type: 'io.kestra.plugin.core.log.Log' }] })).toBe(
-      'tasks: the Kestra flow has no task of type io.kestra.plugin.ee.core.log.LogShipper',
+      'tasks: the Kestra flow has no task of type io.kestra.plugin.ee.core.log.LogShipper or io.kestra.plugin.ee.core.log.AuditLogShipper',
     );
   });
 
   it('asks to choose when a flow has two LogShipper tasks', () => {
     const t = (id: string) => ({ id, type: 'io.kestra.plugin.ee.core.log.LogShipper', logExporters: [{ id: 'a', type: 'file' }] });
     expect(errorOf({ id: 'f', namespace: 'n', tasks: [t('one'), { id: 'seq', type: 'io.kestra.plugin.core.flow.Sequential', tasks: [t('two')] }] })).toBe(
-      'tasks: the Kestra flow has 2 LogShipper tasks; choose one with --task (one, two)',
+      'tasks: the Kestra flow has 2 LogShipper/AuditLogShipper tasks; choose one with --task (one, two)',
     );
   });
 });
