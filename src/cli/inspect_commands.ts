@@ -44,6 +44,7 @@ export async function planCommand(config: Config, json: boolean): Promise<void> 
       unfinishedRun: state.run ? { runId: state.run.runId, shards: state.run.shards.length, done: state.done.size, pending: pending.map(shardView) } : null,
       window: window ? { start: window.start, end: window.end, fromLookback: window.fromLookback } : null,
       rows: plan?.totalRows ?? 0,
+      rowsEstimated: plan?.method === 'sample',
       method: plan?.method ?? 'empty',
       workers: config.workers,
       shards: (plan?.shards ?? []).map(shardView),
@@ -58,9 +59,10 @@ export async function planCommand(config: Config, json: boolean): Promise<void> 
     if (!window) lines.push('window: empty (the offset is within the safety lag of now)');
     else {
       lines.push(`window: [${formatBound(window.start)}, ${formatBound(window.end)})${window.fromLookback ? ` (start from lookbackPeriod ${config.lookbackPeriod})` : ''}`);
-      lines.push(`rows: ${formatCount(out.rows)} in ${out.shards.length} shards (${out.method} planning), ${config.workers} workers`);
+      const rows = out.rowsEstimated ? `~${formatCount(out.rows)} (estimated from a page sample)` : `${formatCount(out.rows)} (counted)`;
+      lines.push(`rows: ${rows} in ${out.shards.length} shards, ${config.workers} workers`);
       for (const s of out.shards) {
-        lines.push(`  shard ${s.index}: ~${formatCount(s.estimatedRows)} rows  [${formatBound(s.lo)}, ${formatBound(s.hi)})`);
+        lines.push(`  shard ${s.index}: ${out.rowsEstimated ? '~' : ''}${formatCount(s.estimatedRows)} rows  [${formatBound(s.lo)}, ${formatBound(s.hi)})`);
         for (const [id, name] of Object.entries(s.firstFiles)) lines.push(`      ${id}: ${name}${s.estimatedRows > 0 ? '' : ' (only if rows arrive)'}`);
       }
     }

@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import './threadpool.js';
 import { parseArgs } from 'node:util';
 import { ConfigError, errorMessage } from '../config/errors.js';
 import { loadConfigFile } from '../config/load.js';

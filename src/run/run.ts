@@ -3,14 +3,13 @@ import { MessageChannel } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import type pg from 'pg';
 import { errorMessage, RunError } from '../config/errors.js';
-import { writesFiles, type Config } from '../config/types.js';
+import type { Config } from '../config/types.js';
 import type { Bound } from '../plan/keyset.js';
 import { planShards, type ShardPlan, type ShardSpec } from '../plan/shards.js';
 import { computeWindow, type ExportWindow } from '../plan/window.js';
 import { connectSource } from '../source/connection.js';
 import { describeTable, type SourceTable } from '../source/table.js';
 import { createExporter } from '../sinks/create.js';
-import { templateGranularity, type Granularity } from '../sinks/naming.js';
 import { checkpointOffset } from '../state/checkpoint.js';
 import { createStateStore } from '../state/create.js';
 import type { RunManifest, ShardOutcome, StateStore } from '../state/types.js';
@@ -39,7 +38,7 @@ export interface RunReport {
   /** Of this process, worker threads included (PostgreSQL's own backends are not). */
   peakRssBytes: number;
   cpuSeconds: number;
-  /** Time spent counting and cutting the window into shards. */
+  /** Time spent estimating and cutting the window into shards. */
   planningMs: number;
   exporters: Record<string, ExporterTotals>;
 }
@@ -51,20 +50,11 @@ export interface RunOptions {
   fixedWindow?: ExportWindow;
 }
 
-/** The finest event-time partition any exporter's names use; shards are cut at its edges. */
-export function planGranularity(config: Config): Granularity | null {
-  const gs = config.logExporters.filter(writesFiles).map((e) => templateGranularity(e.keyTemplate));
-  if (gs.includes('hour')) return 'hour';
-  if (gs.includes('day')) return 'day';
-  return null;
-}
-
 export async function planWindow(client: pg.Client, table: SourceTable, config: Config, window: ExportWindow): Promise<ShardPlan> {
   return planShards(client, table, filtersOf(config), window.start, window.end, {
     offsetKey: config.offsetKey,
     workers: config.workers,
     rowsPerShard: config.rowsPerShard,
-    granularity: planGranularity(config),
   });
 }
 
