@@ -47,6 +47,7 @@ export async function planCommand(config: Config, json: boolean): Promise<void> 
       rowsEstimated: plan?.method === 'sample',
       method: plan?.method ?? 'empty',
       workers: config.workers,
+      workersReason: config.workersReason ?? 'set in the config',
       shards: (plan?.shards ?? []).map(shardView),
     };
     if (json) {
@@ -60,7 +61,7 @@ export async function planCommand(config: Config, json: boolean): Promise<void> 
     else {
       lines.push(`window: [${formatBound(window.start)}, ${formatBound(window.end)})${window.fromLookback ? ` (start from lookbackPeriod ${config.lookbackPeriod})` : ''}`);
       const rows = out.rowsEstimated ? `~${formatCount(out.rows)} (estimated from a page sample)` : `${formatCount(out.rows)} (counted)`;
-      lines.push(`rows: ${rows} in ${out.shards.length} shards, ${config.workers} workers`);
+      lines.push(`rows: ${rows} in ${out.shards.length} shards, ${config.workers} workers (${out.workersReason})`);
       for (const s of out.shards) {
         lines.push(`  shard ${s.index}: ${out.rowsEstimated ? '~' : ''}${formatCount(s.estimatedRows)} rows  [${formatBound(s.lo)}, ${formatBound(s.hi)})`);
         for (const [id, name] of Object.entries(s.firstFiles)) lines.push(`      ${id}: ${name}${s.estimatedRows > 0 ? '' : ' (only if rows arrive)'}`);

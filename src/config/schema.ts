@@ -1,6 +1,6 @@
-import os from 'node:os';
 import { ConfigError } from './errors.js';
 import { OptionReader } from './reader.js';
+import { resolveWorkers } from './workers.js';
 import { LEVELS, type ColumnMapping, type Config, type Level, type SourceConfig, type StateConfig } from './types.js';
 import { parseExporter } from '../sinks/registry.js';
 
@@ -79,7 +79,7 @@ export function parseConfig(value: unknown): Config {
   const offsetKey = r.string('offsetKey', 'LogShipper-state');
   const del = r.boolean('delete', false);
   const safetyLag = r.duration('safetyLag', 'PT30S');
-  const workers = r.integer('workers', Math.max(1, os.availableParallelism()), 1, 256);
+  const { workers, reason: workersReason } = resolveWorkers(r.at('workers'), r.raw('workers'), source.url);
   const rowsPerShard = r.integer('rowsPerShard', 1_000_000, 1000);
   const shardAttempts = r.integer('shardAttempts', 3, 1, 20);
   const state = parseState(r.child('state'));
@@ -102,5 +102,5 @@ export function parseConfig(value: unknown): Config {
   if (tenantId && source.columns.tenant === null) {
     throw new ConfigError('tenantId', 'the source has no tenant column (source.columns.tenant is null)');
   }
-  return { source, logLevelFilter, lookbackPeriod, namespace, tenantId, offsetKey, delete: del, safetyLag, workers, rowsPerShard, shardAttempts, state, logExporters };
+  return { source, logLevelFilter, lookbackPeriod, namespace, tenantId, offsetKey, delete: del, safetyLag, workers, workersReason, rowsPerShard, shardAttempts, state, logExporters };
 }

@@ -105,7 +105,7 @@ export async function runExport(config: Config, o: RunOptions, report: RunReport
         runId: randomUUID(), createdAt: new Date().toISOString(),
         window: { start: window.start, end: window.end }, totalRows: plan.totalRows, shards: plan.shards,
       };
-      o.log.info({ runId: run.runId, start: window.start, end: window.end, rows: plan.totalRows, shards: plan.shards.length, method: plan.method }, 'planned');
+      o.log.info({ runId: run.runId, start: window.start, end: window.end, rows: plan.totalRows, shards: plan.shards.length, method: plan.method, rowsEstimated: plan.method === 'sample', workers: config.workers, workersReason: config.workersReason }, 'planned');
       await store.beginRun(run);
       await executeRun(config, table, store, pool, run, new Map(), false, report, o);
     }
