@@ -192,12 +192,12 @@ async function main(): Promise<void> {
     lines.push('## Paired runs', '', '| scenario | baseline | logship (median) | baseline (median) | ratio (median of pairs) | pair ratios | rows/s | peak RSS | CPU s | planning |', '|---|---|---:|---:|---:|---|---:|---:|---:|---:|');
     for (const s of scenarios) {
       const t = median(s.logship);
-      lines.push(`| ${s.name} | ${s.baseline} | ${t.toFixed(2)} s | ${median(s.shell).toFixed(2)} s | **${median(s.ratios).toFixed(2)}×** | ${s.ratios.map((x) => x.toFixed(2)).join(', ')} | ${Math.round(n / t).toLocaleString('en-US')} | ${Math.round(Math.max(...s.peakRssBytes) / 1048576)} MiB | ${median(s.cpuSeconds).toFixed(1)} | ${Math.round(median(s.planningMs))} ms |`);
+      lines.push(`| ${s.name} | ${s.baseline.replace(/\|/g, '\\|')} | ${t.toFixed(2)} s | ${median(s.shell).toFixed(2)} s | **${median(s.ratios).toFixed(2)}×** | ${s.ratios.map((x) => x.toFixed(2)).join(', ')} | ${Math.round(n / t).toLocaleString('en-US')} | ${Math.round(Math.max(...s.peakRssBytes) / 1048576)} MiB | ${median(s.cpuSeconds).toFixed(1)} | ${Math.round(median(s.planningMs))} ms |`);
     }
     lines.push('', '## Reference points (one run each)', '', '| contender | wall | rows/s | output | peak RSS | CPU s |', '|---|---:|---:|---:|---:|---:|');
     for (const b of baselines) lines.push(`| ${b.name} | ${b.seconds.toFixed(2)} s | ${Math.round(n / b.seconds).toLocaleString('en-US')} | ${mb(b.outBytes)} | ${b.peakRssBytes === null ? '–' : `${Math.round(b.peakRssBytes / 1048576)} MiB`} | ${b.cpuSeconds === null ? '–' : b.cpuSeconds.toFixed(1)} |`);
     if (bulkRows.length) lines.push('', '## Elasticsearch `_bulk` (fast local endpoint)', '', '| scenario | docs/s | MB/s | peak RSS | CPU s |', '|---|---:|---:|---:|---:|', ...bulkRows);
-    lines.push('', 'Reproduce: `npm run bench -- ' + process.argv.slice(2).join(' ') + '`', '');
+    lines.push('', 'Reproduce: `npm run bench -- ' + process.argv.slice(2).map((a, i, all) => (all[i - 1] === '--url' ? '<url>' : a)).join(' ') + '`', '');
     const md = lines.join('\n');
     fs.mkdirSync(path.dirname(path.resolve(values.out!)), { recursive: true });
     fs.writeFileSync(values.out!, md);

@@ -141,21 +141,16 @@ async function cappedCount(client: pg.Client, t: SourceTable, where: string, lim
  * share, still deterministically.
  */
 async function pageSample(client: pg.Client, t: SourceTable, where: string, percent: number, seed: number): Promise<Bound[]> {
-  const agg = `array_agg(${TS_TEXT(t.ts)} || ' ' || ${t.key}::text ORDER BY ${t.ts}, ${t.keyOrdered}) AS s`;
-  let values: string[] | null;
+  // Rows, not one array_agg: parsing a 20 000-element text[] in Node cost more than the scan.
+  const select = `SELECT ${TS_TEXT(t.ts)} AS ts, ${t.key}::text AS key FROM ${t.name} t`;
+  const order = orderBy(t);
   try {
-    values = (await client.query<{ s: string[] | null }>(`SELECT ${agg} FROM ${t.name} t TABLESAMPLE SYSTEM (${percent}) REPEATABLE (${seed}) ${where}`)).rows[0]!.s;
+    return (await client.query<Bound & { key: string }>(`${select} TABLESAMPLE SYSTEM (${percent}) REPEATABLE (${seed}) ${where} ${order}`)).rows;
   } catch (err) {
     if ((err as { code?: string }).code !== '42809' && (err as { code?: string }).code !== '0A000') throw err;
     const hashed = `(hashtext(${t.key}::text) & 1048575) < ${Math.ceil((percent / 100) * 1048576)}`;
-    const filtered = where ? `${where} AND ${hashed}` : `WHERE ${hashed}`;
-    values = (await client.query<{ s: string[] | null }>(`SELECT ${agg} FROM ${t.name} t ${filtered}`)).rows[0]!.s;
+    return (await client.query<Bound & { key: string }>(`${select} ${where ? `${where} AND ${hashed}` : `WHERE ${hashed}`} ${order}`)).rows;
   }
-  // "ts key" pairs: the timestamp text has no space, so split at the first one.
-  return (values ?? []).map((v) => {
-    const at = v.indexOf(' ');
-    return { ts: v.slice(0, at), key: v.slice(at + 1) };
-  });
 }
 
 async function exactBounds(client: pg.Client, t: SourceTable, where: string, ranks: number[]): Promise<Cut[]> {
