@@ -23,8 +23,9 @@ interface OpenPart {
   storedBytes: number;
   minTs: number;
   maxTs: number;
-  /** Event-time partition [start, end) of this part (-Infinity, Infinity when not partitioned). */
+  /** Key in the writer's open map: the partition start, or 0 when names are not partitioned. */
   partitionKey: number;
+  /** Event-time partition [start, end) of this part (-Infinity, Infinity when not partitioned). */
   partitionStart: number;
   partitionEnd: number;
   /** For closing the least recently used part, and parts a whole batch did not touch. */
@@ -60,6 +61,7 @@ export class RotatingPartWriter implements ShardWriter {
   private current: OpenPart | null = null;
   private partNumber = 0;
   private batchNumber = 0;
+  private uses = 0;
   private readonly written: WrittenPart[] = [];
   private readonly committing: Promise<void>[] = [];
   /** Partition starts this attempt wrote to: where a rerun must look for its earlier parts. */
@@ -151,8 +153,6 @@ export class RotatingPartWriter implements ShardWriter {
     this.current = part;
     return part;
   }
-
-  private uses = 0;
 
   async finish(): Promise<ExporterShardResult> {
     try {
