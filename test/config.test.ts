@@ -6,6 +6,7 @@ import { ConfigError } from '../src/config/errors.js';
 import { loadConfigFile, loadConfigText } from '../src/config/load.js';
 import { redact } from '../src/config/secrets.js';
 import YAML from 'yaml';
+import { resolveWorkers } from '../src/config/workers.js';
 
 const noSecrets = { env: {}, secretsDir: undefined };
 const base = () => ({ logExporters: [{ id: 'a', type: 'file' }] });
@@ -29,7 +30,9 @@ const cases: [string, unknown, string | RegExp][] = [
   ['a missing required option', { logExporters: [{ id: 'a' }] }, 'logExporters[0].type: is required'],
   ['an empty string', { source: { table: '' }, ...base() }, 'source.table: must be a non-empty string (got "")'],
   ['a non-positive integer', withExporter({ maxLinesPerFile: 0 }), 'logExporters[0].maxLinesPerFile: must be a positive integer (got 0)'],
-  ['an integer out of its range', { ...base(), workers: 0 }, 'workers: must be an integer from 1 to 256 (got 0)'],
+  ['an integer out of its range', { ...base(), shardAttempts: 0 }, 'shardAttempts: must be an integer from 1 to 20 (got 0)'],
+  ['workers out of range', { ...base(), workers: 0 }, 'workers: must be auto or an integer from 1 to 256 (got 0)'],
+  ['workers neither auto nor a number', { ...base(), workers: 'many' }, 'workers: must be auto or an integer from 1 to 256 (got "many")'],
   ['a non-boolean', { ...base(), delete: 'yes' }, 'delete: must be true or false (got "yes")'],
   ['an unknown level', { ...base(), logLevelFilter: 'VERBOSE' }, 'logLevelFilter: must be one of TRACE, DEBUG, INFO, WARN, ERROR (got "VERBOSE")'],
   ['a bad ISO duration', { ...base(), lookbackPeriod: '1 day' }, 'lookbackPeriod: must be an ISO-8601 duration such as P1D or PT30S (got "1 day")'],
@@ -201,5 +204,27 @@ describe('defaults', () => {
       directory: './logship-out', format: 'NDJSON', compression: 'gzip', compressionLevel: 1, maxLinesPerFile: 100000,
       maxBytesPerFile: 1024 ** 3, logFilePrefix: 'kestra-log-file', keyTemplate: '{prefix}-{shard}-{part}.{ext}',
     });
+  });
+});
+
+describe('workers: auto', () => {
+  it('uses half the cores when the database is on this host (loopback, socket, PG* defaults)', () => {
+    for (const url of ['postgres://u@localhost:5432/db', 'postgres://u@127.0.0.1/db', 'postgres://u@[::1]:5433/db', 'postgres:///db?host=/var/run/postgresql']) {
+      expect(resolveWorkers('workers', 'auto', url, {}, 8)).toMatchObject({ workers: 4 });
+    }
+    expect(resolveWorkers('workers', undefined, undefined, {}, 8).workers).toBe(4);
+    expect(resolveWorkers('workers', undefined, undefined, { PGHOST: '/tmp' }, 2).workers).toBe(1);
+    expect(resolveWorkers('workers', undefined, `postgres://u@${os.hostname()}/db`, {}, 6).workers).toBe(3);
+  });
+
+  it('uses every core when the database runs elsewhere, and says why', () => {
+    const c = resolveWorkers('workers', 'auto', 'postgres://u@db.internal.example:5432/db', {}, 8);
+    expect(c).toEqual({ workers: 8, reason: 'auto: the database is on another host (db.internal.example), so one per core (8)' });
+    expect(resolveWorkers('workers', undefined, undefined, { PGHOST: '10.1.2.3' }, 4).workers).toBe(4);
+  });
+
+  it('keeps at least one worker and honours a number as given', () => {
+    expect(resolveWorkers('workers', 'auto', 'postgres://localhost/db', {}, 1).workers).toBe(1);
+    expect(resolveWorkers('workers', 3, 'postgres://localhost/db', {}, 8)).toEqual({ workers: 3, reason: 'set in the config' });
   });
 });

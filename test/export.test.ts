@@ -77,6 +77,23 @@ describe('logship run (files)', () => {
     expect(exportedDocs(s.out)).toEqual(await sourceDocs(s.client));
   });
 
+  it('exports rows spread over years under an hourly template in a few shards, one file per hour', async () => {
+    const s = await setup('sparse', 0);
+    // 1 500 rows, one every 2 days: each row is alone in its hour.
+    await seedKestraLogs(s.client, { rows: 1500, start: isoAgo(1500 * 2 * 86_400 + 600), spanSeconds: 1500 * 2 * 86_400, tieGroup: 1 });
+    const cfg = writeConfig(s.dir, fileConfig(s, { lookbackPeriod: 'P3650D', rowsPerShard: 1_000_000 }, { keyTemplate: '{prefix}/dt={date}/hour={hour}/{prefix}-{shard}-{part}.{ext}' }));
+    const r = await runCli(['run', '--config', cfg, '--report', path.join(s.dir, 'r.json')]);
+    expect(r.code).toBe(0);
+    const report = JSON.parse(fs.readFileSync(path.join(s.dir, 'r.json'), 'utf8'));
+    expect(report.runs[0].shards).toBe(1); // 1 500 rows: fewer than two shards of the 1 000-row minimum
+    expect(report.files).toBe(1500);
+    expect(exportedDocs(s.out)).toEqual(await sourceDocs(s.client));
+    for (const f of listParts(s.out)) {
+      const [, date, hour] = /dt=(\d{4}-\d{2}-\d{2})\/hour=(\d{2})\//.exec(f)!;
+      for (const line of exportedDocs(path.dirname(f))) expect(JSON.parse(line).timestamp.slice(0, 13)).toBe(`${date}T${hour}`);
+    }
+  });
+
   it('leaves rows inside the safety lag for the next run', async () => {
     const s = await setup('lag', 1000);
     await s.client.query(`INSERT INTO logs (key, value) SELECT 'late' || g, jsonb_build_object('namespace','n','flowId','f','level','INFO','message','late ' || g,
@@ -318,7 +335,7 @@ describe('progress, plan and state', () => {
     expect(plan.shards[0].firstFiles.files).toMatch(/^kestra-log-file-\d{8}T\d{6}Z-[0-9a-f]{8}-00001\.ndjson\.gz$/);
     expect(listParts(s.out)).toEqual([]);
     const human = await runCli(['plan', '--config', cfg]);
-    expect(human.stdout).toMatch(/rows: 5,000 in 5 shards \(exact planning\), 2 workers/);
+    expect(human.stdout).toMatch(/rows: 5,000 \(counted\) in 5 shards, 2 workers/);
 
     expect((await runCli(['run', '--config', cfg])).code).toBe(0);
     const state = await runCli(['state', '--config', cfg]);

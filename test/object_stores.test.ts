@@ -99,7 +99,7 @@ describe('S3 (s3rver, read back through the AWS SDK)', () => {
     const dir = tempDir('s3-big');
     const proxy = await startFaultProxy(s3.endpoint); // failing nothing: it records the requests
     const cfg = writeConfig(dir, {
-      source: { url: bigUrl }, lookbackPeriod: 'P1D', workers: 1, rowsPerShard: 100000,
+      source: { url: bigUrl }, lookbackPeriod: 'P1D', workers: 1, rowsPerShard: 12000, // two shards of ~15 MB
       logExporters: [{ id: 's3', type: 's3', bucket: 'other', endpoint: proxy.endpoint, ...s3creds, compression: 'none', maxLinesPerFile: 1000000, partSize: '5MiB', queueSize: 2, keyTemplate: '{prefix}-{shard}-{part}.{ext}' }],
     });
     const r = await runCli(['run', '--config', cfg]);

@@ -36,8 +36,10 @@ export async function planCommand(config: Config, json: boolean): Promise<void> 
       window: window ? { start: window.start, end: window.end, fromLookback: window.fromLookback } : null,
       emptyWindowReason: window ? null : await emptyWindowReason(client, offset, config.lookbackPeriod, config.safetyLag),
       rows: plan?.totalRows ?? 0,
+      rowsEstimated: plan?.method === 'sample',
       method: plan?.method ?? 'empty',
       workers: config.workers,
+      workersReason: config.workersReason ?? 'set in the config',
       shards: (plan?.shards ?? []).map(shardView),
     };
     if (json) {
@@ -50,9 +52,10 @@ export async function planCommand(config: Config, json: boolean): Promise<void> 
     if (!window) lines.push(`window: empty: ${await emptyWindowReason(client, offset, config.lookbackPeriod, config.safetyLag)}`);
     else {
       lines.push(`window: [${formatBound(window.start)}, ${formatBound(window.end)})${window.fromLookback ? ` (start from lookbackPeriod ${config.lookbackPeriod})` : ''}`);
-      lines.push(`rows: ${formatCount(out.rows)} in ${out.shards.length} shards (${out.method} planning), ${config.workers} workers`);
+      const rows = out.rowsEstimated ? `~${formatCount(out.rows)} (estimated from a page sample)` : `${formatCount(out.rows)} (counted)`;
+      lines.push(`rows: ${rows} in ${out.shards.length} shards, ${config.workers} workers (${out.workersReason})`);
       for (const s of out.shards) {
-        lines.push(`  shard ${s.index}: ~${formatCount(s.estimatedRows)} rows  [${formatBound(s.lo)}, ${formatBound(s.hi)})`);
+        lines.push(`  shard ${s.index}: ${out.rowsEstimated ? '~' : ''}${formatCount(s.estimatedRows)} rows  [${formatBound(s.lo)}, ${formatBound(s.hi)})`);
         for (const [id, name] of Object.entries(s.firstFiles)) lines.push(`      ${id}: ${name}${s.estimatedRows > 0 ? '' : ' (only if rows arrive)'}`);
       }
     }

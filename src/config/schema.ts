@@ -1,8 +1,8 @@
-import os from 'node:os';
 import { ConfigError } from './errors.js';
 import { OptionReader } from './reader.js';
 import { isoDurationMillis, isoDurationRangeMillis, parseIsoDuration } from './units.js';
 import { LEVELS, type ColumnMapping, type Config, type Level, type SourceConfig } from './types.js';
+import { resolveWorkers } from './workers.js';
 import { parseExporter } from '../sinks/registry.js';
 import { AUDIT_COLUMNS, parseResources } from './audit.js';
 import { parseState } from './state_config.js';
@@ -112,7 +112,7 @@ export function parseConfig(value: unknown): Config {
   const offsetKey = r.string('offsetKey', 'LogShipper-state');
   const del = r.boolean('delete', false);
   const safetyLag = r.duration('safetyLag', 'PT30S');
-  const workers = r.integer('workers', Math.max(1, os.availableParallelism()), 1, 256);
+  const { workers, reason: workersReason } = resolveWorkers(r.at('workers'), r.raw('workers'), source.url);
   const rowsPerShard = r.integer('rowsPerShard', 1_000_000, 1000);
   const shardAttempts = r.integer('shardAttempts', 3, 1, 20);
   const stopGraceMs = durationMillis(r.at('stopGrace'), r.duration('stopGrace', 'PT30S'));
@@ -146,5 +146,5 @@ export function parseConfig(value: unknown): Config {
   if (tenantId && source.columns.tenant === null) {
     throw new ConfigError('tenantId', 'the source has no tenant column (source.columns.tenant is null)');
   }
-  return { kind, source, logLevelFilter, resources, lookbackPeriod, namespace, tenantId, offsetKey, delete: del, safetyLag, workers, rowsPerShard, shardAttempts, maxDurationMs, stopGraceMs, state, logExporters };
+  return { kind, source, logLevelFilter, resources, lookbackPeriod, namespace, tenantId, offsetKey, delete: del, safetyLag, workers, workersReason, rowsPerShard, shardAttempts, maxDurationMs, stopGraceMs, state, logExporters };
 }

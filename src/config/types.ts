@@ -101,6 +101,8 @@ export interface Config {
   delete: boolean;
   safetyLag: string;
   workers: number;
+  /** How `workers` was chosen (auto: where the database runs), for plan and logs. */
+  workersReason?: string;
   rowsPerShard: number;
   /** Tries per shard before the run fails; transient failures only. */
   shardAttempts: number;

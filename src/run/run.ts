@@ -10,8 +10,7 @@ import { computeWindow, emptyWindowReason, type ExportWindow } from '../plan/win
 import { SourceSession } from '../source/session.js';
 import { affordableWorkers } from '../source/connection_budget.js';
 import { describeTable, type SourceTable } from '../source/table.js';
-import { createExporter, writesFiles } from '../sinks/registry.js';
-import { templateGranularity, type Granularity } from '../sinks/naming.js';
+import { createExporter } from '../sinks/registry.js';
 import { checkpointOffset } from '../state/checkpoint.js';
 import { createStateStore } from '../state/create.js';
 import type { RunManifest, ShardAcks, ShardOutcome, StateStore } from '../state/types.js';
@@ -48,7 +47,7 @@ export interface RunReport {
   /** Of this process, worker threads included (PostgreSQL's own backends are not). */
   peakRssBytes: number;
   cpuSeconds: number;
-  /** Time spent counting and cutting the window into shards. */
+  /** Time spent estimating and cutting the window into shards. */
   planningMs: number;
   exporters: Record<string, ExporterTotals>;
   /** GET and PUT requests to an object-store state (null for postgres and file state). */
@@ -66,20 +65,11 @@ export interface RunOptions {
   stop?: StopControl;
 }
 
-/** The finest event-time partition any exporter's names use; shards are cut at its edges. */
-export function planGranularity(config: Config): Granularity | null {
-  const gs = config.logExporters.filter(writesFiles).map((e) => templateGranularity(e.keyTemplate));
-  if (gs.includes('hour')) return 'hour';
-  if (gs.includes('day')) return 'day';
-  return null;
-}
-
 export async function planWindow(client: pg.Client, table: SourceTable, config: Config, window: ExportWindow): Promise<ShardPlan> {
   return planShards(client, table, filtersOf(config), window.start, window.end, {
     offsetKey: config.offsetKey,
     workers: config.workers,
     rowsPerShard: config.rowsPerShard,
-    granularity: planGranularity(config),
   });
 }
 
@@ -136,7 +126,7 @@ export async function runExport(wanted: Config, o: RunOptions, report: RunReport
         runId: randomUUID(), createdAt: new Date().toISOString(),
         window: { start: window.start, end: window.end }, totalRows: plan.totalRows, shards: plan.shards,
       };
-      o.log.info({ runId: run.runId, start: window.start, end: window.end, rows: plan.totalRows, shards: plan.shards.length, method: plan.method }, 'planned');
+      o.log.info({ runId: run.runId, start: window.start, end: window.end, rows: plan.totalRows, shards: plan.shards.length, method: plan.method, rowsEstimated: plan.method === 'sample', workers: config.workers, workersReason: config.workersReason }, 'planned');
       await store.beginRun(run);
       await executeRun(config, table, store, pool, run, new Map(), new Map(), false, report, o, stop);
     }

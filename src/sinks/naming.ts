@@ -7,6 +7,8 @@ export type Granularity = 'hour' | 'day';
 
 const HOUR_US = 3_600_000_000;
 const DAY_US = 24 * HOUR_US;
+/** A week of hours: shards spanning more partitions list only those they wrote to. */
+const MAX_LISTED_PARTITIONS = 168;
 
 /** Event-time partition size a template implies: hourly if it names {hour}, daily if only {date}. */
 export function templateGranularity(template: string): Granularity | null {
@@ -51,15 +53,23 @@ export class PartNamer {
     return this.render(this.template, { ...this.vars, ...dateHour(partitionMicros), part: String(part).padStart(5, '0') });
   }
 
-  /** Names of one shard all share these prefixes (one per event-time partition the shard touches). */
-  shardPrefixes(shard: ShardSpec): string[] {
+  /**
+   * Prefixes under which a shard's names (of any attempt) lie: one per event-time partition.
+   * Every partition of a short shard is listed; a long, sparse one lists the partitions this
+   * attempt wrote to (`touched`), because an earlier attempt read the same rows and so wrote to
+   * no other partition, and listing thousands of empty hours would cost a request each.
+   */
+  shardPrefixes(shard: ShardSpec, touched: number[] = []): string[] {
     const upToPart = this.template.slice(0, this.template.indexOf('{part}'));
     if (!this.granularity) return [this.render(upToPart, { ...this.vars, date: '', hour: '' })];
     const size = partitionSize(this.granularity);
     const from = partitionStart(tsToMicros(shard.lo.ts), this.granularity);
     const to = tsToMicros(shard.hi.ts);
     const out = new Set<string>();
-    for (let p = from; p <= to && out.size < 10_000; p += size) out.add(this.render(upToPart, { ...this.vars, ...dateHour(p) }));
+    if ((to - from) / size <= MAX_LISTED_PARTITIONS) {
+      for (let p = from; p <= to; p += size) out.add(this.render(upToPart, { ...this.vars, ...dateHour(p) }));
+    }
+    for (const p of touched) out.add(this.render(upToPart, { ...this.vars, ...dateHour(p) }));
     return [...out];
   }
 
