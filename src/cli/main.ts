@@ -14,7 +14,7 @@ const USAGE = `usage:
 
 --config takes a logship YAML file or a whole Kestra flow with a LogShipper task.
 Exit codes: 0 success, 1 run failed (rerun resumes), 2 usage or config error,
-3 finished but documents were dead-lettered (allowDeadLetter: true makes that 0).`;
+3 finished but rows or documents were dead-lettered (allowDeadLetter: true makes that 0).`;
 
 const OPTIONS = {
   config: { type: 'string' },
@@ -87,12 +87,18 @@ async function main(argv: string[]): Promise<number> {
       progressIntervalMs: positiveNumber('--progress-interval', values['progress-interval'], 10) * 1000,
     });
     if (report.status !== 'ok') return 1;
+    let deadLettered = false;
+    if (report.badRows > 0 && !config.allowDeadLetter) {
+      process.stderr.write(`logship: ${report.badRows} bad rows (NULL, not UTF-8 or over maxRowBytes) were dead-lettered to ${config.deadLetter}; every other row was exported; set allowDeadLetter: true to accept that\n`);
+      deadLettered = true;
+    }
     const dropped = config.logExporters.filter((e) => 'allowDeadLetter' in e && !e.allowDeadLetter && report.exporters[e.id]!.deadLettered > 0);
     if (dropped.length > 0) {
       const where = dropped.map((e) => `${report.exporters[e.id]!.deadLettered} by '${e.id}' (see ${'deadLetter' in e ? e.deadLetter : ''})`).join(', ');
       process.stderr.write(`logship: documents were dead-lettered: ${where}; set allowDeadLetter: true to accept that\n`);
-      return 3;
+      deadLettered = true;
     }
+    if (deadLettered) return 3;
   }
   return 0;
 }

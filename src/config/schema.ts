@@ -1,6 +1,7 @@
 import os from 'node:os';
 import { ConfigError } from './errors.js';
 import { OptionReader } from './reader.js';
+import { isoDurationMillis } from './units.js';
 import { LEVELS, type ColumnMapping, type Config, type Level, type SourceConfig, type StateConfig } from './types.js';
 import { parseExporter } from '../sinks/registry.js';
 
@@ -68,6 +69,17 @@ function parseState(r: OptionReader | undefined): StateConfig {
   return state;
 }
 
+/** PostgreSQL's largest field (1 GB): no row can be larger. */
+const MAX_ROW_BYTES = 1024 ** 3;
+
+function parseLateRows(r: OptionReader | undefined): Config['lateRows'] {
+  if (!r) return { horizon: 'PT1H' };
+  const horizon = r.duration('horizon', 'PT1H');
+  if (isoDurationMillis(horizon) === undefined) throw new ConfigError(r.at('horizon'), `must be a duration without years or months, such as PT1H or P1D (got ${JSON.stringify(horizon)})`);
+  r.done();
+  return { horizon };
+}
+
 /** Validates a native logship config (already secret-resolved). */
 export function parseConfig(value: unknown): Config {
   const r = OptionReader.of('', value);
@@ -83,6 +95,12 @@ export function parseConfig(value: unknown): Config {
   const rowsPerShard = r.integer('rowsPerShard', 1_000_000, 1000);
   const shardAttempts = r.integer('shardAttempts', 3, 1, 20);
   const state = parseState(r.child('state'));
+  const badRows = r.choice('badRows', ['deadLetter', 'fail'] as const, 'deadLetter');
+  const maxRowBytes = r.byteSize('maxRowBytes', 64 * 1024 ** 2);
+  if (maxRowBytes > MAX_ROW_BYTES) throw new ConfigError('maxRowBytes', `must be at most 1GiB, PostgreSQL's largest value (got ${maxRowBytes})`);
+  const deadLetter = r.string('deadLetter', './logship-dead-letter');
+  const allowDeadLetter = r.boolean('allowDeadLetter', false);
+  const lateRows = parseLateRows(r.child('lateRows'));
   const list = r.list('logExporters');
   if (!list || list.length === 0) throw new ConfigError('logExporters', 'must list at least one exporter');
   const ids = new Set<string>();
@@ -102,5 +120,8 @@ export function parseConfig(value: unknown): Config {
   if (tenantId && source.columns.tenant === null) {
     throw new ConfigError('tenantId', 'the source has no tenant column (source.columns.tenant is null)');
   }
-  return { source, logLevelFilter, lookbackPeriod, namespace, tenantId, offsetKey, delete: del, safetyLag, workers, rowsPerShard, shardAttempts, state, logExporters };
+  return {
+    source, logLevelFilter, lookbackPeriod, namespace, tenantId, offsetKey, delete: del, safetyLag, workers, rowsPerShard, shardAttempts, state,
+    badRows, maxRowBytes, deadLetter, allowDeadLetter, lateRows, logExporters,
+  };
 }

@@ -11,6 +11,8 @@ export interface ShardSpec {
   lo: Bound;
   hi: Bound;
   estimatedRows: number;
+  /** A late catch-up of an exported range: only its rows committed after `since` was taken. */
+  late?: { of: string; n: number; since: string };
 }
 
 export interface PlanOptions {

@@ -7,13 +7,14 @@ import { writesFiles, type Config } from '../config/types.js';
 import type { Bound } from '../plan/keyset.js';
 import { planShards, type ShardPlan, type ShardSpec } from '../plan/shards.js';
 import { computeWindow, type ExportWindow } from '../plan/window.js';
-import { connectSource } from '../source/connection.js';
+import { connectSource, passRawBytesFromSqlAscii } from '../source/connection.js';
 import { describeTable, type SourceTable } from '../source/table.js';
 import { createExporter } from '../sinks/create.js';
 import { templateGranularity, type Granularity } from '../sinks/naming.js';
 import { checkpointOffset } from '../state/checkpoint.js';
 import { createStateStore } from '../state/create.js';
-import type { RunManifest, ShardOutcome, StateStore } from '../state/types.js';
+import type { ReadRange, RunManifest, ShardOutcome, StateStore } from '../state/types.js';
+import { catchUpLateRows, currentSnapshot, horizonStart, nextReads, type Ledger } from './late_rows.js';
 import { redact } from '../config/secrets.js';
 import type { Logger } from '../util/log.js';
 import { workerFile } from '../util/paths.js';
@@ -29,7 +30,7 @@ export interface RunReport {
   offsetKey: string;
   offsetBefore: Bound | null;
   offsetAfter: Bound | null;
-  runs: { runId: string; resumed: boolean; window: { start: Bound; end: Bound }; shards: number; shardsExportedNow: number; rows: number }[];
+  runs: { runId: string; kind: 'window' | 'late'; resumed: boolean; window: { start: Bound; end: Bound }; shards: number; shardsExportedNow: number; rows: number }[];
   rows: number;
   files: number;
   bytes: number;
@@ -41,6 +42,12 @@ export interface RunReport {
   cpuSeconds: number;
   /** Time spent counting and cutting the window into shards. */
   planningMs: number;
+  /** Rows the source could not export (NULL, not UTF-8, over maxRowBytes), now in dead-letter files. */
+  badRows: number;
+  /** Where those are (config `deadLetter`). */
+  deadLetter: string;
+  /** The late-row catch-up: ranges inside the horizon checked, ranges with late rows, rows exported, time spent. */
+  late: { rangesChecked: number; rangesCaughtUp: number; rows: number; durationMs: number };
   exporters: Record<string, ExporterTotals>;
 }
 
@@ -75,7 +82,8 @@ export async function planWindow(client: pg.Client, table: SourceTable, config: 
 export function emptyReport(config: Config): RunReport {
   const report: RunReport = {
     status: 'ok', offsetKey: config.offsetKey, offsetBefore: null, offsetAfter: null, runs: [],
-    rows: 0, files: 0, bytes: 0, deletedRows: config.delete ? 0 : null, durationMs: 0, rowsPerSec: 0, peakRssBytes: 0, cpuSeconds: 0, planningMs: 0, exporters: {},
+    rows: 0, files: 0, bytes: 0, deletedRows: config.delete ? 0 : null, durationMs: 0, rowsPerSec: 0, peakRssBytes: 0, cpuSeconds: 0, planningMs: 0,
+    badRows: 0, deadLetter: config.deadLetter, late: { rangesChecked: 0, rangesCaughtUp: 0, rows: 0, durationMs: 0 }, exporters: {},
   };
   for (const e of config.logExporters) report.exporters[e.id] = { rows: 0, files: 0, bytes: 0, removedStaleParts: 0, deadLettered: 0 };
   return report;
@@ -89,6 +97,7 @@ export async function runExport(config: Config, o: RunOptions, report: RunReport
   let store: StateStore | null = null;
   let pool: Piscina | null = null;
   try {
+    await passRawBytesFromSqlAscii(main);
     const table = await describeTable(main, config.source);
     store = createStateStore(config, main);
     await store.open();
@@ -98,12 +107,15 @@ export async function runExport(config: Config, o: RunOptions, report: RunReport
     report.offsetAfter = state.offset;
     pool = new Piscina({ filename: workerFile(), minThreads: config.workers, maxThreads: config.workers, idleTimeout: 60_000 });
 
+    const ledger: Ledger = { reads: state.reads, horizonStart: await horizonStart(main, config) };
     let offset = state.offset;
     if (state.run) {
       o.log.info({ runId: state.run.runId, done: state.done.size, shards: state.run.shards.length }, 'resuming an unfinished run before planning new work');
-      offset = await executeRun(config, table, store, pool, state.run, state.done, true, report, o);
+      offset = await executeRun(config, table, store, pool, state.run, state.done, true, report, o, ledger);
     }
 
+    // Taken before planning: if the window plans no shards, this is the read that covered it.
+    const snapshot = ledger.horizonStart === null ? undefined : await currentSnapshot(main);
     const window = o.fixedWindow ?? (await computeWindow(main, offset, config.lookbackPeriod, config.safetyLag));
     if (!window) {
       o.log.info({ offset }, 'nothing to export: the window is empty (offset is within the safety lag of now)');
@@ -112,12 +124,19 @@ export async function runExport(config: Config, o: RunOptions, report: RunReport
       const plan = await planWindow(main, table, config, window);
       report.planningMs += Date.now() - planStarted;
       const run: RunManifest = {
-        runId: randomUUID(), createdAt: new Date().toISOString(),
-        window: { start: window.start, end: window.end }, totalRows: plan.totalRows, shards: plan.shards,
+        runId: randomUUID(), createdAt: new Date().toISOString(), kind: 'window',
+        window: { start: window.start, end: window.end }, totalRows: plan.totalRows, shards: plan.shards, snapshot,
       };
       o.log.info({ runId: run.runId, start: window.start, end: window.end, rows: plan.totalRows, shards: plan.shards.length, method: plan.method }, 'planned');
       await store.beginRun(run);
-      await executeRun(config, table, store, pool, run, new Map(), false, report, o);
+      offset = await executeRun(config, table, store, pool, run, new Map(), false, report, o, ledger);
+    }
+    if (offset && !o.fixedWindow) {
+      const lateStarted = Date.now();
+      const s = store;
+      const p = pool;
+      await catchUpLateRows(main, table, config, ledger, offset, report, o.log, (run) => s.beginRun(run).then(() => executeRun(config, table, s, p, run, new Map(), false, report, o, ledger)));
+      report.late.durationMs += Date.now() - lateStarted;
     }
     return report;
   } finally {
@@ -150,10 +169,10 @@ async function checkExporters(config: Config): Promise<void> {
  */
 async function executeRun(
   config: Config, table: SourceTable, store: StateStore, pool: Piscina, run: RunManifest,
-  done: Map<number, ShardOutcome>, resumed: boolean, report: RunReport, o: RunOptions,
+  done: Map<number, ShardOutcome>, resumed: boolean, report: RunReport, o: RunOptions, ledger: Ledger,
 ): Promise<Bound> {
   const todo = run.shards.filter((s) => !done.has(s.index));
-  const entry = { runId: run.runId, resumed, window: run.window, shards: run.shards.length, shardsExportedNow: 0, rows: 0 };
+  const entry = { runId: run.runId, kind: run.kind ?? 'window', resumed, window: run.window, shards: run.shards.length, shardsExportedNow: 0, rows: 0 };
   report.runs.push(entry);
   o.progress.begin(todo.reduce((s, x) => s + x.estimatedRows, 0), todo.length);
 
@@ -193,6 +212,7 @@ async function executeRun(
         entry.shardsExportedNow++;
         entry.rows += outcome.rows;
         addOutcome(report, outcome);
+        if (run.kind === 'late') report.late.rows += outcome.rows;
         o.log.debug({ shard: shard.index, rows: outcome.rows }, 'shard done');
       } catch (err) {
         failure ??= err;
@@ -203,13 +223,16 @@ async function executeRun(
   if (failure !== null) {
     throw new RunError(`${errorMessage(failure)}; the offset stays at the last fully exported shard and a rerun resumes from there`, { cause: failure });
   }
-  await store.endRun(run.runId, run.window.end);
+  const reads: ReadRange[] = nextReads(config, run, done, ledger);
+  await store.endRun(run.runId, run.window.end, reads);
+  ledger.reads = reads;
   report.offsetAfter = run.window.end;
   return run.window.end;
 }
 
 function addOutcome(report: RunReport, outcome: ShardOutcome): void {
   report.rows += outcome.rows;
+  report.badRows += outcome.badRows ?? 0;
   if (outcome.deletedRows !== null) report.deletedRows = (report.deletedRows ?? 0) + outcome.deletedRows;
   for (const r of outcome.exporters) {
     const t = report.exporters[r.exporterId];

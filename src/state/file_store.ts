@@ -2,12 +2,14 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { RunError } from '../config/errors.js';
 import type { Bound } from '../plan/keyset.js';
-import type { RunManifest, ShardOutcome, StateStore, StoredState } from './types.js';
+import type { ReadRange, RunManifest, ShardOutcome, StateStore, StoredState } from './types.js';
 
 interface Entry {
   offset: Bound | null;
   run: RunManifest | null;
   done: Record<string, ShardOutcome>;
+  /** Absent in files written before late-row tracking. */
+  reads?: ReadRange[];
   updatedAt: string;
 }
 
@@ -56,6 +58,7 @@ export class FileStateStore implements StateStore {
       offset: e?.offset ?? null,
       run: e?.run ?? null,
       done: new Map(Object.entries(e?.done ?? {}).map(([k, v]) => [Number(k), v])),
+      reads: e?.reads ?? [],
       updatedAt: e?.updatedAt ?? null,
     };
   }
@@ -74,9 +77,10 @@ export class FileStateStore implements StateStore {
     });
   }
 
-  endRun(_runId: string, offset: Bound): Promise<void> {
+  endRun(_runId: string, offset: Bound, reads: ReadRange[]): Promise<void> {
     return this.update((e) => {
       e.offset = offset;
+      e.reads = reads;
       e.run = null;
       e.done = {};
     });

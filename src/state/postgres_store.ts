@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { RunError } from '../config/errors.js';
 import type { Bound } from '../plan/keyset.js';
-import type { RunManifest, ShardOutcome, StateStore, StoredState } from './types.js';
+import type { ReadRange, RunManifest, ShardOutcome, StateStore, StoredState } from './types.js';
 
 /** SQL a worker runs inside its delete transaction, so the delete and the checkpoint commit together. */
 export function shardDoneSql(table: string): string {
@@ -35,7 +35,8 @@ export class PostgresStateStore implements StateStore {
         shard_index int NOT NULL,
         outcome jsonb NOT NULL,
         done_at timestamptz NOT NULL DEFAULT now(),
-        PRIMARY KEY (offset_key, run_id, shard_index));`).catch((err) => {
+        PRIMARY KEY (offset_key, run_id, shard_index));
+      ALTER TABLE ${this.table} ADD COLUMN IF NOT EXISTS reads jsonb;`).catch((err) => {
       // Two first runs racing to create the tables: the loser sees a unique violation.
       if ((err as { code?: string }).code !== '23505') throw err;
     });
@@ -48,14 +49,14 @@ export class PostgresStateStore implements StateStore {
       return await this.loadExisting();
     } catch (err) {
       // No state table yet (a `plan` before the first run): nothing stored.
-      if ((err as { code?: string }).code === '42P01') return { offset: null, run: null, done: new Map(), updatedAt: null };
+      if ((err as { code?: string }).code === '42P01') return { offset: null, run: null, done: new Map(), reads: [], updatedAt: null };
       throw err;
     }
   }
 
   private async loadExisting(): Promise<StoredState> {
-    const r = await this.client.query<{ offset_ts: string | null; offset_row_key: string | null; run: RunManifest | null; updated_at: Date }>(
-      `SELECT offset_ts, offset_row_key, run, updated_at FROM ${this.table} WHERE offset_key = $1`,
+    const r = await this.client.query<{ offset_ts: string | null; offset_row_key: string | null; run: RunManifest | null; reads: ReadRange[] | null; updated_at: Date }>(
+      `SELECT offset_ts, offset_row_key, run, reads, updated_at FROM ${this.table} WHERE offset_key = $1`,
       [this.offsetKey],
     );
     const row = r.rows[0];
@@ -71,6 +72,7 @@ export class PostgresStateStore implements StateStore {
       offset: row?.offset_ts ? { ts: row.offset_ts, key: row.offset_row_key } : null,
       run: row?.run ?? null,
       done,
+      reads: row?.reads ?? [],
       updatedAt: row ? row.updated_at.toISOString() : null,
     };
   }
@@ -90,9 +92,10 @@ export class PostgresStateStore implements StateStore {
     });
   }
 
-  async endRun(runId: string, offset: Bound): Promise<void> {
+  async endRun(runId: string, offset: Bound, reads: ReadRange[]): Promise<void> {
     await this.transaction(async () => {
       await this.setOffset(offset, true);
+      await this.client.query(`UPDATE ${this.table} SET reads = $2 WHERE offset_key = $1`, [this.offsetKey, JSON.stringify(reads)]);
       await this.client.query(`DELETE FROM ${this.table}_shards WHERE offset_key = $1 AND run_id = $2`, [this.offsetKey, runId]);
     });
   }

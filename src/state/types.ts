@@ -6,21 +6,45 @@ import type { ExporterShardResult } from '../sinks/types.js';
 export interface RunManifest {
   runId: string;
   createdAt: string;
+  /** `late`: a catch-up of already exported ranges; its window is empty and the offset stays. */
+  kind?: 'window' | 'late';
   window: { start: Bound; end: Bound };
   totalRows: number;
   shards: ShardSpec[];
+  /** Snapshot taken before planning: it is the read of a window that planned no shards. */
+  snapshot?: string;
 }
 
 export interface ShardOutcome {
   rows: number;
   deletedRows: number | null;
   exporters: ExporterShardResult[];
+  /** The snapshot the shard was read in (pg_current_snapshot()), for the late-row catch-up. */
+  snapshot?: string;
+  /** Rows of the shard that went to the dead-letter file instead of the exporters. */
+  badRows?: number;
+}
+
+/**
+ * An exported (timestamp, key) range and the snapshot that covers it: every row of the range
+ * visible to `snapshot` has been exported. Kept while the range is inside lateRows.horizon.
+ */
+export interface ReadRange {
+  /** The shard id the range was first exported as; catch-ups are `${id}-late${n}`. */
+  id: string;
+  lo: Bound;
+  hi: Bound;
+  snapshot: string;
+  /** Catch-ups done so far. */
+  late: number;
 }
 
 export interface StoredState {
   offset: Bound | null;
   run: RunManifest | null;
   done: Map<number, ShardOutcome>;
+  /** Exported ranges inside the late-row horizon. */
+  reads: ReadRange[];
   updatedAt: string | null;
 }
 
@@ -32,7 +56,8 @@ export interface StateStore {
   beginRun(run: RunManifest): Promise<void>;
   /** Records a finished shard and the offset it lets the checkpoint reach, atomically. */
   shardDone(runId: string, index: number, outcome: ShardOutcome, offset: Bound): Promise<void>;
-  endRun(runId: string, offset: Bound): Promise<void>;
+  /** Ends the run: the offset, and the ranges of the late-row horizon (replacing the stored ones). */
+  endRun(runId: string, offset: Bound, reads: ReadRange[]): Promise<void>;
   reset(): Promise<void>;
   close(): Promise<void>;
 }
