@@ -164,6 +164,8 @@ describe('late-arriving rows are exported exactly once', () => {
     expect(exportedDocs(out)).toEqual(await sourceDocs(client));
     const state = JSON.parse(fs.readFileSync(path.join(dir, 'state.json'), 'utf8'));
     expect(state.entries['LogShipper-state'].reads.some((r: { late: number }) => r.late === 1)).toBe(true);
+    const shown = JSON.parse((await runCli(['state', '--config', cfg, '--json'])).stdout);
+    expect(shown.lateRows).toEqual({ horizon: 'PT1H', rangesTracked: state.entries['LogShipper-state'].reads.length });
   });
 
   it('with delete: true, late rows are exported, then deleted in the same snapshot', async () => {
@@ -201,7 +203,7 @@ describe('late-row detection on 32-bit xmin values', () => {
     expect(comparable(since, now)).toBe(true);
     const xids = [4294967270, 4294967280, 4294967285, 4294967289, 4294967290, 4294967295, 0, 1, 2, 3, 9, 11];
     const r = await client.query<{ x: string }>(
-      `SELECT v.xmin::text AS x FROM (VALUES ${xids.map((x) => `('${x}'::xid)`).join(', ')}) v(xmin) WHERE ${committedAfter(since, now, 'v.xmin')}`);
+      `SELECT v.xmin::text AS x FROM (VALUES ${xids.map((x) => `('${x}'::xid)`).join(', ')}) v(xmin) WHERE ${committedAfter(since, now, 'v.xmin::text::int8')}`);
     // In progress at the snapshot (…285), assigned after it (…290 to 11 across the wrap); never
     // the frozen/bootstrap xids 0-2 or anything the snapshot saw committed.
     expect(r.rows.map((x) => Number(x.x))).toEqual([4294967285, 4294967290, 4294967295, 3, 9, 11]);

@@ -6,7 +6,7 @@ import { isoDurationMillis } from '../config/units.js';
 import { shardId, TS_TEXT, type Bound } from '../plan/keyset.js';
 import type { ShardSpec } from '../plan/shards.js';
 import { filterConditions, rangeConditions, whereClause } from '../source/query.js';
-import { committedAfter, comparable, parseSnapshot, type Snapshot } from '../source/snapshots.js';
+import { committedAfter, comparable, parseSnapshot, XMIN8, type Snapshot } from '../source/snapshots.js';
 import type { SourceTable } from '../source/table.js';
 import type { ReadRange, RunManifest, ShardOutcome } from '../state/types.js';
 import type { Logger } from '../util/log.js';
@@ -89,15 +89,20 @@ function before(t: SourceTable, b: Bound): string {
  */
 async function rangesWithLateRows(main: pg.Client, t: SourceTable, config: Config, ranges: ReadRange[], now: Snapshot): Promise<ReadRange[]> {
   const sorted = [...ranges].sort((a, b) => compareBounds(a.lo, b.lo));
-  const tree = (from: number, to: number): string => {
-    if (to - from === 1) return `CASE WHEN ${committedAfter(parseSnapshot(sorted[from]!.snapshot), now)} THEN ${from} END`;
-    const mid = (from + to) >> 1;
-    return `CASE WHEN ${before(t, sorted[mid]!.lo)} THEN ${tree(from, mid)} ELSE ${tree(mid, to)} END`;
-  };
   const lo = sorted[0]!.lo;
   const hi = sorted.reduce((m, r) => (compareBounds(r.hi, m) > 0 ? r.hi : m), sorted[0]!.hi);
   const where = whereClause([...filterConditions(t, filtersOf(config)), ...rangeConditions(t, lo, hi)]);
-  const r = await main.query<{ i: number }>(`SELECT DISTINCT s.i FROM (SELECT ${tree(0, sorted.length)} AS i FROM ${t.name} t ${where}) s WHERE s.i IS NOT NULL`);
+  // The inner query yields the row's time and key under their own names (so t.ts and t.keyOrdered
+  // still apply to it) and its xmin as int8 once; OFFSET 0 keeps the planner from inlining that
+  // conversion into every branch of the tree.
+  const leaf = (i: number) => `CASE WHEN ${committedAfter(parseSnapshot(sorted[i]!.snapshot), now, 't.logship_xmin8')} THEN ${i} END`;
+  const tree = (from: number, to: number): string => {
+    if (to - from === 1) return leaf(from);
+    const mid = (from + to) >> 1;
+    return `CASE WHEN ${before(t, sorted[mid]!.lo)} THEN ${tree(from, mid)} ELSE ${tree(mid, to)} END`;
+  };
+  const rows = `SELECT ${t.ts}, ${t.key}, ${XMIN8} AS logship_xmin8 FROM ${t.name} t ${where} OFFSET 0`;
+  const r = await main.query<{ i: number }>(`SELECT DISTINCT s.i FROM (SELECT ${tree(0, sorted.length)} AS i FROM (${rows}) t) s WHERE s.i IS NOT NULL`);
   // A row in a gap between stored ranges can only flag a neighbour, whose late read then finds nothing.
   return r.rows.map((row) => sorted[row.i]!).filter((range) => range !== undefined);
 }

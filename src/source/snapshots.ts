@@ -27,12 +27,16 @@ export function comparable(since: Snapshot, now: Snapshot): boolean {
   return now.xmax >= since.xmax && now.xmax - since.xmin < MAX_XID_DISTANCE;
 }
 
+/** A row's 32-bit xmin as int8 (xid has no ordering operators and no cast to a number). */
+export const XMIN8 = 't.xmin::text::int8';
+
 /**
  * SQL condition: the row was committed after `since` was taken (invisible to it), seen from a
  * read whose snapshot is `now`. xmin values 0-2 (invalid, bootstrap, frozen) are always old.
+ * `xmin8` is the row's xmin as int8 (an expression, or a column that already holds it).
  */
-export function committedAfter(since: Snapshot, now: Snapshot, xminExpr = 't.xmin'): string {
-  const x = `${xminExpr}::text::int8`;
+export function committedAfter(since: Snapshot, now: Snapshot, xmin8 = XMIN8): string {
+  const x = xmin8;
   const a = since.xmax % WRAP;
   const b = now.xmax % WRAP;
   const parts: string[] = [];
