@@ -11,8 +11,12 @@ export interface ShardSpec {
   lo: Bound;
   hi: Bound;
   estimatedRows: number;
-  /** A late catch-up of an exported range: only its rows committed after `since` was taken. */
-  late?: { of: string; n: number; since: string };
+  /**
+   * A late catch-up of exported range `of`: only its rows committed after `since` was taken. With
+   * `keys` (found by the catch-up's check, read in snapshot `until`), exactly those rows, looked up
+   * by key, and the range then moves to `until`; without, every row the shard's own snapshot shows.
+   */
+  late?: { of: string; n: number; since: string; keys?: string[]; until?: string };
 }
 
 export interface PlanOptions {

@@ -87,7 +87,7 @@ function before(t: SourceTable, b: Bound): string {
  * that range's visibility test decides. One EXISTS per range would scan the table once per range
  * wherever no timestamp index serves the range.
  */
-async function rangesWithLateRows(main: pg.Client, t: SourceTable, config: Config, ranges: ReadRange[], now: Snapshot): Promise<ReadRange[]> {
+async function rangesWithLateRows(main: pg.Client, t: SourceTable, config: Config, ranges: ReadRange[], now: Snapshot): Promise<{ range: ReadRange; keys: string[] | null }[]> {
   const sorted = [...ranges].sort((a, b) => compareBounds(a.lo, b.lo));
   const lo = sorted[0]!.lo;
   const hi = sorted.reduce((m, r) => (compareBounds(r.hi, m) > 0 ? r.hi : m), sorted[0]!.hi);
@@ -102,14 +102,28 @@ async function rangesWithLateRows(main: pg.Client, t: SourceTable, config: Confi
     return `CASE WHEN ${before(t, sorted[mid]!.lo)} THEN ${tree(from, mid)} ELSE ${tree(mid, to)} END`;
   };
   const rows = `SELECT ${t.ts}, ${t.key}, ${XMIN8} AS logship_xmin8 FROM ${t.name} t ${where} OFFSET 0`;
-  const r = await main.query<{ i: number }>(`SELECT DISTINCT s.i FROM (SELECT ${tree(0, sorted.length)} AS i FROM (${rows}) t) s WHERE s.i IS NOT NULL`);
-  // A row in a gap between stored ranges can only flag a neighbour, whose late read then finds nothing.
-  return r.rows.map((row) => sorted[row.i]!).filter((range) => range !== undefined);
+  const r = await main.query<{ i: number; keys: string[] | null }>(
+    `SELECT s.i, CASE WHEN count(*) <= ${MAX_KEYED_ROWS} THEN array_agg(s.k) END AS keys
+       FROM (SELECT ${tree(0, sorted.length)} AS i, ${t.key}::text AS k FROM (${rows}) t) s WHERE s.i IS NOT NULL GROUP BY s.i`);
+  // A row in a gap between stored ranges can only flag a neighbour, whose late read then finds
+  // nothing of its own: the key list is a hint, the range conditions still apply.
+  return r.rows.map((row) => ({
+    range: sorted[row.i]!,
+    // A key that did not arrive intact (non-UTF-8 bytes in a SQL_ASCII database) cannot be looked up.
+    keys: row.keys && !row.keys.some((k) => k.includes('\uFFFD')) ? row.keys : null,
+  }));
 }
 
 /**
- * Finds the ranges of the ledger that hold rows committed after their snapshot (one scan) and exports those rows as extra shards of the ranges
- * they belong to, `${id}-late${n}`, through the same manifest, exporters and checkpoints as any
+ * Up to this many late rows per range are looked up by key; more are read by a scan of the range.
+ * Tests lower it to exercise the scan path.
+ */
+const MAX_KEYED_ROWS = Number(process.env.LOGSHIP_TEST_MAX_KEYED_LATE_ROWS ?? 2000);
+
+/**
+ * Finds the ranges of the ledger that hold rows committed after their snapshot (one scan) and
+ * exports those rows as extra shards of the ranges they belong to (by key when they are few, so
+ * no second scan is needed), `${id}-late${n}`, through the same manifest, exporters and checkpoints as any
  * shard: a crash mid-catch-up resumes it, and each late row is exported exactly once.
  */
 export async function catchUpLateRows(
@@ -117,19 +131,27 @@ export async function catchUpLateRows(
   execute: (run: RunManifest) => Promise<unknown>,
 ): Promise<void> {
   if (ledger.horizonStart === null || ledger.reads.length === 0) return;
-  const now = parseSnapshot(await currentSnapshot(main));
-  const candidates = ledger.reads.filter((r) => {
-    if (comparable(parseSnapshot(r.snapshot), now)) return true;
-    log.warn({ range: r.id }, 'range read too many transactions ago (over 2^31) to tell late rows apart by xmin; it is no longer checked');
-    return false;
-  });
-  report.late.rangesChecked += candidates.length;
-  if (candidates.length === 0) return;
-  const hits = await rangesWithLateRows(main, table, config, candidates, now);
+  // The check reads in one snapshot, so the late rows it finds are exactly those `until` shows.
+  await main.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+  let until: string;
+  let hits: { range: ReadRange; keys: string[] | null }[] = [];
+  try {
+    until = await currentSnapshot(main);
+    const now = parseSnapshot(until);
+    const candidates = ledger.reads.filter((r) => {
+      if (comparable(parseSnapshot(r.snapshot), now)) return true;
+      log.warn({ range: r.id }, 'range read too many transactions ago (over 2^31) to tell late rows apart by xmin; it is no longer checked');
+      return false;
+    });
+    report.late.rangesChecked += candidates.length;
+    if (candidates.length > 0) hits = await rangesWithLateRows(main, table, config, candidates, now);
+  } finally {
+    await main.query('COMMIT');
+  }
   if (hits.length === 0) return;
-  const shards: ShardSpec[] = hits.map((r, index) => ({
-    index, id: `${r.id}-late${r.late + 1}`, lo: r.lo, hi: r.hi, estimatedRows: 0,
-    late: { of: r.id, n: r.late + 1, since: r.snapshot },
+  const shards: ShardSpec[] = hits.map(({ range: r, keys }, index) => ({
+    index, id: `${r.id}-late${r.late + 1}`, lo: r.lo, hi: r.hi, estimatedRows: keys?.length ?? 0,
+    late: { of: r.id, n: r.late + 1, since: r.snapshot, ...(keys ? { keys, until } : {}) },
   }));
   report.late.rangesCaughtUp += shards.length;
   const run: RunManifest = {

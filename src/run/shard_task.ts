@@ -6,7 +6,7 @@ import { connectSource, passRawBytesFromSqlAscii } from '../source/connection.js
 import { readWithCopy } from '../source/copy_reader.js';
 import { readWithCursor } from '../source/cursor_reader.js';
 import { findNonUtf8Row, INVALID_ENCODING } from '../source/diagnose.js';
-import { shardDelete, shardSelect, type Filters } from '../source/query.js';
+import { keyIn, shardDelete, shardSelect, type Filters } from '../source/query.js';
 import { committedAfter, parseSnapshot } from '../source/snapshots.js';
 import type { SourceTable } from '../source/table.js';
 import type { ShardSpec } from '../plan/shards.js';
@@ -79,7 +79,7 @@ export async function exportShard(input: ShardTaskInput): Promise<ShardOutcome> 
     inTransaction = true;
     // The first statement fixes the transaction's snapshot: the COPY below reads in it.
     const snapshot = (await db.query<{ s: string }>('SELECT pg_current_snapshot()::text AS s')).rows[0]!.s;
-    const extra = shard.late ? [committedAfter(parseSnapshot(shard.late.since), parseSnapshot(snapshot))] : [];
+    const extra = !shard.late ? [] : shard.late.keys ? [keyIn(table, shard.late.keys)] : [committedAfter(parseSnapshot(shard.late.since), parseSnapshot(snapshot))];
     const sql = shardSelect(table, filters, shard.lo, shard.hi, config.source.ordered, config.source.stream, extra);
     const batches = config.source.stream === 'copy'
       ? readWithCopy(db, sql, config.source.fetchSize, { badRows, jsonbBody: table.bodyIsJsonb })
@@ -104,7 +104,8 @@ export async function exportShard(input: ShardTaskInput): Promise<ShardOutcome> 
     const results = await Promise.all(writers.map((w) => w.finish()));
     // Durable before the checkpoint, like the exporters' parts.
     await deadLetters?.commit();
-    const outcome: ShardOutcome = { rows, deletedRows: null, exporters: results, snapshot, badRows: deadLetters?.count ?? 0 };
+    // A keyed catch-up exported exactly the rows its check saw in snapshot `until`.
+    const outcome: ShardOutcome = { rows, deletedRows: null, exporters: results, snapshot: shard.late?.until ?? snapshot, badRows: deadLetters?.count ?? 0 };
     if (config.delete && config.state.type === 'postgres') {
       const deleted = await db.query(shardDelete(table, filters, shard.lo, shard.hi, extra));
       outcome.deletedRows = deleted.rowCount ?? 0;

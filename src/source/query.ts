@@ -78,3 +78,8 @@ export function shardSelect(t: SourceTable, f: Filters, lo: Bound, hi: Bound, or
 export function shardDelete(t: SourceTable, f: Filters, lo: Bound, hi: Bound, extra: string[] = []): string {
   return `DELETE FROM ${t.name} t ${whereClause([...filterConditions(t, f), ...rangeConditions(t, lo, hi), ...extra])}`;
 }
+
+/** The rows with these keys (a key lookup, so an index on the key serves it). */
+export function keyIn(t: SourceTable, keys: string[]): string {
+  return `${t.key} = ANY(ARRAY[${keys.map(escapeLiteral).join(', ')}]::${t.keyType}[])`;
+}
