@@ -106,6 +106,15 @@ const cases: [string, unknown, string | RegExp][] = [
   ['Azure state without credentials', { ...base(), state: { type: 'azure-blob', uri: 'azure://c/' } }, 'state.connectionString: give one of connectionString, sasToken, sharedKeyAccountName+sharedKeyAccountAccessKey, or tenantId+clientId+clientSecret'],
   ['GCS state', { ...base(), state: { type: 'gcs', uri: 'gs://b/' } }, 'state.type: gcs is not supported yet for state (use s3 or azure-blob, or postgres/file)'],
   ['delete with an object-store state', { ...base(), delete: true, state: { type: 's3', uri: 's3://b/' } }, 'delete: requires state.type postgres (the delete and its checkpoint commit in one transaction; got state.type s3)'],
+  ['an unknown bad-row policy', { ...base(), badRows: 'skip' }, 'badRows: must be one of deadLetter, fail (got "skip")'],
+  ['a bad maxRowBytes', { ...base(), maxRowBytes: 'huge' }, 'maxRowBytes: must be a positive byte size such as 256MB or 1048576 (got "huge")'],
+  ['a maxRowBytes over PostgreSQL\'s largest value', { ...base(), maxRowBytes: '2GiB' }, "maxRowBytes: must be at most 1GiB, PostgreSQL's largest value (got 2147483648)"],
+  ['a non-boolean allowDeadLetter', { ...base(), allowDeadLetter: 'no' }, 'allowDeadLetter: must be true or false (got "no")'],
+  ['an empty dead-letter directory', { ...base(), deadLetter: '' }, 'deadLetter: must be a non-empty string (got "")'],
+  ['a late-row horizon in months', { ...base(), lateRows: { horizon: 'P1M' } }, 'lateRows.horizon: must be a duration without years or months, such as PT1H or P1D (got "P1M")'],
+  ['a late-row horizon that is not a duration', { ...base(), lateRows: { horizon: '1h' } }, 'lateRows.horizon: must be an ISO-8601 duration such as P1D or PT30S (got "1h")'],
+  ['lateRows that is not a mapping', { ...base(), lateRows: 'PT1H' }, 'lateRows: must be a mapping of options (got "PT1H")'],
+  ['an unknown lateRows option', { ...base(), lateRows: { horizn: 'PT1H' } }, /^lateRows\.horizn: unknown option \(known options here: horizon\)/],
   ['a rows-per-shard below the floor', { ...base(), rowsPerShard: 10 }, 'rowsPerShard: must be an integer from 1000 to 9007199254740991 (got 10)'],
 ];
 
@@ -197,6 +206,7 @@ describe('defaults', () => {
     const c = loadConfigText(YAML.stringify(base()), { secrets: noSecrets });
     expect(c).toMatchObject({
       lookbackPeriod: 'P1D', offsetKey: 'LogShipper-state', delete: false, safetyLag: 'PT30S', rowsPerShard: 1_000_000, maxDurationMs: null, stopGraceMs: 30_000,
+      badRows: 'deadLetter', maxRowBytes: 64 * 1024 ** 2, deadLetter: './logship-dead-letter', allowDeadLetter: false, lateRows: { horizon: 'PT1H' },
       state: { type: 'postgres', table: 'logship_state' },
       source: { table: 'logs', stream: 'copy', fetchSize: 5000, columns: { timestamp: 'timestamp', key: 'key', body: 'value', level: 'level' } },
     });

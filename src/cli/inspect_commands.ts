@@ -86,7 +86,8 @@ export async function stateCommand(config: Config, reset: boolean, json: boolean
       store: store.label,
       offset: state.offset,
       updatedAt: state.updatedAt,
-      unfinishedRun: state.run ? { runId: state.run.runId, createdAt: state.run.createdAt, window: state.run.window, shards: state.run.shards.length, done: [...state.done.keys()].sort((a, b) => a - b) } : null,
+      unfinishedRun: state.run ? { runId: state.run.runId, kind: state.run.kind ?? 'window', createdAt: state.run.createdAt, window: state.run.window, shards: state.run.shards.length, done: [...state.done.keys()].sort((a, b) => a - b) } : null,
+      lateRows: { horizon: config.lateRows.horizon, rangesTracked: state.reads.length },
     };
     if (json) {
       process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
@@ -95,6 +96,7 @@ export async function stateCommand(config: Config, reset: boolean, json: boolean
     const lines = [`offsetKey ${config.offsetKey} (${store.label})`, `offset: ${formatBound(state.offset)}${state.updatedAt ? ` (updated ${state.updatedAt})` : ''}`];
     if (out.unfinishedRun) lines.push(`unfinished run ${out.unfinishedRun.runId} from ${out.unfinishedRun.createdAt}: ${out.unfinishedRun.done.length}/${out.unfinishedRun.shards} shards done; the next run finishes it first`);
     else lines.push('no unfinished run');
+    lines.push(`late rows: ${state.reads.length} exported ranges inside the ${config.lateRows.horizon} horizon are checked at each run`);
     process.stdout.write(`${lines.join('\n')}\n`);
   } finally {
     await client.end().catch(() => {});

@@ -23,7 +23,7 @@ const USAGE = `usage:
 --config takes a logship YAML file or a whole Kestra flow with a LogShipper or AuditLogShipper
 task; --var fills {{ vars.NAME }} (after the flow's variables; LOGSHIP_VAR_NAME last).
 Exit codes: 0 success (also a stop at --max-duration), 1 run failed (rerun resumes),
-2 usage or config error, 3 finished but documents were dead-lettered (allowDeadLetter: true
+2 usage or config error, 3 finished but rows or documents were dead-lettered (allowDeadLetter: true
 makes that 0), 4 the source database was unavailable at startup (retry later),
 130/143 stopped by SIGINT/SIGTERM (checkpoint saved; rerun resumes).`;
 
@@ -139,13 +139,19 @@ async function main(argv: string[]): Promise<number> {
     });
     if (report.stopped && report.stopped.reason !== 'deadline') return SIGNAL_EXIT[report.stopped.reason];
     if (report.status === 'failed') return EXIT.failed;
+    let deadLettered = false;
+    if (report.badRows > 0 && !config.allowDeadLetter) {
+      process.stderr.write(`logship: ${report.badRows} bad rows (NULL, not UTF-8 or over maxRowBytes) were dead-lettered to ${config.deadLetter}; every other row was exported; set allowDeadLetter: true to accept that\n`);
+      deadLettered = true;
+    }
     const { deliversDocuments } = await import('../sinks/registry.js');
     const dropped = config.logExporters.filter(deliversDocuments).filter((e) => !e.allowDeadLetter && report.exporters[e.id]!.deadLettered > 0);
     if (dropped.length > 0) {
       const where = dropped.map((e) => `${report.exporters[e.id]!.deadLettered} by '${e.id}' (see ${e.deadLetter})`).join(', ');
       process.stderr.write(`logship: documents were dead-lettered: ${where}; set allowDeadLetter: true to accept that\n`);
-      return EXIT.deadLettered;
+      deadLettered = true;
     }
+    if (deadLettered) return 3;
   }
   return EXIT.ok;
 }

@@ -86,8 +86,10 @@ function summary(r: RunReport): string {
     lines.push(`  ${id}: ${formatCount(t.rows)} rows, ${formatCount(t.files)} files, ${formatBytes(t.bytes)}${t.removedStaleParts ? `, ${t.removedStaleParts} stale parts removed` : ''}${t.deadLettered ? `, ${t.deadLettered} dead-lettered` : ''}`);
   }
   for (const run of r.runs) {
-    lines.push(`  run ${run.runId}${run.resumed ? ' (resumed)' : ''}: ${run.shardsExportedNow}/${run.shards} shards, ${formatCount(run.rows)} rows`);
+    lines.push(`  ${run.kind === 'late' ? 'late catch-up' : 'run'} ${run.runId}${run.resumed ? ' (resumed)' : ''}: ${run.shardsExportedNow}/${run.shards} shards, ${formatCount(run.rows)} rows`);
   }
+  if (r.badRows > 0) lines.push(`  bad rows dead-lettered: ${formatCount(r.badRows)} (in ${r.deadLetter})`);
+  if (r.late.rows > 0) lines.push(`  late rows caught up: ${formatCount(r.late.rows)} in ${r.late.rangesCaughtUp} ranges`);
   if (r.deletedRows !== null) lines.push(`  deleted from source: ${formatCount(r.deletedRows)} rows`);
   lines.push(`  offset: ${formatBound(r.offsetBefore)} -> ${formatBound(r.offsetAfter)}`);
   if (r.stopped) {

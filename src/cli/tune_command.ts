@@ -65,7 +65,7 @@ export async function tuneCommand(config: Config, o: TuneOptions): Promise<void>
           id: 'tune', type: 'file', directory: dir, logFilePrefix: 'tune', keyTemplate: FILE_DEFAULT_TEMPLATE,
         };
         const trial: Config = {
-          ...config, workers, delete: false, offsetKey: 'logship-tune', state: { type: 'file', path: path.join(dir, 'state.json') },
+          ...config, workers, delete: false, offsetKey: 'logship-tune', lateRows: { horizon: 'PT0S' }, state: { type: 'file', path: path.join(dir, 'state.json') },
           source: { ...config.source, fetchSize }, rowsPerShard: Math.max(1000, Math.ceil(sampleRows / (workers * 4))), logExporters: [exporter],
         };
         const report = emptyReport(trial);

@@ -96,6 +96,17 @@ function checkSourceUrl(s: OptionReader, url: string, separatePassword: boolean)
   if (separatePassword && u.password) throw new ConfigError(s.at('password'), 'source.url already has a password; give it in one place');
 }
 
+/** PostgreSQL's largest field (1 GB): no row can be larger. */
+const MAX_ROW_BYTES = 1024 ** 3;
+
+function parseLateRows(r: OptionReader | undefined): Config['lateRows'] {
+  if (!r) return { horizon: 'PT1H' };
+  const horizon = r.duration('horizon', 'PT1H');
+  if (isoDurationMillis(horizon) === undefined) throw new ConfigError(r.at('horizon'), `must be a duration without years or months, such as PT1H or P1D (got ${JSON.stringify(horizon)})`);
+  r.done();
+  return { horizon };
+}
+
 /** Validates a native logship config (already secret-resolved). */
 export function parseConfig(value: unknown): Config {
   const r = OptionReader.of('', value);
@@ -119,6 +130,12 @@ export function parseConfig(value: unknown): Config {
   const maxDuration = r.raw('maxDuration');
   const maxDurationMs = maxDuration === undefined || maxDuration === null ? null : checkMaxDuration(r.at('maxDuration'), maxDuration, stopGraceMs);
   const state = parseState(r.child('state'));
+  const badRows = r.choice('badRows', ['deadLetter', 'fail'] as const, 'deadLetter');
+  const maxRowBytes = r.byteSize('maxRowBytes', 64 * 1024 ** 2);
+  if (maxRowBytes > MAX_ROW_BYTES) throw new ConfigError('maxRowBytes', `must be at most 1GiB, PostgreSQL's largest value (got ${maxRowBytes})`);
+  const deadLetter = r.string('deadLetter', './logship-dead-letter');
+  const allowDeadLetter = r.boolean('allowDeadLetter', false);
+  const lateRows = parseLateRows(r.child('lateRows'));
   const list = r.list('logExporters');
   if (!list || list.length === 0) throw new ConfigError('logExporters', 'must list at least one exporter');
   const ids = new Set<string>();
@@ -146,5 +163,8 @@ export function parseConfig(value: unknown): Config {
   if (tenantId && source.columns.tenant === null) {
     throw new ConfigError('tenantId', 'the source has no tenant column (source.columns.tenant is null)');
   }
-  return { kind, source, logLevelFilter, resources, lookbackPeriod, namespace, tenantId, offsetKey, delete: del, safetyLag, workers, workersReason, rowsPerShard, shardAttempts, maxDurationMs, stopGraceMs, state, logExporters };
+  return {
+    kind, source, logLevelFilter, resources, lookbackPeriod, namespace, tenantId, offsetKey, delete: del, safetyLag, workers, workersReason, rowsPerShard, shardAttempts,
+    maxDurationMs, stopGraceMs, state, badRows, maxRowBytes, deadLetter, allowDeadLetter, lateRows, logExporters,
+  };
 }

@@ -10,6 +10,12 @@ export interface ShardSpec {
   hi: Bound;
   /** Exact when the plan's method is 'exact', an estimate from the sample otherwise. */
   estimatedRows: number;
+  /**
+   * A late catch-up of exported range `of`: only its rows committed after `since` was taken. With
+   * `keys` (found by the catch-up's check, read in snapshot `until`), exactly those rows, looked up
+   * by key, and the range then moves to `until`; without, every row the shard's own snapshot shows.
+   */
+  late?: { of: string; n: number; since: string; keys?: string[]; until?: string };
 }
 
 export interface PlanOptions {

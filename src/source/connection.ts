@@ -100,3 +100,13 @@ function explain(err: unknown): string {
   if (e?.code === 'ENOTFOUND') return 'host name not found';
   return e?.message || String(err);
 }
+
+/**
+ * In a SQL_ASCII database PostgreSQL refuses to send a UTF8 client any byte that is not UTF-8,
+ * and names no row: planning and reading fail on one bad key or body. With client_encoding
+ * SQL_ASCII as well, bytes pass as stored and logship checks them itself (isUtf8 on each batch;
+ * the rows that fail are bad rows). Other server encodings are left alone: they convert.
+ */
+export async function passRawBytesFromSqlAscii(client: pg.Client): Promise<void> {
+  await client.query(`SELECT CASE WHEN current_setting('server_encoding') = 'SQL_ASCII' THEN set_config('client_encoding', 'SQL_ASCII', false) END`);
+}

@@ -53,8 +53,9 @@ export interface SourceTable {
   tenant: string | null;
   resource: string | null;
   deleted: string | null;
-  /** Expression yielding the exported document as jsonb (its text form is what gets written). */
+  /** Expression yielding the exported document: jsonb, or json text when `bodyIsJsonb` is false. */
   body: string;
+  bodyIsJsonb: boolean;
   /** The key as text: the bare column when it already is text (so COPY sends its bytes as is). */
   keyText: string;
   /** Columns a Parquet file gets: Kestra's fields, the table's own columns, or key/time/document. */
@@ -138,8 +139,10 @@ export async function describeTable(client: pg.Client, source: SourceConfig): Pr
   let bodyExpr: string;
   if (!body) bodyExpr = 'to_jsonb(t)';
   else if (body.type === 'jsonb') bodyExpr = `t.${q(body.name)}`;
-  // json keeps the author's whitespace, newlines included; jsonb's text form is one line.
-  else if (body.type === 'json') bodyExpr = `t.${q(body.name)}::jsonb`;
+  // json goes out as written, never through jsonb: a valid \u0000 escape cannot be cast to jsonb.
+  // Raw CR/LF in valid JSON can only be whitespace between tokens (inside strings they must be
+  // escaped), so turning them into spaces keeps one document per line and changes no value.
+  else if (body.type === 'json') bodyExpr = `translate(t.${q(body.name)}::text, E'\\n\\r', '  ')`;
   else bodyExpr = `to_jsonb(t.${q(body.name)})`;
 
   return {
@@ -154,6 +157,7 @@ export async function describeTable(client: pg.Client, source: SourceConfig): Pr
     resource: resource && `t.${q(resource.name)}`,
     deleted: deleted && `t.${q(deleted.name)}`,
     body: bodyExpr,
+    bodyIsJsonb: body?.type !== 'json',
     keyText: keyIsText ? `t.${q(key.name)}` : `t.${q(key.name)}::text`,
     parquet: isKestra
       ? KESTRA_PARQUET
