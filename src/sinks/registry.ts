@@ -7,7 +7,9 @@ import type { DeliveryOptions } from './delivery/options.js';
 import { elasticsearchSink, opensearchSink } from './elasticsearch/definition.js';
 import { fileSink } from './file/definition.js';
 import { gcsSink } from './gcs/definition.js';
+import { otlpSink } from './otlp/definition.js';
 import { s3Sink } from './s3/definition.js';
+import { splunkSink } from './splunk/definition.js';
 import type { Exporter } from './types.js';
 
 /** Every destination logship has: one line each. */
@@ -18,6 +20,8 @@ export const SINKS: readonly SinkDefinition[] = [
   azureBlobSink,
   elasticsearchSink,
   opensearchSink,
+  splunkSink,
+  otlpSink,
 ];
 
 /** Kestra exporter types logship knows of but does not have. */
