@@ -11,8 +11,11 @@ export default async function run(input: ShardTaskInput): Promise<ShardOutcome> 
     // Errors cross the thread boundary as plain messages; tag which shard failed, and redact
     // here too since secrets registered in the main thread are not known to this one.
     const message = err instanceof Error ? err.message : String(err);
-    const e = new Error(redact(`shard ${input.shard.index} (${input.shard.id}): ${message}`));
-    e.name = err instanceof Error ? err.name : 'Error';
+    // The structured clone between threads keeps only standard error names, so the name (which
+    // says whether a shard retry can help) also travels in `cause`, which the clone keeps.
+    const name = err instanceof Error ? err.name : 'Error';
+    const e = new Error(redact(`shard ${input.shard.index} (${input.shard.id}): ${message}`), { cause: { errorName: name } });
+    e.name = name;
     throw e;
   }
 }

@@ -11,8 +11,9 @@ export type ShardRetryDecision = 'retry' | 'dont-retry';
 const PERMANENT = new Set(['ConfigError', 'PermanentExportError', 'CorruptRowError']);
 
 export function shardRetryDecision(err: unknown): ShardRetryDecision {
-  const name = (err as { name?: string })?.name;
-  return name && PERMANENT.has(name) ? 'dont-retry' : 'retry';
+  const e = err as { name?: string; cause?: { errorName?: string } } | undefined;
+  const names = [e?.name, e?.cause?.errorName];
+  return names.some((n) => n !== undefined && PERMANENT.has(n)) ? 'dont-retry' : 'retry';
 }
 
 export interface BackoffPolicy {
