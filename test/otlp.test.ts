@@ -118,7 +118,7 @@ describe('OTLP/HTTP exporter', () => {
       const r = await runCli(['run', '--config', file], { env });
       expect(r.code).toBe(1);
       server.assertFaultsDelivered();
-      expect(r.stderr.trim().split('\n').at(-1)).toMatch(new RegExp(`^logship: shard 0 \\(.*\\): otlp exporter 'otel' \\(${server.endpoint}\\): HTTP 500 \\(exporter queue broke\\); the offset stays`));
+      expect(r.stderr.trim().split('\n').at(-1)).toMatch(new RegExp(`^logship: shard \\d+ \\(.*\\): otlp exporter 'otel' \\(${server.endpoint}\\): HTTP 500 \\(exporter queue broke\\); the offset stays`));
     } finally {
       await server.stop();
     }

@@ -2,6 +2,8 @@ import type { HttpClient } from '../delivery/http_client.js';
 
 interface Waiter {
   deadline: number;
+  /** Polls that asked about this ackId. */
+  asked: number;
   resolve: (acked: boolean) => void;
 }
 
@@ -9,12 +11,15 @@ interface Waiter {
  * Indexer acknowledgement on one HEC data channel. Every accepted request's `ackId` waits here;
  * one poll of `/services/collector/ack` per interval asks about all of them at once (HEC's
  * recommended pattern), and each resolves true when acknowledged, or false once `timeoutMs`
- * passed without it (the request is then resent: HEC may have lost it).
+ * passed without it (the request is then resent: HEC may have lost it). Expiry also needs
+ * `timeoutMs / intervalMs` polls to have asked: a starved event loop that polled late must not
+ * declare acknowledged requests lost (and resend them as duplicates).
  */
 export class AckPoller {
   private readonly waiting = new Map<number, Waiter>();
   private timer: NodeJS.Timeout | null = null;
   private polling = false;
+  private readonly minPolls: number;
 
   constructor(
     private readonly client: HttpClient,
@@ -23,11 +28,13 @@ export class AckPoller {
     private readonly intervalMs: number,
     private readonly timeoutMs: number,
     private readonly now: () => number = Date.now,
-  ) {}
+  ) {
+    this.minPolls = Math.max(1, Math.ceil(timeoutMs / intervalMs));
+  }
 
   wait(ackId: number): Promise<boolean> {
     return new Promise<boolean>((resolve) => {
-      this.waiting.set(ackId, { deadline: this.now() + this.timeoutMs, resolve });
+      this.waiting.set(ackId, { deadline: this.now() + this.timeoutMs, asked: 0, resolve });
       this.schedule();
     });
   }
@@ -50,6 +57,7 @@ export class AckPoller {
   private async poll(): Promise<void> {
     this.polling = true;
     const ids = [...this.waiting.keys()];
+    for (const w of this.waiting.values()) w.asked++;
     try {
       const answer = await this.client.request('POST', `/services/collector/ack?channel=${encodeURIComponent(this.channel)}`, this.headers, Buffer.from(JSON.stringify({ acks: ids })));
       if (answer.status === 200) {
@@ -69,7 +77,7 @@ export class AckPoller {
     }
     const now = this.now();
     for (const [id, w] of this.waiting) {
-      if (now >= w.deadline) {
+      if (now >= w.deadline && w.asked >= this.minPolls) {
         w.resolve(false);
         this.waiting.delete(id);
       }

@@ -34,6 +34,7 @@ export class SplunkServer extends PlatformServer {
   poison: (raw: string) => boolean = () => false;
   /** Requests (by 1-based number of accepted event requests) the indexers lose under useAck. */
   loseRequest: (n: number) => boolean = () => false;
+  /** Non-lost requests are acknowledged from this poll on; below the client's ackTimeout / ackPollInterval polls, so never mistaken for lost. */
   ackAfterPolls = 2;
   eventRequests = 0;
   ackPolls = 0;
