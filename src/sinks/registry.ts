@@ -8,7 +8,9 @@ import { elasticsearchSink, opensearchSink } from './elasticsearch/definition.js
 import { fileSink } from './file/definition.js';
 import { gcsSink } from './gcs/definition.js';
 import { checkNamesStayInside } from './naming.js';
+import { otlpSink } from './otlp/definition.js';
 import { s3Sink } from './s3/definition.js';
+import { splunkSink } from './splunk/definition.js';
 import type { Exporter } from './types.js';
 
 /** Every destination logship has: one line each. */
@@ -19,6 +21,8 @@ export const SINKS: readonly SinkDefinition[] = [
   azureBlobSink,
   elasticsearchSink,
   opensearchSink,
+  splunkSink,
+  otlpSink,
 ];
 
 /** Kestra exporter types logship knows of but does not have. */

@@ -32,6 +32,12 @@ export interface RequestBuilder<R extends DeliveryRequest> {
    */
   add(batch: RowBatch, i: number): string | null;
   readonly count: number;
+  /**
+   * For platforms with a hard byte cap per request: false when row `i` would push the open request
+   * over it, so the core sends the request first and the row starts the next one. (The row cannot
+   * be held back inside the builder: the acknowledged prefix counts every row added so far.)
+   */
+  fits?(batch: RowBatch, i: number): boolean;
   /** True once the request reached a cap and must be sent before the next row. */
   readonly full: boolean;
   take(): R;
