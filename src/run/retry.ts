@@ -7,12 +7,15 @@ import { backOff } from 'exponential-backoff';
  */
 export type ShardRetryDecision = 'retry' | 'dont-retry';
 
-/** Error names that mark failures no retry fixes; names survive the worker-thread boundary. */
+/** Error names that mark failures no retry fixes. */
 const PERMANENT = new Set(['ConfigError', 'PermanentExportError', 'CorruptRowError']);
 
 export function shardRetryDecision(err: unknown): ShardRetryDecision {
-  const name = (err as { name?: string })?.name;
-  return name && PERMANENT.has(name) ? 'dont-retry' : 'retry';
+  const e = err as { name?: string; stack?: string };
+  // Structured clone (the worker-thread boundary) resets a custom `name` to "Error", but the
+  // stack it carries still starts with "PermanentExportError: …".
+  const fromStack = /^(\w+):/.exec(e?.stack ?? '')?.[1];
+  return (e?.name && PERMANENT.has(e.name)) || (fromStack && PERMANENT.has(fromStack)) ? 'dont-retry' : 'retry';
 }
 
 export interface BackoffPolicy {
