@@ -71,3 +71,15 @@ describe('AWS exporter configuration', () => {
     expect(load(kin({ aggregation: true })) as unknown as KinesisExporterConfig).toMatchObject({ chunk: 5000, concurrency: 1 });
   });
 });
+
+describe('shard retry decision', () => {
+  it('a permanent error thrown in a worker thread is not retried once its name crossed the thread boundary', async () => {
+    const { shardRetryDecision } = await import('../src/run/retry.js');
+    const e = new Error('shard 3 (abc): cloudwatch exporter: AccessDeniedException');
+    e.name = 'PermanentExportError';
+    const crossed = structuredClone(e);
+    expect(crossed.name).toBe('Error'); // what piscina hands back
+    expect(shardRetryDecision(crossed)).toBe('dont-retry');
+    expect(shardRetryDecision(structuredClone(new Error('ECONNRESET')))).toBe('retry');
+  });
+});
