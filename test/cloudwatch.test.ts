@@ -216,4 +216,19 @@ describe('cloudwatch exporter', () => {
     expect(r.stderr.trim().split('\n').at(-1)).toBe(`logship: cloudwatch exporter 'cw' (${group}/production, ${server.url}): log group ${group} does not exist (createLogGroup is false)`);
     expect(await storedOffset(file)).toBeNull();
   });
+
+  it('plan warns when the window reaches past 14 days or past the log group retention', async () => {
+    const old = config({}, { lookbackPeriod: 'P20D' });
+    server.groups.set(old.group, { creationTime: Date.now(), retentionInDays: 3, streams: new Map() });
+    const r = await runCli(['plan', '--config', old.file], { env });
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^warning: cloudwatch exporter 'cw': the window starts 20\.0 days ago; CloudWatch Logs rejects events more than 14 days old, so older rows would be dead-lettered$/m);
+    expect(r.stdout).toContain(`warning: cloudwatch exporter 'cw': the window starts 20.0 days ago; log group ${old.group} keeps 3 days, so older rows would be rejected as expired and dead-lettered`);
+
+    const recent = config({}, { lookbackPeriod: 'P2D' });
+    server.groups.set(recent.group, { creationTime: Date.now(), retentionInDays: 3, streams: new Map() });
+    const ok = await runCli(['plan', '--config', recent.file, '--json'], { env });
+    expect(ok.code).toBe(0);
+    expect((JSON.parse(ok.stdout) as { warnings: string[] }).warnings).toEqual([]);
+  });
 });

@@ -9,4 +9,5 @@ export const cloudwatchSink = defineSink<CloudWatchExporterConfig>({
   parse: parseCloudWatchExporter,
   load: async (config) => (await import('./index.js')).createCloudWatchExporter(config),
   describeTarget: (config) => `log group ${config.logGroupName}, stream ${config.logStreamName}`,
+  planWarnings: async (config, window) => (await import('./plan_warnings.js')).cloudWatchPlanWarnings(config, window),
 });
