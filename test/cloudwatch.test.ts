@@ -231,4 +231,15 @@ describe('cloudwatch exporter', () => {
     expect(ok.code).toBe(0);
     expect((JSON.parse(ok.stdout) as { warnings: string[] }).warnings).toEqual([]);
   });
+
+  it('roleArn: assumes the role through STS AssumeRole and signs PutLogEvents with the temporary credentials', async () => {
+    const { file, group } = config({ roleArn: 'arn:aws:iam::123456789012:role/logship-writer' });
+    const r = await runCli(['run', '--config', file], { env: { ...env, AWS_ENDPOINT_URL_STS: server.url } });
+    expect(r.code).toBe(0);
+    expect(server.assumedRoles).toContain('arn:aws:iam::123456789012:role/logship-writer');
+    const puts = server.http.requests.filter((q) => String(q.headers['x-amz-target']).endsWith('PutLogEvents') && q.body.includes(`"logGroupName":"${group}"`));
+    expect(puts.length).toBeGreaterThan(0);
+    expect(puts.every((q) => /Credential=ASIATEMP\d+\//.test(String(q.headers.authorization)) && String(q.headers['x-amz-security-token']).startsWith('session-token-'))).toBe(true);
+    expect(compareKeys(source.keys(), storedKeys(group))).toEqual({ missing: [], unexpected: [], duplicates: 0 });
+  });
 });

@@ -17,7 +17,8 @@ export async function awsClientOptions(c: AwsConnection, requestTimeoutMs: numbe
     credentials = fromTemporaryCredentials({
       params: { RoleArn: c.roleArn, RoleSessionName: sessionName },
       masterCredentials: credentials,
-      clientConfig: { region: c.region, ...(c.endpoint ? { endpoint: c.endpoint } : {}) },
+      // STS keeps its own endpoint (AWS_ENDPOINT_URL_STS to override): `endpoint` is the data service's.
+      clientConfig: { region: c.region, requestHandler: new NodeHttpHandler({ connectionTimeout: 10_000 }) },
     });
   }
   return {

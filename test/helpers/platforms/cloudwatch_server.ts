@@ -47,7 +47,24 @@ export class CloudWatchServer {
     return this.groups.get(group)?.streams.get(stream) ?? [];
   }
 
+  /** Role ARNs assumed through this server's STS AssumeRole (the Query protocol, XML answers). */
+  readonly assumedRoles: string[] = [];
+
+  private async assumeRole(r: ReceivedRequest): Promise<Answer> {
+    const denied = await verifySigV4(r, this.credentials, 'sts');
+    const xml = (status: number, body: string): Answer => ({ status, headers: { 'content-type': 'text/xml' }, body });
+    if (denied) return xml(403, `<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type><Code>${denied.type === 'UnrecognizedClientException' ? 'InvalidClientTokenId' : 'SignatureDoesNotMatch'}</Code><Message>${denied.message}</Message></Error><RequestId>test</RequestId></ErrorResponse>`);
+    const form = new URLSearchParams(r.body.toString('utf8'));
+    const role = form.get('RoleArn') ?? '';
+    this.assumedRoles.push(role);
+    const temp = { accessKeyId: `ASIATEMP${this.assumedRoles.length}`, secretAccessKey: `temp-secret-${this.assumedRoles.length}` };
+    this.credentials.push(temp);
+    const expiration = new Date(this.now() + 3600_000).toISOString();
+    return xml(200, `<AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><AssumeRoleResult><Credentials><AccessKeyId>${temp.accessKeyId}</AccessKeyId><SecretAccessKey>${temp.secretAccessKey}</SecretAccessKey><SessionToken>session-token-${this.assumedRoles.length}</SessionToken><Expiration>${expiration}</Expiration></Credentials><AssumedRoleUser><AssumedRoleId>AROATEST:${form.get('RoleSessionName')}</AssumedRoleId><Arn>${role.replace(':iam::', ':sts::').replace(':role/', ':assumed-role/')}/${form.get('RoleSessionName')}</Arn></AssumedRoleUser></AssumeRoleResult><ResponseMetadata><RequestId>test</RequestId></ResponseMetadata></AssumeRoleResponse>`);
+  }
+
   private async handle(r: ReceivedRequest): Promise<Answer> {
+    if (String(r.headers['content-type'] ?? '').startsWith('application/x-www-form-urlencoded') && r.body.toString('utf8').startsWith('Action=AssumeRole')) return this.assumeRole(r);
     const target = String(r.headers['x-amz-target'] ?? '');
     if (r.method !== 'POST' || !target.startsWith('Logs_20140328.')) return cloudWatchError('UnknownOperationException', `unknown operation ${target}`);
     const denied = await verifySigV4(r, this.credentials, 'logs');
