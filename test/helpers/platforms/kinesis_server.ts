@@ -7,6 +7,8 @@ import { hashKeyOf } from '../../../src/sinks/kinesis/aggregation.js';
 import { PlatformServer, type Answer, type ReceivedRequest } from '../platform_server.js';
 import { verifySigV4, type AwsTestCredentials } from './aws_auth.js';
 
+// The test process's own Kinesis client (creating and reading streams) need not warn about Node 20.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 const require = createRequire(import.meta.url);
 const kinesalite = require('kinesalite') as (o: { createStreamMs: number; deleteStreamMs?: number; updateStreamMs?: number; shardLimit?: number }) => http.Server;
 const { deaggregateSync } = require('aws-kinesis-agg') as {
