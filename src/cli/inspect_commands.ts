@@ -25,6 +25,7 @@ export async function planCommand(config: Config, json: boolean): Promise<void> 
     const offset = state.run ? state.run.window.end : state.offset;
     const window = await computeWindow(client, offset, config.lookbackPeriod, config.safetyLag);
     const plan = window ? await planWindow(client, table, config, window) : null;
+    const warnings = window ? await planWarnings(config, { start: window.start.ts, end: window.end.ts }) : [];
     const shardView = (s: ShardSpec) => ({
       index: s.index, lo: s.lo, hi: s.hi, estimatedRows: s.estimatedRows,
       firstFiles: Object.fromEntries(config.logExporters.map((e, i) => [e.id, firstTarget(config, i, s)])),
@@ -41,6 +42,7 @@ export async function planCommand(config: Config, json: boolean): Promise<void> 
       workers: config.workers,
       workersReason: config.workersReason ?? 'set in the config',
       shards: (plan?.shards ?? []).map(shardView),
+      warnings,
     };
     if (json) {
       process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
@@ -59,10 +61,21 @@ export async function planCommand(config: Config, json: boolean): Promise<void> 
         for (const [id, name] of Object.entries(s.firstFiles)) lines.push(`      ${id}: ${name}${s.estimatedRows > 0 ? '' : ' (only if rows arrive)'}`);
       }
     }
+    for (const w of warnings) lines.push(`warning: ${w}`);
     process.stdout.write(`${lines.join('\n')}\n`);
   } finally {
     await client.end().catch(() => {});
   }
+}
+
+/** Each destination's warnings about the window (backfills older than the platform accepts). */
+async function planWarnings(config: Config, window: { start: string; end: string }): Promise<string[]> {
+  const out: string[] = [];
+  for (const e of config.logExporters) {
+    const d = definitionOf(e);
+    if (d.planWarnings) out.push(...(await d.planWarnings(e, window)));
+  }
+  return out;
 }
 
 /** `logship state`: the stored offset and any unfinished run; `--reset` forgets both. */

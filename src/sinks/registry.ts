@@ -2,6 +2,7 @@ import { ConfigError } from '../config/errors.js';
 import { OptionReader, quote } from '../config/reader.js';
 import type { ExporterConfig, FileShapedConfig } from '../config/types.js';
 import { azureBlobSink } from './azure_blob/definition.js';
+import { cloudwatchSink } from './cloudwatch/definition.js';
 import type { SinkDefinition } from './definition.js';
 import type { DeliveryOptions } from './delivery/options.js';
 import { elasticsearchSink, opensearchSink } from './elasticsearch/definition.js';
@@ -9,6 +10,7 @@ import { fileSink } from './file/definition.js';
 import { gcsSink } from './gcs/definition.js';
 import { checkNamesStayInside } from './naming.js';
 import { otlpSink } from './otlp/definition.js';
+import { kinesisSink } from './kinesis/definition.js';
 import { s3Sink } from './s3/definition.js';
 import { splunkSink } from './splunk/definition.js';
 import type { Exporter } from './types.js';
@@ -23,6 +25,8 @@ export const SINKS: readonly SinkDefinition[] = [
   opensearchSink,
   splunkSink,
   otlpSink,
+  cloudwatchSink,
+  kinesisSink,
 ];
 
 /** Kestra exporter types logship knows of but does not have. */

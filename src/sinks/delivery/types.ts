@@ -31,13 +31,13 @@ export interface RequestBuilder<R extends DeliveryRequest> {
    * (over the platform's size cap where it does not truncate), and the core dead-letters it.
    */
   add(batch: RowBatch, i: number): string | null;
-  readonly count: number;
   /**
-   * For platforms with a hard byte cap per request: false when row `i` would push the open request
-   * over it, so the core sends the request first and the row starts the next one. (The row cannot
-   * be held back inside the builder: the acknowledged prefix counts every row added so far.)
+   * For platforms with hard caps (bytes, time span): false when row `i` would push the open
+   * request over one, so the core sends the open request first and row `i` starts the next.
+   * Deciding before `add` keeps each row in the request of the span it is acknowledged with.
    */
   fits?(batch: RowBatch, i: number): boolean;
+  readonly count: number;
   /** True once the request reached a cap and must be sent before the next row. */
   readonly full: boolean;
   take(): R;
