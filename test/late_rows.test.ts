@@ -102,7 +102,7 @@ describe('late-arriving rows are exported exactly once', () => {
     const idle = await runCli(['run', '--config', cfg, '--report', path.join(dir, 'idle.json')]);
     expect(idle.code).toBe(0);
     expect(JSON.parse(fs.readFileSync(path.join(dir, 'idle.json'), 'utf8')).late.rows).toBe(0);
-  });
+  }, 300_000); // several incremental runs, each a process: a bound on a hang, not on speed
 
   it('a kill -9 during the catch-up, then a rerun: each late row once, in deterministically named late parts', async () => {
     const { url, client } = await freshDatabase('late_kill');
