@@ -47,6 +47,10 @@ export async function planShards(client: pg.Client, t: SourceTable, f: Filters, 
   // table's size; a second sampling pass runs only if that guess left too few samples.
   const tableRows = Number((await client.query<{ n: number }>(`SELECT reltuples::float8 AS n FROM pg_class WHERE oid = ${escapeLiteral(t.name)}::regclass`)).rows[0]?.n ?? 0);
   const firstRate = tableRows > 0 ? Math.min(1, (o.sampleRows ?? 20_000) / tableRows) : 0;
+  // The sample's random() is seeded in this session, so the same rows plan the same shards:
+  // plans, tests and benchmarks are reproducible. (random() is parallel restricted, so the
+  // sampling runs in this backend alone and follows this seed.)
+  await client.query(`SELECT setseed(${PLANNER_SEED})`);
   const partitions = await scanPartitions(client, t, where, o.granularity, firstRate);
   const totalRows = partitions.reduce((s, p) => s + p.rows, 0);
   if (totalRows === 0) return { totalRows, method: 'empty', shards: [] };
@@ -88,6 +92,9 @@ export async function planShards(client: pg.Client, t: SourceTable, f: Filters, 
   }
   return { totalRows, method: exact ? 'exact' : 'sample', shards };
 }
+
+/** Seed of the planner's sampling; any fixed value in [-1, 1] does. */
+const PLANNER_SEED = 0.5;
 
 interface PartitionScan { start: string; rows: number; sample: Bound[] }
 
