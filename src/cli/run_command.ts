@@ -14,7 +14,7 @@ export interface RunCommandOptions {
 }
 
 export async function runCommand(config: Config, o: RunCommandOptions): Promise<RunReport> {
-  const progress = new Progress({ tty: !o.quiet && process.stderr.isTTY === true, intervalMs: o.progressIntervalMs, stream: process.stderr, log });
+  const progress = new Progress({ tty: !o.quiet && process.stderr.isTTY === true, intervalMs: o.progressIntervalMs, stream: process.stderr, log, everyUpdate: process.env.LOGSHIP_TEST_PROGRESS_EVERY_BATCH === '1' });
   const report = emptyReport(config);
   try {
     await runExport(config, { log, progress }, report);

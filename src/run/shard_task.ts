@@ -60,6 +60,7 @@ export async function exportShard(input: ShardTaskInput): Promise<ShardOutcome> 
   const db = await sourceClient(config);
   const writers: ShardWriter[] = (await exportersFor(config)).map((e) => e.openShard(shard, table));
   const delayMs = Number(process.env.LOGSHIP_TEST_BATCH_DELAY_MS ?? 0);
+  const reportEveryMs = process.env.LOGSHIP_TEST_PROGRESS_EVERY_BATCH === '1' ? 0 : PROGRESS_EVERY_MS;
   let rows = 0;
   let bytes = 0;
   let lastReport = Date.now();
@@ -78,7 +79,7 @@ export async function exportShard(input: ShardTaskInput): Promise<ShardOutcome> 
       bytes += batch.bytes;
       if (delayMs > 0) await new Promise((r) => setTimeout(r, delayMs));
       const now = Date.now();
-      if (now - lastReport >= PROGRESS_EVERY_MS) {
+      if (now - lastReport >= reportEveryMs) {
         progress.postMessage({ shard: shard.index, rows, bytes } satisfies ProgressMessage);
         lastReport = now;
       }
