@@ -28,7 +28,7 @@ function faultQueue(server: string): FaultInjection & { take(): number | undefin
   let failed = 0;
   return {
     failNext(n, status = 503, pass = 0) {
-      queue.push({ pass, fail: n, status });
+      if (n > 0) queue.push({ pass, fail: n, status });
     },
     failedSoFar: () => failed,
     assertFaultsDelivered() {
