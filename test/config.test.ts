@@ -4,11 +4,11 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../src/config/errors.js';
 import { loadConfigFile, loadConfigText } from '../src/config/load.js';
-import { redact } from '../src/config/secrets.js';
+import { redact, type SecretSource } from '../src/config/secrets.js';
 import YAML from 'yaml';
 import { resolveWorkers } from '../src/config/workers.js';
 
-const noSecrets = { env: {}, secretsDir: undefined };
+const noSecrets: SecretSource = { env: {}, secretsDir: undefined };
 const base = () => ({ logExporters: [{ id: 'a', type: 'file' }] });
 
 function errorOf(config: unknown, secrets = noSecrets): string {
@@ -127,7 +127,7 @@ describe('config errors name the option path', () => {
 });
 
 describe('Kestra flows', () => {
-  const flowDir = path.resolve(__dirname, '../../shared/kestra-flows');
+  const flowDir = path.resolve(__dirname, '../fixtures/kestra-flows');
 
   it('maps the nightly file flow as it is, ignoring the trigger', () => {
     const config = loadConfigFile(path.join(flowDir, 'nightly-file.yaml'), { secrets: noSecrets });
@@ -190,7 +190,7 @@ describe('secrets', () => {
       { secrets: { env: { ENV_SECRET: 'from-the-env-456' }, secretsDir: dir } },
     );
     expect(config.source.url).toBe('postgres://u:from-the-env-456@h/db');
-    expect(config.logExporters[0]!.logFilePrefix).toBe('from-the-file-123');
+    expect(config.logExporters[0]).toMatchObject({ type: 'file', logFilePrefix: 'from-the-file-123' });
     expect(redact('failed: from-the-file-123 and from-the-env-456')).toBe('failed: *** and ***');
     expect(redact('cannot reach postgres://user:hunter22@db:5432/x')).toBe('cannot reach postgres://user:***@db:5432/x');
   });

@@ -6,7 +6,7 @@ import { seedKestraLogs } from '../src/demo/seed.js';
 import { freshDatabase, isoAgo, sourceDocs } from './helpers/db.js';
 import { exportedDocs, listParts, listTempFiles, normalize, runCli, tempDir, writeConfig } from './helpers/cli.js';
 
-const SHARED = path.resolve(__dirname, '../../shared/kestra-flows');
+const FLOWS = path.resolve(__dirname, '../fixtures/kestra-flows');
 
 interface Setup { url: string; client: pg.Client; dir: string; out: string }
 const opened: pg.Client[] = [];
@@ -95,14 +95,19 @@ describe('logship run (files)', () => {
   });
 
   it('leaves rows inside the safety lag for the next run', async () => {
-    const s = await setup('lag', 1000);
+    // Margins of an hour, not seconds, so a slow machine cannot move a row across the lag; the
+    // second run's shorter lag stands in for the time that passes before the next run.
+    const s = await setup('lag', 0);
+    await seedKestraLogs(s.client, { rows: 1000, start: isoAgo(3 * 3600), spanSeconds: 3600 });
     await s.client.query(`INSERT INTO logs (key, value) SELECT 'late' || g, jsonb_build_object('namespace','n','flowId','f','level','INFO','message','late ' || g,
-      'timestamp', to_char(now() - interval '1 second', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')) FROM generate_series(1, 5) g`);
-    const cfg = writeConfig(s.dir, fileConfig(s, { safetyLag: 'PT4S' }));
+      'timestamp', to_char(now() - interval '10 minutes', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')) FROM generate_series(1, 5) g`);
+    const cfg = writeConfig(s.dir, fileConfig(s, { safetyLag: 'PT1H' }));
     expect((await runCli(['run', '--config', cfg])).code).toBe(0);
-    expect(exportedDocs(s.out).filter((d) => d.includes('"late '))).toEqual([]);
-    await new Promise((r) => setTimeout(r, 4500));
-    expect((await runCli(['run', '--config', cfg])).code).toBe(0);
+    expect(exportedDocs(s.out)).toEqual(await sourceDocs(s.client, "key NOT LIKE 'late%'"));
+    writeConfig(s.dir, fileConfig(s, { safetyLag: 'PT1M' }));
+    const second = await runCli(['run', '--config', cfg]);
+    expect(second.code).toBe(0);
+    expect(second.stdout).toContain('exported 5 rows');
     expect(exportedDocs(s.out)).toEqual(await sourceDocs(s.client));
   });
 
@@ -174,7 +179,7 @@ describe('Kestra flows as users write them', () => {
   });
 
   it('runs the nightly file flow as is', async () => {
-    const r = await runCli(['run', '--config', path.join(SHARED, 'nightly-file.yaml')], { cwd: s.dir, env: { LOGSHIP_SOURCE_URL: s.url } });
+    const r = await runCli(['run', '--config', path.join(FLOWS, 'nightly-file.yaml')], { cwd: s.dir, env: { LOGSHIP_SOURCE_URL: s.url } });
     expect(r.code).toBe(0);
     const files = listParts(path.join(s.dir, 'logship-out'));
     expect(files.length).toBeGreaterThan(0);
@@ -184,7 +189,7 @@ describe('Kestra flows as users write them', () => {
   });
 
   it('plans the multi-exporter flow: S3 keys and Elasticsearch indices, no secret printed', async () => {
-    const r = await runCli(['plan', '--config', path.join(SHARED, 'multi-exporter.yaml'), '--json'], {
+    const r = await runCli(['plan', '--config', path.join(FLOWS, 'multi-exporter.yaml'), '--json'], {
       cwd: s.dir, env: { LOGSHIP_SOURCE_URL: s.url, AWS_ACCESS_KEY_ID: 'AKIA-TEST', AWS_SECRET_KEY_ID: 'very-secret-key', ES_PASSWORD: 'es-password-1' },
     });
     expect(r.code).toBe(0);
@@ -196,7 +201,7 @@ describe('Kestra flows as users write them', () => {
   });
 
   it('refuses an unknown exporter type with one line', async () => {
-    const flow = fs.readFileSync(path.join(SHARED, 'nightly-file.yaml'), 'utf8').replace('io.kestra.plugin.ee.core.log.FileLogExporter', 'io.kestra.plugin.ee.pigeon.LogExporter');
+    const flow = fs.readFileSync(path.join(FLOWS, 'nightly-file.yaml'), 'utf8').replace('io.kestra.plugin.ee.core.log.FileLogExporter', 'io.kestra.plugin.ee.pigeon.LogExporter');
     const cfg = writeConfig(s.dir, flow, 'pigeon.yaml');
     const r = await runCli(['run', '--config', cfg], { env: { LOGSHIP_SOURCE_URL: s.url } });
     expect(r.code).toBe(2);
@@ -312,16 +317,28 @@ describe('tune', () => {
 });
 
 describe('progress, plan and state', () => {
-  it('logs structured progress lines off a TTY and a final summary', async () => {
+  it('logs structured progress lines off a TTY, in order, and a final summary', async () => {
     const s = await setup('progress', 6000);
     const cfg = writeConfig(s.dir, fileConfig(s, { source: { url: s.url, fetchSize: 200 } }));
-    const r = await runCli(['run', '--config', cfg, '--progress-interval', '0.2'], { env: { LOGSHIP_TEST_BATCH_DELAY_MS: '15' } });
+    // A line per batch and per finished shard instead of per timer tick: the content and order
+    // are then the run's, not the machine's speed.
+    const r = await runCli(['run', '--config', cfg], { env: { LOGSHIP_TEST_PROGRESS_EVERY_BATCH: '1' } });
     expect(r.code).toBe(0);
-    const lines = r.stderr.split('\n').filter(Boolean).map((l) => JSON.parse(l));
-    const progress = lines.filter((l) => l.msg === 'progress');
-    expect(progress.length).toBeGreaterThan(1);
-    expect(progress.at(-1)).toMatchObject({ expectedRows: 6000, shards: 6 });
-    expect(typeof progress.at(-1).rowsPerSec).toBe('number');
+    const lines = r.stderr.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+    const progress = lines.filter((l) => l.msg === 'progress') as { rows: number; expectedRows: number; rowsPerSec: unknown; shardsDone: number; shards: number }[];
+    for (const line of progress) {
+      expect(line).toMatchObject({ expectedRows: 6000, shards: 6 });
+      expect(typeof line.rowsPerSec).toBe('number');
+    }
+    // Every finished shard reports once, and rows and shards only ever move forward.
+    expect([...new Set(progress.map((l) => l.shardsDone))].filter((n) => n > 0)).toEqual([1, 2, 3, 4, 5, 6]);
+    for (let i = 1; i < progress.length; i++) {
+      expect(progress[i]!.rows).toBeGreaterThanOrEqual(progress[i - 1]!.rows);
+      expect(progress[i]!.shardsDone).toBeGreaterThanOrEqual(progress[i - 1]!.shardsDone);
+    }
+    // Batches report while their shard runs: rows show up before the first shard finishes.
+    expect(progress.some((l) => l.shardsDone === 0 && l.rows > 0)).toBe(true);
+    expect(progress.at(-1)).toMatchObject({ rows: 6000, shardsDone: 6, etaSeconds: 0 });
     expect(lines.at(-1)).toMatchObject({ msg: 'run finished', status: 'ok', rows: 6000 });
   });
 

@@ -23,13 +23,13 @@ function batchOf(n: number, everySeconds = 1, fill = ''): RowBatch {
 
 function options(over: Partial<OutputOptions>): OutputOptions {
   return {
-    format: 'NDJSON', compression: 'gzip', compressionLevel: 1, maxLinesPerFile: 100, maxBytesPerFile: 1 << 30,
+    format: 'NDJSON', parquetCompression: 'ZSTD', rowGroupSize: 20_000, compression: 'gzip', compressionLevel: 1, maxLinesPerFile: 100, maxBytesPerFile: 1 << 30,
     logFilePrefix: 'logs', keyTemplate: '{prefix}-{shard}-{part}.{ext}', ...over,
   };
 }
 
 async function writeShard(dir: string, opts: OutputOptions, batches: RowBatch[]) {
-  const w = new RotatingPartWriter('exp', opts, new FileService('exp', dir), shard);
+  const w = new RotatingPartWriter('exp', opts, new FileService('exp', dir), shard, undefined);
   for (const b of batches) await w.write(b);
   return w.finish();
 }
@@ -153,7 +153,7 @@ describe('a shard rerun leaves exactly its final attempt', () => {
 
   it('abort leaves no file behind', async () => {
     const dir = tempDir('abort');
-    const w = new RotatingPartWriter('exp', options({ maxLinesPerFile: 1000 }), new FileService('exp', dir), shard);
+    const w = new RotatingPartWriter('exp', options({ maxLinesPerFile: 1000 }), new FileService('exp', dir), shard, undefined);
     await w.write(batchOf(10));
     expect(listTempFiles(dir)).toHaveLength(1);
     await w.abort();

@@ -54,6 +54,16 @@ describe('shard planner', () => {
     expect(Math.max(...counts)).toBeLessThanOrEqual((2 * 20_000) / plan.shards.length);
   });
 
+  it('plans the same sampled shards every time: the sampling is seeded', async () => {
+    const options = { offsetKey: 'k', workers: 2, rowsPerShard: 2000, granularity: null, exactRowLimit: 0, sampleRows: 4000 };
+    const first = await planShards(client, table, noFilters, start, end, options);
+    // Another draw in between must not change the next plan.
+    await client.query('SELECT random()');
+    const second = await planShards(client, table, noFilters, start, end, options);
+    expect(first.method).toBe('sample');
+    expect(second.shards).toEqual(first.shards);
+  });
+
   it('splits one instant shared by thousands of rows', async () => {
     const { client: c } = await freshDatabase('planner_ties');
     await seedKestraLogs(c, { rows: 8000, start: '2026-01-01T12:00:00Z', spanSeconds: 1, tieGroup: 8000 });

@@ -19,7 +19,7 @@ export interface RunCommandOptions {
 }
 
 export async function runCommand(config: Config, o: RunCommandOptions): Promise<RunReport> {
-  const progress = new Progress({ tty: !o.quiet && process.stderr.isTTY === true, intervalMs: o.progressIntervalMs, stream: process.stderr, log });
+  const progress = new Progress({ tty: !o.quiet && process.stderr.isTTY === true, intervalMs: o.progressIntervalMs, stream: process.stderr, log, everyUpdate: process.env.LOGSHIP_TEST_PROGRESS_EVERY_BATCH === '1' });
   const report = emptyReport(config);
   const watch = o.metricsPort !== undefined || o.pushgateway ? await startMetrics(config, o) : null;
   const stop = new StopControl({ maxDurationMs: config.maxDurationMs, stopGraceMs: config.stopGraceMs });

@@ -80,6 +80,7 @@ export async function exportShard(input: ShardTaskInput): Promise<ShardOutcome> 
   const deadLetters = config.badRows === 'deadLetter' ? new DeadLetterFile(config.maxRowBytes, config.deadLetter, shard.id) : null;
   const badRows: BadRowPolicy = deadLetters ?? new FailOnBadRow(config.maxRowBytes);
   const delayMs = Number(process.env.LOGSHIP_TEST_BATCH_DELAY_MS ?? 0);
+  const reportEveryMs = process.env.LOGSHIP_TEST_PROGRESS_EVERY_BATCH === '1' ? 0 : PROGRESS_EVERY_MS;
   let rows = 0;
   let bytes = 0;
   let lastReport = Date.now();
@@ -103,7 +104,7 @@ export async function exportShard(input: ShardTaskInput): Promise<ShardOutcome> 
       // The main thread asks a shard to stop at a deadline or a signal; checked between batches.
       if (channel.stopRequested) throw new ShardStoppedError(`stopped after ${rows} rows; left for the next run`);
       const now = Date.now();
-      if (now - lastReport >= PROGRESS_EVERY_MS) {
+      if (now - lastReport >= reportEveryMs) {
         channel.progress(shard.index, rows, bytes);
         lastReport = now;
       }
