@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import type { ObjectService } from '../src/sinks/types.js';
 import { RotatingPartWriter } from '../src/sinks/part_writer.js';
 import { FileService } from '../src/sinks/file/service.js';
 import { RowBatchBuilder, type RowBatch } from '../src/source/row_batch.js';
@@ -111,14 +112,14 @@ it('writes a sparse shard spanning thousands of hours as one part sequence per h
   const service = new FileService('exp', dir);
   const counting = Object.assign(Object.create(service) as FileService, {
     async open(name: string, type: string, enc: string | undefined) {
-      const upload = await service.open(name, type, enc);
+      const upload = await (service as ObjectService).open(name, type, enc);
       mostOpen = Math.max(mostOpen, ++open);
       upload.sink.once('finish', () => open--); // the part's bytes are all written: no longer open
       return upload;
     },
   });
   const tpl = '{prefix}/dt={date}/hour={hour}/{prefix}-{shard}-{part}.{ext}';
-  const w = new RotatingPartWriter('exp', options({ keyTemplate: tpl }), counting, wide);
+  const w = new RotatingPartWriter('exp', options({ keyTemplate: tpl }), counting, wide, undefined);
   await w.write(rows());
   const result = await w.finish();
   expect(mostOpen).toBeLessThanOrEqual(4);
@@ -132,7 +133,7 @@ it('writes a sparse shard spanning thousands of hours as one part sequence per h
     expect(new Date(t0 / 1000 + JSON.parse(docs[0]!).i * 3 * 86_400_000).toISOString().slice(0, 10)).toBe(date);
   }
   // A rerun rewrites the same names and leaves no extra file.
-  const again = new RotatingPartWriter('exp', options({ keyTemplate: tpl }), new FileService('exp', dir), wide);
+  const again = new RotatingPartWriter('exp', options({ keyTemplate: tpl }), new FileService('exp', dir), wide, undefined);
   await again.write(rows());
   const second = await again.finish();
   expect(second.parts.map((p) => p.name)).toEqual(result.parts.map((p) => p.name));

@@ -30,7 +30,7 @@ beforeAll(async () => {
   await seedKestraLogs(client, { rows: 18_000, start: '2026-01-01T00:00:00Z', spanSeconds: 8640, tieGroup: 5 });
   await seedKestraLogs(client, { rows: 2_000, start: '2026-01-01T02:24:00Z', spanSeconds: 77_760, tieGroup: 1, seq: 100_000 });
   await client.query('ANALYZE logs'); // the planner's first guess comes from these statistics
-  table = await describeTable(client, { url: undefined, table: 'logs', columns: KESTRA_COLUMNS, stream: 'copy', fetchSize: 1000, ordered: false });
+  table = await describeTable(client, { url: undefined, password: undefined, table: 'logs', columns: KESTRA_COLUMNS, stream: 'copy', fetchSize: 1000, ordered: false });
 });
 afterAll(() => client.end());
 
@@ -67,7 +67,7 @@ describe('shard planner', () => {
   it('splits one instant shared by thousands of rows', async () => {
     const { client: c } = await freshDatabase('planner_ties');
     await seedKestraLogs(c, { rows: 8000, start: '2026-01-01T12:00:00Z', spanSeconds: 1, tieGroup: 8000 });
-    const t = await describeTable(c, { url: undefined, table: 'logs', columns: KESTRA_COLUMNS, stream: 'copy', fetchSize: 1000, ordered: false });
+    const t = await describeTable(c, { url: undefined, password: undefined, table: 'logs', columns: KESTRA_COLUMNS, stream: 'copy', fetchSize: 1000, ordered: false });
     const plan = await planShards(c, t, noFilters, start, end, { offsetKey: 'k', workers: 2, rowsPerShard: 1000 });
     expect(plan.shards).toHaveLength(8);
     expect(new Set(plan.shards.slice(1).map((s) => s.lo.ts))).toEqual(new Set(['2026-01-01T12:00:00.000000Z']));
@@ -84,7 +84,7 @@ describe('shard planner', () => {
     const { client: c } = await freshDatabase('planner_sparse');
     // 3 000 rows, one a day for about eight years: every row in its own hour.
     await seedKestraLogs(c, { rows: 3000, start: '2018-01-01T00:00:00Z', spanSeconds: 3000 * 86_400, tieGroup: 1 });
-    const t = await describeTable(c, { url: undefined, table: 'logs', columns: KESTRA_COLUMNS, stream: 'copy', fetchSize: 1000, ordered: false });
+    const t = await describeTable(c, { url: undefined, password: undefined, table: 'logs', columns: KESTRA_COLUMNS, stream: 'copy', fetchSize: 1000, ordered: false });
     const plan = await planShards(c, t, noFilters, { ts: '2017-01-01T00:00:00.000000Z', key: null }, { ts: '2027-01-01T00:00:00.000000Z', key: null }, { offsetKey: 'k', workers: 2, rowsPerShard: 1_000_000 });
     expect(plan).toMatchObject({ method: 'exact', totalRows: 3000 });
     expect(plan.shards.map((s) => s.estimatedRows)).toEqual([1500, 1500]); // one a worker: partitions do not multiply shards

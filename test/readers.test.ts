@@ -32,7 +32,7 @@ async function collect(gen: AsyncGenerator<RowBatch>) {
 beforeAll(async () => {
   ({ client } = await freshDatabase('readers'));
   await seedKestraLogs(client, { rows: 5000, start: '2026-01-01T00:00:00Z', spanSeconds: 3600, tieGroup: 7 });
-  table = await describeTable(client, { url: undefined, table: 'logs', columns: KESTRA_COLUMNS, stream: 'copy', fetchSize: 1000, ordered: true });
+  table = await describeTable(client, { url: undefined, password: undefined, table: 'logs', columns: KESTRA_COLUMNS, stream: 'copy', fetchSize: 1000, ordered: true });
 });
 afterAll(() => client.end());
 
@@ -116,7 +116,7 @@ describe('COPY binary reader (fast path)', () => {
   it('names the row when a body is NULL (error)', async () => {
     await client.query(`CREATE TABLE nullable (id text PRIMARY KEY, ts timestamptz NOT NULL, body jsonb)`);
     await client.query(`INSERT INTO nullable VALUES ('ok-1', '2026-01-01', '{"a":1}'), ('bad-2', '2026-01-01 00:00:01', NULL)`);
-    const t = await describeTable(client, { url: undefined, table: 'nullable', stream: 'copy', fetchSize: 10, ordered: false, columns: { timestamp: 'ts', key: 'id', body: 'body', level: null, namespace: null, tenant: null, deleted: undefined, resource: null } });
+    const t = await describeTable(client, { url: undefined, password: undefined, table: 'nullable', stream: 'copy', fetchSize: 10, ordered: false, columns: { timestamp: 'ts', key: 'id', body: 'body', level: null, namespace: null, tenant: null, deleted: undefined, resource: null } });
     await expect(collect(readWithCopy(client, shardSelect(t, noFilters, all.lo, all.hi, false, 'copy'), 10))).rejects.toThrow('row key="bad-2": body is NULL');
     await expect(collect(readWithCursor(client, shardSelect(t, noFilters, all.lo, all.hi, false, 'cursor'), 10))).rejects.toThrow('row key="bad-2": body is NULL');
   });
@@ -125,7 +125,7 @@ describe('COPY binary reader (fast path)', () => {
     await client.query(`CREATE TABLE mixed (id text PRIMARY KEY, ts timestamptz NOT NULL, body jsonb)`);
     await client.query(`INSERT INTO mixed VALUES ('ok-1', '2026-01-01', '{"a":1}'), ('null-2', '2026-01-01 00:00:01', NULL),
       ('big-3', '2026-01-01 00:00:02', jsonb_build_object('m', repeat('é', 100))), ('ok-4', '2026-01-01 00:00:03', '{"b":2}')`);
-    const t = await describeTable(client, { url: undefined, table: 'mixed', stream: 'copy', fetchSize: 10, ordered: true, columns: { timestamp: 'ts', key: 'id', body: 'body', level: null, namespace: null, tenant: null, deleted: undefined, resource: null } });
+    const t = await describeTable(client, { url: undefined, password: undefined, table: 'mixed', stream: 'copy', fetchSize: 10, ordered: true, columns: { timestamp: 'ts', key: 'id', body: 'body', level: null, namespace: null, tenant: null, deleted: undefined, resource: null } });
     for (const mode of ['copy', 'cursor'] as const) {
       const rejected: BadRow[] = [];
       const policy = { maxRowBytes: 150, reject: (r: BadRow) => rejected.push(r) };

@@ -85,7 +85,7 @@ export class PlatformServer {
     this.requests.push(received);
     const at = this.faults.findIndex((f) => f.matches(received));
     if (at >= 0) {
-      const [{ fault }] = this.faults.splice(at, 1) as [{ fault: Fault }];
+      const { fault } = this.faults.splice(at, 1)[0]!;
       if ('reset' in fault) {
         req.socket.destroy();
         return;
