@@ -8,6 +8,7 @@ import type { DeliveryOptions } from './delivery/options.js';
 import { elasticsearchSink, opensearchSink } from './elasticsearch/definition.js';
 import { fileSink } from './file/definition.js';
 import { gcsSink } from './gcs/definition.js';
+import { newRelicSink } from './newrelic/definition.js';
 import { s3Sink } from './s3/definition.js';
 import type { Exporter } from './types.js';
 
@@ -20,6 +21,7 @@ export const SINKS: readonly SinkDefinition[] = [
   elasticsearchSink,
   opensearchSink,
   datadogSink,
+  newRelicSink,
 ];
 
 /** Kestra exporter types logship knows of but does not have. */
