@@ -2,36 +2,53 @@ import type { RowBatch } from '../../source/row_batch.js';
 import type { DeadLetterSubject, DeliveryRequest, RequestBuilder } from './types.js';
 
 /**
- * A request whose body is a JSON array of events (Datadog, New Relic): each event is kept as
- * its JSON text, so a partial resend or a 413 halving re-joins texts instead of re-encoding.
+ * A request whose body is a JSON array of events (Datadog, New Relic): the events' JSON texts
+ * sit back to back in one buffer, written there as they were encoded, so sending copies them
+ * once and a partial resend or a 413 halving slices them instead of re-encoding.
  */
 export class JsonItemsRequest implements DeliveryRequest {
   constructor(
-    readonly items: string[],
-    /** UTF-8 length of each item's JSON text. */
-    readonly sizes: number[],
+    /** Item JSON texts back to back, no separators. */
+    readonly data: Buffer,
+    /** ends[i] = offset just past item i in `data`. */
+    readonly ends: Int32Array,
     readonly keys: string[],
-    readonly tsMicros: number[],
+    readonly tsMicros: Float64Array,
   ) {}
 
   get count(): number {
-    return this.items.length;
+    return this.ends.length;
   }
 
   /** Bytes of the items joined into an array (`[a,b]`), before any envelope or compression. */
   get bytes(): number {
-    let n = 2 + Math.max(0, this.items.length - 1);
-    for (const s of this.sizes) n += s;
-    return n;
+    return (this.ends.length === 0 ? 0 : this.ends[this.ends.length - 1]!) + 1 + Math.max(1, this.ends.length);
+  }
+
+  item(i: number): Buffer {
+    return this.data.subarray(i === 0 ? 0 : this.ends[i - 1]!, this.ends[i]!);
   }
 
   /** `prefix[item,item,…]suffix` as one buffer. */
   body(prefix = '', suffix = ''): Buffer {
-    return Buffer.from(`${prefix}[${this.items.join(',')}]${suffix}`);
+    const head = Buffer.from(`${prefix}[`);
+    const tail = Buffer.from(`]${suffix}`);
+    const out = Buffer.allocUnsafe(head.length + this.bytes - 2 + tail.length);
+    let at = head.copy(out, 0);
+    for (let i = 0; i < this.count; i++) {
+      if (i > 0) out[at++] = 0x2c; // ,
+      at += this.data.copy(out, at, i === 0 ? 0 : this.ends[i - 1]!, this.ends[i]!);
+    }
+    tail.copy(out, at);
+    return out;
   }
 
   subset(items: number[]): JsonItemsRequest {
-    return new JsonItemsRequest(items.map((i) => this.items[i]!), items.map((i) => this.sizes[i]!), items.map((i) => this.keys[i]!), items.map((i) => this.tsMicros[i]!));
+    const parts = items.map((i) => this.item(i));
+    const ends = new Int32Array(items.length);
+    let at = 0;
+    parts.forEach((p, j) => (ends[j] = at += p.length));
+    return new JsonItemsRequest(Buffer.concat(parts, at), ends, items.map((i) => this.keys[i]!), Float64Array.from(items, (i) => this.tsMicros[i]!));
   }
 
   split(): JsonItemsRequest[] | null {
@@ -43,7 +60,7 @@ export class JsonItemsRequest implements DeliveryRequest {
 
   /** The dead-letter record keeps the event as the platform would have received it. */
   describe(i: number): DeadLetterSubject {
-    return { key: this.keys[i]!, tsMicros: this.tsMicros[i]!, document: this.items[i]! };
+    return { key: this.keys[i]!, tsMicros: this.tsMicros[i]!, document: this.item(i) };
   }
 }
 
@@ -64,11 +81,11 @@ export interface JsonItemsLimits {
 }
 
 export class JsonItemsBuilder implements RequestBuilder<JsonItemsRequest> {
-  private items: string[] = [];
-  private sizes: number[] = [];
+  private data = Buffer.allocUnsafe(256 * 1024);
+  private len = 0;
+  private ends: number[] = [];
   private keys: string[] = [];
   private ts: number[] = [];
-  private len = 2;
 
   constructor(
     private readonly limits: JsonItemsLimits,
@@ -76,31 +93,39 @@ export class JsonItemsBuilder implements RequestBuilder<JsonItemsRequest> {
   ) {}
 
   get count(): number {
-    return this.items.length;
+    return this.ends.length;
+  }
+
+  /** Array bytes so far: items, commas and brackets. */
+  private get arrayBytes(): number {
+    return this.len + 1 + Math.max(1, this.ends.length);
   }
 
   get full(): boolean {
-    return this.items.length >= this.limits.maxItems || this.len + 1 + this.limits.maxItemBytes > this.limits.maxBytes;
+    return this.ends.length >= this.limits.maxItems || this.arrayBytes + 1 + this.limits.maxItemBytes > this.limits.maxBytes;
   }
 
   add(batch: RowBatch, i: number): string | null {
     const e = this.encode(batch, i);
     if ('refused' in e) return e.refused;
-    this.items.push(e.json);
-    this.sizes.push(e.bytes);
+    if (this.len + e.bytes > this.data.length) {
+      const next = Buffer.allocUnsafe(Math.max(this.data.length * 2, this.len + e.bytes));
+      this.data.copy(next, 0, 0, this.len);
+      this.data = next;
+    }
+    this.len += this.data.write(e.json, this.len, 'utf8');
+    this.ends.push(this.len);
     this.keys.push(batch.key(i));
     this.ts.push(batch.tsMicros[i]!);
-    this.len += e.bytes + (this.items.length > 1 ? 1 : 0);
     return null;
   }
 
   take(): JsonItemsRequest {
-    const r = new JsonItemsRequest(this.items, this.sizes, this.keys, this.ts);
-    this.items = [];
-    this.sizes = [];
+    const r = new JsonItemsRequest(Buffer.from(this.data.subarray(0, this.len)), Int32Array.from(this.ends), this.keys, Float64Array.from(this.ts));
+    this.len = 0;
+    this.ends = [];
     this.keys = [];
     this.ts = [];
-    this.len = 2;
     return r;
   }
 }
