@@ -28,7 +28,8 @@ export interface IntakeBench {
 
 export async function runIntakeBench(b: IntakeBench): Promise<void> {
   const rows = Number(process.argv[2] ?? 200_000);
-  const variants = (process.argv[3] ?? 'gzip,none').split(',');
+  // `file`: the same rows to a local NDJSON file, the read path's ceiling on this box at this moment.
+  const variants = (process.argv[3] ?? 'file,gzip,none').split(',');
   const log = (s: string) => process.stderr.write(`${s}\n`);
   let requests = 0;
   let wireBytes = 0;
@@ -60,7 +61,9 @@ export async function runIntakeBench(b: IntakeBench): Promise<void> {
       const report = path.join(work, `${compression}.json`);
       fs.writeFileSync(cfg, YAML.stringify({
         source: { url: db.url }, lookbackPeriod: 'P2D', workers: 1, offsetKey: `bench-${compression}`,
-        logExporters: [{ id: b.name, ...b.exporter(base), compression, deadLetter: path.join(work, 'dead') }],
+        logExporters: [compression === 'file'
+          ? { id: b.name, type: 'file', directory: path.join(work, 'files'), compression: 'none' }
+          : { id: b.name, ...b.exporter(base), compression, deadLetter: path.join(work, 'dead') }],
       }));
       const t0 = process.hrtime.bigint();
       const code = await new Promise<number | null>((resolve) => {
@@ -70,7 +73,8 @@ export async function runIntakeBench(b: IntakeBench): Promise<void> {
       const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
       if (code !== 0) throw new Error(`${b.name} ${compression}: the run exited ${code}`);
       const rep = JSON.parse(fs.readFileSync(report, 'utf8')) as { rows: number; durationMs: number; peakRssBytes: number; cpuSeconds: number };
-      console.log(`| ${b.name}, workers=1, compression=${compression} | ${rep.rows.toLocaleString('en-US')} | ${Math.round(rep.rows / (rep.durationMs / 1000)).toLocaleString('en-US')} events/s (${Math.round(rep.rows / seconds).toLocaleString('en-US')} with process start) | ${Math.round(rep.rows / rep.cpuSeconds).toLocaleString('en-US')} events per CPU-second | ${Math.round(rep.peakRssBytes / 1048576)} MiB | ${requests} requests, ${(wireBytes / 1e6).toFixed(1)} MB on the wire |`);
+      const what = compression === 'file' ? 'reference: the same rows to an NDJSON file' : `${b.name}, compression=${compression}`;
+      console.log(`| ${what}, workers=1 | ${rep.rows.toLocaleString('en-US')} | ${Math.round(rep.rows / (rep.durationMs / 1000)).toLocaleString('en-US')} events/s (${Math.round(rep.rows / seconds).toLocaleString('en-US')} with process start) | ${Math.round(rep.rows / rep.cpuSeconds).toLocaleString('en-US')} events per CPU-second | ${Math.round(rep.peakRssBytes / 1048576)} MiB | ${requests} requests, ${(wireBytes / 1e6).toFixed(1)} MB on the wire |`);
     }
   } finally {
     endpoint.close();
