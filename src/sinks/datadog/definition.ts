@@ -1,3 +1,4 @@
+import { redact } from '../../config/secrets.js';
 import { defineSink } from '../definition.js';
 import { DATADOG_TYPES, parseDatadogExporter, type DatadogExporterConfig } from './config.js';
 
@@ -8,5 +9,6 @@ export const datadogSink = defineSink<DatadogExporterConfig>({
   guarantee: 'bounded-duplicates',
   parse: parseDatadogExporter,
   load: async (config) => (await import('./index.js')).createDatadogExporter(config),
-  describeTarget: (config) => `${config.basePath}/api/v2/logs (service ${config.service ?? 'per namespace'}, ddsource ${config.ddsource})`,
+  // `plan` prints this unredacted, and Kestra's example keeps basePath in a secret.
+  describeTarget: (config) => redact(`${config.basePath}/api/v2/logs (service ${config.service ?? 'per namespace'}, ddsource ${config.ddsource})`),
 });

@@ -1,3 +1,4 @@
+import { redact } from '../../config/secrets.js';
 import { defineSink } from '../definition.js';
 import { NEWRELIC_TYPES, parseNewRelicExporter, type NewRelicExporterConfig } from './config.js';
 
@@ -8,5 +9,6 @@ export const newRelicSink = defineSink<NewRelicExporterConfig>({
   guarantee: 'bounded-duplicates',
   parse: parseNewRelicExporter,
   load: async (config) => (await import('./index.js')).createNewRelicExporter(config),
-  describeTarget: (config) => `${config.basePath}/log/v1 (logtype ${config.logtype})`,
+  // `plan` prints this unredacted; basePath may come from a secret.
+  describeTarget: (config) => redact(`${config.basePath}/log/v1 (logtype ${config.logtype})`),
 });
