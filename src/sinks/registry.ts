@@ -3,6 +3,7 @@ import { OptionReader, quote } from '../config/reader.js';
 import type { ExporterConfig, FileShapedConfig } from '../config/types.js';
 import { azureBlobSink } from './azure_blob/definition.js';
 import { cloudwatchSink } from './cloudwatch/definition.js';
+import { datadogSink } from './datadog/definition.js';
 import type { SinkDefinition } from './definition.js';
 import type { DeliveryOptions } from './delivery/options.js';
 import { elasticsearchSink, opensearchSink } from './elasticsearch/definition.js';
@@ -11,6 +12,7 @@ import { gcsSink } from './gcs/definition.js';
 import { checkNamesStayInside } from './naming.js';
 import { otlpSink } from './otlp/definition.js';
 import { kinesisSink } from './kinesis/definition.js';
+import { newRelicSink } from './newrelic/definition.js';
 import { s3Sink } from './s3/definition.js';
 import { splunkSink } from './splunk/definition.js';
 import type { Exporter } from './types.js';
@@ -27,6 +29,8 @@ export const SINKS: readonly SinkDefinition[] = [
   otlpSink,
   cloudwatchSink,
   kinesisSink,
+  datadogSink,
+  newRelicSink,
 ];
 
 /** Kestra exporter types logship knows of but does not have. */

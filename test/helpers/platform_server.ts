@@ -11,6 +11,8 @@ export interface ReceivedRequest {
   /** The bytes on the wire (compressed, if they were). */
   raw: Buffer;
   body: Buffer;
+  /** Date.now() on arrival: lets a test check a lower bound (a Retry-After honoured), never a speed. */
+  at: number;
 }
 
 /** What a platform answers. */
@@ -81,7 +83,7 @@ export class PlatformServer {
     } catch {
       return this.reply(res, { status: 400, body: 'bad content encoding' });
     }
-    const received: ReceivedRequest = { method: req.method ?? 'GET', path: url.pathname, query: url.searchParams, headers: req.headers, raw, body };
+    const received: ReceivedRequest = { method: req.method ?? 'GET', path: url.pathname, query: url.searchParams, headers: req.headers, raw, body, at: Date.now() };
     this.requests.push(received);
     const at = this.faults.findIndex((f) => f.matches(received));
     if (at >= 0) {
