@@ -73,13 +73,14 @@ describe('AWS exporter configuration', () => {
 });
 
 describe('shard retry decision', () => {
-  it('a permanent error thrown in a worker thread is not retried once its name crossed the thread boundary', async () => {
+  it('a permanent error thrown in a worker thread is not retried once it crossed the thread boundary', async () => {
     const { shardRetryDecision } = await import('../src/run/retry.js');
-    const e = new Error('shard 3 (abc): cloudwatch exporter: AccessDeniedException');
-    e.name = 'PermanentExportError';
-    const crossed = structuredClone(e);
-    expect(crossed.name).toBe('Error'); // what piscina hands back
+    const { fromWire, toWire } = await import('../src/run/error_kind.js');
+    const { PermanentExportError } = await import('../src/sinks/failures.js');
+    const denied = new PermanentExportError('cloudwatch exporter: AccessDeniedException');
+    expect(structuredClone(denied).name).toBe('Error'); // a custom class does not survive the clone
+    const crossed = fromWire(structuredClone(toWire(denied, `shard 3 (abc): ${denied.message}`)));
     expect(shardRetryDecision(crossed)).toBe('dont-retry');
-    expect(shardRetryDecision(structuredClone(new Error('ECONNRESET')))).toBe('retry');
+    expect(shardRetryDecision(fromWire(structuredClone(toWire(new Error('ECONNRESET'), 'ECONNRESET'))))).toBe('retry');
   });
 });

@@ -3,7 +3,8 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEmbeddedPostgres, type RunningPostgres } from '../src/demo/embedded_pg.js';
 import { createKestraSchema, seedKestraLogs } from '../src/demo/seed.js';
-import { isConnectionLoss } from '../src/source/connection.js';
+import { ConfigError } from '../src/config/errors.js';
+import { isConnectionLoss, SourceUnavailableError } from '../src/source/connection.js';
 import { shardRetryDecision } from '../src/run/retry.js';
 import { isoAgo } from './helpers/db.js';
 import { exportedDocs, startCli, tempDir, writeConfig } from './helpers/cli.js';
@@ -74,8 +75,7 @@ describe('the source restarts in the middle of a run', () => {
     }
     expect(isConnectionLoss(new Error('Connection terminated unexpectedly'))).toBe(true);
     expect(isConnectionLoss(Object.assign(new Error('syntax error'), { code: '42601' }))).toBe(false);
-    const refused = Object.assign(new Error('source cannot connect'), { name: 'SourceUnavailableError' });
-    expect(shardRetryDecision(refused)).toBe('retry');
-    expect(shardRetryDecision(Object.assign(new Error('bad'), { name: 'ConfigError' }))).toBe('dont-retry');
+    expect(shardRetryDecision(new SourceUnavailableError('source cannot connect'))).toBe('retry');
+    expect(shardRetryDecision(new ConfigError('source.table', 'bad'))).toBe('dont-retry');
   });
 });

@@ -243,7 +243,7 @@ describe('splunk HEC exporter', () => {
     try {
       const published = await runCli(['plan', '--config', 'fixtures/kestra-flows/docs-examples/11-splunk-invalid-yaml-as-published.yaml'], { env: { ...env, LOGSHIP_SOURCE_URL: url } });
       expect(published.code).toBe(2);
-      expect(published.stderr.trim().split('\n')).toEqual(['logship: config is not valid YAML (line 8, column 1): All mapping items must start at the same column at line 8, column 1:']);
+      expect(published.stderr.trim().split('\n')).toEqual(['logship: fixtures/kestra-flows/docs-examples/11-splunk-invalid-yaml-as-published.yaml: not valid YAML (line 8, column 1): All mapping items must start at the same column; hint: `tasks:` is indented under `triggers:`; move it to the top level of the flow']);
       const dir = tempDir('splunk-flow');
       const flow = fs.readFileSync('fixtures/kestra-flows/11-splunk-corrected.yaml', 'utf8').replace('https://example.splunkcloud.com:8088', server.url);
       const file = writeConfig(dir, flow, 'flow.yaml');

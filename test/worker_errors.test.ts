@@ -64,7 +64,7 @@ describe('permanent failures in a worker fail the shard after one attempt (real 
     const dir = tempDir('nullbody');
     const cfg = writeConfig(dir, {
       source: { url, table: 'events', stream, columns: { timestamp: 'ts', key: 'id', level: null, namespace: null, tenant: null, body: 'doc' } },
-      lookbackPeriod: 'P1D', workers: 1, shardAttempts: 8, state: { type: 'file', path: path.join(dir, 'state.json') },
+      lookbackPeriod: 'P1D', workers: 1, shardAttempts: 8, badRows: 'fail', state: { type: 'file', path: path.join(dir, 'state.json') },
       logExporters: [{ id: 'files', type: 'file', directory: path.join(dir, 'out') }],
     });
     const r = await runCli(['run', '--config', cfg]);

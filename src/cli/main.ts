@@ -57,7 +57,7 @@ const OPTIONS = {
 
 /** Flags each command reads; any other is refused rather than silently ignored. */
 const COMMAND_FLAGS: Record<string, readonly string[]> = {
-  run: ['config', 'task', 'var', 'report', 'progress-interval', 'metrics-port', 'pushgateway'],
+  run: ['config', 'task', 'var', 'report', 'progress-interval', 'max-duration', 'metrics-port', 'pushgateway'],
   plan: ['config', 'task', 'var', 'json'],
   state: ['config', 'task', 'var', 'reset', 'json'],
   tune: ['config', 'task', 'var', 'sample-rows', 'json'],

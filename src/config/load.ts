@@ -34,7 +34,7 @@ export function loadConfigText(text: string, options: LoadOptions = {}, origin =
   if (doc.errors.length > 0) {
     const e = doc.errors[0]!;
     const line = e.linePos?.[0];
-    throw new ConfigError(origin, `not valid YAML${line ? ` (line ${line.line}, column ${line.col})` : ''}: ${e.message.split('\n')[0]!.replace(/:$/, '')}${yamlHint(text)}`);
+    throw new ConfigError(origin, `not valid YAML${line ? ` (line ${line.line}, column ${line.col})` : ''}: ${e.message.split('\n')[0]!.replace(/:$/, '').replace(/ at line \d+, column \d+$/, '')}${yamlHint(text)}`);
   }
   let raw: unknown;
   try {
