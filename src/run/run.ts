@@ -4,12 +4,12 @@ import { Piscina } from 'piscina';
 import type pg from 'pg';
 import { errorMessage, RunError } from '../config/errors.js';
 import type { Config } from '../config/types.js';
-import type { Bound } from '../plan/keyset.js';
+import { tsToMicros, type Bound } from '../plan/keyset.js';
 import { planShards, type ShardPlan, type ShardSpec } from '../plan/shards.js';
 import { computeWindow, type ExportWindow } from '../plan/window.js';
 import { connectSource } from '../source/connection.js';
 import { describeTable, type SourceTable } from '../source/table.js';
-import { createExporter, writesFiles } from '../sinks/registry.js';
+import { createExporter, maxShardLeadMs, writesFiles } from '../sinks/registry.js';
 import { templateGranularity, type Granularity } from '../sinks/naming.js';
 import { checkpointOffset } from '../state/checkpoint.js';
 import { createStateStore } from '../state/create.js';
@@ -176,6 +176,7 @@ async function executeRun(
     return stateWrite(() => store.saveAck(run.runId, shard, exporterId, ack));
   };
   let next = 0;
+  const lead = shardLead(config, todo, done);
 
   /** One attempt on a worker thread, with its own progress channel (a port transfers only once). */
   const attemptShard = async (shard: ShardSpec): Promise<ShardOutcome> => {
@@ -201,6 +202,10 @@ async function executeRun(
 
   const runOne = async (): Promise<void> => {
     while (failure === null && next < todo.length) {
+      if (!lead.mayStart(next)) {
+        await lead.changed();
+        continue;
+      }
       const shard = todo[next++]!;
       try {
         const shardStarted = Date.now();
@@ -224,6 +229,7 @@ async function executeRun(
       } catch (err) {
         failure ??= err;
       }
+      lead.notify();
     }
   };
   await Promise.all(Array.from({ length: Math.min(config.workers, todo.length) }, runOne));
@@ -234,6 +240,31 @@ async function executeRun(
   report.offsetAfter = run.window.end;
   o.observer?.offset(run.window.end);
   return run.window.end;
+}
+
+/**
+ * Time-ordered dispatch with a bounded lead (SinkDefinition.maxShardLeadMs): shard `i` starts only
+ * when its end is within the lead of the start of the oldest unfinished shard. Every entry sent so
+ * far is then at most `lead` after that start, and every entry still to come is at or after it.
+ * A shard longer than the lead runs alone. Without such an exporter, shards start freely.
+ */
+function shardLead(config: Config, todo: ShardSpec[], done: Map<number, ShardOutcome>) {
+  const leadMs = maxShardLeadMs(config.logExporters);
+  let waiters: (() => void)[] = [];
+  return {
+    mayStart(i: number): boolean {
+      if (leadMs === undefined) return true;
+      const oldest = todo.find((s, j) => j < i && !done.has(s.index));
+      if (!oldest) return true; // the oldest unfinished shard itself always runs
+      return tsToMicros(todo[i]!.hi.ts) - tsToMicros(oldest.lo.ts) <= leadMs * 1000;
+    },
+    changed: () => new Promise<void>((resolve) => waiters.push(resolve)),
+    notify(): void {
+      const w = waiters;
+      waiters = [];
+      for (const resolve of w) resolve();
+    },
+  };
 }
 
 function addOutcome(report: RunReport, outcome: ShardOutcome): void {

@@ -43,6 +43,12 @@ export interface SinkDefinition<C extends ExporterConfigBase = ExporterConfigBas
   load(config: C): Promise<Exporter>;
   /** Where a shard's first rows would go, for `plan` (a file name, an index, a stream). */
   describeTarget(config: C, shard: ShardSpec): string;
+  /**
+   * For platforms that reject entries far behind the newest they hold (Loki): a shard starts only
+   * when its end is at most this many ms after the start of the oldest unfinished shard, so
+   * parallel shards never push one stream further ahead than the platform tolerates.
+   */
+  maxShardLeadMs?(config: C): number | undefined;
 }
 
 /** Erases a definition's config type so definitions of different destinations share one list. */

@@ -66,6 +66,12 @@ export function deliversDocuments(e: ExporterConfig): e is ExporterConfig & Deli
   return definitionOf(e).shape === 'documents';
 }
 
+/** The tightest shard lead any exporter allows (see SinkDefinition.maxShardLeadMs), or undefined. */
+export function maxShardLeadMs(exporters: readonly ExporterConfig[]): number | undefined {
+  const leads = exporters.map((e) => definitionOf(e).maxShardLeadMs?.(e)).filter((x): x is number => x !== undefined);
+  return leads.length > 0 ? Math.min(...leads) : undefined;
+}
+
 /** Exporters whose shards are read in order and acknowledged in-shard (no dedupe on their side). */
 export function acksInShard(e: ExporterConfig): boolean {
   return definitionOf(e).guarantee === 'bounded-duplicates';

@@ -55,6 +55,12 @@ export interface DeliveryDriver<R extends DeliveryRequest, Res> {
   classify(request: R, response: Res): Decision;
   /** Classifies a thrown error; defaults to the shared transport rules (decideTransportError). */
   classifyError?(request: R, error: unknown): Decision;
+  /**
+   * True when `later` must not be sent while `earlier` is still in flight: for platforms that
+   * reject entries far behind the newest one they hold (Loki), so a retried request never lands
+   * behind a later one. Without it, requests overlap up to `concurrency`.
+   */
+  waitsFor?(earlier: R, later: R): boolean;
 }
 
 /**

@@ -37,6 +37,8 @@ export class BatchedShardWriter<R extends DeliveryRequest, Res> implements Shard
   /** Dispatched spans whose acknowledgement is not yet durable, oldest first. */
   private readonly outstanding: Span[] = [];
   private readonly inflight = new Set<Promise<void>>();
+  /** The request each in-flight delivery carries, for drivers that order requests (`waitsFor`). */
+  private readonly inflightRequests = new Map<Promise<void>, R>();
   private capacityWaiters: (() => void)[] = [];
   private acks: Promise<void> = Promise.resolve();
   private span: Span | null = null;
@@ -124,6 +126,7 @@ export class BatchedShardWriter<R extends DeliveryRequest, Res> implements Shard
       this.advance();
       return;
     }
+    await this.awaitEarlierRequests(request);
     this.bytes += request.bytes;
     const p: Promise<void> = this.deliver(request, span)
       .then(() => {
@@ -135,8 +138,21 @@ export class BatchedShardWriter<R extends DeliveryRequest, Res> implements Shard
         this.abort$.abort();
         this.wake();
       })
-      .finally(() => this.inflight.delete(p));
+      .finally(() => {
+        this.inflight.delete(p);
+        this.inflightRequests.delete(p);
+      });
     this.inflight.add(p);
+    if (this.driver.waitsFor) this.inflightRequests.set(p, request);
+  }
+
+  /** Holds `request` back until the in-flight requests the driver says it must follow are settled. */
+  private async awaitEarlierRequests(request: R): Promise<void> {
+    const waitsFor = this.driver.waitsFor;
+    if (!waitsFor) return;
+    const earlier = [...this.inflightRequests].filter(([, r]) => waitsFor(r, request)).map(([p]) => p);
+    if (earlier.length > 0) await Promise.allSettled(earlier);
+    if (this.failure) throw this.failure;
   }
 
   /** Sends until every item is accepted or dead-lettered; throws when a retry cannot help or attempts run out. */
