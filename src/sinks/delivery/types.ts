@@ -34,6 +34,11 @@ export interface RequestBuilder<R extends DeliveryRequest> {
   readonly count: number;
   /** True once the request reached a cap and must be sent before the next row. */
   readonly full: boolean;
+  /**
+   * True when row `i` must not join the request being built, which is then sent first (Loki:
+   * a request spans at most the out-of-order window, so resending it never lands too far behind).
+   */
+  startsNewRequest?(batch: RowBatch, i: number): boolean;
   take(): R;
 }
 
@@ -56,9 +61,10 @@ export interface DeliveryDriver<R extends DeliveryRequest, Res> {
   /** Classifies a thrown error; defaults to the shared transport rules (decideTransportError). */
   classifyError?(request: R, error: unknown): Decision;
   /**
-   * True when `later` must not be sent while `earlier` is still in flight: for platforms that
-   * reject entries far behind the newest one they hold (Loki), so a retried request never lands
-   * behind a later one. Without it, requests overlap up to `concurrency`.
+   * True when `later` must not be sent until `earlier` is acknowledged (delivered, and durably
+   * recorded where the run records progress): for platforms that refuse entries far behind the
+   * newest one they hold (Loki), so neither a retry nor a rerun's resend lands behind a later
+   * request. Without it, requests overlap up to `concurrency`.
    */
   waitsFor?(earlier: R, later: R): boolean;
 }

@@ -18,6 +18,8 @@ interface Span {
   lastKey: string;
   delivered: number;
   done: boolean;
+  /** What was sent for the span (null: only refused rows), for drivers that order requests. */
+  request: DeliveryRequest | null;
   /** Dead letters of this span, written to the file when the prefix passes the span. */
   dead: { record: Record<string, unknown>; document: Buffer | string }[];
 }
@@ -37,8 +39,6 @@ export class BatchedShardWriter<R extends DeliveryRequest, Res> implements Shard
   /** Dispatched spans whose acknowledgement is not yet durable, oldest first. */
   private readonly outstanding: Span[] = [];
   private readonly inflight = new Set<Promise<void>>();
-  /** The request each in-flight delivery carries, for drivers that order requests (`waitsFor`). */
-  private readonly inflightRequests = new Map<Promise<void>, R>();
   private capacityWaiters: (() => void)[] = [];
   private acks: Promise<void> = Promise.resolve();
   private span: Span | null = null;
@@ -70,8 +70,10 @@ export class BatchedShardWriter<R extends DeliveryRequest, Res> implements Shard
         if (this.confirmedEarlier(batch, i)) continue;
         this.skipKey = null; // rows arrive in order: once past the prefix, stay past it
       }
+      // A row the platform must not get in the same request as those before it starts a new one.
+      if (this.builder.count > 0 && this.builder.startsNewRequest?.(batch, i)) await this.dispatch();
       const refused = this.builder.add(batch, i);
-      const span = (this.span ??= { lastTsMicros: 0, lastKey: '', delivered: 0, done: false, dead: [] });
+      const span = (this.span ??= { lastTsMicros: 0, lastKey: '', delivered: 0, done: false, request: null, dead: [] });
       span.lastTsMicros = batch.tsMicros[i]!;
       span.lastKey = batch.key(i);
       if (refused !== null) {
@@ -118,15 +120,15 @@ export class BatchedShardWriter<R extends DeliveryRequest, Res> implements Shard
     this.span = null;
     const request = this.builder.count > 0 ? this.builder.take() : null;
     // Bounded duplicates: at most `concurrency` spans are sent but not durably acknowledged.
-    while (!this.failure && this.outstanding.length >= this.options.concurrency) await new Promise<void>((r) => this.capacityWaiters.push(r));
+    while (!this.failure && (this.outstanding.length >= this.options.concurrency || this.mustWait(request))) await new Promise<void>((r) => this.capacityWaiters.push(r));
     if (this.failure) throw this.failure;
+    span.request = request;
     this.outstanding.push(span);
     if (request === null) {
       span.done = true; // only refused rows: nothing to send
       this.advance();
       return;
     }
-    await this.awaitEarlierRequests(request);
     this.bytes += request.bytes;
     const p: Promise<void> = this.deliver(request, span)
       .then(() => {
@@ -138,21 +140,17 @@ export class BatchedShardWriter<R extends DeliveryRequest, Res> implements Shard
         this.abort$.abort();
         this.wake();
       })
-      .finally(() => {
-        this.inflight.delete(p);
-        this.inflightRequests.delete(p);
-      });
+      .finally(() => this.inflight.delete(p));
     this.inflight.add(p);
-    if (this.driver.waitsFor) this.inflightRequests.set(p, request);
   }
 
-  /** Holds `request` back until the in-flight requests the driver says it must follow are settled. */
-  private async awaitEarlierRequests(request: R): Promise<void> {
+  /**
+   * True while an earlier request the driver says `request` must follow is not yet acknowledged:
+   * sent, or delivered but not durably recorded, so a rerun after a crash could resend it.
+   */
+  private mustWait(request: R | null): boolean {
     const waitsFor = this.driver.waitsFor;
-    if (!waitsFor) return;
-    const earlier = [...this.inflightRequests].filter(([, r]) => waitsFor(r, request)).map(([p]) => p);
-    if (earlier.length > 0) await Promise.allSettled(earlier);
-    if (this.failure) throw this.failure;
+    return request !== null && waitsFor !== undefined && this.outstanding.some((s) => s.request !== null && waitsFor(s.request as R, request));
   }
 
   /** Sends until every item is accepted or dead-lettered; throws when a retry cannot help or attempts run out. */
