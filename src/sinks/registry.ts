@@ -7,6 +7,7 @@ import type { DeliveryOptions } from './delivery/options.js';
 import { elasticsearchSink, opensearchSink } from './elasticsearch/definition.js';
 import { fileSink } from './file/definition.js';
 import { gcsSink } from './gcs/definition.js';
+import { googleLoggingSink } from './google_logging/definition.js';
 import { lokiSink } from './loki/definition.js';
 import { s3Sink } from './s3/definition.js';
 import type { Exporter } from './types.js';
@@ -20,6 +21,7 @@ export const SINKS: readonly SinkDefinition[] = [
   elasticsearchSink,
   opensearchSink,
   lokiSink,
+  googleLoggingSink,
 ];
 
 /** Kestra exporter types logship knows of but does not have. */
