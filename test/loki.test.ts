@@ -115,10 +115,10 @@ describe('loki exporter', () => {
     }
   });
 
-  it('pushes JSON (gzip) with the message as the line when asked', async () => {
-    const server = await new LokiServer().start();
+  it('pushes JSON (gzip) with the message as the line when asked, with basic auth', async () => {
+    const server = await new LokiServer({ username: '123456', password: TOKEN }).start();
     try {
-      const { file } = config(server, { protocol: 'json', lineFormat: 'message', tenantId: null, bearerToken: null, labels: { job: 'kestra', app: 'logship', ns: '{namespace}' } });
+      const { file } = config(server, { protocol: 'json', lineFormat: 'message', tenantId: null, bearerToken: null, basicAuth: { username: '123456', password: "{{ secret('LOKI_TOKEN') }}" }, labels: { job: 'kestra', app: 'logship', ns: '{namespace}' } });
       const r = await runCli(['run', '--config', file], { env });
       expect(r.code).toBe(0);
       expectExactlyOnce(server);
