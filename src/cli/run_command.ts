@@ -4,6 +4,7 @@ import { redact } from '../config/secrets.js';
 import type { Config } from '../config/types.js';
 import { Progress } from '../run/progress.js';
 import { emptyReport, runExport, type RunReport } from '../run/run.js';
+import { SIGNAL_EXIT, StopControl, type StopReason } from '../run/stop.js';
 import { log } from '../util/log.js';
 import { formatBound, formatBytes, formatCount } from './format.js';
 
@@ -18,11 +19,26 @@ export interface RunCommandOptions {
 }
 
 export async function runCommand(config: Config, o: RunCommandOptions): Promise<RunReport> {
-  const progress = new Progress({ tty: !o.quiet && process.stderr.isTTY === true, intervalMs: o.progressIntervalMs, stream: process.stderr, log });
+  const progress = new Progress({ tty: !o.quiet && process.stderr.isTTY === true, intervalMs: o.progressIntervalMs, stream: process.stderr, log, everyUpdate: process.env.LOGSHIP_TEST_PROGRESS_EVERY_BATCH === '1' });
   const report = emptyReport(config);
   const watch = o.metricsPort !== undefined || o.pushgateway ? await startMetrics(config, o) : null;
+  const stop = new StopControl({ maxDurationMs: config.maxDurationMs, stopGraceMs: config.stopGraceMs });
+  // The first signal stops gracefully (running shards stop at their next batch, the checkpoint
+  // is saved); a second one exits at once, leaving what a kill -9 leaves: a resumable state.
+  const onSignal = (signal: Exclude<StopReason, 'deadline'>) => {
+    if (stop.reason === signal || (stop.stopping && stop.reason !== 'deadline')) {
+      process.stderr.write(`logship: second ${signal}: exiting at once; a rerun resumes from the last checkpoint\n`);
+      process.exit(SIGNAL_EXIT[signal]);
+    }
+    log.warn({ signal }, 'stopping: running shards stop at their next batch, then the checkpoint is saved (send it again to exit at once)');
+    stop.request(signal);
+  };
+  const onTerm = () => onSignal('SIGTERM');
+  const onInt = () => onSignal('SIGINT');
+  process.on('SIGTERM', onTerm);
+  process.on('SIGINT', onInt);
   try {
-    await runExport(config, { log, progress, observer: watch?.metrics }, report);
+    await runExport(config, { log, progress, stop, observer: watch?.metrics }, report);
     if (!o.quiet) process.stdout.write(summary(report));
     log.info({ ...report, exporters: undefined, runs: undefined }, 'run finished');
     return report;
@@ -31,6 +47,8 @@ export async function runCommand(config: Config, o: RunCommandOptions): Promise<
     report.error = errorMessage(err);
     throw err;
   } finally {
+    process.off('SIGTERM', onTerm);
+    process.off('SIGINT', onInt);
     // Written on failure too: status "failed", the error, and what was finished before it.
     if (o.report) fs.writeFileSync(o.report, `${redact(JSON.stringify(report, null, 2))}\n`);
     await watch?.end(report.status);
@@ -68,9 +86,15 @@ function summary(r: RunReport): string {
     lines.push(`  ${id}: ${formatCount(t.rows)} rows, ${formatCount(t.files)} files, ${formatBytes(t.bytes)}${t.removedStaleParts ? `, ${t.removedStaleParts} stale parts removed` : ''}${t.deadLettered ? `, ${t.deadLettered} dead-lettered` : ''}`);
   }
   for (const run of r.runs) {
-    lines.push(`  run ${run.runId}${run.resumed ? ' (resumed)' : ''}: ${run.shardsExportedNow}/${run.shards} shards, ${formatCount(run.rows)} rows`);
+    lines.push(`  ${run.kind === 'late' ? 'late catch-up' : 'run'} ${run.runId}${run.resumed ? ' (resumed)' : ''}: ${run.shardsExportedNow}/${run.shards} shards, ${formatCount(run.rows)} rows`);
   }
+  if (r.badRows > 0) lines.push(`  bad rows dead-lettered: ${formatCount(r.badRows)} (in ${r.deadLetter})`);
+  if (r.late.rows > 0) lines.push(`  late rows caught up: ${formatCount(r.late.rows)} in ${r.late.rangesCaughtUp} ranges`);
   if (r.deletedRows !== null) lines.push(`  deleted from source: ${formatCount(r.deletedRows)} rows`);
   lines.push(`  offset: ${formatBound(r.offsetBefore)} -> ${formatBound(r.offsetAfter)}`);
+  if (r.stopped) {
+    const why = r.stopped.reason === 'deadline' ? 'at deadline' : `by ${r.stopped.reason}`;
+    lines.push(`stopped ${why}: ${r.stopped.shardsLeft} of ${r.stopped.shardsTotal} shards left; run again to resume`);
+  }
   return `${lines.join('\n')}\n`;
 }

@@ -17,6 +17,7 @@ import { connectSource } from '../source/connection.js';
 import { filterConditions, orderBy, rangeConditions, whereClause } from '../source/query.js';
 import { describeTable } from '../source/table.js';
 import { createStateStore } from '../state/create.js';
+import { fixedDb } from '../source/session.js';
 import { log } from '../util/log.js';
 import { formatCount } from './format.js';
 
@@ -33,7 +34,7 @@ export async function tuneCommand(config: Config, o: TuneOptions): Promise<void>
   let sampleRows: number;
   try {
     const table = await describeTable(client, config.source);
-    const state = await createStateStore(config, client).load();
+    const state = await createStateStore(config, fixedDb(client)).load();
     window = await computeWindow(client, state.offset, config.lookbackPeriod, config.safetyLag);
     if (!window) throw new Error('the window is empty: nothing to sample (is the offset within the safety lag of now?)');
     const where = whereClause([...filterConditions(table, filtersOf(config)), ...rangeConditions(table, window.start, window.end)]);
@@ -64,7 +65,7 @@ export async function tuneCommand(config: Config, o: TuneOptions): Promise<void>
           id: 'tune', type: 'file', directory: dir, logFilePrefix: 'tune', keyTemplate: FILE_DEFAULT_TEMPLATE,
         };
         const trial: Config = {
-          ...config, workers, delete: false, offsetKey: 'logship-tune', state: { type: 'file', path: path.join(dir, 'state.json') },
+          ...config, workers, delete: false, offsetKey: 'logship-tune', lateRows: { horizon: 'PT0S' }, state: { type: 'file', path: path.join(dir, 'state.json') },
           source: { ...config.source, fetchSize }, rowsPerShard: Math.max(1000, Math.ceil(sampleRows / (workers * 4))), logExporters: [exporter],
         };
         const report = emptyReport(trial);
@@ -83,10 +84,15 @@ export async function tuneCommand(config: Config, o: TuneOptions): Promise<void>
   const best = results.reduce((a, b) => (b.rowsPerSec > a.rowsPerSec ? b : a));
   // Within 5% of the best, fewer workers win: they leave cores to PostgreSQL and to other jobs.
   const recommended = results.filter((r) => r.rowsPerSec >= best.rowsPerSec * 0.95).sort((a, b) => a.workers - b.workers || b.rowsPerSec - a.rowsPerSec)[0]!;
+  // Whether the configured (or auto-chosen) worker count is among the sweep's best.
+  const configured = results.filter((r) => r.workers === config.workers).reduce<(typeof results)[number] | null>((a, b) => (!a || b.rowsPerSec > a.rowsPerSec ? b : a), null);
+  const confirmed = configured !== null && configured.rowsPerSec >= best.rowsPerSec * 0.95;
+  const current = { workers: config.workers, reason: config.workersReason ?? 'set in the config', confirmed };
   if (o.json) {
-    process.stdout.write(`${JSON.stringify({ sampleRows, results, recommended: { workers: recommended.workers, fetchSize: recommended.fetchSize } }, null, 2)}\n`);
+    process.stdout.write(`${JSON.stringify({ sampleRows, results, recommended: { workers: recommended.workers, fetchSize: recommended.fetchSize }, current }, null, 2)}\n`);
     return;
   }
   process.stdout.write(`sampled ${formatCount(sampleRows)} rows of the window; fastest ${formatCount(best.rowsPerSec)} rows/s\n`);
   process.stdout.write(`recommended: workers: ${recommended.workers}, source.fetchSize: ${recommended.fetchSize} (${formatCount(recommended.rowsPerSec)} rows/s; within 5% of the fastest, fewer workers are preferred)\n`);
+  process.stdout.write(`current workers: ${current.workers} (${current.reason}): ${confirmed ? 'confirmed, within 5% of the fastest' : `slower; set workers: ${recommended.workers}`}\n`);
 }

@@ -1,5 +1,8 @@
 /** The validated, fully defaulted configuration that the rest of logship works from. */
 import type { ExporterConfigBase } from '../sinks/definition.js';
+import type { AzureBlobExporterConfig } from '../sinks/azure_blob/config.js';
+import type { GcsExporterConfig } from '../sinks/gcs/config.js';
+import type { S3ExporterConfig } from '../sinks/s3/config.js';
 
 export type { ExporterConfigBase };
 
@@ -22,6 +25,8 @@ export interface ColumnMapping {
 
 export interface SourceConfig {
   url: string | undefined;
+  /** Kept apart from the URL so a password with / # ? @ needs no percent-encoding. */
+  password: string | undefined;
   table: string;
   columns: ColumnMapping;
   /** copy = COPY … TO STDOUT (binary), cursor = pg-query-stream. Same bytes out; copy is faster. */
@@ -32,7 +37,22 @@ export interface SourceConfig {
   ordered: boolean;
 }
 
-export type StateConfig = { type: 'postgres'; table: string } | { type: 'file'; path: string };
+/** State as one JSON object per offsetKey in a bucket or container, locked by a lease object. */
+export interface ObjectStateConfig {
+  type: 's3' | 'gcs' | 'azure-blob';
+  /** As written: s3://bucket/prefix/, gs://bucket/prefix/, azure://container/prefix/. */
+  uri: string;
+  /** Object-name prefix inside the bucket or container ('' or ending in '/'). */
+  prefix: string;
+  /** The state object is written at most this often (and at run end, stop and exit). */
+  flushIntervalMs: number;
+  /** A lease not renewed for this long is taken over by the next run. */
+  leaseMs: number;
+  /** The client options, parsed with the same rules as the exporter of that type. */
+  store: S3ExporterConfig | GcsExporterConfig | AzureBlobExporterConfig;
+}
+
+export type StateConfig = { type: 'postgres'; table: string } | { type: 'file'; path: string } | ObjectStateConfig;
 
 export type Format = 'NDJSON' | 'JSON' | 'PARQUET';
 export type Compression = 'gzip' | 'zstd' | 'none';
@@ -81,9 +101,25 @@ export interface Config {
   delete: boolean;
   safetyLag: string;
   workers: number;
+  /** How `workers` was chosen (auto: where the database runs), for plan and logs. */
+  workersReason?: string;
   rowsPerShard: number;
   /** Tries per shard before the run fails; transient failures only. */
   shardAttempts: number;
+  /** The run's time budget (maxDuration, or --max-duration); null = none. */
+  maxDurationMs: number | null;
+  /** Running shards stop this long before the deadline, to leave time for the checkpoint. */
+  stopGraceMs: number;
   state: StateConfig;
+  /** What a row that cannot be exported (NULL, not UTF-8, over maxRowBytes) does: go to a dead-letter file, or fail the shard. */
+  badRows: 'deadLetter' | 'fail';
+  /** A row whose document is larger than this is a bad row. */
+  maxRowBytes: number;
+  /** Directory of the source's dead-letter files (one per shard that had bad rows). */
+  deadLetter: string;
+  /** Exit 0 instead of 3 when the source dead-lettered rows. */
+  allowDeadLetter: boolean;
+  /** Late rows: how far back rows committed after the read that covered them are still caught; PT0S = off. */
+  lateRows: { horizon: string };
   logExporters: ExporterConfig[];
 }

@@ -6,33 +6,40 @@ import { errorMessage, RunError } from '../config/errors.js';
 import type { Config } from '../config/types.js';
 import { tsToMicros, type Bound } from '../plan/keyset.js';
 import { planShards, type ShardPlan, type ShardSpec } from '../plan/shards.js';
-import { computeWindow, type ExportWindow } from '../plan/window.js';
-import { connectSource } from '../source/connection.js';
+import { computeWindow, emptyWindowReason, type ExportWindow } from '../plan/window.js';
+import { SourceSession } from '../source/session.js';
+import { affordableWorkers } from '../source/connection_budget.js';
+import { passRawBytesFromSqlAscii } from '../source/connection.js';
 import { describeTable, type SourceTable } from '../source/table.js';
-import { createExporter, maxShardLeadMs, writesFiles } from '../sinks/registry.js';
-import { templateGranularity, type Granularity } from '../sinks/naming.js';
+import { createExporter, maxShardLeadMs } from '../sinks/registry.js';
 import { checkpointOffset } from '../state/checkpoint.js';
 import { createStateStore } from '../state/create.js';
-import type { RunManifest, ShardAcks, ShardOutcome, StateStore } from '../state/types.js';
+import type { ReadRange, RunManifest, ShardAcks, ShardOutcome, StateStore } from '../state/types.js';
+import { catchUpLateRows, currentSnapshot, horizonStart, nextReads, type Ledger } from './late_rows.js';
 import { redact } from '../config/secrets.js';
 import type { Logger } from '../util/log.js';
 import { workerFile } from '../util/paths.js';
 import type { RunObserver } from './observer.js';
 import { Progress } from './progress.js';
+import { fromWire, kindOf } from './error_kind.js';
 import { shardRetryDecision, withRetries } from './retry.js';
 import { filtersOf, type ShardTaskInput } from './shard_task.js';
 import type { MainMessage, WorkerMessage } from './shard_channel.js';
 import type { InShardAck } from '../sinks/delivery/types.js';
+import { ShardPace, ShardStoppedError, StopControl, type StopReason } from './stop.js';
 
 export interface ExporterTotals { rows: number; files: number; bytes: number; removedStaleParts: number; deadLettered: number }
 
 export interface RunReport {
-  status: 'ok' | 'failed';
+  /** partial: stopped at the deadline or by a signal; a rerun resumes. */
+  status: 'ok' | 'failed' | 'partial';
   error?: string;
+  /** Set when the run stopped early: why, and how many of the current run's shards are left. */
+  stopped?: { reason: StopReason; shardsLeft: number; shardsTotal: number };
   offsetKey: string;
   offsetBefore: Bound | null;
   offsetAfter: Bound | null;
-  runs: { runId: string; resumed: boolean; window: { start: Bound; end: Bound }; shards: number; shardsExportedNow: number; rows: number }[];
+  runs: { runId: string; kind: 'window' | 'late'; resumed: boolean; window: { start: Bound; end: Bound }; shards: number; shardsExportedNow: number; rows: number }[];
   rows: number;
   files: number;
   bytes: number;
@@ -42,9 +49,17 @@ export interface RunReport {
   /** Of this process, worker threads included (PostgreSQL's own backends are not). */
   peakRssBytes: number;
   cpuSeconds: number;
-  /** Time spent counting and cutting the window into shards. */
+  /** Time spent estimating and cutting the window into shards. */
   planningMs: number;
+  /** Rows the source could not export (NULL, not UTF-8, over maxRowBytes), now in dead-letter files. */
+  badRows: number;
+  /** Where those are (config `deadLetter`). */
+  deadLetter: string;
+  /** The late-row catch-up: ranges inside the horizon checked, ranges with late rows, rows exported, time spent. */
+  late: { rangesChecked: number; rangesCaughtUp: number; rows: number; durationMs: number };
   exporters: Record<string, ExporterTotals>;
+  /** GET and PUT requests to an object-store state (null for postgres and file state). */
+  stateRequests: { get: number; put: number } | null;
 }
 
 export interface RunOptions {
@@ -54,14 +69,8 @@ export interface RunOptions {
   fixedWindow?: ExportWindow;
   /** Metrics: told of the plan, each shard, the offset and each request's outcome. */
   observer?: RunObserver;
-}
-
-/** The finest event-time partition any exporter's names use; shards are cut at its edges. */
-export function planGranularity(config: Config): Granularity | null {
-  const gs = config.logExporters.filter(writesFiles).map((e) => templateGranularity(e.keyTemplate));
-  if (gs.includes('hour')) return 'hour';
-  if (gs.includes('day')) return 'day';
-  return null;
+  /** Deadline and signals; by default from config.maxDuration and config.stopGrace. */
+  stop?: StopControl;
 }
 
 export async function planWindow(client: pg.Client, table: SourceTable, config: Config, window: ExportWindow): Promise<ShardPlan> {
@@ -69,7 +78,6 @@ export async function planWindow(client: pg.Client, table: SourceTable, config: 
     offsetKey: config.offsetKey,
     workers: config.workers,
     rowsPerShard: config.rowsPerShard,
-    granularity: planGranularity(config),
   });
 }
 
@@ -80,21 +88,27 @@ export async function planWindow(client: pg.Client, table: SourceTable, config: 
 export function emptyReport(config: Config): RunReport {
   const report: RunReport = {
     status: 'ok', offsetKey: config.offsetKey, offsetBefore: null, offsetAfter: null, runs: [],
-    rows: 0, files: 0, bytes: 0, deletedRows: config.delete ? 0 : null, durationMs: 0, rowsPerSec: 0, peakRssBytes: 0, cpuSeconds: 0, planningMs: 0, exporters: {},
+    rows: 0, files: 0, bytes: 0, deletedRows: config.delete ? 0 : null, durationMs: 0, rowsPerSec: 0, peakRssBytes: 0, cpuSeconds: 0, planningMs: 0, stateRequests: null,
+    badRows: 0, deadLetter: config.deadLetter, late: { rangesChecked: 0, rangesCaughtUp: 0, rows: 0, durationMs: 0 }, exporters: {},
   };
   for (const e of config.logExporters) report.exporters[e.id] = { rows: 0, files: 0, bytes: 0, removedStaleParts: 0, deadLettered: 0 };
   return report;
 }
 
 /** Fills `report` as it goes, so a failed run still reports what it got done. */
-export async function runExport(config: Config, o: RunOptions, report: RunReport = emptyReport(config)): Promise<RunReport> {
+export async function runExport(wanted: Config, o: RunOptions, report: RunReport = emptyReport(wanted)): Promise<RunReport> {
   const started = Date.now();
+  const stop = o.stop ?? new StopControl({ maxDurationMs: wanted.maxDurationMs, stopGraceMs: wanted.stopGraceMs });
+  stop.arm();
 
-  const main = await connectSource(config.source, 'main');
+  const main = await SourceSession.open(wanted.source, 'main');
   let store: StateStore | null = null;
   let pool: Piscina | null = null;
   try {
-    const table = await describeTable(main, config.source);
+    const workers = await affordableWorkers(main.current(), wanted.workers, (message) => o.log.warn(message));
+    const config = workers === wanted.workers ? wanted : { ...wanted, workers };
+    await passRawBytesFromSqlAscii(main.current());
+    const table = await describeTable(main.current(), config.source);
     store = createStateStore(config, main);
     await store.open();
     await checkExporters(config);
@@ -104,39 +118,62 @@ export async function runExport(config: Config, o: RunOptions, report: RunReport
     report.offsetAfter = state.offset;
     pool = new Piscina({ filename: workerFile(), minThreads: config.workers, maxThreads: config.workers, idleTimeout: 60_000 });
 
+    const ledger: Ledger = { reads: state.reads, horizonStart: await main.run((c) => horizonStart(c, config)) };
     let offset = state.offset;
     if (state.run) {
       o.log.info({ runId: state.run.runId, done: state.done.size, shards: state.run.shards.length }, 'resuming an unfinished run before planning new work');
-      offset = await executeRun(config, table, store, pool, state.run, state.done, state.acks, true, report, o);
+      offset = await executeRun(config, table, store, pool, state.run, state.done, state.acks, true, report, o, stop, ledger);
     }
+    if (report.stopped || !stop.mayStart(null)) return stopEarly(report, stop);
 
-    const window = o.fixedWindow ?? (await computeWindow(main, offset, config.lookbackPeriod, config.safetyLag));
+    // Taken before planning: if the window plans no shards, this is the read that covered it.
+    const snapshot = ledger.horizonStart === null ? undefined : await main.run((c) => currentSnapshot(c));
+    const window = o.fixedWindow ?? (await main.run((c) => computeWindow(c, offset, config.lookbackPeriod, config.safetyLag)));
     if (!window) {
-      o.log.info({ offset }, 'nothing to export: the window is empty (offset is within the safety lag of now)');
+      o.log.info({ offset, reason: await main.run((c) => emptyWindowReason(c, offset, config.lookbackPeriod, config.safetyLag)) }, 'nothing to export: the window is empty');
     } else {
       const planStarted = Date.now();
-      const plan = await planWindow(main, table, config, window);
+      const plan = await main.run((c) => planWindow(c, table, config, window));
       report.planningMs += Date.now() - planStarted;
       const run: RunManifest = {
-        runId: randomUUID(), createdAt: new Date().toISOString(),
-        window: { start: window.start, end: window.end }, totalRows: plan.totalRows, shards: plan.shards,
+        runId: randomUUID(), createdAt: new Date().toISOString(), kind: 'window',
+        window: { start: window.start, end: window.end }, totalRows: plan.totalRows, shards: plan.shards, snapshot,
       };
-      o.log.info({ runId: run.runId, start: window.start, end: window.end, rows: plan.totalRows, shards: plan.shards.length, method: plan.method }, 'planned');
+      o.log.info({ runId: run.runId, start: window.start, end: window.end, rows: plan.totalRows, shards: plan.shards.length, method: plan.method, rowsEstimated: plan.method === 'sample', workers: config.workers, workersReason: config.workersReason }, 'planned');
       await store.beginRun(run);
-      await executeRun(config, table, store, pool, run, new Map(), new Map(), false, report, o);
+      offset = await executeRun(config, table, store, pool, run, new Map(), new Map(), false, report, o, stop, ledger);
     }
+    if (offset && !o.fixedWindow) {
+      const lateStarted = Date.now();
+      const s = store;
+      const p = pool;
+      await catchUpLateRows(main.current(), table, config, ledger, offset, report, o.log, (run) => s.beginRun(run).then(() => executeRun(config, table, s, p, run, new Map(), new Map(), false, report, o, stop, ledger)));
+      report.late.durationMs += Date.now() - lateStarted;
+    }
+    if (report.stopped || (stop.reason !== null && stop.reason !== 'deadline')) return stopEarly(report, stop);
     return report;
   } finally {
+    stop.disarm();
     o.progress.stop();
     report.durationMs = Date.now() - started;
     report.rowsPerSec = report.durationMs > 0 ? Math.round((report.rows / report.durationMs) * 1000) : 0;
     const usage = process.resourceUsage();
     report.peakRssBytes = usage.maxRSS * 1024;
     report.cpuSeconds = Math.round((usage.userCPUTime + usage.systemCPUTime) / 1e4) / 100;
+    // close() saves pending object-store state: its failure must not pass silently.
+    const closing = store?.close();
     await pool?.destroy().catch(() => {});
-    await store?.close().catch(() => {});
-    await main.end().catch(() => {});
+    await closing?.catch((err: unknown) => o.log.error({ error: redact(errorMessage(err)) }, 'saving the state at exit failed; the next run redoes the shards finished since the last save'));
+    if (store?.requests) report.stateRequests = { ...store.requests };
+    await main.end();
   }
+}
+
+/** A stop before all work was done: status partial; a signal is reported even with nothing left. */
+function stopEarly(report: RunReport, stop: StopControl): RunReport {
+  report.status = 'partial';
+  report.stopped ??= { reason: stop.reason ?? 'deadline', shardsLeft: 0, shardsTotal: report.runs.at(-1)?.shards ?? 0 };
+  return report;
 }
 
 async function checkExporters(config: Config): Promise<void> {
@@ -156,10 +193,10 @@ async function checkExporters(config: Config): Promise<void> {
  */
 async function executeRun(
   config: Config, table: SourceTable, store: StateStore, pool: Piscina, run: RunManifest,
-  done: Map<number, ShardOutcome>, acks: ShardAcks, resumed: boolean, report: RunReport, o: RunOptions,
+  done: Map<number, ShardOutcome>, acks: ShardAcks, resumed: boolean, report: RunReport, o: RunOptions, stop: StopControl, ledger: Ledger,
 ): Promise<Bound> {
   const todo = run.shards.filter((s) => !done.has(s.index));
-  const entry = { runId: run.runId, resumed, window: run.window, shards: run.shards.length, shardsExportedNow: 0, rows: 0 };
+  const entry = { runId: run.runId, kind: run.kind ?? 'window', resumed, window: run.window, shards: run.shards.length, shardsExportedNow: 0, rows: 0 };
   report.runs.push(entry);
   const expected = todo.reduce((s, x) => s + x.estimatedRows, 0);
   o.progress.begin(expected, todo.length);
@@ -176,10 +213,12 @@ async function executeRun(
     return stateWrite(() => store.saveAck(run.runId, shard, exporterId, ack));
   };
   let next = 0;
+  const pace = new ShardPace();
   const lead = shardLead(config, todo, done);
 
   /** One attempt on a worker thread, with its own progress channel (a port transfers only once). */
   const attemptShard = async (shard: ShardSpec): Promise<ShardOutcome> => {
+    if (stop.stopping) throw new ShardStoppedError(`shard ${shard.index} not started: stopping`);
     const channel = new MessageChannel();
     channel.port1.on('message', (m: WorkerMessage) => {
       if (m.type === 'progress') o.progress.update(m.shard, m.rows);
@@ -192,29 +231,43 @@ async function executeRun(
         );
       }
     });
+    let stopSent = false;
+    const untrack = stop.track(() => {
+      stopSent = true;
+      channel.port1.postMessage({ type: 'stop' } satisfies MainMessage);
+    });
     try {
       const input: ShardTaskInput = { config, table, shard, runId: run.runId, progress: channel.port2, acks: acks.get(shard.index) };
       return await pool.run(input, { transferList: [channel.port2] });
+    } catch (err) {
+      // Error names do not survive the thread boundary; what we asked for, we know here. An
+      // attempt told to stop is left for the next run whatever it ended with: not done, not failed.
+      if (stopSent) throw new ShardStoppedError(errorMessage(err), { cause: err });
+      throw fromWire(err);
     } finally {
+      untrack();
       channel.port1.close();
     }
   };
 
   const runOne = async (): Promise<void> => {
     while (failure === null && next < todo.length) {
+      if (!stop.mayStart(pace.expectedMs(todo[next]!.estimatedRows))) return;
       if (!lead.mayStart(next)) {
         await lead.changed();
         continue;
       }
       const shard = todo[next++]!;
+      const shardStarted = Date.now();
       try {
         const shardStarted = Date.now();
         const outcome = await withRetries(
           { attempts: config.shardAttempts, firstDelayMs: 1000, maxDelayMs: 30_000 },
-          (err) => failure === null && shardRetryDecision(err) === 'retry',
+          (err) => failure === null && !stop.stopping && shardRetryDecision(err) === 'retry',
           () => attemptShard(shard),
           (err, n) => o.log.warn({ shard: shard.index, attempt: n, error: redact(errorMessage(err)) }, 'shard failed; retrying it (a shard rerun overwrites its own parts)'),
         );
+        pace.record(outcome.rows, Date.now() - shardStarted);
         done.set(shard.index, outcome);
         const offset = checkpointOffset(run, done);
         await stateWrite(() => store.shardDone(run.runId, shard.index, outcome, offset));
@@ -225,18 +278,26 @@ async function executeRun(
         entry.shardsExportedNow++;
         entry.rows += outcome.rows;
         addOutcome(report, outcome);
+        if (run.kind === 'late') report.late.rows += outcome.rows;
         o.log.debug({ shard: shard.index, rows: outcome.rows }, 'shard done');
       } catch (err) {
-        failure ??= err;
+        // A shard stopped at the deadline or by a signal is left for the next run, not failed.
+        if (!(err instanceof ShardStoppedError)) failure ??= err;
       }
       lead.notify();
     }
   };
   await Promise.all(Array.from({ length: Math.min(config.workers, todo.length) }, runOne));
   if (failure !== null) {
-    throw new RunError(`${errorMessage(failure)}; the offset stays at the last fully exported shard and a rerun resumes from there`, { cause: failure });
+    throw new RunError(`${errorMessage(failure)}; the offset stays at the last fully exported shard and a rerun resumes from there`, { cause: failure, code: kindOf(failure) });
   }
-  await store.endRun(run.runId, run.window.end);
+  if (done.size < run.shards.length) {
+    report.stopped = { reason: stop.reason ?? 'deadline', shardsLeft: run.shards.length - done.size, shardsTotal: run.shards.length };
+    return checkpointOffset(run, done);
+  }
+  const reads: ReadRange[] = nextReads(config, run, done, ledger);
+  await store.endRun(run.runId, run.window.end, reads);
+  ledger.reads = reads;
   report.offsetAfter = run.window.end;
   o.observer?.offset(run.window.end);
   return run.window.end;
@@ -269,6 +330,7 @@ function shardLead(config: Config, todo: ShardSpec[], done: Map<number, ShardOut
 
 function addOutcome(report: RunReport, outcome: ShardOutcome): void {
   report.rows += outcome.rows;
+  report.badRows += outcome.badRows ?? 0;
   if (outcome.deletedRows !== null) report.deletedRows = (report.deletedRows ?? 0) + outcome.deletedRows;
   for (const r of outcome.exporters) {
     const t = report.exporters[r.exporterId];

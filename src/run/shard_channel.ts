@@ -12,15 +12,21 @@ export type WorkerMessage =
   | { type: 'delivery'; exporterId: string; event: DeliveryEvent }
   | { type: 'flush'; id: number };
 
-export type MainMessage = { type: 'acked'; id: number } | { type: 'ack-failed'; id: number; error: string };
+export type MainMessage = { type: 'acked'; id: number } | { type: 'ack-failed'; id: number; error: string } | { type: 'stop' };
 
 /** The worker's side: `acknowledge` resolves once the main thread stored the ack. */
 export class WorkerSide {
   private next = 0;
   private readonly pending = new Map<number, { resolve: () => void; reject: (e: Error) => void }>();
+  /** Set when the main thread asks the shard to stop (a deadline or a signal). */
+  stopRequested = false;
 
   constructor(private readonly port: MessagePort) {
     port.on('message', (m: MainMessage) => {
+      if (m.type === 'stop') {
+        this.stopRequested = true;
+        return;
+      }
       const p = this.pending.get(m.id);
       if (!p) return;
       this.pending.delete(m.id);

@@ -49,6 +49,11 @@ export interface SinkDefinition<C extends ExporterConfigBase = ExporterConfigBas
    * parallel shards never push one stream further ahead than the platform tolerates.
    */
   maxShardLeadMs?(config: C): number | undefined;
+  /**
+   * What `plan` should warn about for this window (CloudWatch: events older than it accepts).
+   * May ask the destination; a failure to ask is a warning too, never an error.
+   */
+  planWarnings?(config: C, window: { start: string; end: string }): Promise<string[]>;
 }
 
 /** Erases a definition's config type so definitions of different destinations share one list. */

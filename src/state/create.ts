@@ -1,12 +1,15 @@
 import path from 'node:path';
-import type pg from 'pg';
 import type { Config } from '../config/types.js';
+import type { Db } from '../source/session.js';
 import { FileStateStore } from './file_store.js';
+import { createStateObjects } from './object_backends.js';
+import { ObjectStateStore } from './object_store.js';
 import { PostgresStateStore } from './postgres_store.js';
 import type { StateStore } from './types.js';
 
-export function createStateStore(config: Config, client: pg.Client): StateStore {
-  return config.state.type === 'file'
-    ? new FileStateStore(path.resolve(config.state.path), config.offsetKey)
-    : new PostgresStateStore(client, config.state.table, config.offsetKey);
+export function createStateStore(config: Config, db: Db): StateStore {
+  const state = config.state;
+  if (state.type === 'file') return new FileStateStore(path.resolve(state.path), config.offsetKey);
+  if (state.type === 'postgres') return new PostgresStateStore(db, state.table, config.offsetKey);
+  return new ObjectStateStore(state, config.offsetKey, createStateObjects(state));
 }

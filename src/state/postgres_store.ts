@@ -1,8 +1,9 @@
 import type pg from 'pg';
-import { RunError } from '../config/errors.js';
+import { ConfigError, RunError } from '../config/errors.js';
+import type { Db } from '../source/session.js';
 import type { Bound } from '../plan/keyset.js';
 import type { InShardAck } from '../sinks/delivery/types.js';
-import type { RunManifest, ShardAcks, ShardOutcome, StateStore, StoredState } from './types.js';
+import type { ReadRange, RunManifest, ShardAcks, ShardOutcome, StateStore, StoredState } from './types.js';
 
 /** SQL a worker runs inside its delete transaction, so the delete and the checkpoint commit together. */
 export function shardDoneSql(table: string): string {
@@ -10,12 +11,15 @@ export function shardDoneSql(table: string): string {
           ON CONFLICT (offset_key, run_id, shard_index) DO UPDATE SET outcome = EXCLUDED.outcome, done_at = now()`;
 }
 
-/** State in the source database (table logship_state by default). */
+/**
+ * State in the source database (table logship_state by default). Every write is idempotent and
+ * runs through `db`, which redoes it on a new connection when the source restarts mid-run.
+ */
 export class PostgresStateStore implements StateStore {
   readonly label: string;
 
   constructor(
-    private readonly client: pg.Client,
+    private readonly db: Db,
     private readonly table: string,
     private readonly offsetKey: string,
   ) {
@@ -23,7 +27,15 @@ export class PostgresStateStore implements StateStore {
   }
 
   async open(): Promise<void> {
-    await this.client.query(`
+    await this.db.run((c) => this.createTables(c));
+    await this.db.run((c) => this.lock(c));
+    // The advisory lock is held by the session: a new session after a restart must take it
+    // again, and fail if another run took it meanwhile.
+    this.db.onReconnect((c) => this.lock(c));
+  }
+
+  private async createTables(client: pg.Client): Promise<void> {
+    await client.query(`
       CREATE TABLE IF NOT EXISTS ${this.table} (
         offset_key text PRIMARY KEY,
         offset_ts text,
@@ -43,39 +55,47 @@ export class PostgresStateStore implements StateStore {
         shard_index int NOT NULL,
         exporter_id text NOT NULL,
         ack jsonb NOT NULL,
-        PRIMARY KEY (offset_key, run_id, shard_index, exporter_id));`).catch((err) => {
+        PRIMARY KEY (offset_key, run_id, shard_index, exporter_id));
+      ALTER TABLE ${this.table} ADD COLUMN IF NOT EXISTS reads jsonb;`).catch((err) => {
       // Two first runs racing to create the tables: the loser sees a unique violation.
-      if ((err as { code?: string }).code !== '23505') throw err;
+      if ((err as { code?: string }).code === '23505') return;
+      if ((err as { code?: string }).code === '42501') {
+        throw new ConfigError('state.table', `cannot create ${this.table} in the source database: ${(err as Error).message} (grant CREATE on its schema, create the tables once as their owner, or use state.type: file)`);
+      }
+      throw err;
     });
-    const lock = await this.client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock(hashtext($1)) AS ok', [`logship:${this.offsetKey}`]);
+  }
+
+  private async lock(client: pg.Client): Promise<void> {
+    const lock = await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock(hashtext($1)) AS ok', [`logship:${this.offsetKey}`]);
     if (!lock.rows[0]!.ok) throw new RunError(`offsetKey '${this.offsetKey}': another logship run holds its lock; wait for it to finish`);
   }
 
   async load(): Promise<StoredState> {
     try {
-      return await this.loadExisting();
+      return await this.db.run((c) => this.loadExisting(c));
     } catch (err) {
       // No state table yet (a `plan` before the first run): nothing stored.
-      if ((err as { code?: string }).code === '42P01') return { offset: null, run: null, done: new Map(), acks: new Map(), updatedAt: null };
+      if ((err as { code?: string }).code === '42P01') return { offset: null, run: null, done: new Map(), acks: new Map(), reads: [], updatedAt: null };
       throw err;
     }
   }
 
-  private async loadExisting(): Promise<StoredState> {
-    const r = await this.client.query<{ offset_ts: string | null; offset_row_key: string | null; run: RunManifest | null; updated_at: Date }>(
-      `SELECT offset_ts, offset_row_key, run, updated_at FROM ${this.table} WHERE offset_key = $1`,
+  private async loadExisting(client: pg.Client): Promise<StoredState> {
+    const r = await client.query<{ offset_ts: string | null; offset_row_key: string | null; run: RunManifest | null; reads: ReadRange[] | null; updated_at: Date }>(
+      `SELECT offset_ts, offset_row_key, run, reads, updated_at FROM ${this.table} WHERE offset_key = $1`,
       [this.offsetKey],
     );
     const row = r.rows[0];
     const done = new Map<number, ShardOutcome>();
     const acks: ShardAcks = new Map();
     if (row?.run) {
-      const s = await this.client.query<{ shard_index: number; outcome: ShardOutcome }>(
+      const s = await client.query<{ shard_index: number; outcome: ShardOutcome }>(
         `SELECT shard_index, outcome FROM ${this.table}_shards WHERE offset_key = $1 AND run_id = $2`,
         [this.offsetKey, row.run.runId],
       );
       for (const x of s.rows) done.set(x.shard_index, x.outcome);
-      const a = await this.client.query<{ shard_index: number; exporter_id: string; ack: InShardAck }>(
+      const a = await client.query<{ shard_index: number; exporter_id: string; ack: InShardAck }>(
         `SELECT shard_index, exporter_id, ack FROM ${this.table}_acks WHERE offset_key = $1 AND run_id = $2`,
         [this.offsetKey, row.run.runId],
       ).catch((err: { code?: string }) => {
@@ -90,55 +110,58 @@ export class PostgresStateStore implements StateStore {
       run: row?.run ?? null,
       done,
       acks,
+      reads: row?.reads ?? [],
       updatedAt: row ? row.updated_at.toISOString() : null,
     };
   }
 
   async beginRun(run: RunManifest): Promise<void> {
-    await this.client.query(
+    await this.db.run((c) => c.query(
       `INSERT INTO ${this.table} (offset_key, run) VALUES ($1, $2)
        ON CONFLICT (offset_key) DO UPDATE SET run = EXCLUDED.run, updated_at = now()`,
       [this.offsetKey, JSON.stringify(run)],
-    );
+    ));
   }
 
   async shardDone(runId: string, index: number, outcome: ShardOutcome, offset: Bound): Promise<void> {
-    await this.transaction(async () => {
-      await this.client.query(shardDoneSql(this.table), [this.offsetKey, runId, index, JSON.stringify(outcome)]);
-      await this.setOffset(offset, false);
+    await this.transaction(async (c) => {
+      await c.query(shardDoneSql(this.table), [this.offsetKey, runId, index, JSON.stringify(outcome)]);
+      await this.setOffset(c, offset, false);
     });
   }
 
   async saveAck(runId: string, index: number, exporterId: string, ack: InShardAck): Promise<void> {
-    await this.client.query(
+    await this.db.run((c) => c.query(
       `INSERT INTO ${this.table}_acks (offset_key, run_id, shard_index, exporter_id, ack) VALUES ($1, $2, $3, $4, $5)
        ON CONFLICT (offset_key, run_id, shard_index, exporter_id) DO UPDATE SET ack = EXCLUDED.ack`,
       [this.offsetKey, runId, index, exporterId, JSON.stringify(ack)],
-    );
+    ));
   }
 
-  async endRun(runId: string, offset: Bound): Promise<void> {
-    await this.transaction(async () => {
-      await this.setOffset(offset, true);
-      await this.client.query(`DELETE FROM ${this.table}_shards WHERE offset_key = $1 AND run_id = $2`, [this.offsetKey, runId]);
-      await this.client.query(`DELETE FROM ${this.table}_acks WHERE offset_key = $1 AND run_id = $2`, [this.offsetKey, runId]);
+  async endRun(runId: string, offset: Bound, reads: ReadRange[]): Promise<void> {
+    await this.transaction(async (c) => {
+      await this.setOffset(c, offset, true);
+      await c.query(`UPDATE ${this.table} SET reads = $2 WHERE offset_key = $1`, [this.offsetKey, JSON.stringify(reads)]);
+      await c.query(`DELETE FROM ${this.table}_shards WHERE offset_key = $1 AND run_id = $2`, [this.offsetKey, runId]);
+      await c.query(`DELETE FROM ${this.table}_acks WHERE offset_key = $1 AND run_id = $2`, [this.offsetKey, runId]);
     });
   }
 
   async reset(): Promise<void> {
-    await this.transaction(async () => {
-      await this.client.query(`DELETE FROM ${this.table} WHERE offset_key = $1`, [this.offsetKey]);
-      await this.client.query(`DELETE FROM ${this.table}_shards WHERE offset_key = $1`, [this.offsetKey]);
-      await this.client.query(`DELETE FROM ${this.table}_acks WHERE offset_key = $1`, [this.offsetKey]);
+    await this.transaction(async (c) => {
+      await c.query(`DELETE FROM ${this.table} WHERE offset_key = $1`, [this.offsetKey]);
+      await c.query(`DELETE FROM ${this.table}_shards WHERE offset_key = $1`, [this.offsetKey]);
+      await c.query(`DELETE FROM ${this.table}_acks WHERE offset_key = $1`, [this.offsetKey]);
     });
   }
 
   async close(): Promise<void> {
-    await this.client.query('SELECT pg_advisory_unlock(hashtext($1))', [`logship:${this.offsetKey}`]).catch(() => {});
+    // Not retried: a lost session has released its advisory lock already.
+    await this.db.current().query('SELECT pg_advisory_unlock(hashtext($1))', [`logship:${this.offsetKey}`]).catch(() => {});
   }
 
-  private async setOffset(offset: Bound, clearRun: boolean): Promise<void> {
-    await this.client.query(
+  private async setOffset(client: pg.Client, offset: Bound, clearRun: boolean): Promise<void> {
+    await client.query(
       `INSERT INTO ${this.table} (offset_key, offset_ts, offset_row_key) VALUES ($1, $2, $3)
        ON CONFLICT (offset_key) DO UPDATE SET offset_ts = EXCLUDED.offset_ts, offset_row_key = EXCLUDED.offset_row_key,
          run = CASE WHEN $4 THEN NULL ELSE ${this.table}.run END, updated_at = now()`,
@@ -146,14 +169,16 @@ export class PostgresStateStore implements StateStore {
     );
   }
 
-  private async transaction(fn: () => Promise<void>): Promise<void> {
-    await this.client.query('BEGIN');
-    try {
-      await fn();
-      await this.client.query('COMMIT');
-    } catch (err) {
-      await this.client.query('ROLLBACK').catch(() => {});
-      throw err;
-    }
+  private transaction(fn: (client: pg.Client) => Promise<void>): Promise<void> {
+    return this.db.run(async (c) => {
+      await c.query('BEGIN');
+      try {
+        await fn(c);
+        await c.query('COMMIT');
+      } catch (err) {
+        await c.query('ROLLBACK').catch(() => {});
+        throw err;
+      }
+    });
   }
 }

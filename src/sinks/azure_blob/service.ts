@@ -11,6 +11,17 @@ function azureMetadata(m: Record<string, string>): Record<string, string> {
   return Object.fromEntries(Object.entries(m).map(([k, v]) => [k.replace(/-/g, '_'), v]));
 }
 
+/** The container client for an Azure exporter's options (also used by the Azure state store). */
+export function createContainerClient(config: AzureBlobExporterConfig): ContainerClient {
+  const options: StoragePipelineOptions = { retryOptions: { maxTries: config.maxAttempts, retryPolicyType: StorageRetryPolicyType.EXPONENTIAL } };
+  let service: BlobServiceClient;
+  if (config.connectionString) service = BlobServiceClient.fromConnectionString(config.connectionString, options);
+  else if (config.sasToken) service = new BlobServiceClient(`${config.endpoint!.replace(/\/$/, '')}?${config.sasToken.replace(/^\?/, '')}`, undefined, options);
+  else if (config.sharedKeyAccountName) service = new BlobServiceClient(config.endpoint!, new StorageSharedKeyCredential(config.sharedKeyAccountName, config.sharedKeyAccountAccessKey!), options);
+  else service = new BlobServiceClient(config.endpoint!, new ClientSecretCredential(config.tenantId!, config.clientId!, config.clientSecret!), options);
+  return service.getContainerClient(config.containerName);
+}
+
 /**
  * Azure block blobs via uploadStream: blocks are staged as bytes arrive (blockSize x concurrency
  * buffered) and the blob appears only when the block list is committed at the end.
@@ -21,13 +32,7 @@ export class AzureBlobService implements ObjectService {
 
   constructor(private readonly config: AzureBlobExporterConfig) {
     this.label = `azure-blob exporter '${config.id}' (container ${config.containerName})`;
-    const options: StoragePipelineOptions = { retryOptions: { maxTries: config.maxAttempts, retryPolicyType: StorageRetryPolicyType.EXPONENTIAL } };
-    let service: BlobServiceClient;
-    if (config.connectionString) service = BlobServiceClient.fromConnectionString(config.connectionString, options);
-    else if (config.sasToken) service = new BlobServiceClient(`${config.endpoint!.replace(/\/$/, '')}?${config.sasToken.replace(/^\?/, '')}`, undefined, options);
-    else if (config.sharedKeyAccountName) service = new BlobServiceClient(config.endpoint!, new StorageSharedKeyCredential(config.sharedKeyAccountName, config.sharedKeyAccountAccessKey!), options);
-    else service = new BlobServiceClient(config.endpoint!, new ClientSecretCredential(config.tenantId!, config.clientId!, config.clientSecret!), options);
-    this.container = service.getContainerClient(config.containerName);
+    this.container = createContainerClient(config);
   }
 
   async check(): Promise<void> {

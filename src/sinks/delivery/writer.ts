@@ -70,8 +70,7 @@ export class BatchedShardWriter<R extends DeliveryRequest, Res> implements Shard
         if (this.confirmedEarlier(batch, i)) continue;
         this.skipKey = null; // rows arrive in order: once past the prefix, stay past it
       }
-      // A row the platform must not get in the same request as those before it starts a new one.
-      if (this.builder.count > 0 && this.builder.startsNewRequest?.(batch, i)) await this.dispatch();
+      if (this.builder.count > 0 && this.builder.fits?.(batch, i) === false) await this.dispatch();
       const refused = this.builder.add(batch, i);
       const span = (this.span ??= { lastTsMicros: 0, lastKey: '', delivered: 0, done: false, request: null, dead: [] });
       span.lastTsMicros = batch.tsMicros[i]!;

@@ -5,6 +5,21 @@ import { partMetadata } from '../object_store.js';
 import type { ObjectService, PartMeta, PartUpload } from '../types.js';
 
 /**
+ * The bucket handle for a GCS exporter's options (also used by the GCS state store). Exporter
+ * writes are idempotent (deterministic names, whole-object overwrite), so they retry always; the
+ * state store's conditional writes retry only as the library deems safe by precondition.
+ */
+export function createGcsBucket(config: GcsExporterConfig, idempotencyStrategy: IdempotencyStrategy): Bucket {
+  const storage = new Storage({
+    projectId: config.projectId,
+    credentials: config.serviceAccount ? JSON.parse(config.serviceAccount) : undefined,
+    apiEndpoint: config.endpoint,
+    retryOptions: { autoRetry: true, maxRetries: config.maxAttempts - 1, retryDelayMultiplier: 2, maxRetryDelay: 32, idempotencyStrategy },
+  });
+  return storage.bucket(config.bucket);
+}
+
+/**
  * GCS resumable uploads: one chunk (chunkSize) buffered at a time and retried by the client
  * library with exponential backoff; the object exists only once the final chunk is accepted.
  */
@@ -14,21 +29,7 @@ export class GcsService implements ObjectService {
 
   constructor(private readonly config: GcsExporterConfig) {
     this.label = `gcs exporter '${config.id}' (bucket ${config.bucket})`;
-    const storage = new Storage({
-      projectId: config.projectId,
-      credentials: config.serviceAccount ? JSON.parse(config.serviceAccount) : undefined,
-      apiEndpoint: config.endpoint,
-      retryOptions: {
-        autoRetry: true,
-        maxRetries: config.maxAttempts - 1,
-        retryDelayMultiplier: 2,
-        maxRetryDelay: 32,
-        // Our writes are idempotent (deterministic names, whole-object overwrite), so every
-        // request may be retried, not only those the library deems safe by precondition.
-        idempotencyStrategy: IdempotencyStrategy.RetryAlways,
-      },
-    });
-    this.bucket = storage.bucket(config.bucket);
+    this.bucket = createGcsBucket(config, IdempotencyStrategy.RetryAlways);
   }
 
   async check(): Promise<void> {

@@ -146,8 +146,8 @@ export class LokiRequestBuilder implements RequestBuilder<LokiRequest> {
    * A request spans at most the out-of-order window: if Loki stored it and the answer was lost,
    * resending it must not put its first entries too far behind its last.
    */
-  startsNewRequest(batch: RowBatch, i: number): boolean {
-    return this.items.length > 0 && batch.tsMicros[i]! - this.items[0]!.tsMicros > this.config.outOfOrderWindowMs * 1000;
+  fits(batch: RowBatch, i: number): boolean {
+    return this.items.length === 0 || batch.tsMicros[i]! - this.items[0]!.tsMicros <= this.config.outOfOrderWindowMs * 1000;
   }
 
   add(batch: RowBatch, i: number): string | null {

@@ -9,6 +9,17 @@ import { httpFailure } from '../failures.js';
 import { partMetadata } from '../object_store.js';
 import type { ObjectService, PartMeta, PartUpload } from '../types.js';
 
+/** The client for an S3 exporter's options (also used by the S3 state store). */
+export function createS3Client(config: S3ExporterConfig): S3Client {
+  return new S3Client({
+    region: config.region,
+    endpoint: config.endpoint,
+    forcePathStyle: config.forcePathStyle,
+    maxAttempts: config.maxAttempts,
+    credentials: config.accessKeyId ? { accessKeyId: config.accessKeyId, secretAccessKey: config.secretKeyId!, sessionToken: config.sessionToken } : undefined,
+  });
+}
+
 /**
  * S3 through lib-storage's multipart Upload: compressed bytes stream in, at most
  * partSize x (queueSize + 1) of them buffered; the object appears only on CompleteMultipartUpload.
@@ -20,13 +31,7 @@ export class S3Service implements ObjectService {
 
   constructor(private readonly config: S3ExporterConfig) {
     this.label = `s3 exporter '${config.id}' (bucket ${config.bucket})`;
-    this.client = new S3Client({
-      region: config.region,
-      endpoint: config.endpoint,
-      forcePathStyle: config.forcePathStyle,
-      maxAttempts: config.maxAttempts,
-      credentials: config.accessKeyId ? { accessKeyId: config.accessKeyId, secretAccessKey: config.secretKeyId!, sessionToken: config.sessionToken } : undefined,
-    });
+    this.client = createS3Client(config);
   }
 
   async check(): Promise<void> {
