@@ -4,14 +4,14 @@ import { Piscina } from 'piscina';
 import type pg from 'pg';
 import { errorMessage, RunError } from '../config/errors.js';
 import type { Config } from '../config/types.js';
-import type { Bound } from '../plan/keyset.js';
+import { tsToMicros, type Bound } from '../plan/keyset.js';
 import { planShards, type ShardPlan, type ShardSpec } from '../plan/shards.js';
 import { computeWindow, emptyWindowReason, type ExportWindow } from '../plan/window.js';
 import { SourceSession } from '../source/session.js';
 import { affordableWorkers } from '../source/connection_budget.js';
 import { passRawBytesFromSqlAscii } from '../source/connection.js';
 import { describeTable, type SourceTable } from '../source/table.js';
-import { createExporter } from '../sinks/registry.js';
+import { createExporter, maxShardLeadMs } from '../sinks/registry.js';
 import { checkpointOffset } from '../state/checkpoint.js';
 import { createStateStore } from '../state/create.js';
 import type { ReadRange, RunManifest, ShardAcks, ShardOutcome, StateStore } from '../state/types.js';
@@ -214,6 +214,7 @@ async function executeRun(
   };
   let next = 0;
   const pace = new ShardPace();
+  const lead = shardLead(config, todo, done);
 
   /** One attempt on a worker thread, with its own progress channel (a port transfers only once). */
   const attemptShard = async (shard: ShardSpec): Promise<ShardOutcome> => {
@@ -252,6 +253,10 @@ async function executeRun(
   const runOne = async (): Promise<void> => {
     while (failure === null && next < todo.length) {
       if (!stop.mayStart(pace.expectedMs(todo[next]!.estimatedRows))) return;
+      if (!lead.mayStart(next)) {
+        await lead.changed();
+        continue;
+      }
       const shard = todo[next++]!;
       const shardStarted = Date.now();
       try {
@@ -279,6 +284,7 @@ async function executeRun(
         // A shard stopped at the deadline or by a signal is left for the next run, not failed.
         if (!(err instanceof ShardStoppedError)) failure ??= err;
       }
+      lead.notify();
     }
   };
   await Promise.all(Array.from({ length: Math.min(config.workers, todo.length) }, runOne));
@@ -295,6 +301,31 @@ async function executeRun(
   report.offsetAfter = run.window.end;
   o.observer?.offset(run.window.end);
   return run.window.end;
+}
+
+/**
+ * Time-ordered dispatch with a bounded lead (SinkDefinition.maxShardLeadMs): shard `i` starts only
+ * when its end is within the lead of the start of the oldest unfinished shard. Every entry sent so
+ * far is then at most `lead` after that start, and every entry still to come is at or after it.
+ * A shard longer than the lead runs alone. Without such an exporter, shards start freely.
+ */
+function shardLead(config: Config, todo: ShardSpec[], done: Map<number, ShardOutcome>) {
+  const leadMs = maxShardLeadMs(config.logExporters);
+  let waiters: (() => void)[] = [];
+  return {
+    mayStart(i: number): boolean {
+      if (leadMs === undefined) return true;
+      const oldest = todo.find((s, j) => j < i && !done.has(s.index));
+      if (!oldest) return true; // the oldest unfinished shard itself always runs
+      return tsToMicros(todo[i]!.hi.ts) - tsToMicros(oldest.lo.ts) <= leadMs * 1000;
+    },
+    changed: () => new Promise<void>((resolve) => waiters.push(resolve)),
+    notify(): void {
+      const w = waiters;
+      waiters = [];
+      for (const resolve of w) resolve();
+    },
+  };
 }
 
 function addOutcome(report: RunReport, outcome: ShardOutcome): void {

@@ -44,6 +44,12 @@ export interface SinkDefinition<C extends ExporterConfigBase = ExporterConfigBas
   /** Where a shard's first rows would go, for `plan` (a file name, an index, a stream). */
   describeTarget(config: C, shard: ShardSpec): string;
   /**
+   * For platforms that reject entries far behind the newest they hold (Loki): a shard starts only
+   * when its end is at most this many ms after the start of the oldest unfinished shard, so
+   * parallel shards never push one stream further ahead than the platform tolerates.
+   */
+  maxShardLeadMs?(config: C): number | undefined;
+  /**
    * What `plan` should warn about for this window (CloudWatch: events older than it accepts).
    * May ask the destination; a failure to ask is a warning too, never an error.
    */

@@ -9,6 +9,8 @@ import type { DeliveryOptions } from './delivery/options.js';
 import { elasticsearchSink, opensearchSink } from './elasticsearch/definition.js';
 import { fileSink } from './file/definition.js';
 import { gcsSink } from './gcs/definition.js';
+import { googleLoggingSink } from './google_logging/definition.js';
+import { lokiSink } from './loki/definition.js';
 import { checkNamesStayInside } from './naming.js';
 import { otlpSink } from './otlp/definition.js';
 import { kinesisSink } from './kinesis/definition.js';
@@ -25,6 +27,8 @@ export const SINKS: readonly SinkDefinition[] = [
   azureBlobSink,
   elasticsearchSink,
   opensearchSink,
+  lokiSink,
+  googleLoggingSink,
   splunkSink,
   otlpSink,
   cloudwatchSink,
@@ -81,6 +85,12 @@ export function writesFiles(e: ExporterConfig): e is FileShapedConfig {
 /** Exporters that send events in requests: they have dead letters and `allowDeadLetter`. */
 export function deliversDocuments(e: ExporterConfig): e is ExporterConfig & DeliveryOptions {
   return definitionOf(e).shape === 'documents';
+}
+
+/** The tightest shard lead any exporter allows (see SinkDefinition.maxShardLeadMs), or undefined. */
+export function maxShardLeadMs(exporters: readonly ExporterConfig[]): number | undefined {
+  const leads = exporters.map((e) => definitionOf(e).maxShardLeadMs?.(e)).filter((x): x is number => x !== undefined);
+  return leads.length > 0 ? Math.min(...leads) : undefined;
 }
 
 /** Exporters whose shards are read in order and acknowledged in-shard (no dedupe on their side). */

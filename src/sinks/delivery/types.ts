@@ -61,6 +61,13 @@ export interface DeliveryDriver<R extends DeliveryRequest, Res> {
   classify(request: R, response: Res): Decision;
   /** Classifies a thrown error; defaults to the shared transport rules (decideTransportError). */
   classifyError?(request: R, error: unknown): Decision;
+  /**
+   * True when `later` must not be sent until `earlier` is acknowledged (delivered, and durably
+   * recorded where the run records progress): for platforms that refuse entries far behind the
+   * newest one they hold (Loki), so neither a retry nor a rerun's resend lands behind a later
+   * request. Without it, requests overlap up to `concurrency`.
+   */
+  waitsFor?(earlier: R, later: R): boolean;
 }
 
 /**

@@ -18,6 +18,8 @@ interface Span {
   lastKey: string;
   delivered: number;
   done: boolean;
+  /** What was sent for the span (null: only refused rows), for drivers that order requests. */
+  request: DeliveryRequest | null;
   /** Dead letters of this span, written to the file when the prefix passes the span. */
   dead: { record: Record<string, unknown>; document: Buffer | string }[];
 }
@@ -70,7 +72,7 @@ export class BatchedShardWriter<R extends DeliveryRequest, Res> implements Shard
       }
       if (this.builder.count > 0 && this.builder.fits?.(batch, i) === false) await this.dispatch();
       const refused = this.builder.add(batch, i);
-      const span = (this.span ??= { lastTsMicros: 0, lastKey: '', delivered: 0, done: false, dead: [] });
+      const span = (this.span ??= { lastTsMicros: 0, lastKey: '', delivered: 0, done: false, request: null, dead: [] });
       span.lastTsMicros = batch.tsMicros[i]!;
       span.lastKey = batch.key(i);
       if (refused !== null) {
@@ -117,8 +119,9 @@ export class BatchedShardWriter<R extends DeliveryRequest, Res> implements Shard
     this.span = null;
     const request = this.builder.count > 0 ? this.builder.take() : null;
     // Bounded duplicates: at most `concurrency` spans are sent but not durably acknowledged.
-    while (!this.failure && this.outstanding.length >= this.options.concurrency) await new Promise<void>((r) => this.capacityWaiters.push(r));
+    while (!this.failure && (this.outstanding.length >= this.options.concurrency || this.mustWait(request))) await new Promise<void>((r) => this.capacityWaiters.push(r));
     if (this.failure) throw this.failure;
+    span.request = request;
     this.outstanding.push(span);
     if (request === null) {
       span.done = true; // only refused rows: nothing to send
@@ -138,6 +141,15 @@ export class BatchedShardWriter<R extends DeliveryRequest, Res> implements Shard
       })
       .finally(() => this.inflight.delete(p));
     this.inflight.add(p);
+  }
+
+  /**
+   * True while an earlier request the driver says `request` must follow is not yet acknowledged:
+   * sent, or delivered but not durably recorded, so a rerun after a crash could resend it.
+   */
+  private mustWait(request: R | null): boolean {
+    const waitsFor = this.driver.waitsFor;
+    return request !== null && waitsFor !== undefined && this.outstanding.some((s) => s.request !== null && waitsFor(s.request as R, request));
   }
 
   /** Sends until every item is accepted or dead-lettered; throws when a retry cannot help or attempts run out. */
