@@ -2,6 +2,7 @@ import { ConfigError } from '../config/errors.js';
 import { OptionReader } from '../config/reader.js';
 import type { ExporterConfig, FileShapedConfig } from '../config/types.js';
 import { azureBlobSink } from './azure_blob/definition.js';
+import { azureMonitorSink } from './azure_monitor/definition.js';
 import type { SinkDefinition } from './definition.js';
 import type { DeliveryOptions } from './delivery/options.js';
 import { elasticsearchSink, opensearchSink } from './elasticsearch/definition.js';
@@ -18,6 +19,7 @@ export const SINKS: readonly SinkDefinition[] = [
   azureBlobSink,
   elasticsearchSink,
   opensearchSink,
+  azureMonitorSink,
 ];
 
 /** Kestra exporter types logship knows of but does not have. */

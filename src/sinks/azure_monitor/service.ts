@@ -1,0 +1,68 @@
+import type { TokenCredential } from '@azure/identity';
+import type { LogsIngestionClient } from '@azure/monitor-ingestion';
+import { PermanentExportError } from '../failures.js';
+import type { AzureMonitorExporterConfig } from './config.js';
+import type { LogsRequest } from './request_builder.js';
+import type { CallFailure, UploadOutcome } from './retry.js';
+
+/**
+ * The official Logs Ingestion client with its own retries off (logship decides what to resend,
+ * per failed call), and the real Entra ID credential: a service principal when configured, else
+ * the default chain.
+ */
+export class AzureMonitorService {
+  readonly label: string;
+
+  private constructor(
+    private readonly config: AzureMonitorExporterConfig,
+    private readonly credential: TokenCredential,
+    private readonly client: LogsIngestionClient,
+  ) {
+    this.label = `azure-monitor exporter '${config.id}' (${config.endpoint})`;
+  }
+
+  static async create(config: AzureMonitorExporterConfig): Promise<AzureMonitorService> {
+    const identity = await import('@azure/identity');
+    const { LogsIngestionClient } = await import('@azure/monitor-ingestion');
+    const sp = config.servicePrincipal;
+    const credential: TokenCredential = sp
+      ? new identity.ClientSecretCredential(sp.tenantId, sp.clientId, sp.clientSecret, { authorityHost: config.authorityHost, disableInstanceDiscovery: config.authorityHost !== 'https://login.microsoftonline.com' })
+      : new identity.DefaultAzureCredential({ authorityHost: config.authorityHost });
+    const client = new LogsIngestionClient(config.endpoint, credential, { audience: config.audience, retryOptions: { maxRetries: 0 } });
+    return new AzureMonitorService(config, credential, client);
+  }
+
+  /** A token for the ingestion audience, so wrong credentials fail before any row is read. */
+  async check(): Promise<void> {
+    try {
+      await this.credential.getToken(`${this.config.audience}/.default`, { abortSignal: AbortSignal.timeout(this.config.requestTimeoutMs) });
+    } catch (err) {
+      const who = this.config.servicePrincipal ? `clientId ${this.config.servicePrincipal.clientId} in tenant ${this.config.servicePrincipal.tenantId}` : 'the default Azure credential chain';
+      throw new PermanentExportError(`${this.label}: cannot get a token from ${this.config.authorityHost} for ${who}: ${describeAuthError(err)}`);
+    }
+  }
+
+  /** One upload: the SDK's per-call failures (AggregateLogsUploadError) come back as data, not thrown. */
+  async upload(request: LogsRequest): Promise<UploadOutcome> {
+    try {
+      await this.client.upload(this.config.ruleId, this.config.streamName, request.logs, { maxConcurrency: 1, abortSignal: AbortSignal.timeout(this.config.requestTimeoutMs) });
+      return { failures: [] };
+    } catch (err) {
+      const errors = (err as { errors?: CallFailure[] }).errors;
+      if ((err as Error).name === 'AggregateLogsUploadError' || Array.isArray(errors)) return { failures: errors ?? [] };
+      throw err;
+    }
+  }
+
+  async close(): Promise<void> {}
+}
+
+/** MSAL's and the identity library's errors: the OAuth error code and the first line of its description. */
+function describeAuthError(err: unknown): string {
+  const e = err as { name?: string; message?: string; statusCode?: number; errorResponse?: { error?: string; errorDescription?: string } };
+  if (e?.errorResponse?.error) {
+    const description = (e.errorResponse.errorDescription ?? '').split('\n')[0]!.trim();
+    return [e.statusCode ? `HTTP ${e.statusCode}` : '', e.errorResponse.error, description ? `(${description})` : ''].filter(Boolean).join(' ');
+  }
+  return `${e?.name ?? 'Error'}: ${(e?.message ?? String(err)).split('\n')[0]!.trim()}`;
+}
