@@ -7,6 +7,8 @@ export const AZURE_MONITOR_TYPES = ['azure-monitor', 'io.kestra.plugin.ee.azure.
 
 /** The Logs Ingestion API takes at most 1 MB per call; the SDK cuts its chunks below 1,000,000 bytes of JSON. */
 export const MAX_CALL_BYTES = 1_000_000;
+/** A request above 1,000,000 bytes becomes several calls; more than 16 would only delay acknowledgements. */
+export const MAX_REQUEST_BYTES = 16 * 1024 * 1024;
 export const PUBLIC_CLOUD_AUTHORITY = 'https://login.microsoftonline.com';
 export const PUBLIC_CLOUD_AUDIENCE = 'https://monitor.azure.com';
 
@@ -24,7 +26,11 @@ export interface AzureMonitorExporterConfig extends DeliveryOptions, EventMappin
   authorityHost: string;
   /** Token audience of the ingestion API (`https://monitor.azure.us` in Azure Government). */
   audience: string;
-  /** JSON bytes per call, ≤ 1,000,000: `chunk` (events) caps a request too, whichever comes first. */
+  /**
+   * JSON bytes per request (one `upload`), `chunk` rows capping it too. Up to 1,000,000 a request
+   * is one HTTP call; above, the SDK cuts it into calls of < 1,000,000 bytes, sent one after the
+   * other, and only the rows of a failed call are resent.
+   */
   maxRequestBytes: number;
 }
 
@@ -48,7 +54,7 @@ export function parseAzureMonitorExporter(r: OptionReader, id: string): AzureMon
   const authorityHost = httpUrl(r, 'authorityHost', PUBLIC_CLOUD_AUTHORITY);
   const audience = httpUrl(r, 'audience', PUBLIC_CLOUD_AUDIENCE);
   const maxRequestBytes = r.byteSize('maxRequestBytes', MAX_CALL_BYTES);
-  if (maxRequestBytes > MAX_CALL_BYTES || maxRequestBytes < 1024) throw new ConfigError(r.at('maxRequestBytes'), `must be between 1 KiB and ${MAX_CALL_BYTES} bytes, the Logs Ingestion API's limit per call (got ${maxRequestBytes})`);
+  if (maxRequestBytes > MAX_REQUEST_BYTES || maxRequestBytes < 1024) throw new ConfigError(r.at('maxRequestBytes'), `must be between 1 KiB and 16 MiB (got ${maxRequestBytes})`);
   return {
     type: 'azure-monitor', endpoint, ruleId, streamName, servicePrincipal, authorityHost, audience, maxRequestBytes,
     ...readEventMapping(r),

@@ -1,6 +1,7 @@
 import { microsToTs } from '../../plan/keyset.js';
 import type { RowBatch } from '../../source/row_batch.js';
 import { levelOf, type EventMapping } from '../delivery/event.js';
+import { MAX_CALL_BYTES } from './config.js';
 import type { DeadLetterSubject, DeliveryRequest, RequestBuilder } from '../delivery/types.js';
 
 /** A DCR stream row: `TimeGenerated` plus the document's fields as columns. */
@@ -76,10 +77,11 @@ export class LogsRequest implements DeliveryRequest {
 }
 
 /**
- * Rows → calls of at most `chunk` rows and about `maxBytes` of JSON. The cap is soft by one row
- * (a row is added before the request is known to be full); the SDK still cuts every HTTP call
- * below 1,000,000 bytes, and reports the rows of a failed call so only those are resent.
- * A row that alone exceeds `maxBytes` can never be accepted and is refused (dead-lettered).
+ * Rows → requests of at most `chunk` rows and about `maxBytes` of JSON. The cap is soft by one
+ * row (a row is added before the request is known to be full, and the core acknowledges rows in
+ * read order); the SDK still cuts every HTTP call below 1,000,000 bytes, and reports the rows of
+ * a failed call so only those are resent. A row over one call's limit (or `maxBytes`) can never
+ * be accepted and is refused (dead-lettered).
  */
 export class LogsRequestBuilder implements RequestBuilder<LogsRequest> {
   private logs: StreamRow[] = [];
@@ -106,7 +108,8 @@ export class LogsRequestBuilder implements RequestBuilder<LogsRequest> {
   add(batch: RowBatch, i: number): string | null {
     const row = toStreamRow(batch, i, this.mapping);
     const size = Buffer.byteLength(JSON.stringify(row)) + 1;
-    if (size + 1 > this.maxBytes) return `row is ${size - 1} bytes as JSON, over the ${this.maxBytes} bytes one Logs Ingestion call may carry`;
+    const cap = Math.min(this.maxBytes, MAX_CALL_BYTES);
+    if (size + 1 > cap) return `row is ${size - 1} bytes as JSON, over the ${cap} bytes ${cap === MAX_CALL_BYTES ? 'one Logs Ingestion call may carry' : 'of maxRequestBytes'}`;
     this.logs.push(row);
     this.keys.push(batch.key(i));
     this.ts.push(batch.tsMicros[i]!);

@@ -33,6 +33,7 @@ export function describeCallError(err: unknown): string {
       // not JSON: keep the SDK's message
     }
   }
+  else if (e?.code && typeof e.statusCode === 'number' && !detail.startsWith(e.code)) detail = `${e.code}: ${detail}`;
   const status = typeof e?.statusCode === 'number' ? `HTTP ${e.statusCode} ` : '';
   return `${status}${detail}`.split('\n')[0]!.trim();
 }

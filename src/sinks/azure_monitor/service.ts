@@ -64,5 +64,9 @@ function describeAuthError(err: unknown): string {
     const description = (e.errorResponse.errorDescription ?? '').split('\n')[0]!.trim();
     return [e.statusCode ? `HTTP ${e.statusCode}` : '', e.errorResponse.error, description ? `(${description})` : ''].filter(Boolean).join(' ');
   }
-  return `${e?.name ?? 'Error'}: ${(e?.message ?? String(err)).split('\n')[0]!.trim()}`;
+  const message = e?.message ?? String(err);
+  // MSAL's ServerError: "invalid_client: Error(s): … - Description: AADSTS…: … - Correlation ID: …"
+  const msal = /^(\w+): Error\(s\):.*?Description: (.*?)(?: - Correlation ID:.*)?$/s.exec(message);
+  if (msal) return `${msal[1]} (${msal[2]!.split('\n')[0]!.trim()})`;
+  return `${e?.name ?? 'Error'}: ${message.split('\n')[0]!.trim()}`;
 }
