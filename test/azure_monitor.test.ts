@@ -97,7 +97,7 @@ describe('azure-monitor exporter', () => {
     expectExactlyOnce(sourceKeys.filter((k) => ['INFO', 'WARN', 'ERROR'].includes(source.get(k)!.doc.level as string)));
   });
 
-  it('retries 429 with Retry-After, a 503 and a dropped connection, and loses nothing', async () => {
+  it('retries 429 with Retry-After, a 503, a 500 and a dropped connection, halves a request answered 413, and loses nothing', async () => {
     server.rows.length = 0;
     const ingest = (q: { path: string }) => q.path.startsWith('/dataCollectionRules/');
     server.server.failNext([
@@ -105,6 +105,7 @@ describe('azure-monitor exporter', () => {
       { status: 503, body: JSON.stringify({ error: { code: 'ServiceUnavailable', message: 'The service is temporarily unavailable.' } }) },
       { reset: true },
       { status: 500, body: JSON.stringify({ error: { code: 'InternalServerError', message: 'An internal error occurred.' } }) },
+      { status: 413, body: JSON.stringify({ error: { code: 'ContentLengthLimitExceeded', message: 'The request body exceeds the 1 MB limit.' } }) },
     ], ingest);
     const { file } = config();
     const r = await runCli(['run', '--config', file], { env });
@@ -168,6 +169,16 @@ describe('azure-monitor exporter', () => {
     expect(r.stderr.trim().split('\n').at(-1)).toMatch(/^logship: shard \d+ \(\S+\): azure-monitor exporter 'azureMonitor' \(https:\/\/127\.0\.0\.1:\d+\): upload: HTTP 404 InvalidStream: Stream 'Custom-Missing' is not declared in data collection rule 'dcr-69f0b123041d4d6e9f2bf72aad0b62cf'\. \(check ruleId and streamName against the DCR\); the offset stays at the last fully exported shard and a rerun resumes from there$/);
     const state = await runCli(['state', '--config', file], { env });
     expect(state.stdout).not.toMatch(/offset: \d/);
+  });
+
+  it('a 403 from the ingestion API (no role on the DCR) stops the run with one line naming the exporter, exit 1', async () => {
+    server.rows.length = 0;
+    server.server.failNext([{ status: 403, body: JSON.stringify({ error: { code: 'OperationFailed', message: `The authentication token provided does not have access to ingest data for the data collection rule with immutable Id '${RULE_ID}'.` } }) }], (q) => q.path.startsWith('/dataCollectionRules/'));
+    const { file } = config({}, { workers: 1 });
+    const r = await runCli(['run', '--config', file], { env });
+    expect(r.code).toBe(1);
+    server.server.assertFaultsDelivered();
+    expect(r.stderr.trim().split('\n').at(-1)).toContain(`azure-monitor exporter 'azureMonitor' (${server.url}): upload: HTTP 403 OperationFailed: The authentication token provided does not have access to ingest data for the data collection rule with immutable Id '${RULE_ID}'. (the service principal needs the Monitoring Metrics Publisher role on the DCR)`);
   });
 
   it('an unreachable endpoint is retried, then fails with one line naming the exporter (exit 1)', async () => {
