@@ -1,7 +1,7 @@
 // Azure Monitor Logs Ingestion throughput: N seeded rows in an embedded PostgreSQL, a local HTTPS
 // endpoint that plays Entra ID and the ingestion API and answers at once (gunzips and counts the
 // rows), and the CLI as its own process with workers: 1. Prints events/s and peak RSS from the report.
-// Never run by the tests. Usage: node dist/bench/platform_azure_monitor.js [--rows 200000]
+// Never run by the tests. Usage: node dist/bench/platform_azure_monitor.js [--rows 200000] [--chunk 1000] [--concurrency 4]
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import https from 'node:https';
@@ -16,7 +16,7 @@ import { startEmbeddedPostgres } from '../src/demo/embedded_pg.js';
 import { createKestraSchema, seedKestraLogsParallel } from '../src/demo/seed.js';
 import { packageRoot } from '../src/util/paths.js';
 
-const { values } = parseArgs({ options: { rows: { type: 'string', default: '200000' }, chunk: { type: 'string', default: '1000' } } });
+const { values } = parseArgs({ options: { rows: { type: 'string', default: '200000' }, chunk: { type: 'string', default: '1000' }, concurrency: { type: 'string', default: '4' } } });
 const CLI = path.join(packageRoot(), 'dist/src/cli/main.js');
 const TENANT = 'bench-tenant';
 const RULE = 'dcr-00000000000000000000000000000000';
@@ -71,7 +71,7 @@ async function main(): Promise<void> {
     const cfg = path.join(work, 'logship.yaml');
     fs.writeFileSync(cfg, YAML.stringify({
       source: { url: db.url }, lookbackPeriod: 'P1D', offsetKey: 'bench-azmon', workers: 1, state: { type: 'file', path: path.join(work, 'state.json') },
-      logExporters: [{ id: 'azmon', type: 'azure-monitor', endpoint: endpoint.url, authorityHost: endpoint.url, tenantId: TENANT, clientId: 'bench-client', clientSecret: 'bench-secret', ruleId: RULE, streamName: 'Custom-KestraLogs', chunk: Number(values.chunk), deadLetter: path.join(work, 'dead') }],
+      logExporters: [{ id: 'azmon', type: 'azure-monitor', endpoint: endpoint.url, authorityHost: endpoint.url, tenantId: TENANT, clientId: 'bench-client', clientSecret: 'bench-secret', ruleId: RULE, streamName: 'Custom-KestraLogs', chunk: Number(values.chunk), concurrency: Number(values.concurrency), deadLetter: path.join(work, 'dead') }],
     }));
     const report = path.join(work, 'report.json');
     const t0 = process.hrtime.bigint();
@@ -83,7 +83,7 @@ async function main(): Promise<void> {
     if (code !== 0) throw new Error(`logship exited ${code}`);
     const rep = JSON.parse(fs.readFileSync(report, 'utf8')) as { rows: number; peakRssBytes: number; cpuSeconds: number };
     if (endpoint.rows() !== rows) throw new Error(`the endpoint received ${endpoint.rows()} rows, expected ${rows}`);
-    console.log(`azure-monitor, workers=1, chunk=${values.chunk}: ${rows.toLocaleString('en-US')} rows in ${seconds.toFixed(2)} s = ${Math.round(rows / seconds).toLocaleString('en-US')} events/s, peak RSS ${(rep.peakRssBytes / 2 ** 20).toFixed(0)} MiB, CPU ${rep.cpuSeconds?.toFixed?.(1) ?? '?'} s`);
+    console.log(`azure-monitor, workers=1, chunk=${values.chunk}, concurrency=${values.concurrency}: ${rows.toLocaleString('en-US')} rows in ${seconds.toFixed(2)} s = ${Math.round(rows / seconds).toLocaleString('en-US')} events/s, peak RSS ${(rep.peakRssBytes / 2 ** 20).toFixed(0)} MiB, CPU ${rep.cpuSeconds?.toFixed?.(1) ?? '?'} s`);
   } finally {
     endpoint.close();
     await db.stop();
