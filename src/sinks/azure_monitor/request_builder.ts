@@ -4,6 +4,8 @@ import { levelOf, type EventMapping } from '../delivery/event.js';
 import { MAX_CALL_BYTES } from './config.js';
 import type { DeadLetterSubject, DeliveryRequest, RequestBuilder } from '../delivery/types.js';
 
+const OPEN_BRACE = 0x7b;
+
 /** A DCR stream row: `TimeGenerated` plus the document's fields as columns. */
 export type StreamRow = Record<string, unknown>;
 
@@ -38,7 +40,7 @@ export class LogsRequest implements DeliveryRequest {
     readonly logs: StreamRow[],
     readonly keys: string[],
     readonly tsMicros: Float64Array,
-    /** JSON bytes of the array as sent (before the SDK's gzip). */
+    /** JSON bytes of the array (before the SDK's gzip), bounded from above from the documents' text. */
     readonly bytes: number,
   ) {}
 
@@ -91,11 +93,16 @@ export class LogsRequestBuilder implements RequestBuilder<LogsRequest> {
   private bytes = 1;
   private lastRowBytes = 0;
 
+  /** `,"TimeGenerated":"…27…","KEY":"","SeverityLevel":0` around the document, and the comma. */
+  private readonly addedBytes: number;
+
   constructor(
     private readonly maxRows: number,
     private readonly maxBytes: number,
     private readonly mapping: EventMapping,
-  ) {}
+  ) {
+    this.addedBytes = Buffer.byteLength(JSON.stringify({ TimeGenerated: '2026-01-01T00:00:00.000000Z', [mapping.keyAttribute]: '', SeverityLevel: 0 })) + 1;
+  }
 
   get count(): number {
     return this.logs.length;
@@ -107,8 +114,14 @@ export class LogsRequestBuilder implements RequestBuilder<LogsRequest> {
 
   add(batch: RowBatch, i: number): string | null {
     const row = toStreamRow(batch, i, this.mapping);
-    const size = Buffer.byteLength(JSON.stringify(row)) + 1;
     const cap = Math.min(this.maxBytes, MAX_CALL_BYTES);
+    // The SDK serialises each row twice already: size it from the document's text instead of a
+    // third time. jsonb text has a space after every separator, so this bounds the row's JSON from
+    // above; near the cap (and for documents that are not objects) the exact size decides.
+    const docStart = batch.start(i);
+    const keyBytes = batch.keyEnds[i]! - (i === 0 ? 0 : batch.keyEnds[i - 1]!);
+    let size = batch.ends[i]! - docStart + this.addedBytes + keyBytes;
+    if (size * 2 > cap || batch.body[docStart] !== OPEN_BRACE) size = Buffer.byteLength(JSON.stringify(row)) + 1;
     if (size + 1 > cap) return `row is ${size - 1} bytes as JSON, over the ${cap} bytes ${cap === MAX_CALL_BYTES ? 'one Logs Ingestion call may carry' : 'of maxRequestBytes'}`;
     this.logs.push(row);
     this.keys.push(batch.key(i));
