@@ -11,11 +11,8 @@ export default async function run(input: ShardTaskInput): Promise<ShardOutcome> 
     // Errors cross the thread boundary as plain messages; tag which shard failed, and redact
     // here too since secrets registered in the main thread are not known to this one.
     const message = err instanceof Error ? err.message : String(err);
-    // A custom name (PermanentExportError…) is lost in the structured clone to the main thread
-    // but `cause` survives it: carry the name there so a permanent failure is not retried.
-    const name = err instanceof Error ? err.name : 'Error';
-    const e = new Error(redact(`shard ${input.shard.index} (${input.shard.id}): ${message}`), { cause: { name } });
-    e.name = name;
+    const e = new Error(redact(`shard ${input.shard.index} (${input.shard.id}): ${message}`));
+    e.name = err instanceof Error ? err.name : 'Error';
     throw e;
   }
 }

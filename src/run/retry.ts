@@ -14,9 +14,7 @@ const PERMANENT = new Set(['ConfigError', 'PermanentExportError', 'CorruptRowErr
 const TRANSIENT = new Set(['SourceUnavailableError']);
 
 export function shardRetryDecision(err: unknown): ShardRetryDecision {
-  const e = err as { name?: string; cause?: { name?: string } };
-  // Errors from worker threads arrive named 'Error'; the worker keeps the original name in `cause`.
-  const name = e?.name === 'Error' && typeof e.cause?.name === 'string' ? e.cause.name : e?.name;
+  const name = (err as { name?: string })?.name;
   if (name && TRANSIENT.has(name)) return 'retry';
   return name && PERMANENT.has(name) ? 'dont-retry' : 'retry';
 }
