@@ -1,5 +1,7 @@
 // `npm run bench`: logship against the baselines a user would otherwise use, on the same machine
-// and data in the same run. Every contender runs in its own process; we report ratios.
+// and data in the same run. Every contender runs in its own process. Each logship scenario runs
+// right after its shell baseline, pair by pair, and we report the median of the pair ratios, so a
+// noisy moment slows both sides of one pair instead of flattering (or sinking) one contender.
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -13,8 +15,11 @@ import { packageRoot } from '../src/util/paths.js';
 
 const { values } = parseArgs({
   options: {
-    rows: { type: 'string', default: '1000000' },
-    workers: { type: 'string', default: '1,2' },
+    rows: { type: 'string', default: '2000000' },
+    pairs: { type: 'string', default: '3' },
+    workers: { type: 'string', default: 'auto' },
+    naive: { type: 'boolean', default: false },
+    'cpu-prof': { type: 'string' },
     chunk: { type: 'string', default: '5000' },
     format: { type: 'string', default: 'ndjson' },
     compression: { type: 'string', default: 'gzip,none' },
@@ -88,48 +93,68 @@ async function main(): Promise<void> {
       const j = JSON.parse(r.stdout);
       baselines.push({ name: 'COPY … TO STDOUT, drained (source ceiling)', seconds: r.seconds, outBytes: j.outBytes, peakRssBytes: j.peakRssBytes, cpuSeconds: j.cpuSeconds });
     }
-    if (has('psql')) {
-      for (const [name, sink] of [['psql \\copy | gzip -1', 'gzip -1'], ['psql \\copy | pigz -1', 'pigz -1']] as const) {
-        if (!has(sink.split(' ')[0]!)) {
-          baselines.push({ name, seconds: NaN, outBytes: null, peakRssBytes: null, cpuSeconds: null, note: `${sink.split(' ')[0]} not installed` });
-          continue;
-        }
-        const out = path.join(work, 'shell.gz');
-        const r = await timed('bash', ['-o', 'pipefail', '-c', `psql "$URL" -qAt -c "$COPY" | ${sink} > "${out}"`], { ...psqlEnv, URL: url, COPY: copyCmd });
-        if (r.code !== 0) throw new Error(`${name} failed: ${r.stderr}`);
-        baselines.push({ name, seconds: r.seconds, outBytes: fs.statSync(out).size, peakRssBytes: null, cpuSeconds: null });
-      }
-    } else {
-      baselines.push({ name: 'psql \\copy | gzip/pigz', seconds: NaN, outBytes: null, peakRssBytes: null, cpuSeconds: null, note: 'psql not installed' });
-    }
-    {
+    if (values.naive) {
       const out = path.join(work, 'naive.ndjson.gz');
       const r = await node('naive_node.js', url, WHERE, out);
       const j = JSON.parse(r.stdout);
       baselines.push({ name: 'naive Node: pg-query-stream + JSON.stringify + zlib gzip -1', seconds: r.seconds, outBytes: j.outBytes, peakRssBytes: j.peakRssBytes, cpuSeconds: j.cpuSeconds });
     }
-    for (const b of baselines) log(`baseline ${b.name}: ${Number.isNaN(b.seconds) ? b.note : `${b.seconds.toFixed(2)} s`}`);
+    for (const b of baselines) log(`baseline ${b.name}: ${b.seconds.toFixed(2)} s`);
+    if (!has('psql')) throw new Error('psql is needed for the paired baselines (apt-get install postgresql-client)');
+    const compressor = has('pigz') ? 'pigz -1' : 'gzip -1';
 
-    const scenarios: (Measured & { planningMs: number })[] = [];
+    /** The shell pipeline a logship scenario is compared with: same rows, same kind of output. */
+    const shellBaseline = async (compression: string): Promise<{ name: string; seconds: number }> => {
+      const sink = compression === 'none' ? 'cat' : compression === 'zstd' && has('zstd') ? 'zstd -1 -q' : compressor;
+      const out = path.join(work, 'shell.out');
+      const r = await timed('bash', ['-o', 'pipefail', '-c', `psql "$URL" -qAt -c "$COPY" | ${sink} > "${out}"`], { ...psqlEnv, URL: url, COPY: copyCmd });
+      if (r.code !== 0) throw new Error(`psql | ${sink} failed: ${r.stderr}`);
+      fs.rmSync(out, { force: true });
+      return { name: `psql \\copy | ${sink}`, seconds: r.seconds };
+    };
+
+    const median = (xs: number[]) => {
+      const v = [...xs].sort((a, b) => a - b);
+      return v.length % 2 ? v[(v.length - 1) / 2]! : (v[v.length / 2 - 1]! + v[v.length / 2]!) / 2;
+    };
+    const pairs = Math.max(1, Number(values.pairs));
+    interface Scenario { name: string; baseline: string; logship: number[]; shell: number[]; ratios: number[]; peakRssBytes: number[]; cpuSeconds: number[]; planningMs: number[]; outBytes: number; workersUsed: number }
+    const scenarios: Scenario[] = [];
     let k = 0;
     for (const workers of list(values.workers!)) for (const chunk of list(values.chunk!)) for (const format of list(values.format!)) for (const compression of list(values.compression!)) for (const stream of list(values.stream!)) {
-      const dir = path.join(work, `s${++k}`);
-      fs.mkdirSync(dir);
-      const cfg = path.join(dir, 'logship.yaml');
-      fs.writeFileSync(cfg, YAML.stringify({
-        source: { url, stream, fetchSize: Number(chunk) }, lookbackPeriod: 'P1D', offsetKey: `bench-${k}`, workers: Number(workers),
-        state: { type: 'file', path: path.join(dir, 'state.json') },
-        logExporters: [{ id: 'files', type: 'file', directory: path.join(dir, 'out'), format: format.toUpperCase(), compression, maxLinesPerFile: 1_000_000 }],
-      }));
-      const report = path.join(dir, 'report.json');
-      const r = await timed(process.execPath, [CLI, 'run', '--config', cfg, '--report', report]);
-      if (r.code !== 0) throw new Error(`logship scenario ${k} failed: ${r.stderr}`);
-      const rep = JSON.parse(fs.readFileSync(report, 'utf8'));
-      if (rep.rows !== n) throw new Error(`scenario ${k} exported ${rep.rows} rows, expected ${n}`);
-      const name = `logship ${format}+${compression}, workers=${workers}, fetchSize=${chunk}${stream === 'copy' ? '' : `, ${stream}`}`;
-      scenarios.push({ name, seconds: r.seconds, outBytes: rep.bytes, peakRssBytes: rep.peakRssBytes, cpuSeconds: rep.cpuSeconds, planningMs: rep.planningMs });
-      log(`${name}: ${r.seconds.toFixed(2)} s (planning ${rep.planningMs} ms)`);
-      fs.rmSync(dir, { recursive: true, force: true });
+      const sc: Scenario = { name: '', baseline: '', logship: [], shell: [], ratios: [], peakRssBytes: [], cpuSeconds: [], planningMs: [], outBytes: 0, workersUsed: 0 };
+      for (let pair = 0; pair < pairs; pair++) {
+        const shell = await shellBaseline(compression);
+        const dir = path.join(work, `s${++k}`);
+        fs.mkdirSync(dir);
+        const cfg = path.join(dir, 'logship.yaml');
+        fs.writeFileSync(cfg, YAML.stringify({
+          source: { url, stream, fetchSize: Number(chunk) }, lookbackPeriod: 'P1D', offsetKey: `bench-${k}`, workers: workers === 'auto' ? 'auto' : Number(workers),
+          state: { type: 'file', path: path.join(dir, 'state.json') },
+          logExporters: [{ id: 'files', type: 'file', directory: path.join(dir, 'out'), format: format.toUpperCase(), compression, maxLinesPerFile: 1_000_000 }],
+        }));
+        const report = path.join(dir, 'report.json');
+        const prof = values['cpu-prof'] ? ['--cpu-prof', '--cpu-prof-dir', path.resolve(values['cpu-prof'])] : [];
+        // Whole-process time: start-up, planning and the final fsyncs included.
+        const r = await timed(process.execPath, [...prof, CLI, 'run', '--config', cfg, '--report', report]);
+        if (r.code !== 0) throw new Error(`logship scenario ${k} failed: ${r.stderr}`);
+        const rep = JSON.parse(fs.readFileSync(report, 'utf8'));
+        if (rep.rows !== n) throw new Error(`scenario ${k} exported ${rep.rows} rows, expected ${n}`);
+        const planned = (r.stderr.split('\n').find((l) => l.includes('"planned"')) ?? '{}');
+        sc.workersUsed = (JSON.parse(planned) as { workers?: number }).workers ?? Number(workers);
+        sc.name = `logship ${format}+${compression}, workers=${workers === 'auto' ? `auto (${sc.workersUsed})` : workers}, fetchSize=${chunk}${stream === 'copy' ? '' : `, ${stream}`}`;
+        sc.baseline = shell.name;
+        sc.shell.push(shell.seconds);
+        sc.logship.push(r.seconds);
+        sc.ratios.push(shell.seconds / r.seconds);
+        sc.peakRssBytes.push(rep.peakRssBytes);
+        sc.cpuSeconds.push(rep.cpuSeconds);
+        sc.planningMs.push(rep.planningMs);
+        sc.outBytes = rep.bytes;
+        log(`pair ${pair + 1}/${pairs}: ${shell.name} ${shell.seconds.toFixed(2)} s, ${sc.name} ${r.seconds.toFixed(2)} s (planning ${rep.planningMs} ms): ${(shell.seconds / r.seconds).toFixed(2)}×`);
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
+      scenarios.push(sc);
     }
 
     // Elasticsearch `_bulk` throughput against a fast local endpoint in its own process.
@@ -143,7 +168,7 @@ async function main(): Promise<void> {
           fs.mkdirSync(dir);
           const cfg = path.join(dir, 'logship.yaml');
           fs.writeFileSync(cfg, YAML.stringify({
-            source: { url, fetchSize: 5000 }, lookbackPeriod: 'P1D', offsetKey: `bench-es-${k}`, workers: Number(workers), state: { type: 'file', path: path.join(dir, 'state.json') },
+            source: { url, fetchSize: 5000 }, lookbackPeriod: 'P1D', offsetKey: `bench-es-${k}`, workers: workers === 'auto' ? 'auto' : Number(workers), state: { type: 'file', path: path.join(dir, 'state.json') },
             logExporters: [{ id: 'es', type: 'elasticsearch', indexName: 'kestra-logs-{yyyy.MM.dd}', chunk: Number(chunk), flushBytes: '50MB', concurrency: 4, connection: { hosts: [esUrl] } }],
           }));
           const report = path.join(dir, 'report.json');
@@ -160,18 +185,19 @@ async function main(): Promise<void> {
     }
 
     const mb = (b: number | null) => (b === null ? '–' : `${(b / 1e6).toFixed(1)} MB`);
-    const row = (m: Measured) => `| ${m.name} | ${Number.isNaN(m.seconds) ? '–' : Math.round(n / m.seconds).toLocaleString('en-US')} | ${Number.isNaN(m.seconds) ? '–' : (jsonBytes / 1e6 / m.seconds).toFixed(1)} | ${mb(m.outBytes)} | ${m.peakRssBytes === null ? '–' : `${Math.round(m.peakRssBytes / 1048576)} MiB`} | ${m.cpuSeconds === null ? '–' : m.cpuSeconds.toFixed(1)} |`;
     const lines: string[] = [];
     lines.push(`# logship benchmark`, '');
-    lines.push(`${n.toLocaleString('en-US')} synthetic Kestra rows (${(jsonBytes / 1e6).toFixed(0)} MB of NDJSON), PostgreSQL ${pgVersion}${server ? ' (embedded, fsync off)' : ''}, Node ${process.version}, ${os.cpus().length} cores, ${new Date().toISOString().slice(0, 10)}.`);
-    lines.push(`Wall time per contender, each in its own process, cache warm. MB/s is uncompressed NDJSON. Peak RSS and CPU are the exporting process's (PostgreSQL's backends not included); "–" where a shell pipeline has none to report.`, '');
-    lines.push('## Baselines', '', '| contender | rows/s | MB/s | output | peak RSS | CPU s |', '|---|---:|---:|---:|---:|---:|');
-    for (const b of baselines) lines.push(Number.isNaN(b.seconds) ? `| ${b.name} | skipped: ${b.note} | | | | |` : row(b));
-    const ok = baselines.filter((b) => !Number.isNaN(b.seconds));
-    lines.push('', '## logship', '', `| scenario | rows/s | MB/s | output | peak RSS | CPU s | planning | ${ok.map((b) => `vs ${b.name.split(' (')[0]!.split(':')[0]}`).join(' | ')} |`, `|---|---:|---:|---:|---:|---:|---:|${ok.map(() => '---:').join('|')}|`);
-    for (const s of scenarios) lines.push(`${row(s)} ${s.planningMs} ms | ${ok.map((b) => `${(b.seconds / s.seconds).toFixed(2)}×`).join(' | ')} |`);
+    lines.push(`${n.toLocaleString('en-US')} synthetic Kestra rows (${(jsonBytes / 1e6).toFixed(0)} MB of NDJSON), PostgreSQL ${pgVersion}${server ? ' (embedded, fsync off, same host)' : ''}, Node ${process.version}, ${os.cpus().length} cores, ${new Date().toISOString().slice(0, 10)}.`);
+    lines.push(`Whole-process wall time, cache warm. Each logship run follows its shell baseline (${pairs} pairs); the ratio is the median of the pair ratios (baseline ÷ logship: above 1× logship is faster). Peak RSS and CPU are the logship process's (PostgreSQL's backends not included).`, '');
+    lines.push('## Paired runs', '', '| scenario | baseline | logship (median) | baseline (median) | ratio (median of pairs) | pair ratios | rows/s | peak RSS | CPU s | planning |', '|---|---|---:|---:|---:|---|---:|---:|---:|---:|');
+    for (const s of scenarios) {
+      const t = median(s.logship);
+      lines.push(`| ${s.name} | ${s.baseline.replace(/\|/g, '\\|')} | ${t.toFixed(2)} s | ${median(s.shell).toFixed(2)} s | **${median(s.ratios).toFixed(2)}×** | ${s.ratios.map((x) => x.toFixed(2)).join(', ')} | ${Math.round(n / t).toLocaleString('en-US')} | ${Math.round(Math.max(...s.peakRssBytes) / 1048576)} MiB | ${median(s.cpuSeconds).toFixed(1)} | ${Math.round(median(s.planningMs))} ms |`);
+    }
+    lines.push('', '## Reference points (one run each)', '', '| contender | wall | rows/s | output | peak RSS | CPU s |', '|---|---:|---:|---:|---:|---:|');
+    for (const b of baselines) lines.push(`| ${b.name} | ${b.seconds.toFixed(2)} s | ${Math.round(n / b.seconds).toLocaleString('en-US')} | ${mb(b.outBytes)} | ${b.peakRssBytes === null ? '–' : `${Math.round(b.peakRssBytes / 1048576)} MiB`} | ${b.cpuSeconds === null ? '–' : b.cpuSeconds.toFixed(1)} |`);
     if (bulkRows.length) lines.push('', '## Elasticsearch `_bulk` (fast local endpoint)', '', '| scenario | docs/s | MB/s | peak RSS | CPU s |', '|---|---:|---:|---:|---:|', ...bulkRows);
-    lines.push('', 'Ratios are baseline time ÷ logship time: above 1× logship is faster. Reproduce: `npm run bench -- ' + process.argv.slice(2).join(' ') + '`', '');
+    lines.push('', 'Reproduce: `npm run bench -- ' + process.argv.slice(2).map((a, i, all) => (all[i - 1] === '--url' ? '<url>' : a)).join(' ') + '`', '');
     const md = lines.join('\n');
     fs.mkdirSync(path.dirname(path.resolve(values.out!)), { recursive: true });
     fs.writeFileSync(values.out!, md);

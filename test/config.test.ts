@@ -4,10 +4,11 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../src/config/errors.js';
 import { loadConfigFile, loadConfigText } from '../src/config/load.js';
-import { redact } from '../src/config/secrets.js';
+import { redact, type SecretSource } from '../src/config/secrets.js';
 import YAML from 'yaml';
+import { resolveWorkers } from '../src/config/workers.js';
 
-const noSecrets = { env: {}, secretsDir: undefined };
+const noSecrets: SecretSource = { env: {}, secretsDir: undefined };
 const base = () => ({ logExporters: [{ id: 'a', type: 'file' }] });
 
 function errorOf(config: unknown, secrets = noSecrets): string {
@@ -29,7 +30,9 @@ const cases: [string, unknown, string | RegExp][] = [
   ['a missing required option', { logExporters: [{ id: 'a' }] }, 'logExporters[0].type: is required'],
   ['an empty string', { source: { table: '' }, ...base() }, 'source.table: must be a non-empty string (got "")'],
   ['a non-positive integer', withExporter({ maxLinesPerFile: 0 }), 'logExporters[0].maxLinesPerFile: must be a positive integer (got 0)'],
-  ['an integer out of its range', { ...base(), workers: 0 }, 'workers: must be an integer from 1 to 256 (got 0)'],
+  ['an integer out of its range', { ...base(), shardAttempts: 0 }, 'shardAttempts: must be an integer from 1 to 20 (got 0)'],
+  ['workers out of range', { ...base(), workers: 0 }, 'workers: must be auto or an integer from 1 to 256 (got 0)'],
+  ['workers neither auto nor a number', { ...base(), workers: 'many' }, 'workers: must be auto or an integer from 1 to 256 (got "many")'],
   ['a non-boolean', { ...base(), delete: 'yes' }, 'delete: must be true or false (got "yes")'],
   ['an unknown level', { ...base(), logLevelFilter: 'VERBOSE' }, 'logLevelFilter: must be one of TRACE, DEBUG, INFO, WARN, ERROR (got "VERBOSE")'],
   ['a bad ISO duration', { ...base(), lookbackPeriod: '1 day' }, 'lookbackPeriod: must be an ISO-8601 duration such as P1D or PT30S (got "1 day")'],
@@ -87,8 +90,8 @@ const cases: [string, unknown, string | RegExp][] = [
   ['an unknown column mapping', { ...base(), source: { columns: { severity: 'x' } } }, /^source\.columns\.severity: unknown option/],
   ['an unknown stream mode', { ...base(), source: { stream: 'fast' } }, 'source.stream: must be one of copy, cursor (got "fast")'],
   ['a missing secret', { source: { url: "{{ secret('PG_URL') }}" }, ...base() }, /^source\.url: secret 'PG_URL' is not set: define environment variable PG_URL/],
-  ['an unsupported expression', withExporter({ logFilePrefix: '{{ now() }}' }), /^logExporters\[0\]\.logFilePrefix: only \{\{ secret\('NAME'\) \}\} expressions are supported/],
-  ['invalid YAML', 'logExporters: [\n  - id: a\n type: file', /^config is not valid YAML \(line \d+, column \d+\)/],
+  ['an unsupported expression', withExporter({ logFilePrefix: '{{ now() }}' }), /^logExporters\[0\]\.logFilePrefix: the Kestra expression \{\{ now\(\) \}\} is not supported outside Kestra/],
+  ['invalid YAML', 'logExporters: [\n  - id: a\n type: file', /^config: not valid YAML \(line \d+, column \d+\)/],
   ['a calendar maxDuration', { ...base(), maxDuration: 'P1M' }, 'maxDuration: must be a fixed-length duration, without years or months (got "P1M")'],
   ['a maxDuration within stopGrace', { ...base(), maxDuration: 'PT20S' }, 'maxDuration: must be longer than stopGrace (30 s) (got "PT20S")'],
   ['a stopGrace that is not a duration', { ...base(), stopGrace: '30s' }, 'stopGrace: must be an ISO-8601 duration such as P1D or PT30S (got "30s")'],
@@ -103,6 +106,15 @@ const cases: [string, unknown, string | RegExp][] = [
   ['Azure state without credentials', { ...base(), state: { type: 'azure-blob', uri: 'azure://c/' } }, 'state.connectionString: give one of connectionString, sasToken, sharedKeyAccountName+sharedKeyAccountAccessKey, or tenantId+clientId+clientSecret'],
   ['GCS state', { ...base(), state: { type: 'gcs', uri: 'gs://b/' } }, 'state.type: gcs is not supported yet for state (use s3 or azure-blob, or postgres/file)'],
   ['delete with an object-store state', { ...base(), delete: true, state: { type: 's3', uri: 's3://b/' } }, 'delete: requires state.type postgres (the delete and its checkpoint commit in one transaction; got state.type s3)'],
+  ['an unknown bad-row policy', { ...base(), badRows: 'skip' }, 'badRows: must be one of deadLetter, fail (got "skip")'],
+  ['a bad maxRowBytes', { ...base(), maxRowBytes: 'huge' }, 'maxRowBytes: must be a positive byte size such as 256MB or 1048576 (got "huge")'],
+  ['a maxRowBytes over PostgreSQL\'s largest value', { ...base(), maxRowBytes: '2GiB' }, "maxRowBytes: must be at most 1GiB, PostgreSQL's largest value (got 2147483648)"],
+  ['a non-boolean allowDeadLetter', { ...base(), allowDeadLetter: 'no' }, 'allowDeadLetter: must be true or false (got "no")'],
+  ['an empty dead-letter directory', { ...base(), deadLetter: '' }, 'deadLetter: must be a non-empty string (got "")'],
+  ['a late-row horizon in months', { ...base(), lateRows: { horizon: 'P1M' } }, 'lateRows.horizon: must be a duration without years or months, such as PT1H or P1D (got "P1M")'],
+  ['a late-row horizon that is not a duration', { ...base(), lateRows: { horizon: '1h' } }, 'lateRows.horizon: must be an ISO-8601 duration such as P1D or PT30S (got "1h")'],
+  ['lateRows that is not a mapping', { ...base(), lateRows: 'PT1H' }, 'lateRows: must be a mapping of options (got "PT1H")'],
+  ['an unknown lateRows option', { ...base(), lateRows: { horizn: 'PT1H' } }, /^lateRows\.horizn: unknown option \(known options here: horizon\)/],
   ['a rows-per-shard below the floor', { ...base(), rowsPerShard: 10 }, 'rowsPerShard: must be an integer from 1000 to 9007199254740991 (got 10)'],
 ];
 
@@ -115,7 +127,7 @@ describe('config errors name the option path', () => {
 });
 
 describe('Kestra flows', () => {
-  const flowDir = path.resolve(__dirname, '../../shared/kestra-flows');
+  const flowDir = path.resolve(__dirname, '../fixtures/kestra-flows');
 
   it('maps the nightly file flow as it is, ignoring the trigger', () => {
     const config = loadConfigFile(path.join(flowDir, 'nightly-file.yaml'), { secrets: noSecrets });
@@ -157,14 +169,14 @@ describe('Kestra flows', () => {
 
   it('says when a flow has no LogShipper task', () => {
     expect(errorOf({ id: 'f', namespace: 'n', tasks: [{ id: 'x', type: 'io.kestra.plugin.core.log.Log' }] })).toBe(
-      'tasks: the Kestra flow has no task of type io.kestra.plugin.ee.core.log.LogShipper',
+      'tasks: the Kestra flow has no task of type io.kestra.plugin.ee.core.log.LogShipper or io.kestra.plugin.ee.core.log.AuditLogShipper',
     );
   });
 
   it('asks to choose when a flow has two LogShipper tasks', () => {
     const t = (id: string) => ({ id, type: 'io.kestra.plugin.ee.core.log.LogShipper', logExporters: [{ id: 'a', type: 'file' }] });
     expect(errorOf({ id: 'f', namespace: 'n', tasks: [t('one'), { id: 'seq', type: 'io.kestra.plugin.core.flow.Sequential', tasks: [t('two')] }] })).toBe(
-      'tasks: the Kestra flow has 2 LogShipper tasks; choose one with --task (one, two)',
+      'tasks: the Kestra flow has 2 LogShipper/AuditLogShipper tasks; choose one with --task (one, two)',
     );
   });
 });
@@ -178,7 +190,7 @@ describe('secrets', () => {
       { secrets: { env: { ENV_SECRET: 'from-the-env-456' }, secretsDir: dir } },
     );
     expect(config.source.url).toBe('postgres://u:from-the-env-456@h/db');
-    expect(config.logExporters[0]!.logFilePrefix).toBe('from-the-file-123');
+    expect(config.logExporters[0]).toMatchObject({ type: 'file', logFilePrefix: 'from-the-file-123' });
     expect(redact('failed: from-the-file-123 and from-the-env-456')).toBe('failed: *** and ***');
     expect(redact('cannot reach postgres://user:hunter22@db:5432/x')).toBe('cannot reach postgres://user:***@db:5432/x');
   });
@@ -194,6 +206,7 @@ describe('defaults', () => {
     const c = loadConfigText(YAML.stringify(base()), { secrets: noSecrets });
     expect(c).toMatchObject({
       lookbackPeriod: 'P1D', offsetKey: 'LogShipper-state', delete: false, safetyLag: 'PT30S', rowsPerShard: 1_000_000, maxDurationMs: null, stopGraceMs: 30_000,
+      badRows: 'deadLetter', maxRowBytes: 64 * 1024 ** 2, deadLetter: './logship-dead-letter', allowDeadLetter: false, lateRows: { horizon: 'PT1H' },
       state: { type: 'postgres', table: 'logship_state' },
       source: { table: 'logs', stream: 'copy', fetchSize: 5000, columns: { timestamp: 'timestamp', key: 'key', body: 'value', level: 'level' } },
     });
@@ -201,5 +214,27 @@ describe('defaults', () => {
       directory: './logship-out', format: 'NDJSON', compression: 'gzip', compressionLevel: 1, maxLinesPerFile: 100000,
       maxBytesPerFile: 1024 ** 3, logFilePrefix: 'kestra-log-file', keyTemplate: '{prefix}-{shard}-{part}.{ext}',
     });
+  });
+});
+
+describe('workers: auto', () => {
+  it('uses half the cores when the database is on this host (loopback, socket, PG* defaults)', () => {
+    for (const url of ['postgres://u@localhost:5432/db', 'postgres://u@127.0.0.1/db', 'postgres://u@[::1]:5433/db', 'postgres:///db?host=/var/run/postgresql']) {
+      expect(resolveWorkers('workers', 'auto', url, {}, 8)).toMatchObject({ workers: 4 });
+    }
+    expect(resolveWorkers('workers', undefined, undefined, {}, 8).workers).toBe(4);
+    expect(resolveWorkers('workers', undefined, undefined, { PGHOST: '/tmp' }, 2).workers).toBe(1);
+    expect(resolveWorkers('workers', undefined, `postgres://u@${os.hostname()}/db`, {}, 6).workers).toBe(3);
+  });
+
+  it('uses every core when the database runs elsewhere, and says why', () => {
+    const c = resolveWorkers('workers', 'auto', 'postgres://u@db.internal.example:5432/db', {}, 8);
+    expect(c).toEqual({ workers: 8, reason: 'auto: the database is on another host (db.internal.example), so one per core (8)' });
+    expect(resolveWorkers('workers', undefined, undefined, { PGHOST: '10.1.2.3' }, 4).workers).toBe(4);
+  });
+
+  it('keeps at least one worker and honours a number as given', () => {
+    expect(resolveWorkers('workers', 'auto', 'postgres://localhost/db', {}, 1).workers).toBe(1);
+    expect(resolveWorkers('workers', 3, 'postgres://localhost/db', {}, 8)).toEqual({ workers: 3, reason: 'set in the config' });
   });
 });

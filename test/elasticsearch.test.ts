@@ -5,6 +5,7 @@ import type pg from 'pg';
 import { seedKestraLogs } from '../src/demo/seed.js';
 import { freshDatabase, isoAgo } from './helpers/db.js';
 import { runCli, startCli, tempDir, writeConfig } from './helpers/cli.js';
+import { killWhen } from './helpers/wait.js';
 import { startBulkServer, type BulkServer } from './helpers/bulk_server.js';
 
 let url: string;
@@ -111,11 +112,7 @@ describe('elasticsearch exporter: failures', () => {
   it('a kill -9 mid-run, then a rerun, leaves a document count equal to the source', async () => {
     server.docs.clear();
     const { file } = config(server, 'elasticsearch', { chunk: 100, concurrency: 1 }, { source: { url, fetchSize: 100 } });
-    const { child, done } = startCli(['run', '--config', file], { env: { ...env, LOGSHIP_TEST_BATCH_DELAY_MS: '20' } });
-    while (server.count() < 1500 && child.exitCode === null) await new Promise((r) => setTimeout(r, 10));
-    expect(child.exitCode).toBeNull();
-    child.kill('SIGKILL');
-    await done;
+    await killWhen(startCli(['run', '--config', file], { env: { ...env, LOGSHIP_TEST_BATCH_DELAY_MS: '20' } }), '1500 documents indexed', () => server.count() >= 1500);
     expect(server.count()).toBeLessThan(source.size);
     const rerun = await runCli(['run', '--config', file], { env });
     expect(rerun.code).toBe(0);

@@ -6,7 +6,7 @@ import { seedKestraLogs } from '../src/demo/seed.js';
 import { freshDatabase, isoAgo, sourceDocs } from './helpers/db.js';
 import { exportedDocs, listParts, listTempFiles, normalize, runCli, tempDir, writeConfig } from './helpers/cli.js';
 
-const SHARED = path.resolve(__dirname, '../../shared/kestra-flows');
+const FLOWS = path.resolve(__dirname, '../fixtures/kestra-flows');
 
 interface Setup { url: string; client: pg.Client; dir: string; out: string }
 const opened: pg.Client[] = [];
@@ -77,15 +77,37 @@ describe('logship run (files)', () => {
     expect(exportedDocs(s.out)).toEqual(await sourceDocs(s.client));
   });
 
+  it('exports rows spread over years under an hourly template in a few shards, one file per hour', async () => {
+    const s = await setup('sparse', 0);
+    // 1 500 rows, one every 2 days: each row is alone in its hour.
+    await seedKestraLogs(s.client, { rows: 1500, start: isoAgo(1500 * 2 * 86_400 + 600), spanSeconds: 1500 * 2 * 86_400, tieGroup: 1 });
+    const cfg = writeConfig(s.dir, fileConfig(s, { lookbackPeriod: 'P3650D', rowsPerShard: 1_000_000 }, { keyTemplate: '{prefix}/dt={date}/hour={hour}/{prefix}-{shard}-{part}.{ext}' }));
+    const r = await runCli(['run', '--config', cfg, '--report', path.join(s.dir, 'r.json')]);
+    expect(r.code).toBe(0);
+    const report = JSON.parse(fs.readFileSync(path.join(s.dir, 'r.json'), 'utf8'));
+    expect(report.runs[0].shards).toBe(1); // 1 500 rows: fewer than two shards of the 1 000-row minimum
+    expect(report.files).toBe(1500);
+    expect(exportedDocs(s.out)).toEqual(await sourceDocs(s.client));
+    for (const f of listParts(s.out)) {
+      const [, date, hour] = /dt=(\d{4}-\d{2}-\d{2})\/hour=(\d{2})\//.exec(f)!;
+      for (const line of exportedDocs(path.dirname(f))) expect(JSON.parse(line).timestamp.slice(0, 13)).toBe(`${date}T${hour}`);
+    }
+  });
+
   it('leaves rows inside the safety lag for the next run', async () => {
-    const s = await setup('lag', 1000);
+    // Margins of an hour, not seconds, so a slow machine cannot move a row across the lag; the
+    // second run's shorter lag stands in for the time that passes before the next run.
+    const s = await setup('lag', 0);
+    await seedKestraLogs(s.client, { rows: 1000, start: isoAgo(3 * 3600), spanSeconds: 3600 });
     await s.client.query(`INSERT INTO logs (key, value) SELECT 'late' || g, jsonb_build_object('namespace','n','flowId','f','level','INFO','message','late ' || g,
-      'timestamp', to_char(now() - interval '1 second', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')) FROM generate_series(1, 5) g`);
-    const cfg = writeConfig(s.dir, fileConfig(s, { safetyLag: 'PT4S' }));
+      'timestamp', to_char(now() - interval '10 minutes', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')) FROM generate_series(1, 5) g`);
+    const cfg = writeConfig(s.dir, fileConfig(s, { safetyLag: 'PT1H' }));
     expect((await runCli(['run', '--config', cfg])).code).toBe(0);
-    expect(exportedDocs(s.out).filter((d) => d.includes('"late '))).toEqual([]);
-    await new Promise((r) => setTimeout(r, 4500));
-    expect((await runCli(['run', '--config', cfg])).code).toBe(0);
+    expect(exportedDocs(s.out)).toEqual(await sourceDocs(s.client, "key NOT LIKE 'late%'"));
+    writeConfig(s.dir, fileConfig(s, { safetyLag: 'PT1M' }));
+    const second = await runCli(['run', '--config', cfg]);
+    expect(second.code).toBe(0);
+    expect(second.stdout).toContain('exported 5 rows');
     expect(exportedDocs(s.out)).toEqual(await sourceDocs(s.client));
   });
 
@@ -144,7 +166,8 @@ describe('logship run (files)', () => {
     }));
     const r = await runCli(['run', '--config', cfg]);
     expect(r.code).toBe(0);
-    const expected = await s.client.query<{ v: string }>(`SELECT payload::jsonb::text AS v FROM app_events WHERE severity IN ('warn', 'error')`);
+    // json goes out as written (json_build_object's own spacing), not re-rendered through jsonb.
+    const expected = await s.client.query<{ v: string }>(`SELECT payload::text AS v FROM app_events WHERE severity IN ('warn', 'error')`);
     expect(exportedDocs(s.out)).toEqual(expected.rows.map((x) => x.v).sort());
   });
 });
@@ -156,7 +179,7 @@ describe('Kestra flows as users write them', () => {
   });
 
   it('runs the nightly file flow as is', async () => {
-    const r = await runCli(['run', '--config', path.join(SHARED, 'nightly-file.yaml')], { cwd: s.dir, env: { LOGSHIP_SOURCE_URL: s.url } });
+    const r = await runCli(['run', '--config', path.join(FLOWS, 'nightly-file.yaml')], { cwd: s.dir, env: { LOGSHIP_SOURCE_URL: s.url } });
     expect(r.code).toBe(0);
     const files = listParts(path.join(s.dir, 'logship-out'));
     expect(files.length).toBeGreaterThan(0);
@@ -166,7 +189,7 @@ describe('Kestra flows as users write them', () => {
   });
 
   it('plans the multi-exporter flow: S3 keys and Elasticsearch indices, no secret printed', async () => {
-    const r = await runCli(['plan', '--config', path.join(SHARED, 'multi-exporter.yaml'), '--json'], {
+    const r = await runCli(['plan', '--config', path.join(FLOWS, 'multi-exporter.yaml'), '--json'], {
       cwd: s.dir, env: { LOGSHIP_SOURCE_URL: s.url, AWS_ACCESS_KEY_ID: 'AKIA-TEST', AWS_SECRET_KEY_ID: 'very-secret-key', ES_PASSWORD: 'es-password-1' },
     });
     expect(r.code).toBe(0);
@@ -178,7 +201,7 @@ describe('Kestra flows as users write them', () => {
   });
 
   it('refuses an unknown exporter type with one line', async () => {
-    const flow = fs.readFileSync(path.join(SHARED, 'nightly-file.yaml'), 'utf8').replace('io.kestra.plugin.ee.core.log.FileLogExporter', 'io.kestra.plugin.ee.pigeon.LogExporter');
+    const flow = fs.readFileSync(path.join(FLOWS, 'nightly-file.yaml'), 'utf8').replace('io.kestra.plugin.ee.core.log.FileLogExporter', 'io.kestra.plugin.ee.pigeon.LogExporter');
     const cfg = writeConfig(s.dir, flow, 'pigeon.yaml');
     const r = await runCli(['run', '--config', cfg], { env: { LOGSHIP_SOURCE_URL: s.url } });
     expect(r.code).toBe(2);
@@ -192,18 +215,18 @@ describe('errors are one line, name the problem, and leak no secret', () => {
     s = await setup('errors', 100);
   });
 
-  it('an unreachable server (exit 2)', async () => {
+  it('an unreachable server at startup is source-unavailable (exit 4), not a config error', async () => {
     const cfg = writeConfig(s.dir, { ...fileConfig(s), source: { url: "postgres://logship:{{ secret('PGPASS') }}@127.0.0.1:1/nope" } });
     const r = await runCli(['run', '--config', cfg], { env: { PGPASS: 'pa55-word-xyz' } });
-    expect(r.code).toBe(2);
+    expect(r.code).toBe(4);
     expect(r.stderr).toBe('logship: source.url: cannot connect to postgres://127.0.0.1:1/nope: connection refused (is the server running and the port right?)\n');
   });
 
-  it('a wrong password is redacted (exit 2)', async () => {
+  it('a wrong password at startup is source-unavailable (exit 4) and redacted', async () => {
     const url = s.url.replace(/:[^:@/]+@/, ":{{ secret('PGPASS') }}@").replace('postgres:{{', 'nobody:{{');
     const cfg = writeConfig(s.dir, { ...fileConfig(s), source: { url } });
     const r = await runCli(['run', '--config', cfg], { env: { PGPASS: 'pa55-word-xyz' } });
-    expect(r.code).toBe(2);
+    expect(r.code).toBe(4);
     expect(r.stderr.split('\n').filter(Boolean)).toHaveLength(1);
     expect(r.stderr).toMatch(/^logship: source\.url: cannot connect to postgres:\/\/127\.0\.0\.1:\d+\/\S+: .*nobody/);
     expect(r.stderr).not.toContain('pa55-word-xyz');
@@ -234,12 +257,12 @@ describe('errors are one line, name the problem, and leak no secret', () => {
     expect(await runCli(['run', '--config', '/nope.yaml'])).toMatchObject({ code: 2, stderr: 'logship: --config: cannot read /nope.yaml: ENOENT\n' });
     const unknown = await runCli(['ship']);
     expect(unknown.code).toBe(2);
-    expect(unknown.stderr).toMatch(/^logship: unknown command "ship"\nusage:/);
+    expect(unknown.stderr).toBe('logship: unknown command "ship"\nsee logship --help\n');
     expect(await runCli(['run'])).toMatchObject({ code: 2, stderr: 'logship: --config: is required\n' });
     expect((await runCli(['demo', '--rows', 'many'])).stderr).toBe('logship: --rows: must be a positive number (got "many")\n');
   });
 
-  it('a row that is not valid UTF-8 fails the run naming the row, and the offset does not move (exit 1)', async () => {
+  it('with badRows: fail, a row that is not valid UTF-8 fails the run naming the row, and the offset does not move (exit 1)', async () => {
     const admin = s.client;
     const name = `t_sqlascii_${process.pid}`;
     await admin.query(`CREATE DATABASE ${name} ENCODING 'SQL_ASCII' TEMPLATE template0 LC_COLLATE 'C' LC_CTYPE 'C'`);
@@ -253,7 +276,7 @@ describe('errors are one line, name the problem, and leak no secret', () => {
     await c.end();
     const cfg = writeConfig(s.dir, {
       source: { url, table: 'events', columns: { timestamp: 'ts', key: 'id', level: null, namespace: null, tenant: null, body: 'msg' } },
-      lookbackPeriod: 'P1D', workers: 1, state: { type: 'file', path: path.join(s.dir, 'utf8-state.json') },
+      lookbackPeriod: 'P1D', workers: 1, badRows: 'fail', state: { type: 'file', path: path.join(s.dir, 'utf8-state.json') },
       logExporters: [{ id: 'files', type: 'file', directory: path.join(s.dir, 'utf8-out') }],
     }, 'utf8.yaml');
     const r = await runCli(['run', '--config', cfg]);
@@ -294,16 +317,28 @@ describe('tune', () => {
 });
 
 describe('progress, plan and state', () => {
-  it('logs structured progress lines off a TTY and a final summary', async () => {
+  it('logs structured progress lines off a TTY, in order, and a final summary', async () => {
     const s = await setup('progress', 6000);
     const cfg = writeConfig(s.dir, fileConfig(s, { source: { url: s.url, fetchSize: 200 } }));
-    const r = await runCli(['run', '--config', cfg, '--progress-interval', '0.2'], { env: { LOGSHIP_TEST_BATCH_DELAY_MS: '15' } });
+    // A line per batch and per finished shard instead of per timer tick: the content and order
+    // are then the run's, not the machine's speed.
+    const r = await runCli(['run', '--config', cfg], { env: { LOGSHIP_TEST_PROGRESS_EVERY_BATCH: '1' } });
     expect(r.code).toBe(0);
-    const lines = r.stderr.split('\n').filter(Boolean).map((l) => JSON.parse(l));
-    const progress = lines.filter((l) => l.msg === 'progress');
-    expect(progress.length).toBeGreaterThan(1);
-    expect(progress.at(-1)).toMatchObject({ expectedRows: 6000, shards: 6 });
-    expect(typeof progress.at(-1).rowsPerSec).toBe('number');
+    const lines = r.stderr.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+    const progress = lines.filter((l) => l.msg === 'progress') as { rows: number; expectedRows: number; rowsPerSec: unknown; shardsDone: number; shards: number }[];
+    for (const line of progress) {
+      expect(line).toMatchObject({ expectedRows: 6000, shards: 6 });
+      expect(typeof line.rowsPerSec).toBe('number');
+    }
+    // Every finished shard reports once, and rows and shards only ever move forward.
+    expect([...new Set(progress.map((l) => l.shardsDone))].filter((n) => n > 0)).toEqual([1, 2, 3, 4, 5, 6]);
+    for (let i = 1; i < progress.length; i++) {
+      expect(progress[i]!.rows).toBeGreaterThanOrEqual(progress[i - 1]!.rows);
+      expect(progress[i]!.shardsDone).toBeGreaterThanOrEqual(progress[i - 1]!.shardsDone);
+    }
+    // Batches report while their shard runs: rows show up before the first shard finishes.
+    expect(progress.some((l) => l.shardsDone === 0 && l.rows > 0)).toBe(true);
+    expect(progress.at(-1)).toMatchObject({ rows: 6000, shardsDone: 6, etaSeconds: 0 });
     expect(lines.at(-1)).toMatchObject({ msg: 'run finished', status: 'ok', rows: 6000 });
   });
 
@@ -318,7 +353,7 @@ describe('progress, plan and state', () => {
     expect(plan.shards[0].firstFiles.files).toMatch(/^kestra-log-file-\d{8}T\d{6}Z-[0-9a-f]{8}-00001\.ndjson\.gz$/);
     expect(listParts(s.out)).toEqual([]);
     const human = await runCli(['plan', '--config', cfg]);
-    expect(human.stdout).toMatch(/rows: 5,000 in 5 shards \(exact planning\), 2 workers/);
+    expect(human.stdout).toMatch(/rows: 5,000 \(counted\) in 5 shards, 2 workers/);
 
     expect((await runCli(['run', '--config', cfg])).code).toBe(0);
     const state = await runCli(['state', '--config', cfg]);

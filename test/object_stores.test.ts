@@ -1,6 +1,6 @@
 import path from 'node:path';
 import zlib from 'node:zlib';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type pg from 'pg';
 import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { Storage } from '@google-cloud/storage';
@@ -10,6 +10,7 @@ import { compressors } from 'hyparquet-compressors';
 import { seedKestraLogs } from '../src/demo/seed.js';
 import { freshDatabase, isoAgo, sourceDocs } from './helpers/db.js';
 import { exportedDocs, runCli, startCli, tempDir, writeConfig } from './helpers/cli.js';
+import { killWhen } from './helpers/wait.js';
 import { azuriteConnectionString, startAzurite, startFakeGcs, startFaultProxy, startS3, type Running } from './helpers/object_servers.js';
 
 const BUCKET = 'logbucket';
@@ -30,6 +31,8 @@ beforeAll(async () => {
   await seedKestraLogs(client, { rows: 9000, start: isoAgo(3 * 3600 + 300), spanSeconds: 3 * 3600 });
   source = await sourceDocs(client);
 });
+// A failure the shared fake GCS was told to inject and never answered must not leak into the next test.
+afterEach(() => gcs?.assertFaultsDelivered());
 afterAll(async () => {
   await client?.end();
   await Promise.all([s3?.stop(), gcs?.stop(), azure?.stop()]);
@@ -99,7 +102,7 @@ describe('S3 (s3rver, read back through the AWS SDK)', () => {
     const dir = tempDir('s3-big');
     const proxy = await startFaultProxy(s3.endpoint); // failing nothing: it records the requests
     const cfg = writeConfig(dir, {
-      source: { url: bigUrl }, lookbackPeriod: 'P1D', workers: 1, rowsPerShard: 100000,
+      source: { url: bigUrl }, lookbackPeriod: 'P1D', workers: 1, rowsPerShard: 12000, // two shards of ~15 MB
       logExporters: [{ id: 's3', type: 's3', bucket: 'other', endpoint: proxy.endpoint, ...s3creds, compression: 'none', maxLinesPerFile: 1000000, partSize: '5MiB', queueSize: 2, keyTemplate: '{prefix}-{shard}-{part}.{ext}' }],
     });
     const r = await runCli(['run', '--config', cfg]);
@@ -122,17 +125,17 @@ describe('S3 (s3rver, read back through the AWS SDK)', () => {
 
   /**
    * Runs an S3 export through a fault proxy: `before` failures from the start (the health check),
-   * then `storm` failures once the first object exists, i.e. while uploads are under way.
+   * then `storm` failures after three requests went through (the health check and two uploads),
+   * i.e. while uploads are under way. Counted in requests, not time, so it never misses the run.
    */
   async function exportThroughFaults(prefix: string, maxAttempts: number, before: number, storm: number) {
     const proxy = await startFaultProxy(s3.endpoint);
     try {
       const cfg = config(tempDir(`s3-${prefix}`), [{ id: 's3', type: 's3', bucket: BUCKET, endpoint: proxy.endpoint, ...s3creds, logFilePrefix: prefix, maxAttempts }], { offsetKey: offsetKey(), workers: 1 });
       proxy.failNext(before);
-      const { child, done } = startCli(['run', '--config', cfg]);
-      while ((await s3Objects(`${prefix}/`)).length === 0 && child.exitCode === null) await new Promise((r) => setTimeout(r, 20));
-      proxy.failNext(storm);
-      const r = await done;
+      proxy.failNext(storm, 503, 3);
+      const r = await runCli(['run', '--config', cfg]);
+      proxy.assertFaultsDelivered();
       return { r, failed: proxy.failedSoFar(), docs: (await s3Objects(`${prefix}/`)).flatMap((o) => o.docs).sort() };
     } finally {
       await proxy.stop();
@@ -171,11 +174,7 @@ describe('S3 (s3rver, read back through the AWS SDK)', () => {
   it('a kill -9 in the middle of uploads, then a rerun, leaves exactly one copy of each row', async () => {
     const dir = tempDir('s3-kill');
     const cfg = config(dir, [{ id: 's3', type: 's3', bucket: BUCKET, endpoint: s3.endpoint, ...s3creds, logFilePrefix: 'killed', maxLinesPerFile: 400 }], { offsetKey: offsetKey(), source: { url, fetchSize: 150 } });
-    const { child, done } = startCli(['run', '--config', cfg], { env: { LOGSHIP_TEST_BATCH_DELAY_MS: '25' } });
-    for (let i = 0; i < 600 && (await s3Objects('killed/')).length < 6; i++) await new Promise((r) => setTimeout(r, 25));
-    expect(child.exitCode).toBeNull();
-    child.kill('SIGKILL');
-    await done;
+    await killWhen(startCli(['run', '--config', cfg], { env: { LOGSHIP_TEST_BATCH_DELAY_MS: '25' } }), '6 objects uploaded', async () => (await s3Objects('killed/')).length >= 6);
     const rerun = await runCli(['run', '--config', cfg]);
     expect(rerun.code).toBe(0);
     expect(rerun.stdout).toContain('(resumed)');
@@ -190,11 +189,14 @@ describe('GCS (a local JSON-API server, through @google-cloud/storage)', () => {
   it('uploads resumably with metadata and reads back the source multiset, through 503s', async () => {
     const dir = tempDir('gcs');
     const cfg = config(dir, [{ id: 'gcs', type: 'gcs', bucket: BUCKET, projectId: 'test', endpoint: gcs.endpoint, logFilePrefix: 'g', chunkSize: '256KiB' }], { offsetKey: offsetKey() });
-    const { done } = startCli(['run', '--config', cfg]);
-    await new Promise((r) => setTimeout(r, 150));
-    gcs.failNext(4);
-    const r = await done;
+    // The bucket check and the first upload's start go through; the next four requests (upload
+    // chunks, retries) get 503s.
+    const failedBefore = gcs.failedSoFar();
+    gcs.failNext(4, 503, 2);
+    const r = await runCli(['run', '--config', cfg]);
     expect(r.code).toBe(0);
+    gcs.assertFaultsDelivered();
+    expect(gcs.failedSoFar() - failedBefore).toBe(4);
     const [files] = await storage().bucket(BUCKET).getFiles({ prefix: 'g/' });
     expect(files.length).toBeGreaterThan(3);
     const docs: string[] = [];
@@ -247,7 +249,7 @@ describe('Azure Blob (azurite, through @azure/storage-blob)', () => {
 });
 
 describe('Parquet to object stores', () => {
-  const keysOf = async (raw: Buffer) => (await parquetReadObjects({ file: raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength), compressors, columns: ['key'] })).map((r) => r.key as string);
+  const keysOf = async (raw: Buffer) => (await parquetReadObjects({ file: new Uint8Array(raw).buffer, compressors, columns: ['key'] })).map((r) => r.key as string);
   const sourceKeys = async () => (await client.query<{ key: string }>('SELECT key FROM logs')).rows.map((r) => r.key).sort();
 
   it('uploads Parquet objects to S3 and Azure that read back to the source keys', async () => {

@@ -7,6 +7,7 @@ import { compressors } from 'hyparquet-compressors';
 import { seedKestraLogs } from '../src/demo/seed.js';
 import { freshDatabase, isoAgo } from './helpers/db.js';
 import { listParts, listTempFiles, runCli, startCli, tempDir, writeConfig } from './helpers/cli.js';
+import { killWhen } from './helpers/wait.js';
 
 let url: string;
 let client: pg.Client;
@@ -61,7 +62,7 @@ describe('Parquet output', () => {
     expect(files.every((f) => f.endsWith('.parquet'))).toBe(true);
     const rows = await readAll(files);
     const expected = await expectedRows();
-    const got = rows.map((x) => ({ ...x, timestamp: String(BigInt((x.timestamp as Date).getTime()) * 1000n) })).sort((a, b) => (String(a.key) < String(b.key) ? -1 : 1));
+    const got = rows.map((x): Record<string, unknown> => ({ ...x, timestamp: String(BigInt((x.timestamp as Date).getTime()) * 1000n) })).sort((a, b) => (String(a.key) < String(b.key) ? -1 : 1));
     // Compare at ms (hyparquet's Date) here; the exact µs are checked against the raw column below.
     expect(got).toEqual(expected.map((e) => ({ ...e, timestamp: String((BigInt(e.timestamp as string) / 1000n) * 1000n) })));
     expect((got.find((x) => x.key === 'big-one')!.message as string).length).toBe(2 * 349526);
@@ -110,11 +111,7 @@ describe('Parquet output', () => {
   it('survives kill -9 and a rerun with no duplicate and no gap', async () => {
     const dir = tempDir('pq-kill');
     const cfg = config(dir, { maxLinesPerFile: 300, rowGroupSize: 100 }, { source: { url, fetchSize: 100 } });
-    const { child, done } = startCli(['run', '--config', cfg], { env: { LOGSHIP_TEST_BATCH_DELAY_MS: '25' } });
-    while (listParts(path.join(dir, 'out')).length < 4 && child.exitCode === null) await new Promise((r) => setTimeout(r, 10));
-    expect(child.exitCode).toBeNull();
-    child.kill('SIGKILL');
-    await done;
+    await killWhen(startCli(['run', '--config', cfg], { env: { LOGSHIP_TEST_BATCH_DELAY_MS: '25' } }), '4 Parquet parts written', () => listParts(path.join(dir, 'out')).length >= 4);
     expect((await runCli(['run', '--config', cfg])).code).toBe(0);
     expect(listTempFiles(path.join(dir, 'out'))).toEqual([]);
     const keys = (await readAll(listParts(path.join(dir, 'out')))).map((r) => r.key as string).sort();

@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import type { ObjectService } from '../src/sinks/types.js';
 import { RotatingPartWriter } from '../src/sinks/part_writer.js';
 import { FileService } from '../src/sinks/file/service.js';
 import { RowBatchBuilder, type RowBatch } from '../src/source/row_batch.js';
@@ -23,13 +24,13 @@ function batchOf(n: number, everySeconds = 1, fill = ''): RowBatch {
 
 function options(over: Partial<OutputOptions>): OutputOptions {
   return {
-    format: 'NDJSON', compression: 'gzip', compressionLevel: 1, maxLinesPerFile: 100, maxBytesPerFile: 1 << 30,
+    format: 'NDJSON', parquetCompression: 'ZSTD', rowGroupSize: 20_000, compression: 'gzip', compressionLevel: 1, maxLinesPerFile: 100, maxBytesPerFile: 1 << 30,
     logFilePrefix: 'logs', keyTemplate: '{prefix}-{shard}-{part}.{ext}', ...over,
   };
 }
 
 async function writeShard(dir: string, opts: OutputOptions, batches: RowBatch[]) {
-  const w = new RotatingPartWriter('exp', opts, new FileService('exp', dir), shard);
+  const w = new RotatingPartWriter('exp', opts, new FileService('exp', dir), shard, undefined);
   for (const b of batches) await w.write(b);
   return w.finish();
 }
@@ -81,13 +82,62 @@ describe('rotation and naming', () => {
   });
 });
 
-it("never puts a row in another hour's file when rows arrive out of order", async () => {
+it("never puts a row in another hour's file when rows arrive out of order, and keeps one file per hour open", async () => {
   const dir = tempDir('unordered');
   const b = new RowBatchBuilder(10, 1 << 30);
   const t0 = tsToMicros(lo.ts);
   for (const [i, offsetS] of [[0, 3600], [1, 0], [2, 3700], [3, 60]] as const) b.addStrings(`k${i}`, t0 + offsetS * 1e6, JSON.stringify({ i }));
   const result = await writeShard(dir, options({ keyTemplate: '{prefix}/hour={hour}/{prefix}-{shard}-{part}.{ext}' }), [b.take()]);
-  expect(result.parts.map((p) => [p.name.split('/')[1], p.rows])).toEqual([['hour=23', 1], ['hour=22', 1], ['hour=23', 1], ['hour=22', 1]]);
+  expect(result.parts.map((p) => [p.name.split('/')[1], p.rows])).toEqual([['hour=23', 2], ['hour=22', 2]]);
+  for (const p of result.parts) {
+    const hour = p.name.split('/')[1]!.slice(5);
+    for (const d of docsOfFile(path.join(dir, p.name))) expect([0, 2].includes(JSON.parse(d).i)).toBe(hour === '23');
+  }
+});
+
+it('writes a sparse shard spanning thousands of hours as one part sequence per hour, with a bounded number open', async () => {
+  const dir = tempDir('sparse');
+  const wide: ShardSpec = { index: 0, id: shardId('k', { ts: '2018-01-01T00:00:00.000000Z', key: null }, hi), lo: { ts: '2018-01-01T00:00:00.000000Z', key: null }, hi, estimatedRows: 0 };
+  // 600 rows, one every 3 days, shuffled by a fixed permutation (rows of a shard come unsorted).
+  const day = 86_400e6;
+  const t0 = tsToMicros(wide.lo.ts);
+  const order = Array.from({ length: 600 }, (_, i) => (i * 397) % 600);
+  const rows = () => {
+    const b = new RowBatchBuilder(601, 1 << 30);
+    for (const i of order) b.addStrings(`k${i}`, t0 + i * 3 * day, JSON.stringify({ i }));
+    return b.take();
+  };
+  let open = 0;
+  let mostOpen = 0;
+  const service = new FileService('exp', dir);
+  const counting = Object.assign(Object.create(service) as FileService, {
+    async open(name: string, type: string, enc: string | undefined) {
+      const upload = await (service as ObjectService).open(name, type, enc);
+      mostOpen = Math.max(mostOpen, ++open);
+      upload.sink.once('finish', () => open--); // the part's bytes are all written: no longer open
+      return upload;
+    },
+  });
+  const tpl = '{prefix}/dt={date}/hour={hour}/{prefix}-{shard}-{part}.{ext}';
+  const w = new RotatingPartWriter('exp', options({ keyTemplate: tpl }), counting, wide, undefined);
+  await w.write(rows());
+  const result = await w.finish();
+  expect(mostOpen).toBeLessThanOrEqual(4);
+  expect(result.rows).toBe(600);
+  expect(result.parts).toHaveLength(600);
+  expect(new Set(result.parts.map((p) => p.name)).size).toBe(600);
+  for (const p of result.parts) {
+    const [, date] = /dt=(\d{4}-\d{2}-\d{2})/.exec(p.name)!;
+    const docs = docsOfFile(path.join(dir, p.name));
+    expect(docs).toHaveLength(1);
+    expect(new Date(t0 / 1000 + JSON.parse(docs[0]!).i * 3 * 86_400_000).toISOString().slice(0, 10)).toBe(date);
+  }
+  // A rerun rewrites the same names and leaves no extra file.
+  const again = new RotatingPartWriter('exp', options({ keyTemplate: tpl }), new FileService('exp', dir), wide, undefined);
+  await again.write(rows());
+  const second = await again.finish();
+  expect(second.parts.map((p) => p.name)).toEqual(result.parts.map((p) => p.name));
+  expect(listParts(dir)).toHaveLength(600);
 });
 
 describe('a shard rerun leaves exactly its final attempt', () => {
@@ -104,7 +154,7 @@ describe('a shard rerun leaves exactly its final attempt', () => {
 
   it('abort leaves no file behind', async () => {
     const dir = tempDir('abort');
-    const w = new RotatingPartWriter('exp', options({ maxLinesPerFile: 1000 }), new FileService('exp', dir), shard);
+    const w = new RotatingPartWriter('exp', options({ maxLinesPerFile: 1000 }), new FileService('exp', dir), shard, undefined);
     await w.write(batchOf(10));
     expect(listTempFiles(dir)).toHaveLength(1);
     await w.abort();

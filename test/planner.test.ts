@@ -29,13 +29,14 @@ beforeAll(async () => {
   // Skew: 90% of 20 000 rows in the first 10% of the day, the rest spread over the other 90%.
   await seedKestraLogs(client, { rows: 18_000, start: '2026-01-01T00:00:00Z', spanSeconds: 8640, tieGroup: 5 });
   await seedKestraLogs(client, { rows: 2_000, start: '2026-01-01T02:24:00Z', spanSeconds: 77_760, tieGroup: 1, seq: 100_000 });
-  table = await describeTable(client, { url: undefined, table: 'logs', columns: KESTRA_COLUMNS, stream: 'copy', fetchSize: 1000, ordered: false });
+  await client.query('ANALYZE logs'); // the planner's first guess comes from these statistics
+  table = await describeTable(client, { url: undefined, password: undefined, table: 'logs', columns: KESTRA_COLUMNS, stream: 'copy', fetchSize: 1000, ordered: false });
 });
 afterAll(() => client.end());
 
 describe('shard planner', () => {
   it('splits skewed data into shards of equal row counts (exact ranking)', async () => {
-    const plan = await planShards(client, table, noFilters, start, end, { offsetKey: 'k', workers: 2, rowsPerShard: 2000, granularity: null });
+    const plan = await planShards(client, table, noFilters, start, end, { offsetKey: 'k', workers: 2, rowsPerShard: 2000 });
     expect(plan.method).toBe('exact');
     expect(plan.shards).toHaveLength(10);
     const counts = await actualCounts(plan.shards);
@@ -46,18 +47,28 @@ describe('shard planner', () => {
   });
 
   it('keeps every shard under 2x the mean when it samples instead', async () => {
-    const plan = await planShards(client, table, noFilters, start, end, { offsetKey: 'k', workers: 2, rowsPerShard: 2000, granularity: null, exactRowLimit: 0, sampleRows: 4000 });
+    const plan = await planShards(client, table, noFilters, start, end, { offsetKey: 'k', workers: 2, rowsPerShard: 2000, exactRowLimit: 0, sampleRows: 4000 });
     expect(plan.method).toBe('sample');
     const counts = await actualCounts(plan.shards);
     expect(counts.reduce((a, b) => a + b, 0)).toBe(20_000);
     expect(Math.max(...counts)).toBeLessThanOrEqual((2 * 20_000) / plan.shards.length);
   });
 
+  it('plans the same sampled shards every time: the sampling is seeded', async () => {
+    const options = { offsetKey: 'k', workers: 2, rowsPerShard: 2000, granularity: null, exactRowLimit: 0, sampleRows: 4000 };
+    const first = await planShards(client, table, noFilters, start, end, options);
+    // Another draw in between must not change the next plan.
+    await client.query('SELECT random()');
+    const second = await planShards(client, table, noFilters, start, end, options);
+    expect(first.method).toBe('sample');
+    expect(second.shards).toEqual(first.shards);
+  });
+
   it('splits one instant shared by thousands of rows', async () => {
     const { client: c } = await freshDatabase('planner_ties');
     await seedKestraLogs(c, { rows: 8000, start: '2026-01-01T12:00:00Z', spanSeconds: 1, tieGroup: 8000 });
-    const t = await describeTable(c, { url: undefined, table: 'logs', columns: KESTRA_COLUMNS, stream: 'copy', fetchSize: 1000, ordered: false });
-    const plan = await planShards(c, t, noFilters, start, end, { offsetKey: 'k', workers: 2, rowsPerShard: 1000, granularity: null });
+    const t = await describeTable(c, { url: undefined, password: undefined, table: 'logs', columns: KESTRA_COLUMNS, stream: 'copy', fetchSize: 1000, ordered: false });
+    const plan = await planShards(c, t, noFilters, start, end, { offsetKey: 'k', workers: 2, rowsPerShard: 1000 });
     expect(plan.shards).toHaveLength(8);
     expect(new Set(plan.shards.slice(1).map((s) => s.lo.ts))).toEqual(new Set(['2026-01-01T12:00:00.000000Z']));
     const counts: number[] = [];
@@ -69,17 +80,40 @@ describe('shard planner', () => {
     await c.end();
   });
 
-  it('cuts shards at hour edges when names are partitioned by hour', async () => {
-    const plan = await planShards(client, table, noFilters, start, end, { offsetKey: 'k', workers: 2, rowsPerShard: 2000, granularity: 'hour' });
-    for (const s of plan.shards) {
-      const r = await client.query(`SELECT count(DISTINCT date_trunc('hour', "timestamp"))::int AS hours FROM logs t ${whereClause(rangeConditions(table, s.lo, s.hi))}`);
-      expect(r.rows[0].hours).toBeLessThanOrEqual(1);
-    }
-    expect((await actualCounts(plan.shards)).reduce((a, b) => a + b, 0)).toBe(20_000);
+  it('lets a shard span many event-time partitions on sparse data instead of one shard per partition', async () => {
+    const { client: c } = await freshDatabase('planner_sparse');
+    // 3 000 rows, one a day for about eight years: every row in its own hour.
+    await seedKestraLogs(c, { rows: 3000, start: '2018-01-01T00:00:00Z', spanSeconds: 3000 * 86_400, tieGroup: 1 });
+    const t = await describeTable(c, { url: undefined, password: undefined, table: 'logs', columns: KESTRA_COLUMNS, stream: 'copy', fetchSize: 1000, ordered: false });
+    const plan = await planShards(c, t, noFilters, { ts: '2017-01-01T00:00:00.000000Z', key: null }, { ts: '2027-01-01T00:00:00.000000Z', key: null }, { offsetKey: 'k', workers: 2, rowsPerShard: 1_000_000 });
+    expect(plan).toMatchObject({ method: 'exact', totalRows: 3000 });
+    expect(plan.shards.map((s) => s.estimatedRows)).toEqual([1500, 1500]); // one a worker: partitions do not multiply shards
+    await c.end();
+  });
+
+  it('plans a large window from a page sample, labels the count an estimate and tiles the window exactly', async () => {
+    const plan = await planShards(client, table, noFilters, start, end, { offsetKey: 'k', workers: 2, rowsPerShard: 2000, exactRowLimit: 1000, sampleRows: 5000 });
+    expect(plan.method).toBe('sample');
+    expect(plan.totalRows).toBeGreaterThan(10_000);
+    expect(plan.totalRows).toBeLessThan(40_000);
+    // Whatever the estimate, consecutive shards share their bounds: no gap, no overlap.
+    expect(plan.shards[0]!.lo).toEqual(start);
+    expect(plan.shards.at(-1)!.hi).toEqual(end);
+    for (let i = 1; i < plan.shards.length; i++) expect(plan.shards[i]!.lo).toEqual(plan.shards[i - 1]!.hi);
+    const counts = await actualCounts(plan.shards);
+    expect(counts.reduce((a, b) => a + b, 0)).toBe(20_000);
+    expect(Math.max(...counts)).toBeLessThanOrEqual((2 * 20_000) / plan.shards.length);
+  });
+
+  it('plans the same shards twice from the same data (the sample is seeded)', async () => {
+    const o = { offsetKey: 'k', workers: 2, rowsPerShard: 2000, exactRowLimit: 0, sampleRows: 4000 };
+    const a = await planShards(client, table, noFilters, start, end, o);
+    const b = await planShards(client, table, noFilters, start, end, o);
+    expect(b).toEqual(a);
   });
 
   it('plans nothing for an empty window', async () => {
-    const plan = await planShards(client, table, noFilters, { ts: '2020-01-01T00:00:00.000000Z', key: null }, { ts: '2020-01-02T00:00:00.000000Z', key: null }, { offsetKey: 'k', workers: 2, rowsPerShard: 1000, granularity: null });
+    const plan = await planShards(client, table, noFilters, { ts: '2020-01-01T00:00:00.000000Z', key: null }, { ts: '2020-01-02T00:00:00.000000Z', key: null }, { offsetKey: 'k', workers: 2, rowsPerShard: 1000 });
     expect(plan).toEqual({ totalRows: 0, method: 'empty', shards: [] });
   });
 });

@@ -5,6 +5,7 @@ import { readWithCursor } from '../src/source/cursor_reader.js';
 import { shardSelect } from '../src/source/query.js';
 import { describeTable, type SourceTable } from '../src/source/table.js';
 import type { RowBatch } from '../src/source/row_batch.js';
+import type { BadRow } from '../src/source/bad_rows.js';
 import { KESTRA_COLUMNS } from '../src/config/schema.js';
 import { seedKestraLogs } from '../src/demo/seed.js';
 import { to as copyTo } from 'pg-copy-streams';
@@ -31,7 +32,7 @@ async function collect(gen: AsyncGenerator<RowBatch>) {
 beforeAll(async () => {
   ({ client } = await freshDatabase('readers'));
   await seedKestraLogs(client, { rows: 5000, start: '2026-01-01T00:00:00Z', spanSeconds: 3600, tieGroup: 7 });
-  table = await describeTable(client, { url: undefined, table: 'logs', columns: KESTRA_COLUMNS, stream: 'copy', fetchSize: 1000, ordered: true });
+  table = await describeTable(client, { url: undefined, password: undefined, table: 'logs', columns: KESTRA_COLUMNS, stream: 'copy', fetchSize: 1000, ordered: true });
 });
 afterAll(() => client.end());
 
@@ -115,8 +116,27 @@ describe('COPY binary reader (fast path)', () => {
   it('names the row when a body is NULL (error)', async () => {
     await client.query(`CREATE TABLE nullable (id text PRIMARY KEY, ts timestamptz NOT NULL, body jsonb)`);
     await client.query(`INSERT INTO nullable VALUES ('ok-1', '2026-01-01', '{"a":1}'), ('bad-2', '2026-01-01 00:00:01', NULL)`);
-    const t = await describeTable(client, { url: undefined, table: 'nullable', stream: 'copy', fetchSize: 10, ordered: false, columns: { timestamp: 'ts', key: 'id', body: 'body', level: null, namespace: null, tenant: null, deleted: undefined } });
+    const t = await describeTable(client, { url: undefined, password: undefined, table: 'nullable', stream: 'copy', fetchSize: 10, ordered: false, columns: { timestamp: 'ts', key: 'id', body: 'body', level: null, namespace: null, tenant: null, deleted: undefined, resource: null } });
     await expect(collect(readWithCopy(client, shardSelect(t, noFilters, all.lo, all.hi, false, 'copy'), 10))).rejects.toThrow('row key="bad-2": body is NULL');
     await expect(collect(readWithCursor(client, shardSelect(t, noFilters, all.lo, all.hi, false, 'cursor'), 10))).rejects.toThrow('row key="bad-2": body is NULL');
+  });
+
+  it('hands NULL and oversized rows to the dead-letter policy and goes on, on both paths', async () => {
+    await client.query(`CREATE TABLE mixed (id text PRIMARY KEY, ts timestamptz NOT NULL, body jsonb)`);
+    await client.query(`INSERT INTO mixed VALUES ('ok-1', '2026-01-01', '{"a":1}'), ('null-2', '2026-01-01 00:00:01', NULL),
+      ('big-3', '2026-01-01 00:00:02', jsonb_build_object('m', repeat('é', 100))), ('ok-4', '2026-01-01 00:00:03', '{"b":2}')`);
+    const t = await describeTable(client, { url: undefined, password: undefined, table: 'mixed', stream: 'copy', fetchSize: 10, ordered: true, columns: { timestamp: 'ts', key: 'id', body: 'body', level: null, namespace: null, tenant: null, deleted: undefined, resource: null } });
+    for (const mode of ['copy', 'cursor'] as const) {
+      const rejected: BadRow[] = [];
+      const policy = { maxRowBytes: 150, reject: (r: BadRow) => rejected.push(r) };
+      const sql = shardSelect(t, noFilters, all.lo, all.hi, true, mode);
+      const got = await collect(mode === 'copy' ? readWithCopy(client, sql, 10, { badRows: policy }) : readWithCursor(client, sql, 10, { badRows: policy }));
+      expect(got.keys).toEqual(['ok-1', 'ok-4']);
+      expect(got.bytes.toString('utf8')).toBe('{"a": 1}\n{"b": 2}\n');
+      expect(rejected.map((r) => [r.key?.toString(), r.reason, r.raw?.length ?? null])).toEqual([
+        ['null-2', 'body is NULL', null],
+        ['big-3', 'body is 209 bytes, over maxRowBytes (150)', 209],
+      ]);
+    }
   });
 });

@@ -4,6 +4,7 @@ import type pg from 'pg';
 import { seedKestraLogs } from '../src/demo/seed.js';
 import { freshDatabase, isoAgo, sourceDocs } from './helpers/db.js';
 import { exportedDocs, listParts, listTempFiles, normalize, runCli, startCli, tempDir, writeConfig } from './helpers/cli.js';
+import { killWhen } from './helpers/wait.js';
 
 const opened: pg.Client[] = [];
 afterAll(async () => {
@@ -12,22 +13,9 @@ afterAll(async () => {
 
 const SLOW = { LOGSHIP_TEST_BATCH_DELAY_MS: '25' };
 
-async function waitFor(cond: () => boolean | Promise<boolean>, timeoutMs = 60_000): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > until) throw new Error('condition not reached in time');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
 /** Starts a slowed run and SIGKILLs it once `cond` holds, i.e. at a known point mid-run. */
-async function killWhen(args: string[], cond: () => boolean | Promise<boolean>): Promise<void> {
-  const { child, done } = startCli(args, { env: SLOW });
-  await waitFor(async () => (await cond()) || child.exitCode !== null);
-  expect(child.exitCode).toBeNull(); // still running: the kill really lands mid-run
-  child.kill('SIGKILL');
-  const r = await done;
-  expect(r.signal).toBe('SIGKILL');
+async function killSlowRunWhen(args: string[], what: string, cond: () => boolean | Promise<boolean>): Promise<void> {
+  await killWhen(startCli(args, { env: SLOW }), what, cond);
 }
 
 async function unfinished(client: pg.Client): Promise<{ done: number; total: number } | null> {
@@ -50,12 +38,12 @@ describe('kill -9 at any instant, then rerun: no duplicate, no missing row', () 
     const args = ['run', '--config', cfg];
 
     // 1: while the very first parts are being written (no shard finished yet).
-    await killWhen(args, () => listTempFiles(out).length > 0);
+    await killSlowRunWhen(args, 'a part being written', () => listTempFiles(out).length > 0);
     // 2: some shards finished, others mid-part.
-    await killWhen(args, async () => ((await unfinished(client))?.done ?? 0) >= 5);
+    await killSlowRunWhen(args, '5 shards done', async () => ((await unfinished(client))?.done ?? 0) >= 5);
     expect(await unfinished(client)).not.toBeNull();
     // 3: much later in the same run.
-    await killWhen(args, async () => ((await unfinished(client))?.done ?? 0) >= 14);
+    await killSlowRunWhen(args, '14 shards done', async () => ((await unfinished(client))?.done ?? 0) >= 14);
     const before = await unfinished(client);
     expect(before!.done).toBeGreaterThanOrEqual(14);
     expect(before!.done).toBeLessThan(before!.total);
@@ -79,7 +67,7 @@ describe('kill -9 at any instant, then rerun: no duplicate, no missing row', () 
       source: { url, fetchSize: 200 }, lookbackPeriod: 'P1D', workers: 2, rowsPerShard: 1000, state: { type: 'file', path: stateFile },
       logExporters: [{ id: 'files', type: 'file', directory: out, format: 'JSON', compression: 'zstd', maxLinesPerFile: 450 }],
     });
-    await killWhen(['run', '--config', cfg], () => listParts(out).length >= 7);
+    await killSlowRunWhen(['run', '--config', cfg], '7 parts written', () => listParts(out).length >= 7);
     const st = JSON.parse((await runCli(['state', '--config', cfg, '--json'])).stdout);
     expect(st.unfinishedRun).not.toBeNull();
     // The stale lock of the killed process does not block the rerun.
@@ -105,16 +93,25 @@ describe('delete: true', () => {
       logExporters: [{ id: 'files', type: 'file', directory: out, maxLinesPerFile: 500 }],
     });
     const { child, done } = startCli(['run', '--config', cfg], { env: SLOW });
-    // Concurrent inserts spread over the whole exported hour: into finished, running and pending shards.
+    // Concurrent inserts spread over the whole exported hour (into finished, running and pending
+    // shards): one round each time the run reports another finished shard, so the overlap follows
+    // the run's progress rather than the clock.
     let seq = 1_000_000;
+    let roundsMidRun = 0;
+    let lastDone = -1;
     while (child.exitCode === null) {
-      await seedKestraLogs(client, { rows: 40, start: isoAgo(3650), spanSeconds: 3500, tieGroup: 1, seq });
-      seq += 40;
-      await new Promise((r) => setTimeout(r, 30));
+      const progress = await unfinished(client);
+      if (progress && progress.done < progress.total && progress.done > lastDone) {
+        lastDone = progress.done;
+        await seedKestraLogs(client, { rows: 40, start: isoAgo(3650), spanSeconds: 3500, tieGroup: 1, seq });
+        seq += 40;
+        roundsMidRun++;
+      }
+      await new Promise((r) => setTimeout(r, 10));
     }
     const r = await done;
     expect(r.code).toBe(0);
-    expect(seq - 1_000_000).toBeGreaterThan(200); // the run really overlapped the inserts
+    expect(roundsMidRun).toBeGreaterThanOrEqual(2); // the run really overlapped the inserts
 
     const exported = exportedDocs(out);
     const remaining = await sourceDocs(client);
@@ -142,7 +139,7 @@ describe('delete: true', () => {
       source: { url, fetchSize: 200 }, lookbackPeriod: 'P1D', workers: 2, rowsPerShard: 1000, delete: true,
       logExporters: [{ id: 'files', type: 'file', directory: out, maxLinesPerFile: 400 }],
     });
-    await killWhen(['run', '--config', cfg], async () => ((await unfinished(client))?.done ?? 0) >= 3);
+    await killSlowRunWhen(['run', '--config', cfg], '3 shards done', async () => ((await unfinished(client))?.done ?? 0) >= 3);
     const midway = (await client.query(`SELECT count(*)::int AS n FROM logs`)).rows[0].n as number;
     expect(midway).toBeLessThan(9000);
     expect(midway).toBeGreaterThan(0);

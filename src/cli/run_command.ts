@@ -19,7 +19,7 @@ export interface RunCommandOptions {
 }
 
 export async function runCommand(config: Config, o: RunCommandOptions): Promise<RunReport> {
-  const progress = new Progress({ tty: !o.quiet && process.stderr.isTTY === true, intervalMs: o.progressIntervalMs, stream: process.stderr, log });
+  const progress = new Progress({ tty: !o.quiet && process.stderr.isTTY === true, intervalMs: o.progressIntervalMs, stream: process.stderr, log, everyUpdate: process.env.LOGSHIP_TEST_PROGRESS_EVERY_BATCH === '1' });
   const report = emptyReport(config);
   const watch = o.metricsPort !== undefined || o.pushgateway ? await startMetrics(config, o) : null;
   const stop = new StopControl({ maxDurationMs: config.maxDurationMs, stopGraceMs: config.stopGraceMs });
@@ -86,8 +86,10 @@ function summary(r: RunReport): string {
     lines.push(`  ${id}: ${formatCount(t.rows)} rows, ${formatCount(t.files)} files, ${formatBytes(t.bytes)}${t.removedStaleParts ? `, ${t.removedStaleParts} stale parts removed` : ''}${t.deadLettered ? `, ${t.deadLettered} dead-lettered` : ''}`);
   }
   for (const run of r.runs) {
-    lines.push(`  run ${run.runId}${run.resumed ? ' (resumed)' : ''}: ${run.shardsExportedNow}/${run.shards} shards, ${formatCount(run.rows)} rows`);
+    lines.push(`  ${run.kind === 'late' ? 'late catch-up' : 'run'} ${run.runId}${run.resumed ? ' (resumed)' : ''}: ${run.shardsExportedNow}/${run.shards} shards, ${formatCount(run.rows)} rows`);
   }
+  if (r.badRows > 0) lines.push(`  bad rows dead-lettered: ${formatCount(r.badRows)} (in ${r.deadLetter})`);
+  if (r.late.rows > 0) lines.push(`  late rows caught up: ${formatCount(r.late.rows)} in ${r.late.rangesCaughtUp} ranges`);
   if (r.deletedRows !== null) lines.push(`  deleted from source: ${formatCount(r.deletedRows)} rows`);
   lines.push(`  offset: ${formatBound(r.offsetBefore)} -> ${formatBound(r.offsetAfter)}`);
   if (r.stopped) {

@@ -65,7 +65,7 @@ export async function tuneCommand(config: Config, o: TuneOptions): Promise<void>
           id: 'tune', type: 'file', directory: dir, logFilePrefix: 'tune', keyTemplate: FILE_DEFAULT_TEMPLATE,
         };
         const trial: Config = {
-          ...config, workers, delete: false, offsetKey: 'logship-tune', state: { type: 'file', path: path.join(dir, 'state.json') },
+          ...config, workers, delete: false, offsetKey: 'logship-tune', lateRows: { horizon: 'PT0S' }, state: { type: 'file', path: path.join(dir, 'state.json') },
           source: { ...config.source, fetchSize }, rowsPerShard: Math.max(1000, Math.ceil(sampleRows / (workers * 4))), logExporters: [exporter],
         };
         const report = emptyReport(trial);
@@ -84,10 +84,15 @@ export async function tuneCommand(config: Config, o: TuneOptions): Promise<void>
   const best = results.reduce((a, b) => (b.rowsPerSec > a.rowsPerSec ? b : a));
   // Within 5% of the best, fewer workers win: they leave cores to PostgreSQL and to other jobs.
   const recommended = results.filter((r) => r.rowsPerSec >= best.rowsPerSec * 0.95).sort((a, b) => a.workers - b.workers || b.rowsPerSec - a.rowsPerSec)[0]!;
+  // Whether the configured (or auto-chosen) worker count is among the sweep's best.
+  const configured = results.filter((r) => r.workers === config.workers).reduce<(typeof results)[number] | null>((a, b) => (!a || b.rowsPerSec > a.rowsPerSec ? b : a), null);
+  const confirmed = configured !== null && configured.rowsPerSec >= best.rowsPerSec * 0.95;
+  const current = { workers: config.workers, reason: config.workersReason ?? 'set in the config', confirmed };
   if (o.json) {
-    process.stdout.write(`${JSON.stringify({ sampleRows, results, recommended: { workers: recommended.workers, fetchSize: recommended.fetchSize } }, null, 2)}\n`);
+    process.stdout.write(`${JSON.stringify({ sampleRows, results, recommended: { workers: recommended.workers, fetchSize: recommended.fetchSize }, current }, null, 2)}\n`);
     return;
   }
   process.stdout.write(`sampled ${formatCount(sampleRows)} rows of the window; fastest ${formatCount(best.rowsPerSec)} rows/s\n`);
   process.stdout.write(`recommended: workers: ${recommended.workers}, source.fetchSize: ${recommended.fetchSize} (${formatCount(recommended.rowsPerSec)} rows/s; within 5% of the fastest, fewer workers are preferred)\n`);
+  process.stdout.write(`current workers: ${current.workers} (${current.reason}): ${confirmed ? 'confirmed, within 5% of the fastest' : `slower; set workers: ${recommended.workers}`}\n`);
 }

@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import { parseDocument } from 'yaml';
-import { ConfigError } from './errors.js';
+import { ConfigError, errorMessage } from './errors.js';
+import { describe } from './reader.js';
 import { isKestraFlow, kestraFlowToConfig } from './kestra.js';
 import { parseConfig } from './schema.js';
 import { defaultSecretSource, resolveSecrets, type SecretSource } from './secrets.js';
@@ -24,15 +25,27 @@ function yamlHint(text: string): string {
   return '';
 }
 
-/** Parses YAML text (a native config or a whole Kestra flow) into a validated Config. */
-export function loadConfigText(text: string, options: LoadOptions = {}): Config {
+/**
+ * Parses YAML text (a native config or a whole Kestra flow) into a validated Config. `origin`
+ * names the file in errors about the document as a whole, which have no option path.
+ */
+export function loadConfigText(text: string, options: LoadOptions = {}, origin = 'config'): Config {
   const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
   if (doc.errors.length > 0) {
     const e = doc.errors[0]!;
     const line = e.linePos?.[0];
-    throw new ConfigError('', `config is not valid YAML${line ? ` (line ${line.line}, column ${line.col})` : ''}: ${e.message.split('\n')[0]!.replace(/:$/, '')}${yamlHint(text)}`);
+    throw new ConfigError(origin, `not valid YAML${line ? ` (line ${line.line}, column ${line.col})` : ''}: ${e.message.split('\n')[0]!.replace(/:$/, '')}${yamlHint(text)}`);
   }
-  const raw: unknown = doc.toJS();
+  let raw: unknown;
+  try {
+    // yaml refuses alias expansion past a limit ("Excessive alias count"): a billion-laughs file.
+    raw = doc.toJS({ maxAliasCount: 100 });
+  } catch (err) {
+    throw new ConfigError(origin, `not a usable YAML document: ${errorMessage(err).split('\n')[0]}`);
+  }
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+    throw new ConfigError(origin, `must be a mapping of options (got ${raw === null || raw === undefined ? 'an empty document' : describe(raw)})`);
+  }
   let native: unknown = raw;
   let prefix = '';
   const variables: VariableSource = { ...emptyVariables(options.secrets?.env ?? process.env), cli: options.variables ?? {} };
@@ -42,6 +55,8 @@ export function loadConfigText(text: string, options: LoadOptions = {}): Config 
     prefix = mapped.pathPrefix;
     const flowVars = raw.variables;
     if (flowVars && typeof flowVars === 'object' && !Array.isArray(flowVars)) variables.flow = flowVars as Record<string, unknown>;
+  } else if (options.task !== undefined) {
+    throw new ConfigError('--task', `applies only to a Kestra flow; ${origin} is a logship config (it has no tasks list)`);
   }
   try {
     const secrets = options.secrets ?? defaultSecretSource();
@@ -63,5 +78,5 @@ export function loadConfigFile(file: string, options: LoadOptions = {}): Config 
   } catch (err) {
     throw new ConfigError('--config', `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
   }
-  return loadConfigText(text, options);
+  return loadConfigText(text, options, file);
 }

@@ -1,4 +1,5 @@
 import { ConfigError } from './errors.js';
+import { cameFromSecret, redact } from './secrets.js';
 import { parseByteSize, parseIsoDuration } from './units.js';
 
 /**
@@ -125,6 +126,17 @@ export function describe(v: unknown): string {
   if (v === null) return 'null';
   if (Array.isArray(v)) return 'a list';
   if (typeof v === 'object') return 'a mapping';
-  if (typeof v === 'string') return JSON.stringify(v.length > 60 ? `${v.slice(0, 57)}...` : v);
+  if (typeof v === 'string') return quote(v);
   return String(v);
+}
+
+/**
+ * A config value as an error quotes it: the one place values are quoted, so the rules hold
+ * everywhere. A value a secret went into is never echoed; anything else is redacted BEFORE it is
+ * shortened, since a cut secret no longer matches the redaction.
+ */
+export function quote(v: string): string {
+  if (cameFromSecret(v)) return 'a value from a secret';
+  const safe = redact(v);
+  return JSON.stringify(safe.length > 60 ? `${safe.slice(0, 57)}...` : safe);
 }

@@ -1,8 +1,8 @@
-import os from 'node:os';
 import { ConfigError } from './errors.js';
 import { OptionReader } from './reader.js';
-import { isoDurationMillis, parseIsoDuration } from './units.js';
+import { isoDurationMillis, isoDurationRangeMillis, parseIsoDuration } from './units.js';
 import { LEVELS, type ColumnMapping, type Config, type Level, type SourceConfig } from './types.js';
+import { resolveWorkers } from './workers.js';
 import { parseExporter } from '../sinks/registry.js';
 import { AUDIT_COLUMNS, parseResources } from './audit.js';
 import { parseState } from './state_config.js';
@@ -50,15 +50,14 @@ function parseSource(r: OptionReader | undefined, kind: Config['kind']): SourceC
   const source: SourceConfig = {
     // Fallback order: config, LOGSHIP_SOURCE_URL, then libpq's PG* variables (pg reads those itself).
     url: s.optionalString('url') ?? process.env.LOGSHIP_SOURCE_URL,
+    password: s.optionalString('password'),
     table: s.string('table', audit ? 'audit_logs' : 'logs'),
     columns: parseColumns(s.child('columns'), audit ? AUDIT_COLUMNS : KESTRA_COLUMNS),
     stream: s.choice('stream', ['copy', 'cursor'] as const, 'copy'),
     fetchSize: s.integer('fetchSize', 5000, 1, 1_000_000),
     ordered: s.boolean('ordered', false),
   };
-  if (source.url !== undefined && !/^postgres(ql)?:\/\//.test(source.url)) {
-    throw new ConfigError(s.at('url'), 'must be a postgres:// or postgresql:// URL');
-  }
+  if (source.url !== undefined) checkSourceUrl(s, source.url, source.password !== undefined);
   s.done();
   return source;
 }
@@ -77,6 +76,37 @@ export function checkMaxDuration(path: string, value: unknown, stopGraceMs: numb
   return ms;
 }
 
+/**
+ * A password with `/`, `#`, `?` or `@` pasted into a URL (generated base64 passwords have `/`)
+ * either breaks the URL or silently moves the host; both are caught here, before a connection
+ * is attempted. Messages never quote the URL: it holds the password.
+ */
+function checkSourceUrl(s: OptionReader, url: string, separatePassword: boolean): void {
+  if (!/^postgres(ql)?:\/\//.test(url)) throw new ConfigError(s.at('url'), 'must be a postgres:// or postgresql:// URL');
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new ConfigError(s.at('url'), 'not a valid URL (percent-encode the password)');
+  }
+  // An unencoded '@' after the host part means the password was cut at a '/', '?' or '#'.
+  if (`${u.pathname}${u.search}${u.hash}`.includes('@')) {
+    throw new ConfigError(s.at('url'), 'not a valid URL (percent-encode the password)');
+  }
+  if (separatePassword && u.password) throw new ConfigError(s.at('password'), 'source.url already has a password; give it in one place');
+}
+
+/** PostgreSQL's largest field (1 GB): no row can be larger. */
+const MAX_ROW_BYTES = 1024 ** 3;
+
+function parseLateRows(r: OptionReader | undefined): Config['lateRows'] {
+  if (!r) return { horizon: 'PT1H' };
+  const horizon = r.duration('horizon', 'PT1H');
+  if (isoDurationMillis(horizon) === undefined) throw new ConfigError(r.at('horizon'), `must be a duration without years or months, such as PT1H or P1D (got ${JSON.stringify(horizon)})`);
+  r.done();
+  return { horizon };
+}
+
 /** Validates a native logship config (already secret-resolved). */
 export function parseConfig(value: unknown): Config {
   const r = OptionReader.of('', value);
@@ -93,18 +123,29 @@ export function parseConfig(value: unknown): Config {
   const offsetKey = r.string('offsetKey', 'LogShipper-state');
   const del = r.boolean('delete', false);
   const safetyLag = r.duration('safetyLag', 'PT30S');
-  const workers = r.integer('workers', Math.max(1, os.availableParallelism()), 1, 256);
+  const { workers, reason: workersReason } = resolveWorkers(r.at('workers'), r.raw('workers'), source.url);
   const rowsPerShard = r.integer('rowsPerShard', 1_000_000, 1000);
   const shardAttempts = r.integer('shardAttempts', 3, 1, 20);
   const stopGraceMs = durationMillis(r.at('stopGrace'), r.duration('stopGrace', 'PT30S'));
   const maxDuration = r.raw('maxDuration');
   const maxDurationMs = maxDuration === undefined || maxDuration === null ? null : checkMaxDuration(r.at('maxDuration'), maxDuration, stopGraceMs);
   const state = parseState(r.child('state'));
+  const badRows = r.choice('badRows', ['deadLetter', 'fail'] as const, 'deadLetter');
+  const maxRowBytes = r.byteSize('maxRowBytes', 64 * 1024 ** 2);
+  if (maxRowBytes > MAX_ROW_BYTES) throw new ConfigError('maxRowBytes', `must be at most 1GiB, PostgreSQL's largest value (got ${maxRowBytes})`);
+  const deadLetter = r.string('deadLetter', './logship-dead-letter');
+  const allowDeadLetter = r.boolean('allowDeadLetter', false);
+  const lateRows = parseLateRows(r.child('lateRows'));
   const list = r.list('logExporters');
   if (!list || list.length === 0) throw new ConfigError('logExporters', 'must list at least one exporter');
   const ids = new Set<string>();
   const logExporters = list.map((e, i) => parseExporter(`logExporters[${i}]`, e, ids));
   r.done();
+  // With no offset stored, the window is [now - lookbackPeriod, now - safetyLag): empty, on
+  // every run, unless the lookback is the longer of the two.
+  if (isoDurationRangeMillis(lookbackPeriod)[1] <= isoDurationRangeMillis(safetyLag)[0]) {
+    throw new ConfigError('lookbackPeriod', `must be longer than safetyLag (${lookbackPeriod} is not longer than ${safetyLag}; the first window would be empty on every run)`);
+  }
   if (del && state.type !== 'postgres') {
     // The delete and the shard's checkpoint must commit in one transaction, or a crash between
     // them would either lose rows (deleted, not recorded) or re-export an emptied range.
@@ -122,5 +163,8 @@ export function parseConfig(value: unknown): Config {
   if (tenantId && source.columns.tenant === null) {
     throw new ConfigError('tenantId', 'the source has no tenant column (source.columns.tenant is null)');
   }
-  return { kind, source, logLevelFilter, resources, lookbackPeriod, namespace, tenantId, offsetKey, delete: del, safetyLag, workers, rowsPerShard, shardAttempts, maxDurationMs, stopGraceMs, state, logExporters };
+  return {
+    kind, source, logLevelFilter, resources, lookbackPeriod, namespace, tenantId, offsetKey, delete: del, safetyLag, workers, workersReason, rowsPerShard, shardAttempts,
+    maxDurationMs, stopGraceMs, state, badRows, maxRowBytes, deadLetter, allowDeadLetter, lateRows, logExporters,
+  };
 }

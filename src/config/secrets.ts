@@ -11,6 +11,15 @@ const ANY_EXPR = /\{\{.*?\}\}/;
  */
 const knownSecrets = new Set<string>();
 
+/** Config strings that had a secret substituted into them: never quoted back in any message,
+ *  not even redacted (`https://user:***@host` still echoes the rest of a secret's neighbourhood,
+ *  and a short secret is not in knownSecrets at all). */
+const secretBearing = new Set<string>();
+
+export function cameFromSecret(value: string): boolean {
+  return secretBearing.has(value);
+}
+
 export function registerSecret(value: string): void {
   // Very short values would redact ordinary words; nobody uses a 1-3 char secret.
   if (value.length >= 4) knownSecrets.add(value);
@@ -62,6 +71,7 @@ export function resolveSecrets(node: unknown, source: SecretSource, at = ''): un
       registerSecret(value);
       return value;
     });
+    if (replaced !== node) secretBearing.add(replaced);
     if (ANY_EXPR.test(node.replace(SECRET_EXPR, ''))) {
       throw new ConfigError(at, `only {{ secret('NAME') }} expressions are supported in logship config (got ${JSON.stringify(node)})`);
     }

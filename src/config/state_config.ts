@@ -1,3 +1,4 @@
+import { checkFileLocation } from './fs_checks.js';
 import { ConfigError } from './errors.js';
 import { isoDurationMillis } from './units.js';
 import { OptionReader } from './reader.js';
@@ -21,7 +22,10 @@ export function parseState(r: OptionReader | undefined): StateConfig {
   if (!r) return { type: 'postgres', table: 'logship_state' };
   const type = r.choice('type', ['postgres', 'file', 's3', 'gcs', 'azure-blob'] as const, 'postgres');
   let state: StateConfig;
-  if (type === 'file') state = { type, path: r.string('path') };
+  if (type === 'file') {
+    state = { type, path: r.string('path') };
+    checkFileLocation(r.at('path'), state.path, 'logship-state.json');
+  }
   else if (type === 'postgres') {
     state = { type, table: r.string('table', 'logship_state') };
     if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(state.table)) throw new ConfigError(r.at('table'), 'must be a plain SQL identifier (letters, digits, underscore)');

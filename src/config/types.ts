@@ -25,6 +25,8 @@ export interface ColumnMapping {
 
 export interface SourceConfig {
   url: string | undefined;
+  /** Kept apart from the URL so a password with / # ? @ needs no percent-encoding. */
+  password: string | undefined;
   table: string;
   columns: ColumnMapping;
   /** copy = COPY … TO STDOUT (binary), cursor = pg-query-stream. Same bytes out; copy is faster. */
@@ -99,6 +101,8 @@ export interface Config {
   delete: boolean;
   safetyLag: string;
   workers: number;
+  /** How `workers` was chosen (auto: where the database runs), for plan and logs. */
+  workersReason?: string;
   rowsPerShard: number;
   /** Tries per shard before the run fails; transient failures only. */
   shardAttempts: number;
@@ -107,5 +111,15 @@ export interface Config {
   /** Running shards stop this long before the deadline, to leave time for the checkpoint. */
   stopGraceMs: number;
   state: StateConfig;
+  /** What a row that cannot be exported (NULL, not UTF-8, over maxRowBytes) does: go to a dead-letter file, or fail the shard. */
+  badRows: 'deadLetter' | 'fail';
+  /** A row whose document is larger than this is a bad row. */
+  maxRowBytes: number;
+  /** Directory of the source's dead-letter files (one per shard that had bad rows). */
+  deadLetter: string;
+  /** Exit 0 instead of 3 when the source dead-lettered rows. */
+  allowDeadLetter: boolean;
+  /** Late rows: how far back rows committed after the read that covered them are still caught; PT0S = off. */
+  lateRows: { horizon: string };
   logExporters: ExporterConfig[];
 }

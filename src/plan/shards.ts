@@ -1,30 +1,37 @@
 import type pg from 'pg';
-import { escapeLiteral } from 'pg';
 import { filterConditions, orderBy, rangeConditions, whereClause, type Filters } from '../source/query.js';
 import type { SourceTable } from '../source/table.js';
 import { boundEquals, shardId, TS_TEXT, type Bound } from './keyset.js';
-import type { Granularity } from '../sinks/naming.js';
 
 export interface ShardSpec {
   index: number;
   id: string;
   lo: Bound;
   hi: Bound;
+  /** Exact when the plan's method is 'exact', an estimate from the sample otherwise. */
   estimatedRows: number;
+  /**
+   * A late catch-up of exported range `of`: only its rows committed after `since` was taken. With
+   * `keys` (found by the catch-up's check, read in snapshot `until`), exactly those rows, looked up
+   * by key, and the range then moves to `until`; without, every row the shard's own snapshot shows.
+   */
+  late?: { of: string; n: number; since: string; keys?: string[]; until?: string };
 }
 
 export interface PlanOptions {
   offsetKey: string;
   workers: number;
   rowsPerShard: number;
-  /** Cut shards at event-time partition edges so no file spans two partitions. */
-  granularity: Granularity | null;
-  /** Up to this many rows the planner ranks rows exactly; above, it samples. */
+  /** Windows of at most this many rows are counted and ranked exactly; larger ones are sampled. */
   exactRowLimit?: number;
+  /** Rows the sample aims for (default: about 1 000 a shard, 20 000 to 100 000). */
   sampleRows?: number;
+  /** Seed of `TABLESAMPLE … REPEATABLE`, so the same data plans the same shards. */
+  seed?: number;
 }
 
 export interface ShardPlan {
+  /** Exact for 'exact' and 'empty', an estimate (sampled rows ÷ sampling rate) for 'sample'. */
   totalRows: number;
   method: 'exact' | 'sample' | 'empty';
   shards: ShardSpec[];
@@ -32,88 +39,124 @@ export interface ShardPlan {
 
 /** Fewer rows than this per shard and the per-shard overhead (a query, a file) dominates. */
 const MIN_SHARD_ROWS = 1000;
+const DEFAULT_EXACT_LIMIT = 250_000;
+const DEFAULT_SEED = 15;
 
-interface Cut { bound: Bound; rank: number; forced: boolean }
+interface Cut { bound: Bound; rank: number }
 
 /**
  * Splits [start, end) into shards of about equal row counts. Bounds are (timestamp, key) rows, so
- * even millions of rows at one instant split cleanly. Windows up to 250 k rows are ranked exactly
- * with a window function; larger ones are sampled (about 2 000 samples a shard, 20 k at least).
+ * the shards tile the window with no gap or overlap whatever the counts say, and even millions of
+ * rows at one instant split cleanly; only the balance depends on estimates.
+ *
+ * The cost does not grow with the window: small windows (by the planner's histogram estimate,
+ * then a count capped at `exactRowLimit`) are ranked exactly; large ones are cut at the quantiles
+ * of a `TABLESAMPLE SYSTEM` page sample whose rate targets a fixed number of rows.
  */
 export async function planShards(client: pg.Client, t: SourceTable, f: Filters, start: Bound, end: Bound, o: PlanOptions): Promise<ShardPlan> {
   const where = whereClause([...filterConditions(t, f), ...rangeConditions(t, start, end)]);
-  const exactLimit = o.exactRowLimit ?? 250_000;
-  // One scan counts the window (per partition) and samples it at a rate guessed from the
-  // table's size; a second sampling pass runs only if that guess left too few samples.
-  const tableRows = Number((await client.query<{ n: number }>(`SELECT reltuples::float8 AS n FROM pg_class WHERE oid = ${escapeLiteral(t.name)}::regclass`)).rows[0]?.n ?? 0);
-  const firstRate = tableRows > 0 ? Math.min(1, (o.sampleRows ?? 20_000) / tableRows) : 0;
-  const partitions = await scanPartitions(client, t, where, o.granularity, firstRate);
-  const totalRows = partitions.reduce((s, p) => s + p.rows, 0);
-  if (totalRows === 0) return { totalRows, method: 'empty', shards: [] };
+  const exactLimit = o.exactRowLimit ?? DEFAULT_EXACT_LIMIT;
+  let estimate = await histogramEstimate(client, t, where);
 
-  const wanted = Math.max(Math.ceil(totalRows / o.rowsPerShard), o.workers * 2);
-  const shardCount = Math.max(1, Math.min(wanted, Math.floor(totalRows / MIN_SHARD_ROWS)));
-  const step = totalRows / shardCount;
+  // Stale statistics can be off by orders of magnitude either way, so the estimate only picks the
+  // first step; a capped count and the sample itself correct it.
+  if (estimate <= exactLimit * 4) {
+    const counted = await cappedCount(client, t, where, exactLimit);
+    if (counted <= exactLimit) return exactPlan(client, t, where, start, end, counted, o);
+    estimate = Math.max(estimate, counted);
+  }
+
+  let sample: Bound[] = [];
+  let total = 0;
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const target = o.sampleRows ?? Math.min(100_000, Math.max(20_000, Math.ceil(estimate / o.rowsPerShard) * 1000));
+    const percent = Math.min(100, (100 * target) / Math.max(1, estimate));
+    sample = await pageSample(client, t, where, percent, o.seed ?? DEFAULT_SEED);
+    total = Math.round(sample.length / (percent / 100));
+    if (percent >= 100) break; // every page was read: the count is exact
+    if (sample.length >= target / 4) break;
+    if (total <= exactLimit) {
+      const counted = await cappedCount(client, t, where, exactLimit);
+      if (counted <= exactLimit) return exactPlan(client, t, where, start, end, counted, o);
+    }
+    estimate = Math.max(1, total, sample.length === 0 ? estimate * 0.01 : 0); // resample at the corrected rate
+  }
+  if (sample.length === 0) return { totalRows: 0, method: 'empty', shards: [] };
+
+  const ranks = shardRanks(total, o);
+  const cuts: Cut[] = [];
+  for (const rank of ranks) {
+    const b = sample[Math.min(sample.length - 1, Math.floor((rank / total) * sample.length))]!;
+    const last = cuts[cuts.length - 1];
+    if (last && boundEquals(last.bound, b)) continue;
+    cuts.push({ bound: b, rank });
+  }
+  return { totalRows: total, method: 'sample', shards: shardsFromCuts(start, end, cuts, total, o.offsetKey) };
+}
+
+/**
+ * Ranks (0-based rows) at which the window is cut: about rowsPerShard rows a shard, at least one
+ * shard a worker when rows allow. Not more: without an index on the timestamp every shard's query
+ * is a scan of the whole table, so each extra shard costs a scan (10–15% of a 2 M-row export).
+ */
+function shardRanks(total: number, o: PlanOptions): number[] {
+  const wanted = Math.max(Math.round(total / o.rowsPerShard), o.workers);
+  const shardCount = Math.max(1, Math.min(wanted, Math.floor(total / MIN_SHARD_ROWS)));
+  const step = total / shardCount;
   const ranks: number[] = [];
   for (let i = 1; i < shardCount; i++) ranks.push(Math.round(i * step));
+  return ranks;
+}
 
-  const exact = totalRows <= exactLimit;
-  let quantiles: Cut[] = [];
-  if (ranks.length > 0 && exact) quantiles = await exactBounds(client, t, where, ranks);
-  else if (ranks.length > 0) {
-    // ~2 000 samples a shard put each cut within about 2% of its ideal rank; more only costs time.
-    const target = o.sampleRows ?? Math.min(200_000, Math.max(20_000, shardCount * 2000));
-    let sample = partitions.flatMap((p) => p.sample);
-    if (sample.length < target / 4) sample = await resample(client, t, where, Math.min(1, target / totalRows));
-    quantiles = cutsFromSample(sample, ranks, totalRows);
-  }
+async function exactPlan(client: pg.Client, t: SourceTable, where: string, start: Bound, end: Bound, total: number, o: PlanOptions): Promise<ShardPlan> {
+  if (total === 0) return { totalRows: 0, method: 'empty', shards: [] };
+  const ranks = shardRanks(total, o);
+  const cuts = ranks.length > 0 ? await exactBounds(client, t, where, ranks) : [];
+  return { totalRows: total, method: 'exact', shards: shardsFromCuts(start, end, cuts, total, o.offsetKey) };
+}
 
-  // Forced cuts at partition edges after the window start, ranked by rows before them.
-  const forced: Cut[] = [];
-  let before = 0;
-  for (const p of partitions) {
-    if (p.start > start.ts) forced.push({ bound: { ts: p.start, key: null }, rank: before, forced: true });
-    before += p.rows;
-  }
-  const cuts = mergeCuts(forced, quantiles, step);
-
+function shardsFromCuts(start: Bound, end: Bound, cuts: Cut[], total: number, offsetKey: string): ShardSpec[] {
   const bounds: Bound[] = [start, ...cuts.map((c) => c.bound), end];
-  const rankAt = [0, ...cuts.map((c) => c.rank), totalRows];
+  const rankAt = [0, ...cuts.map((c) => c.rank), total];
   const shards: ShardSpec[] = [];
   for (let i = 0; i + 1 < bounds.length; i++) {
     const lo = bounds[i]!;
     const hi = bounds[i + 1]!;
     if (boundEquals(lo, hi)) continue;
-    shards.push({ index: shards.length, id: shardId(o.offsetKey, lo, hi), lo, hi, estimatedRows: Math.max(0, rankAt[i + 1]! - rankAt[i]!) });
+    shards.push({ index: shards.length, id: shardId(offsetKey, lo, hi), lo, hi, estimatedRows: Math.max(0, rankAt[i + 1]! - rankAt[i]!) });
   }
-  return { totalRows, method: exact ? 'exact' : 'sample', shards };
+  return shards;
 }
 
-interface PartitionScan { start: string; rows: number; sample: Bound[] }
-
-/** "ts key" pairs aggregated in keyset order: the timestamp text has no space, so split at the first. */
-function sampleAgg(t: SourceTable, rate: number): string {
-  return rate > 0
-    ? `array_agg(${TS_TEXT(t.ts)} || ' ' || ${t.key}::text ORDER BY ${t.ts}, ${t.keyOrdered}) FILTER (WHERE random() < ${rate})`
-    : 'NULL::text[]';
+/** The planner's row estimate for the window (pg_stats histogram on the timestamp): no scan. */
+async function histogramEstimate(client: pg.Client, t: SourceTable, where: string): Promise<number> {
+  const r = await client.query<{ 'QUERY PLAN': [{ Plan: { 'Plan Rows': number } }] }>(`EXPLAIN (FORMAT JSON) SELECT 1 FROM ${t.name} t ${where}`);
+  return Number(r.rows[0]!['QUERY PLAN'][0].Plan['Plan Rows']) || 0;
 }
 
-function parseSample(values: string[] | null): Bound[] {
-  return (values ?? []).map((v) => {
-    const at = v.indexOf(' ');
-    return { ts: v.slice(0, at), key: v.slice(at + 1) };
-  });
+/** count(*) that stops after limit + 1 rows, so a large window costs no more than a small one. */
+async function cappedCount(client: pg.Client, t: SourceTable, where: string, limit: number): Promise<number> {
+  const r = await client.query<{ n: string }>(`SELECT count(*) AS n FROM (SELECT 1 FROM ${t.name} t ${where} LIMIT ${limit + 1}) s`);
+  return Number(r.rows[0]!.n);
 }
 
-async function scanPartitions(client: pg.Client, t: SourceTable, where: string, g: Granularity | null, rate: number): Promise<PartitionScan[]> {
-  if (!g) {
-    const r = await client.query<{ n: string; s: string[] | null }>(`SELECT count(*) AS n, ${sampleAgg(t, rate)} AS s FROM ${t.name} t ${where}`);
-    return [{ start: '', rows: Number(r.rows[0]!.n), sample: parseSample(r.rows[0]!.s) }];
+/**
+ * Window rows from a `percent` sample of the table's pages, in keyset order. SYSTEM reads only
+ * the sampled pages, so the cost follows the sample size, not the table's. A view or foreign
+ * table has no pages to sample: there every row is read and a hash of its key keeps the same
+ * share, still deterministically.
+ */
+async function pageSample(client: pg.Client, t: SourceTable, where: string, percent: number, seed: number): Promise<Bound[]> {
+  // Rows, not one array_agg: parsing a 20 000-element text[] in Node cost more than the scan.
+  const select = `SELECT ${TS_TEXT(t.ts)} AS ts, ${t.key}::text AS key FROM ${t.name} t`;
+  const order = orderBy(t);
+  try {
+    return (await client.query<Bound & { key: string }>(`${select} TABLESAMPLE SYSTEM (${percent}) REPEATABLE (${seed}) ${where} ${order}`)).rows;
+  } catch (err) {
+    if ((err as { code?: string }).code !== '42809' && (err as { code?: string }).code !== '0A000') throw err;
+    const hashed = `(hashtext(${t.key}::text) & 1048575) < ${Math.ceil((percent / 100) * 1048576)}`;
+    return (await client.query<Bound & { key: string }>(`${select} ${where ? `${where} AND ${hashed}` : `WHERE ${hashed}`} ${order}`)).rows;
   }
-  const r = await client.query<{ p: string; n: string; s: string[] | null }>(
-    `SELECT ${TS_TEXT(`date_trunc(${escapeLiteral(g)}, ${t.ts})`)} AS p, count(*) AS n, ${sampleAgg(t, rate)} AS s FROM ${t.name} t ${where} GROUP BY 1 ORDER BY 1`,
-  );
-  return r.rows.map((row) => ({ start: row.p, rows: Number(row.n), sample: parseSample(row.s) }));
 }
 
 async function exactBounds(client: pg.Client, t: SourceTable, where: string, ranks: number[]): Promise<Cut[]> {
@@ -122,44 +165,5 @@ async function exactBounds(client: pg.Client, t: SourceTable, where: string, ran
        SELECT ${t.ts} AS ts, ${t.key}::text AS key, row_number() OVER (${orderBy(t)}) - 1 AS rn FROM ${t.name} t ${where}
      ) s WHERE s.rn = ANY('{${ranks.join(',')}}'::int8[]) ORDER BY s.rn`,
   );
-  return r.rows.map((row) => ({ bound: { ts: row.ts, key: row.key }, rank: Number(row.rn), forced: false }));
-}
-
-async function resample(client: pg.Client, t: SourceTable, where: string, rate: number): Promise<Bound[]> {
-  const r = await client.query<{ s: string[] | null }>(`SELECT ${sampleAgg(t, rate)} AS s FROM ${t.name} t ${where}`);
-  return parseSample(r.rows[0]!.s);
-}
-
-function cutsFromSample(sample: Bound[], ranks: number[], total: number): Cut[] {
-  if (sample.length === 0) return [];
-  const cuts: Cut[] = [];
-  for (const rank of ranks) {
-    const b = sample[Math.min(sample.length - 1, Math.floor((rank / total) * sample.length))]!;
-    const last = cuts[cuts.length - 1];
-    if (last && last.bound.ts === b.ts && last.bound.key === b.key) continue;
-    cuts.push({ bound: b, rank, forced: false });
-  }
-  return cuts;
-}
-
-/**
- * Interleaves partition cuts with row-count cuts in keyset order. A row-count cut closer than a
- * quarter shard to a partition cut would only create a sliver shard, so it is dropped.
- */
-function mergeCuts(forced: Cut[], quantiles: Cut[], step: number): Cut[] {
-  const out: Cut[] = [];
-  let q = 0;
-  for (let fi = 0; fi <= forced.length; fi++) {
-    const f = forced[fi];
-    // A quantile at the same instant as a forced cut sorts after it (key null is before every key).
-    while (q < quantiles.length && (!f || quantiles[q]!.bound.ts < f.bound.ts)) {
-      const c = quantiles[q++]!;
-      const prev = out[out.length - 1];
-      const tooCloseBefore = prev?.forced && c.rank - prev.rank < step / 4;
-      const tooCloseAfter = f && f.rank - c.rank < step / 4;
-      if (!tooCloseBefore && !tooCloseAfter) out.push(c);
-    }
-    if (f) out.push(f);
-  }
-  return out;
+  return r.rows.map((row) => ({ bound: { ts: row.ts, key: row.key }, rank: Number(row.rn) }));
 }

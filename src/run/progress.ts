@@ -6,6 +6,11 @@ export interface ProgressOptions {
   intervalMs: number;
   stream: NodeJS.WriteStream;
   log: Logger;
+  /**
+   * Test-only (LOGSHIP_TEST_PROGRESS_EVERY_BATCH=1): a line on every update and finished shard
+   * instead of on a timer, so tests assert on content and order instead of counting ticks.
+   */
+  everyUpdate?: boolean;
 }
 
 /**
@@ -14,6 +19,7 @@ export interface ProgressOptions {
  */
 export class Progress {
   private readonly perShard = new Map<number, number>();
+  private readonly finished = new Set<number>();
   private baseRows = 0;
   private expected = 0;
   private shardsDone = 0;
@@ -27,20 +33,25 @@ export class Progress {
   begin(expectedRows: number, shards: number): void {
     this.expected += expectedRows;
     this.shardsTotal += shards;
-    if (!this.timer) {
+    if (!this.timer && !this.o.everyUpdate) {
       this.timer = setInterval(() => this.emit(), this.o.tty ? 200 : this.o.intervalMs);
       this.timer.unref();
     }
   }
 
   update(shard: number, rows: number): void {
+    // A report that arrives after its shard finished must not count the shard twice.
+    if (this.finished.has(shard)) return;
     this.perShard.set(shard, rows);
+    if (this.o.everyUpdate) this.emit();
   }
 
   shardFinished(shard: number, rows: number): void {
+    this.finished.add(shard);
     this.perShard.delete(shard);
     this.baseRows += rows;
     this.shardsDone++;
+    if (this.o.everyUpdate) this.emit();
   }
 
   get rows(): number {

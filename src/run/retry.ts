@@ -1,4 +1,5 @@
 import { backOff } from 'exponential-backoff';
+import { kindOf } from './error_kind.js';
 
 /**
  * Whether a failed shard is worth running again. Re-running a shard is always safe (names are
@@ -7,16 +8,11 @@ import { backOff } from 'exponential-backoff';
  */
 export type ShardRetryDecision = 'retry' | 'dont-retry';
 
-/** Error names that mark failures no retry fixes; names survive the worker-thread boundary. */
-const PERMANENT = new Set(['ConfigError', 'PermanentExportError', 'CorruptRowError']);
-
-/** A source lost or refused after startup (restart, failover): a new connection may well work. */
-const TRANSIENT = new Set(['SourceUnavailableError']);
-
+/** Decided on the error's explicit kind (error_kind.ts), which survives the worker-thread boundary. */
 export function shardRetryDecision(err: unknown): ShardRetryDecision {
-  const name = (err as { name?: string })?.name;
-  if (name && TRANSIENT.has(name)) return 'retry';
-  return name && PERMANENT.has(name) ? 'dont-retry' : 'retry';
+  const kind = kindOf(err);
+  // A source that went away may come back; a config, a refusal or a bad row will not change.
+  return kind === 'transient' || kind === 'source-unavailable' ? 'retry' : 'dont-retry';
 }
 
 export interface BackoffPolicy {
@@ -35,7 +31,8 @@ export function withRetries<T>(policy: BackoffPolicy, decide: (err: unknown) => 
     jitter: 'full',
     retry: (err, attempt) => {
       const again = decide(err);
-      if (again) onRetry?.(err, attempt);
+      // The library asks even after the last attempt; saying "retrying" then would be false.
+      if (again && attempt < policy.attempts) onRetry?.(err, attempt);
       return again;
     },
   });

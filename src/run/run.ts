@@ -6,19 +6,22 @@ import { errorMessage, RunError } from '../config/errors.js';
 import type { Config } from '../config/types.js';
 import type { Bound } from '../plan/keyset.js';
 import { planShards, type ShardPlan, type ShardSpec } from '../plan/shards.js';
-import { computeWindow, type ExportWindow } from '../plan/window.js';
+import { computeWindow, emptyWindowReason, type ExportWindow } from '../plan/window.js';
 import { SourceSession } from '../source/session.js';
+import { affordableWorkers } from '../source/connection_budget.js';
+import { passRawBytesFromSqlAscii } from '../source/connection.js';
 import { describeTable, type SourceTable } from '../source/table.js';
-import { createExporter, writesFiles } from '../sinks/registry.js';
-import { templateGranularity, type Granularity } from '../sinks/naming.js';
+import { createExporter } from '../sinks/registry.js';
 import { checkpointOffset } from '../state/checkpoint.js';
 import { createStateStore } from '../state/create.js';
-import type { RunManifest, ShardAcks, ShardOutcome, StateStore } from '../state/types.js';
+import type { ReadRange, RunManifest, ShardAcks, ShardOutcome, StateStore } from '../state/types.js';
+import { catchUpLateRows, currentSnapshot, horizonStart, nextReads, type Ledger } from './late_rows.js';
 import { redact } from '../config/secrets.js';
 import type { Logger } from '../util/log.js';
 import { workerFile } from '../util/paths.js';
 import type { RunObserver } from './observer.js';
 import { Progress } from './progress.js';
+import { fromWire, kindOf } from './error_kind.js';
 import { shardRetryDecision, withRetries } from './retry.js';
 import { filtersOf, type ShardTaskInput } from './shard_task.js';
 import type { MainMessage, WorkerMessage } from './shard_channel.js';
@@ -36,7 +39,7 @@ export interface RunReport {
   offsetKey: string;
   offsetBefore: Bound | null;
   offsetAfter: Bound | null;
-  runs: { runId: string; resumed: boolean; window: { start: Bound; end: Bound }; shards: number; shardsExportedNow: number; rows: number }[];
+  runs: { runId: string; kind: 'window' | 'late'; resumed: boolean; window: { start: Bound; end: Bound }; shards: number; shardsExportedNow: number; rows: number }[];
   rows: number;
   files: number;
   bytes: number;
@@ -46,8 +49,14 @@ export interface RunReport {
   /** Of this process, worker threads included (PostgreSQL's own backends are not). */
   peakRssBytes: number;
   cpuSeconds: number;
-  /** Time spent counting and cutting the window into shards. */
+  /** Time spent estimating and cutting the window into shards. */
   planningMs: number;
+  /** Rows the source could not export (NULL, not UTF-8, over maxRowBytes), now in dead-letter files. */
+  badRows: number;
+  /** Where those are (config `deadLetter`). */
+  deadLetter: string;
+  /** The late-row catch-up: ranges inside the horizon checked, ranges with late rows, rows exported, time spent. */
+  late: { rangesChecked: number; rangesCaughtUp: number; rows: number; durationMs: number };
   exporters: Record<string, ExporterTotals>;
   /** GET and PUT requests to an object-store state (null for postgres and file state). */
   stateRequests: { get: number; put: number } | null;
@@ -64,20 +73,11 @@ export interface RunOptions {
   stop?: StopControl;
 }
 
-/** The finest event-time partition any exporter's names use; shards are cut at its edges. */
-export function planGranularity(config: Config): Granularity | null {
-  const gs = config.logExporters.filter(writesFiles).map((e) => templateGranularity(e.keyTemplate));
-  if (gs.includes('hour')) return 'hour';
-  if (gs.includes('day')) return 'day';
-  return null;
-}
-
 export async function planWindow(client: pg.Client, table: SourceTable, config: Config, window: ExportWindow): Promise<ShardPlan> {
   return planShards(client, table, filtersOf(config), window.start, window.end, {
     offsetKey: config.offsetKey,
     workers: config.workers,
     rowsPerShard: config.rowsPerShard,
-    granularity: planGranularity(config),
   });
 }
 
@@ -88,22 +88,26 @@ export async function planWindow(client: pg.Client, table: SourceTable, config: 
 export function emptyReport(config: Config): RunReport {
   const report: RunReport = {
     status: 'ok', offsetKey: config.offsetKey, offsetBefore: null, offsetAfter: null, runs: [],
-    rows: 0, files: 0, bytes: 0, deletedRows: config.delete ? 0 : null, durationMs: 0, rowsPerSec: 0, peakRssBytes: 0, cpuSeconds: 0, planningMs: 0, exporters: {}, stateRequests: null,
+    rows: 0, files: 0, bytes: 0, deletedRows: config.delete ? 0 : null, durationMs: 0, rowsPerSec: 0, peakRssBytes: 0, cpuSeconds: 0, planningMs: 0, stateRequests: null,
+    badRows: 0, deadLetter: config.deadLetter, late: { rangesChecked: 0, rangesCaughtUp: 0, rows: 0, durationMs: 0 }, exporters: {},
   };
   for (const e of config.logExporters) report.exporters[e.id] = { rows: 0, files: 0, bytes: 0, removedStaleParts: 0, deadLettered: 0 };
   return report;
 }
 
 /** Fills `report` as it goes, so a failed run still reports what it got done. */
-export async function runExport(config: Config, o: RunOptions, report: RunReport = emptyReport(config)): Promise<RunReport> {
+export async function runExport(wanted: Config, o: RunOptions, report: RunReport = emptyReport(wanted)): Promise<RunReport> {
   const started = Date.now();
-  const stop = o.stop ?? new StopControl({ maxDurationMs: config.maxDurationMs, stopGraceMs: config.stopGraceMs });
+  const stop = o.stop ?? new StopControl({ maxDurationMs: wanted.maxDurationMs, stopGraceMs: wanted.stopGraceMs });
   stop.arm();
 
-  const main = await SourceSession.open(config.source, 'main');
+  const main = await SourceSession.open(wanted.source, 'main');
   let store: StateStore | null = null;
   let pool: Piscina | null = null;
   try {
+    const workers = await affordableWorkers(main.current(), wanted.workers, (message) => o.log.warn(message));
+    const config = workers === wanted.workers ? wanted : { ...wanted, workers };
+    await passRawBytesFromSqlAscii(main.current());
     const table = await describeTable(main.current(), config.source);
     store = createStateStore(config, main);
     await store.open();
@@ -114,27 +118,37 @@ export async function runExport(config: Config, o: RunOptions, report: RunReport
     report.offsetAfter = state.offset;
     pool = new Piscina({ filename: workerFile(), minThreads: config.workers, maxThreads: config.workers, idleTimeout: 60_000 });
 
+    const ledger: Ledger = { reads: state.reads, horizonStart: await main.run((c) => horizonStart(c, config)) };
     let offset = state.offset;
     if (state.run) {
       o.log.info({ runId: state.run.runId, done: state.done.size, shards: state.run.shards.length }, 'resuming an unfinished run before planning new work');
-      offset = await executeRun(config, table, store, pool, state.run, state.done, state.acks, true, report, o, stop);
+      offset = await executeRun(config, table, store, pool, state.run, state.done, state.acks, true, report, o, stop, ledger);
     }
     if (report.stopped || !stop.mayStart(null)) return stopEarly(report, stop);
 
+    // Taken before planning: if the window plans no shards, this is the read that covered it.
+    const snapshot = ledger.horizonStart === null ? undefined : await main.run((c) => currentSnapshot(c));
     const window = o.fixedWindow ?? (await main.run((c) => computeWindow(c, offset, config.lookbackPeriod, config.safetyLag)));
     if (!window) {
-      o.log.info({ offset }, 'nothing to export: the window is empty (offset is within the safety lag of now)');
+      o.log.info({ offset, reason: await main.run((c) => emptyWindowReason(c, offset, config.lookbackPeriod, config.safetyLag)) }, 'nothing to export: the window is empty');
     } else {
       const planStarted = Date.now();
       const plan = await main.run((c) => planWindow(c, table, config, window));
       report.planningMs += Date.now() - planStarted;
       const run: RunManifest = {
-        runId: randomUUID(), createdAt: new Date().toISOString(),
-        window: { start: window.start, end: window.end }, totalRows: plan.totalRows, shards: plan.shards,
+        runId: randomUUID(), createdAt: new Date().toISOString(), kind: 'window',
+        window: { start: window.start, end: window.end }, totalRows: plan.totalRows, shards: plan.shards, snapshot,
       };
-      o.log.info({ runId: run.runId, start: window.start, end: window.end, rows: plan.totalRows, shards: plan.shards.length, method: plan.method }, 'planned');
+      o.log.info({ runId: run.runId, start: window.start, end: window.end, rows: plan.totalRows, shards: plan.shards.length, method: plan.method, rowsEstimated: plan.method === 'sample', workers: config.workers, workersReason: config.workersReason }, 'planned');
       await store.beginRun(run);
-      await executeRun(config, table, store, pool, run, new Map(), new Map(), false, report, o, stop);
+      offset = await executeRun(config, table, store, pool, run, new Map(), new Map(), false, report, o, stop, ledger);
+    }
+    if (offset && !o.fixedWindow) {
+      const lateStarted = Date.now();
+      const s = store;
+      const p = pool;
+      await catchUpLateRows(main.current(), table, config, ledger, offset, report, o.log, (run) => s.beginRun(run).then(() => executeRun(config, table, s, p, run, new Map(), new Map(), false, report, o, stop, ledger)));
+      report.late.durationMs += Date.now() - lateStarted;
     }
     if (report.stopped || (stop.reason !== null && stop.reason !== 'deadline')) return stopEarly(report, stop);
     return report;
@@ -179,10 +193,10 @@ async function checkExporters(config: Config): Promise<void> {
  */
 async function executeRun(
   config: Config, table: SourceTable, store: StateStore, pool: Piscina, run: RunManifest,
-  done: Map<number, ShardOutcome>, acks: ShardAcks, resumed: boolean, report: RunReport, o: RunOptions, stop: StopControl,
+  done: Map<number, ShardOutcome>, acks: ShardAcks, resumed: boolean, report: RunReport, o: RunOptions, stop: StopControl, ledger: Ledger,
 ): Promise<Bound> {
   const todo = run.shards.filter((s) => !done.has(s.index));
-  const entry = { runId: run.runId, resumed, window: run.window, shards: run.shards.length, shardsExportedNow: 0, rows: 0 };
+  const entry = { runId: run.runId, kind: run.kind ?? 'window', resumed, window: run.window, shards: run.shards.length, shardsExportedNow: 0, rows: 0 };
   report.runs.push(entry);
   const expected = todo.reduce((s, x) => s + x.estimatedRows, 0);
   o.progress.begin(expected, todo.length);
@@ -228,7 +242,7 @@ async function executeRun(
       // Error names do not survive the thread boundary; what we asked for, we know here. An
       // attempt told to stop is left for the next run whatever it ended with: not done, not failed.
       if (stopSent) throw new ShardStoppedError(errorMessage(err), { cause: err });
-      throw err;
+      throw fromWire(err);
     } finally {
       untrack();
       channel.port1.close();
@@ -259,6 +273,7 @@ async function executeRun(
         entry.shardsExportedNow++;
         entry.rows += outcome.rows;
         addOutcome(report, outcome);
+        if (run.kind === 'late') report.late.rows += outcome.rows;
         o.log.debug({ shard: shard.index, rows: outcome.rows }, 'shard done');
       } catch (err) {
         // A shard stopped at the deadline or by a signal is left for the next run, not failed.
@@ -268,13 +283,15 @@ async function executeRun(
   };
   await Promise.all(Array.from({ length: Math.min(config.workers, todo.length) }, runOne));
   if (failure !== null) {
-    throw new RunError(`${errorMessage(failure)}; the offset stays at the last fully exported shard and a rerun resumes from there`, { cause: failure });
+    throw new RunError(`${errorMessage(failure)}; the offset stays at the last fully exported shard and a rerun resumes from there`, { cause: failure, code: kindOf(failure) });
   }
   if (done.size < run.shards.length) {
     report.stopped = { reason: stop.reason ?? 'deadline', shardsLeft: run.shards.length - done.size, shardsTotal: run.shards.length };
     return checkpointOffset(run, done);
   }
-  await store.endRun(run.runId, run.window.end);
+  const reads: ReadRange[] = nextReads(config, run, done, ledger);
+  await store.endRun(run.runId, run.window.end, reads);
+  ledger.reads = reads;
   report.offsetAfter = run.window.end;
   o.observer?.offset(run.window.end);
   return run.window.end;
@@ -282,6 +299,7 @@ async function executeRun(
 
 function addOutcome(report: RunReport, outcome: ShardOutcome): void {
   report.rows += outcome.rows;
+  report.badRows += outcome.badRows ?? 0;
   if (outcome.deletedRows !== null) report.deletedRows = (report.deletedRows ?? 0) + outcome.deletedRows;
   for (const r of outcome.exporters) {
     const t = report.exporters[r.exporterId];

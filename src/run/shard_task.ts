@@ -1,11 +1,13 @@
 import type { MessagePort } from 'node:worker_threads';
 import type pg from 'pg';
 import type { Config } from '../config/types.js';
-import { connectSource } from '../source/connection.js';
+import { DeadLetterFile, FailOnBadRow, type BadRowPolicy } from '../source/bad_rows.js';
+import { connectSource, passRawBytesFromSqlAscii } from '../source/connection.js';
 import { readWithCopy } from '../source/copy_reader.js';
 import { readWithCursor } from '../source/cursor_reader.js';
 import { findNonUtf8Row, INVALID_ENCODING } from '../source/diagnose.js';
-import { shardDelete, shardSelect, type Filters } from '../source/query.js';
+import { keyIn, shardDelete, shardSelect, type Filters } from '../source/query.js';
+import { committedAfter, parseSnapshot } from '../source/snapshots.js';
 import type { SourceTable } from '../source/table.js';
 import type { ShardSpec } from '../plan/shards.js';
 import { acksInShard, createExporter } from '../sinks/registry.js';
@@ -33,8 +35,13 @@ let client: pg.Client | null = null;
 let exporters: { key: string; list: Promise<Exporter[]> } | null = null;
 
 async function sourceClient(config: Config): Promise<pg.Client> {
-  // Workers connect after the run has started: a refusal now is a restart, not a bad URL.
-  if (!client) client = await connectSource(config.source, 'worker', { startup: false });
+  if (!client) {
+    // Workers connect after the run has started: a refusal now is a restart, not a bad URL.
+    const c = await connectSource(config.source, 'worker', { startup: false });
+    // The COPY path checks UTF-8 itself; the cursor path gets strings, so the server must.
+    if (config.source.stream === 'copy') await passRawBytesFromSqlAscii(c);
+    client = c;
+  }
   return client;
 }
 
@@ -50,9 +57,10 @@ export function filtersOf(config: Config): Filters {
 
 /**
  * Exports one shard: read it once, fan every batch out to all exporters, and count it done only
- * when every exporter confirmed. With `delete`, the rows are deleted in the same repeatable-read
- * snapshot they were read in (so rows inserted meanwhile survive) and the shard's checkpoint
- * commits in that same transaction.
+ * when every exporter confirmed. The read is one REPEATABLE READ transaction whose snapshot is
+ * returned, so a later run can find the rows committed after it (late rows); a late catch-up
+ * shard reads only those. With `delete`, the rows are deleted in that same snapshot (so rows
+ * inserted meanwhile survive) and the shard's checkpoint commits in that same transaction.
  */
 export async function exportShard(input: ShardTaskInput): Promise<ShardOutcome> {
   const { config, table, shard } = input;
@@ -69,19 +77,25 @@ export async function exportShard(input: ShardTaskInput): Promise<ShardOutcome> 
       acknowledge: ackers[i] ? (ack) => channel.acknowledge(e.id, ack) : undefined,
       observe: (event) => channel.delivery(e.id, event),
     }));
+  const deadLetters = config.badRows === 'deadLetter' ? new DeadLetterFile(config.maxRowBytes, config.deadLetter, shard.id) : null;
+  const badRows: BadRowPolicy = deadLetters ?? new FailOnBadRow(config.maxRowBytes);
   const delayMs = Number(process.env.LOGSHIP_TEST_BATCH_DELAY_MS ?? 0);
+  const reportEveryMs = process.env.LOGSHIP_TEST_PROGRESS_EVERY_BATCH === '1' ? 0 : PROGRESS_EVERY_MS;
   let rows = 0;
   let bytes = 0;
   let lastReport = Date.now();
   let inTransaction = false;
   try {
-    if (config.delete) {
-      await db.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
-      inTransaction = true;
-    }
-    const sql = shardSelect(table, filters, shard.lo, shard.hi, ordered, config.source.stream);
-    const read = config.source.stream === 'copy' ? readWithCopy : readWithCursor;
-    for await (const batch of read(db, sql, config.source.fetchSize)) {
+    await db.query(`BEGIN ISOLATION LEVEL REPEATABLE READ${config.delete ? '' : ' READ ONLY'}`);
+    inTransaction = true;
+    // The first statement fixes the transaction's snapshot: the COPY below reads in it.
+    const snapshot = (await db.query<{ s: string }>('SELECT pg_current_snapshot()::text AS s')).rows[0]!.s;
+    const extra = !shard.late ? [] : shard.late.keys ? [keyIn(table, shard.late.keys)] : [committedAfter(parseSnapshot(shard.late.since), parseSnapshot(snapshot))];
+    const sql = shardSelect(table, filters, shard.lo, shard.hi, ordered, config.source.stream, extra);
+    const batches = config.source.stream === 'copy'
+      ? readWithCopy(db, sql, config.source.fetchSize, { badRows, jsonbBody: table.bodyIsJsonb })
+      : readWithCursor(db, sql, config.source.fetchSize, { badRows });
+    for await (const batch of batches) {
       if (writers.length === 1) await writers[0]!.write(batch);
       else await Promise.all(writers.map((w) => w.write(batch)));
       rows += batch.count;
@@ -90,17 +104,27 @@ export async function exportShard(input: ShardTaskInput): Promise<ShardOutcome> 
       // The main thread asks a shard to stop at a deadline or a signal; checked between batches.
       if (channel.stopRequested) throw new ShardStoppedError(`stopped after ${rows} rows; left for the next run`);
       const now = Date.now();
-      if (now - lastReport >= PROGRESS_EVERY_MS) {
+      if (now - lastReport >= reportEveryMs) {
         channel.progress(shard.index, rows, bytes);
         lastReport = now;
       }
     }
+    if (!config.delete) {
+      // Nothing more to read: do not hold the snapshot open while the exporters finish.
+      await db.query('COMMIT');
+      inTransaction = false;
+    }
     const results = await Promise.all(writers.map((w) => w.finish()));
-    const outcome: ShardOutcome = { rows, deletedRows: null, exporters: results };
+    // Durable before the checkpoint, like the exporters' parts.
+    await deadLetters?.commit();
+    // A keyed catch-up exported exactly the rows its check saw in snapshot `until`.
+    const outcome: ShardOutcome = { rows, deletedRows: null, exporters: results, snapshot: shard.late?.until ?? snapshot, badRows: deadLetters?.count ?? 0 };
     if (config.delete && config.state.type === 'postgres') {
-      const deleted = await db.query(shardDelete(table, filters, shard.lo, shard.hi));
+      const deleted = await db.query(shardDelete(table, filters, shard.lo, shard.hi, extra));
       outcome.deletedRows = deleted.rowCount ?? 0;
       await db.query(shardDoneSql(config.state.table), [config.offsetKey, input.runId, shard.index, JSON.stringify(outcome)]);
+    }
+    if (inTransaction) {
       await db.query('COMMIT');
       inTransaction = false;
     }
@@ -108,6 +132,7 @@ export async function exportShard(input: ShardTaskInput): Promise<ShardOutcome> 
     return outcome;
   } catch (err) {
     await Promise.all(writers.map((w) => w.abort().catch(() => {})));
+    await deadLetters?.abort().catch(() => {});
     if (inTransaction) await db.query('ROLLBACK').catch(() => {});
     // A broken connection must not be reused by this thread's next shard.
     if (client) {

@@ -43,6 +43,11 @@ export interface SinkDefinition<C extends ExporterConfigBase = ExporterConfigBas
   load(config: C): Promise<Exporter>;
   /** Where a shard's first rows would go, for `plan` (a file name, an index, a stream). */
   describeTarget(config: C, shard: ShardSpec): string;
+  /**
+   * What `plan` should warn about for this window (CloudWatch: events older than it accepts).
+   * May ask the destination; a failure to ask is a warning too, never an error.
+   */
+  planWarnings?(config: C, window: { start: string; end: string }): Promise<string[]>;
 }
 
 /** Erases a definition's config type so definitions of different destinations share one list. */

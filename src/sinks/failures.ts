@@ -1,6 +1,7 @@
 /** A failure no retry can fix (403, a missing bucket, a wrong password): it fails the run fast. */
 export class PermanentExportError extends Error {
   override readonly name = 'PermanentExportError';
+  readonly code = 'permanent' as const;
 }
 
 /** Throttling, timeouts and server errors pass; other 4xx answers will not change on retry. */

@@ -1,3 +1,4 @@
+import { ConfigError } from '../config/errors.js';
 import type { ShardSpec } from '../plan/shards.js';
 import { tsToMicros } from '../plan/keyset.js';
 import type { Placeholder } from './output_options.js';
@@ -6,6 +7,8 @@ export type Granularity = 'hour' | 'day';
 
 const HOUR_US = 3_600_000_000;
 const DAY_US = 24 * HOUR_US;
+/** A week of hours: shards spanning more partitions list only those they wrote to. */
+const MAX_LISTED_PARTITIONS = 168;
 
 /** Event-time partition size a template implies: hourly if it names {hour}, daily if only {date}. */
 export function templateGranularity(template: string): Granularity | null {
@@ -50,15 +53,23 @@ export class PartNamer {
     return this.render(this.template, { ...this.vars, ...dateHour(partitionMicros), part: String(part).padStart(5, '0') });
   }
 
-  /** Names of one shard all share these prefixes (one per event-time partition the shard touches). */
-  shardPrefixes(shard: ShardSpec): string[] {
+  /**
+   * Prefixes under which a shard's names (of any attempt) lie: one per event-time partition.
+   * Every partition of a short shard is listed; a long, sparse one lists the partitions this
+   * attempt wrote to (`touched`), because an earlier attempt read the same rows and so wrote to
+   * no other partition, and listing thousands of empty hours would cost a request each.
+   */
+  shardPrefixes(shard: ShardSpec, touched: number[] = []): string[] {
     const upToPart = this.template.slice(0, this.template.indexOf('{part}'));
     if (!this.granularity) return [this.render(upToPart, { ...this.vars, date: '', hour: '' })];
     const size = partitionSize(this.granularity);
     const from = partitionStart(tsToMicros(shard.lo.ts), this.granularity);
     const to = tsToMicros(shard.hi.ts);
     const out = new Set<string>();
-    for (let p = from; p <= to && out.size < 10_000; p += size) out.add(this.render(upToPart, { ...this.vars, ...dateHour(p) }));
+    if ((to - from) / size <= MAX_LISTED_PARTITIONS) {
+      for (let p = from; p <= to; p += size) out.add(this.render(upToPart, { ...this.vars, ...dateHour(p) }));
+    }
+    for (const p of touched) out.add(this.render(upToPart, { ...this.vars, ...dateHour(p) }));
     return [...out];
   }
 
@@ -81,5 +92,33 @@ export class PartNamer {
 
   private render(template: string, vars: Record<string, string>): string {
     return template.replace(/\{([a-z]+)\}/g, (_m, p: string) => vars[p] ?? '');
+  }
+}
+
+/** Why a rendered name would leave its directory or bucket prefix, or null when it stays inside. */
+export function nameEscape(name: string): string | null {
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u001f]/.test(name)) return 'a control character';
+  for (const segment of name.split('/')) {
+    if (segment === '..') return 'a ".." segment';
+    if (segment === '.') return 'a "." segment';
+    if (segment === '') return 'an empty segment (a leading, trailing or double "/")';
+  }
+  return null;
+}
+
+/**
+ * Every name an exporter writes (and every name the rerun cleanup lists and deletes) must stay
+ * inside `directory`, or inside the bucket/container for object stores. Names are rendered from
+ * keyTemplate, logFilePrefix and the exporter id; the other placeholders are digits and fixed
+ * words. Each option is checked with the others neutral, so the error names the one at fault.
+ */
+export function checkNamesStayInside(at: (option: string) => string, where: string, template: string, prefix: string, exporterId: string): void {
+  const sample = (p: string, e: string) =>
+    new PartNamer(template, { prefix: p, exporter: e, shard: '20260101T000000Z-0123abcd', ext: 'ndjson.gz' }).name(1, 0);
+  const culprits: [string, string][] = [['keyTemplate', sample('p', 'e')], ['logFilePrefix', sample(prefix, 'e')], ['id', sample(prefix, exporterId)]];
+  for (const [option, name] of culprits) {
+    const why = nameEscape(name);
+    if (why) throw new ConfigError(at(option), `must keep every name inside ${where}: a rendered name has ${why}`);
   }
 }

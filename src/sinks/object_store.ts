@@ -1,5 +1,5 @@
 import { ConfigError } from '../config/errors.js';
-import type { OptionReader } from '../config/reader.js';
+import { quote, type OptionReader } from '../config/reader.js';
 import type { ObjectStoreOptions } from '../config/types.js';
 import type { ShardSpec } from '../plan/shards.js';
 import { readOutputOptions } from './output_options.js';
@@ -23,7 +23,7 @@ export function readObjectStoreOptions(r: OptionReader, id: string): ObjectStore
 
 export function optionalUrl(r: OptionReader, key: string): string | undefined {
   const v = r.optionalString(key);
-  if (v !== undefined && !/^https?:\/\//.test(v)) throw new ConfigError(r.at(key), `must be an http:// or https:// URL (got ${JSON.stringify(v)})`);
+  if (v !== undefined && !/^https?:\/\//.test(v)) throw new ConfigError(r.at(key), `must be an http:// or https:// URL (got ${quote(v)})`);
   return v;
 }
 

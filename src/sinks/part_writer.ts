@@ -10,6 +10,7 @@ import type { RowBatch } from '../source/row_batch.js';
 import type { SourceTable } from '../source/table.js';
 import { PartNamer, partitionSize, partitionStart } from './naming.js';
 import type { ExporterShardResult, ObjectService, PartUpload, ShardWriter, WrittenPart } from './types.js';
+import { kindOf, withKind } from '../run/error_kind.js';
 
 interface OpenPart {
   name: string;
@@ -23,10 +24,25 @@ interface OpenPart {
   storedBytes: number;
   minTs: number;
   maxTs: number;
+  /** Key in the writer's open map: the partition start, or 0 when names are not partitioned. */
+  partitionKey: number;
   /** Event-time partition [start, end) of this part (-Infinity, Infinity when not partitioned). */
   partitionStart: number;
   partitionEnd: number;
+  /** For closing the least recently used part, and parts a whole batch did not touch. */
+  lastUsed: number;
+  lastBatch: number;
 }
+
+/**
+ * Parts open at once per shard and exporter. Rows mostly arrive in time order, so two suffice
+ * around a partition edge; the bound keeps memory (compressor state, Parquet row groups, upload
+ * buffers) fixed when they do not.
+ */
+const MAX_OPEN_PARTS = 4;
+/** Parts below this size commit in the background, at most MAX_PENDING_COMMITS at a time. */
+const SMALL_PART_BYTES = 1 << 20;
+const MAX_PENDING_COMMITS = 64;
 
 /**
  * Splits one shard's rows into parts (rotating at maxLinesPerFile, maxBytesPerFile and event-time
@@ -37,9 +53,20 @@ interface OpenPart {
 export class RotatingPartWriter implements ShardWriter {
   private format: PartFormat | null = null;
   private namer: PartNamer | null = null;
-  private part: OpenPart | null = null;
+  /**
+   * Open parts by event-time partition start (one entry, key 0, when names are not partitioned).
+   * A shard may span many partitions and its rows come unsorted, so a few parts stay open at once.
+   */
+  private readonly open = new Map<number, OpenPart>();
+  /** The part the last rows went to: the common case is the next row going there too. */
+  private current: OpenPart | null = null;
   private partNumber = 0;
+  private batchNumber = 0;
+  private uses = 0;
   private readonly written: WrittenPart[] = [];
+  private readonly committing: Promise<void>[] = [];
+  /** Partition starts this attempt wrote to: where a rerun must look for its earlier parts. */
+  private readonly touched = new Set<number>();
   private rows = 0;
 
   constructor(
@@ -76,19 +103,21 @@ export class RotatingPartWriter implements ShardWriter {
   private withContext(err: unknown): Error {
     const e = err instanceof Error ? err : new Error(String(err));
     if (e.message.startsWith(this.service.label)) return e;
-    const wrapped = new Error(`${this.service.label}: writing ${this.part?.name ?? 'a part'} failed: ${e.message}`);
+    const wrapped = new Error(`${this.service.label}: writing ${this.current?.name ?? 'a part'} failed: ${e.message}`);
     wrapped.name = e.name;
-    return wrapped;
+    // Keep the kind: a refusal (403) wrapped here must still not be retried.
+    return withKind(wrapped, kindOf(e));
   }
 
   private async writeRows(batch: RowBatch): Promise<void> {
+    const batchNumber = ++this.batchNumber;
     let i = 0;
     while (i < batch.count) {
-      if (!this.part) await this.openPart(batch.tsMicros[i]!);
-      const part = this.part!;
+      const part = await this.partFor(batch.tsMicros[i]!);
+      part.lastBatch = batchNumber;
       const end = this.rowsThatFit(part, batch, i);
       if (end === i) {
-        await this.commitPart();
+        await this.commitPart(part);
         continue;
       }
       for (let r = i; r < end; r++) {
@@ -102,17 +131,41 @@ export class RotatingPartWriter implements ShardWriter {
       await part.encoder.rows(batch, i, end);
       i = end;
     }
+    // A partition that got no row in a whole batch is most likely finished (rows mostly arrive in
+    // insertion order, which follows time): close it now rather than hold its buffers open.
+    for (const part of [...this.open.values()]) if (part.lastBatch !== batchNumber) await this.commitPart(part);
+  }
+
+  /** The open part of the row's partition, opening one (and closing the least recently used) if needed. */
+  private async partFor(ts: number): Promise<OpenPart> {
+    const c = this.current;
+    if (c && ts >= c.partitionStart && ts < c.partitionEnd) return c;
+    const { namer } = await this.ready();
+    const key = namer.granularity ? partitionStart(ts, namer.granularity) : 0;
+    let part = this.open.get(key);
+    if (!part) {
+      if (this.open.size >= MAX_OPEN_PARTS) {
+        let oldest: OpenPart | null = null;
+        for (const p of this.open.values()) if (!oldest || p.lastUsed < oldest.lastUsed) oldest = p;
+        await this.commitPart(oldest!);
+      }
+      part = await this.openPart(key);
+    }
+    part.lastUsed = ++this.uses;
+    this.current = part;
+    return part;
   }
 
   async finish(): Promise<ExporterShardResult> {
     try {
-      if (this.part) await this.commitPart();
+      for (const part of [...this.open.values()]) await this.commitPart(part);
+      await this.settleCommits();
     } catch (err) {
       throw this.withContext(err);
     }
     const keep = new Set(this.written.map((p) => p.name));
     const { namer } = await this.ready();
-    const removed = await this.service.removeStale(namer.shardPrefixes(this.shard), keep, namer.shardPattern());
+    const removed = await this.service.removeStale(namer.shardPrefixes(this.shard, [...this.touched]), keep, namer.shardPattern());
     return {
       exporterId: this.exporterId,
       rows: this.rows,
@@ -124,15 +177,18 @@ export class RotatingPartWriter implements ShardWriter {
   }
 
   async abort(): Promise<void> {
-    const part = this.part;
-    this.part = null;
-    if (!part) return;
-    part.compressor.destroy();
-    await part.flowing.catch(() => {});
-    await part.upload.abort().catch(() => {});
+    await Promise.allSettled(this.committing.splice(0));
+    const parts = [...this.open.values()];
+    this.open.clear();
+    this.current = null;
+    for (const part of parts) {
+      part.compressor.destroy();
+      await part.flowing.catch(() => {});
+      await part.upload.abort().catch(() => {});
+    }
   }
 
-  /** Rows from `from` that still fit the current part: line cap, byte cap, same partition. */
+  /** Rows from `from` that still fit the part: line cap, byte cap, same partition. */
   private rowsThatFit(part: OpenPart, batch: RowBatch, from: number): number {
     const { maxLinesPerFile, maxBytesPerFile } = this.options;
     let end = Math.min(batch.count, from + (maxLinesPerFile - part.rows));
@@ -146,7 +202,7 @@ export class RotatingPartWriter implements ShardWriter {
       end = part.rows === 0 && r === from ? from + 1 : r;
     }
     if (part.partitionEnd !== Infinity) {
-      // Rows are not sorted within a shard: any row outside this part's partition closes it.
+      // Rows are not sorted within a shard: the first row of another partition ends this run.
       for (let r = from; r < end; r++) {
         const ts = batch.tsMicros[r]!;
         if (ts >= part.partitionEnd || ts < part.partitionStart) return r;
@@ -155,25 +211,28 @@ export class RotatingPartWriter implements ShardWriter {
     return end;
   }
 
-  private async openPart(firstTs: number): Promise<void> {
+  private async openPart(key: number): Promise<OpenPart> {
     const { format, namer } = await this.ready();
     const g = namer.granularity;
-    const pStart = g ? partitionStart(firstTs, g) : firstTs;
-    const name = namer.name(++this.partNumber, pStart);
+    const name = namer.name(++this.partNumber, key);
     const upload = await this.service.open(name, format.contentType, CONTENT_ENCODING[this.options.compression]);
     const compressor = createCompressor(this.options.compression, this.options.compressionLevel);
     const part: OpenPart = {
       name, upload, compressor, encoder: null as unknown as PartEncoder, rows: 0, rawBytes: 0, storedBytes: 0,
       flowing: Promise.resolve(),
       minTs: Infinity, maxTs: -Infinity,
-      partitionStart: g ? pStart : -Infinity,
-      partitionEnd: g ? pStart + partitionSize(g) : Infinity,
+      partitionKey: key,
+      partitionStart: g ? key : -Infinity,
+      partitionEnd: g ? key + partitionSize(g) : Infinity,
+      lastUsed: 0, lastBatch: 0,
     };
     compressor.on('data', (c: Buffer) => (part.storedBytes += c.length));
     part.flowing = pipeline(compressor, upload.sink);
     part.flowing.catch(() => {}); // observed in push/commit; avoid an unhandled rejection meanwhile
-    this.part = part;
+    this.open.set(key, part);
+    if (g) this.touched.add(key);
     part.encoder = await format.open((bytes) => this.push(part, bytes));
+    return part;
   }
 
   private async push(part: OpenPart, bytes: Buffer): Promise<void> {
@@ -182,9 +241,9 @@ export class RotatingPartWriter implements ShardWriter {
     }
   }
 
-  private async commitPart(): Promise<void> {
-    const part = this.part!;
+  private async commitPart(part: OpenPart): Promise<void> {
     const format = this.format!;
+    this.current = part; // errors name this part
     await part.encoder.close();
     part.upload.finalMeta({
       exporterId: this.exporterId,
@@ -197,9 +256,24 @@ export class RotatingPartWriter implements ShardWriter {
     });
     part.compressor.end();
     await part.flowing;
-    await part.upload.commit();
+    this.open.delete(part.partitionKey);
+    this.current = null;
     this.written.push({ name: part.name, rows: part.rows, bytes: part.storedBytes, minTs: microsToTs(part.minTs), maxTs: microsToTs(part.maxTs) });
-    this.part = null;
+    if (part.storedBytes >= SMALL_PART_BYTES) {
+      await part.upload.commit();
+      return;
+    }
+    // Small parts (sparse partitions make thousands) commit concurrently: their fsyncs or
+    // requests overlap instead of queueing. `finish` awaits them all before the shard is done.
+    const committing = part.upload.commit();
+    committing.catch(() => {});
+    this.committing.push(committing);
+    if (this.committing.length >= MAX_PENDING_COMMITS) await this.settleCommits();
+  }
+
+  private async settleCommits(): Promise<void> {
+    const pending = this.committing.splice(0);
+    await Promise.all(pending);
   }
 }
 

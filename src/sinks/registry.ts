@@ -1,14 +1,21 @@
 import { ConfigError } from '../config/errors.js';
-import { OptionReader } from '../config/reader.js';
+import { OptionReader, quote } from '../config/reader.js';
 import type { ExporterConfig, FileShapedConfig } from '../config/types.js';
 import { azureBlobSink } from './azure_blob/definition.js';
 import { azureMonitorSink } from './azure_monitor/definition.js';
+import { cloudwatchSink } from './cloudwatch/definition.js';
+import { datadogSink } from './datadog/definition.js';
 import type { SinkDefinition } from './definition.js';
 import type { DeliveryOptions } from './delivery/options.js';
 import { elasticsearchSink, opensearchSink } from './elasticsearch/definition.js';
 import { fileSink } from './file/definition.js';
 import { gcsSink } from './gcs/definition.js';
+import { checkNamesStayInside } from './naming.js';
+import { otlpSink } from './otlp/definition.js';
+import { kinesisSink } from './kinesis/definition.js';
+import { newRelicSink } from './newrelic/definition.js';
 import { s3Sink } from './s3/definition.js';
+import { splunkSink } from './splunk/definition.js';
 import type { Exporter } from './types.js';
 
 /** Every destination logship has: one line each. */
@@ -19,6 +26,12 @@ export const SINKS: readonly SinkDefinition[] = [
   azureBlobSink,
   elasticsearchSink,
   opensearchSink,
+  splunkSink,
+  otlpSink,
+  cloudwatchSink,
+  kinesisSink,
+  datadogSink,
+  newRelicSink,
   azureMonitorSink,
 ];
 
@@ -40,16 +53,20 @@ export function parseExporter(path: string, value: unknown, takenIds: Set<string
   const r = OptionReader.of(path, value);
   const type = r.string('type');
   const id = r.string('id');
-  if (takenIds.has(id)) throw new ConfigError(r.at('id'), `duplicate exporter id ${JSON.stringify(id)}`);
+  if (takenIds.has(id)) throw new ConfigError(r.at('id'), `duplicate exporter id ${quote(id)}`);
   takenIds.add(id);
   const sink = findSink(type);
   if (!sink) {
-    if (PLANNED.some((t) => t.toLowerCase() === type.toLowerCase())) throw new ConfigError(r.at('type'), `not supported yet: ${type}`);
+    if (PLANNED.some((t) => t.toLowerCase() === type.toLowerCase())) throw new ConfigError(r.at('type'), `not supported yet: ${quote(type).replace(/^"|"$/g, '')}`);
     const known = SINKS.map((d) => d.type).join(', ');
-    throw new ConfigError(r.at('type'), `unknown exporter type ${JSON.stringify(type)} (logship types: ${known}, or Kestra's LogExporter class names)`);
+    throw new ConfigError(r.at('type'), `unknown exporter type ${quote(type)} (logship types: ${known}, or Kestra's LogExporter class names)`);
   }
   const config = sink.parse(r, id);
   r.done();
+  if (writesFiles(config)) {
+    const where = config.type === 'file' ? 'the output directory' : config.type === 'azure-blob' ? 'the container' : 'the bucket';
+    checkNamesStayInside((o) => r.at(o), where, config.keyTemplate, config.logFilePrefix, config.id);
+  }
   return config;
 }
 

@@ -1,7 +1,7 @@
 import pg from 'pg';
-import { ConfigError } from '../config/errors.js';
-import { redact } from '../config/secrets.js';
+import { registerSecret, redact } from '../config/secrets.js';
 import type { SourceConfig } from '../config/types.js';
+import { KindedError } from '../run/error_kind.js';
 
 /**
  * The source could not be reached after the run had started (a restart, a failover, a reset):
@@ -9,12 +9,15 @@ import type { SourceConfig } from '../config/types.js';
  */
 export class SourceUnavailableError extends Error {
   override readonly name = 'SourceUnavailableError';
+  /** Its kind crosses the worker-thread boundary (error_kind.ts): retried, exit 4 if it persists. */
+  readonly code = 'source-unavailable';
 }
 
 export interface ConnectOptions {
   /**
-   * At startup a failure to connect is the configuration's fault (wrong URL, password, host):
-   * ConfigError, exit 2. Later, the same failure means the server went away meanwhile.
+   * At startup a failure to connect ends the run at once with exit 4 (source unavailable: a
+   * scheduler retries later). Later, the same failure means the server went away meanwhile:
+   * SourceUnavailableError, and the shard is retried over a new connection.
    */
   startup: boolean;
 }
@@ -22,10 +25,13 @@ export interface ConnectOptions {
 /**
  * Opens a session with the settings every logship query relies on: UTC so timestamp text is
  * unambiguous, and a recognisable application_name for the DBA watching pg_stat_activity.
+ * Any failure to get a session is 'source-unavailable' (exit 4 at startup, retried mid-run): a
+ * refused connection, DNS, a timeout, a full server, and also a rejected password, which is as
+ * often a rotation in progress as a typo, and which no edit of the config file validates.
  */
-export async function connect(url: string | undefined, role: string, options: ConnectOptions = { startup: true }): Promise<pg.Client> {
+export async function connect(url: string | undefined, role: string, options: ConnectOptions = { startup: true }, password?: string): Promise<pg.Client> {
   const client = new pg.Client({
-    connectionString: url,
+    ...connectionTarget(url, password),
     application_name: `logship-${role}`,
     connectionTimeoutMillis: 15_000,
   });
@@ -37,14 +43,14 @@ export async function connect(url: string | undefined, role: string, options: Co
   } catch (err) {
     await client.end().catch(() => {});
     const message = `cannot connect to ${describeTarget(url)}: ${redact(explain(err))}`;
-    if (options.startup) throw new ConfigError('source.url', message);
+    if (options.startup) throw new KindedError('source-unavailable', `source.url: ${message}`);
     throw new SourceUnavailableError(`source ${message}`, { cause: err });
   }
   return client;
 }
 
 export function connectSource(source: SourceConfig, role: string, options?: ConnectOptions): Promise<pg.Client> {
-  return connect(source.url, role, options);
+  return connect(source.url, role, options, source.password);
 }
 
 /**
@@ -64,6 +70,20 @@ export function isConnectionLoss(err: unknown): boolean {
   return /Connection terminated|not queryable|connection error|terminating connection/i.test(e.message ?? '');
 }
 
+/**
+ * `source.password` goes into the URL percent-encoded (pg's URL parser would let the URL's empty
+ * password override a separate one), or alone when the PG* variables name the server.
+ */
+function connectionTarget(url: string | undefined, password: string | undefined): pg.ClientConfig {
+  if (password === undefined) return { connectionString: url };
+  if (url === undefined) return { password };
+  const u = new URL(url);
+  const encoded = encodeURIComponent(password);
+  registerSecret(encoded);
+  u.password = encoded;
+  return { connectionString: u.toString() };
+}
+
 function describeTarget(url: string | undefined): string {
   if (!url) return `PostgreSQL from PG* environment (host ${process.env.PGHOST ?? 'localhost'}, port ${process.env.PGPORT ?? '5432'})`;
   try {
@@ -79,4 +99,14 @@ function explain(err: unknown): string {
   if (e?.code === 'ECONNREFUSED' || e?.errors?.some((x) => (x as NodeJS.ErrnoException).code === 'ECONNREFUSED')) return 'connection refused (is the server running and the port right?)';
   if (e?.code === 'ENOTFOUND') return 'host name not found';
   return e?.message || String(err);
+}
+
+/**
+ * In a SQL_ASCII database PostgreSQL refuses to send a UTF8 client any byte that is not UTF-8,
+ * and names no row: planning and reading fail on one bad key or body. With client_encoding
+ * SQL_ASCII as well, bytes pass as stored and logship checks them itself (isUtf8 on each batch;
+ * the rows that fail are bad rows). Other server encodings are left alone: they convert.
+ */
+export async function passRawBytesFromSqlAscii(client: pg.Client): Promise<void> {
+  await client.query(`SELECT CASE WHEN current_setting('server_encoding') = 'SQL_ASCII' THEN set_config('client_encoding', 'SQL_ASCII', false) END`);
 }

@@ -1,6 +1,14 @@
 import pg from 'pg';
 import { to as copyTo } from 'pg-copy-streams';
+import { FailOnBadRow, type BadRowPolicy } from './bad_rows.js';
 import { CorruptRowError, RowBatchBuilder, type RowBatch } from './row_batch.js';
+
+export interface CopyReadOptions {
+  /** NULLs, non-UTF-8 bytes and rows over maxRowBytes go here; default: fail naming the row. */
+  badRows?: BadRowPolicy;
+  /** The document column is jsonb (a version byte precedes its text) rather than text. */
+  jsonbBody?: boolean;
+}
 
 const SIGNATURE = Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1');
 /** PostgreSQL's binary timestamps count µs from 2000-01-01; ours count from 1970-01-01. */
@@ -13,9 +21,9 @@ const HEADER_FIXED = SIGNATURE.length + 8; // flags int32 + extension length int
  * and ship it length-prefixed, so no row is parsed into a JS object and no byte is unescaped.
  * The query must select (key as text, event time as timestamp/timestamptz, document as jsonb).
  */
-export async function* readWithCopy(client: pg.Client, selectSql: string, fetchSize: number): AsyncGenerator<RowBatch> {
+export async function* readWithCopy(client: pg.Client, selectSql: string, fetchSize: number, o: CopyReadOptions = {}): AsyncGenerator<RowBatch> {
   const stream = client.query(copyTo(`COPY (${selectSql}) TO STDOUT (FORMAT binary)`));
-  const parser = new CopyBinaryParser(fetchSize);
+  const parser = new CopyBinaryParser(fetchSize, o);
   let completed = false;
   const iterator = (stream as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
   try {
@@ -62,9 +70,14 @@ export class CopyBinaryParser {
   private finished = false;
   private readonly builder: RowBatchBuilder;
   private readonly out: RowBatch[] = [];
+  private readonly badRows: BadRowPolicy;
+  /** Bytes before the document's text: jsonb's version byte, or none for text. */
+  private readonly bodySkip: number;
 
-  constructor(fetchSize: number) {
-    this.builder = new RowBatchBuilder(fetchSize);
+  constructor(fetchSize: number, o: CopyReadOptions = {}) {
+    this.badRows = o.badRows ?? new FailOnBadRow();
+    this.bodySkip = o.jsonbBody === false ? 0 : 1;
+    this.builder = new RowBatchBuilder(fetchSize, undefined, this.badRows);
   }
 
   push(chunk: Buffer): RowBatch[] {
@@ -128,8 +141,8 @@ export class CopyBinaryParser {
       }
       const keyLen = buf.readInt32BE(pos + 2);
       const keyStart = pos + 6;
-      if (keyLen < 0) throw new CorruptRowError('row with a NULL key: the key column must not be NULL');
-      const tsLenAt = keyStart + keyLen;
+      // A NULL key has no bytes (length -1): the timestamp follows at once.
+      const tsLenAt = keyStart + Math.max(0, keyLen);
       if (tsLenAt + 12 > len) {
         this.need(tsLenAt + 12 - pos, pos);
         break;
@@ -141,20 +154,30 @@ export class CopyBinaryParser {
         break;
       }
       const bodyLen = buf.readInt32BE(bodyLenAt);
-      if (bodyLen < 0) throw new CorruptRowError(`row key=${JSON.stringify(buf.toString('utf8', keyStart, keyStart + keyLen))}: body is NULL`);
       const bodyStart = bodyLenAt + 4;
-      const end = bodyStart + bodyLen;
+      const end = bodyStart + Math.max(0, bodyLen);
       if (end > len) {
         this.need(end - pos, pos);
         break;
       }
-      if (buf[bodyStart] !== JSONB_VERSION) throw new CorruptRowError(`row key=${JSON.stringify(buf.toString('utf8', keyStart, keyStart + keyLen))}: unknown jsonb binary version ${buf[bodyStart]}`);
-      this.builder.add(buf, keyStart, keyStart + keyLen, tsMicros, bodyStart + 1, end);
-      if (this.builder.full) this.out.push(this.builder.take());
+      if (keyLen < 0 || bodyLen < 0 || bodyLen - this.bodySkip > this.badRows.maxRowBytes) {
+        this.reject(buf, keyStart, keyLen, tsMicros, bodyStart, bodyLen);
+      } else {
+        if (this.bodySkip === 1 && buf[bodyStart] !== JSONB_VERSION) throw new CorruptRowError(`row key=${JSON.stringify(buf.toString('utf8', keyStart, keyStart + keyLen))}: unknown jsonb binary version ${buf[bodyStart]}`);
+        this.builder.add(buf, keyStart, keyStart + keyLen, tsMicros, bodyStart + this.bodySkip, end);
+        if (this.builder.full) this.out.push(this.builder.take());
+      }
       pos = end;
       this.needed = 0;
     }
     return pos;
+  }
+
+  private reject(buf: Buffer, keyStart: number, keyLen: number, tsMicros: number, bodyStart: number, bodyLen: number): void {
+    const key = keyLen < 0 ? null : Buffer.from(buf.subarray(keyStart, keyStart + keyLen));
+    const raw = bodyLen < 0 ? null : Buffer.from(buf.subarray(bodyStart + this.bodySkip, bodyStart + bodyLen));
+    const reason = keyLen < 0 ? 'key is NULL' : bodyLen < 0 ? 'body is NULL' : `body is ${bodyLen - this.bodySkip} bytes, over maxRowBytes (${this.badRows.maxRowBytes})`;
+    this.badRows.reject({ key, tsMicros, reason, raw });
   }
 
   private need(bytes: number, at: number): number {

@@ -72,11 +72,17 @@ export function orderBy(t: SourceTable): string {
  * Unordered by default: shards are already time ranges, and sorting each one costs PostgreSQL
  * about a quarter of the export time (see the README's Performance section).
  */
-export function shardSelect(t: SourceTable, f: Filters, lo: Bound, hi: Bound, ordered: boolean, mode: 'copy' | 'cursor'): string {
+export function shardSelect(t: SourceTable, f: Filters, lo: Bound, hi: Bound, ordered: boolean, mode: 'copy' | 'cursor', extra: string[] = []): string {
   const columns = mode === 'copy' ? `${t.keyText}, ${t.ts}, ${t.body}` : `${t.key}::text, (extract(epoch from ${t.ts}) * 1000000)::int8, (${t.body})::text`;
-  return `SELECT ${columns} FROM ${t.name} t ${whereClause([...filterConditions(t, f), ...rangeConditions(t, lo, hi)])}${ordered ? ` ${orderBy(t)}` : ''}`;
+  return `SELECT ${columns} FROM ${t.name} t ${whereClause([...filterConditions(t, f), ...rangeConditions(t, lo, hi), ...extra])}${ordered ? ` ${orderBy(t)}` : ''}`;
 }
 
-export function shardDelete(t: SourceTable, f: Filters, lo: Bound, hi: Bound): string {
-  return `DELETE FROM ${t.name} t ${whereClause([...filterConditions(t, f), ...rangeConditions(t, lo, hi)])}`;
+/** `extra`: the same additional conditions the shard was read with (a late catch-up's). */
+export function shardDelete(t: SourceTable, f: Filters, lo: Bound, hi: Bound, extra: string[] = []): string {
+  return `DELETE FROM ${t.name} t ${whereClause([...filterConditions(t, f), ...rangeConditions(t, lo, hi), ...extra])}`;
+}
+
+/** The rows with these keys (a key lookup, so an index on the key serves it). */
+export function keyIn(t: SourceTable, keys: string[]): string {
+  return `${t.key} = ANY(ARRAY[${keys.map(escapeLiteral).join(', ')}]::${t.keyType}[])`;
 }

@@ -1,4 +1,5 @@
 import { isUtf8 } from 'node:buffer';
+import type { BadRowPolicy } from './bad_rows.js';
 
 /**
  * A run of rows in columnar form. `body` already holds NDJSON (each document followed by "\n"),
@@ -37,6 +38,7 @@ export class RowBatch {
 
 export class CorruptRowError extends Error {
   override readonly name = 'CorruptRowError';
+  readonly code = 'corrupt-row' as const;
 }
 
 const NEWLINE = 0x0a;
@@ -55,6 +57,8 @@ export class RowBatchBuilder {
   constructor(
     private readonly maxRows: number,
     private readonly maxBytes = 4 * 1024 * 1024,
+    /** Where rows that fail the UTF-8 check go; null = fail naming the row. */
+    private readonly badRows: BadRowPolicy | null = null,
   ) {
     this.body = Buffer.allocUnsafe(Math.min(maxBytes, 1 << 20));
     this.keys = Buffer.allocUnsafe(Math.min(maxRows * 24, 1 << 20));
@@ -68,14 +72,19 @@ export class RowBatchBuilder {
   }
 
   add(src: Buffer, keyStart: number, keyEnd: number, tsMicros: number, bodyStart: number, bodyEnd: number): void {
+    this.addFrom(src, keyStart, keyEnd, tsMicros, src, bodyStart, bodyEnd);
+  }
+
+  /** Like add, with the key and the document in different buffers. */
+  addFrom(keySrc: Buffer, keyStart: number, keyEnd: number, tsMicros: number, bodySrc: Buffer, bodyStart: number, bodyEnd: number): void {
     const bodyNeed = bodyEnd - bodyStart + 1;
     if (this.bodyLen + bodyNeed > this.body.length) this.body = grow(this.body, this.bodyLen, this.bodyLen + bodyNeed);
-    src.copy(this.body, this.bodyLen, bodyStart, bodyEnd);
+    bodySrc.copy(this.body, this.bodyLen, bodyStart, bodyEnd);
     this.bodyLen += bodyNeed;
     this.body[this.bodyLen - 1] = NEWLINE;
     const keyNeed = keyEnd - keyStart;
     if (this.keysLen + keyNeed > this.keys.length) this.keys = grow(this.keys, this.keysLen, this.keysLen + keyNeed);
-    src.copy(this.keys, this.keysLen, keyStart, keyEnd);
+    keySrc.copy(this.keys, this.keysLen, keyStart, keyEnd);
     this.keysLen += keyNeed;
     this.ends[this.count] = this.bodyLen;
     this.keyEnds[this.count] = this.keysLen;
@@ -108,14 +117,14 @@ export class RowBatchBuilder {
       this.keyEnds.slice(0, this.count),
       this.ts.slice(0, this.count),
     );
-    checkUtf8(batch);
+    const checked = checkUtf8(batch, this.badRows);
     // Reuse the size the last batch needed, but not a one-off giant row's size.
     this.body = Buffer.allocUnsafe(Math.max(1 << 16, Math.min(this.body.length, this.maxBytes + (1 << 16))));
     this.keys = Buffer.allocUnsafe(Math.max(1 << 12, Math.min(this.keys.length, 1 << 20)));
     this.bodyLen = 0;
     this.keysLen = 0;
     this.count = 0;
-    return batch;
+    return checked;
   }
 }
 
@@ -125,10 +134,32 @@ function grow(buf: Buffer, used: number, need: number): Buffer {
   return next;
 }
 
-/** A database in SQL_ASCII can hand out bytes that are not UTF-8; name the row instead of writing garbage. */
-function checkUtf8(batch: RowBatch): void {
-  if (isUtf8(batch.body)) return;
+/**
+ * A database in SQL_ASCII can hand out bytes that are not UTF-8. One isUtf8 pass over the whole
+ * batch is the fast path; only a batch that fails it is scanned row by row, and its bad rows are
+ * rejected (dead-lettered or failing the shard) and cut out of the batch.
+ */
+function checkUtf8(batch: RowBatch, policy: BadRowPolicy | null): RowBatch {
+  if (isUtf8(batch.body) && isUtf8(batch.keyBytes)) return batch;
+  const keep = new Uint8Array(batch.count);
+  let kept = 0;
   for (let i = 0; i < batch.count; i++) {
-    if (!isUtf8(batch.doc(i))) throw new CorruptRowError(`row key=${JSON.stringify(batch.key(i))}: body is not valid UTF-8`);
+    const key = batch.keyBytes.subarray(i === 0 ? 0 : batch.keyEnds[i - 1]!, batch.keyEnds[i]!);
+    const keyOk = isUtf8(key);
+    if (keyOk && isUtf8(batch.doc(i))) {
+      keep[i] = 1;
+      kept++;
+      continue;
+    }
+    const reason = keyOk ? 'body is not valid UTF-8' : 'key is not valid UTF-8';
+    if (!policy) throw new CorruptRowError(`row key=${JSON.stringify(key.toString('utf8'))}: ${reason}`);
+    policy.reject({ key: Buffer.from(key), tsMicros: batch.tsMicros[i]!, reason, raw: Buffer.from(batch.doc(i)) });
   }
+  if (kept === batch.count) return batch;
+  // Rebuilt from the good rows; they all passed the check, so the policy is never consulted again.
+  const b = new RowBatchBuilder(Math.max(1, kept), batch.bytes + 1);
+  for (let i = 0; i < batch.count; i++) {
+    if (keep[i]) b.addFrom(batch.keyBytes, i === 0 ? 0 : batch.keyEnds[i - 1]!, batch.keyEnds[i]!, batch.tsMicros[i]!, batch.body, batch.start(i), batch.ends[i]! - 1);
+  }
+  return b.take();
 }

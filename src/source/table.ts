@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import { escapeIdentifier } from 'pg';
 import { ConfigError } from '../config/errors.js';
+import { quote } from '../config/reader.js';
 import type { SourceConfig } from '../config/types.js';
 
 /** One Parquet column and where its value comes from in a row. */
@@ -52,8 +53,9 @@ export interface SourceTable {
   tenant: string | null;
   resource: string | null;
   deleted: string | null;
-  /** Expression yielding the exported document as jsonb (its text form is what gets written). */
+  /** Expression yielding the exported document: jsonb, or json text when `bodyIsJsonb` is false. */
   body: string;
+  bodyIsJsonb: boolean;
   /** The key as text: the bare column when it already is text (so COPY sends its bytes as is). */
   keyText: string;
   /** Columns a Parquet file gets: Kestra's fields, the table's own columns, or key/time/document. */
@@ -64,6 +66,26 @@ interface ColumnInfo { name: string; type: string; category: string }
 
 const TEXT_TYPES = new Set(['text', 'character varying', 'character', 'name', 'citext']);
 
+/**
+ * `source.table` is an SQL name: unquoted, PostgreSQL folds it to lower case, so `MyLogs` or
+ * `my logs` is "not found" although the table exists. Say how to quote it.
+ */
+async function quotingHint(client: pg.Client, name: string): Promise<string> {
+  if (!/[A-Z\s"]/.test(name)) return '';
+  const dot = name.indexOf('.');
+  const [schema, rel] = dot > 0 && name.indexOf('.', dot + 1) < 0 ? [name.slice(0, dot), name.slice(dot + 1)] : [null, name];
+  const r = await client.query<{ quoted: string; nspname: string }>(
+    `SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS quoted, n.nspname
+       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE c.relname = $1 AND ($2::text IS NULL OR n.nspname = $2) AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+      ORDER BY n.nspname = 'public' DESC LIMIT 1`,
+    [rel, schema],
+  ).catch(() => ({ rows: [] as { quoted: string; nspname: string }[] }));
+  const hit = r.rows[0];
+  if (hit) return ` (unquoted names are folded to lower case; to use the existing table write table: '${hit.quoted}')`;
+  return ' (unquoted names are folded to lower case; quote mixed-case or spaced names, e.g. table: \'"MyLogs"\')';
+}
+
 export async function describeTable(client: pg.Client, source: SourceConfig): Promise<SourceTable> {
   const rel = await client.query<{ oid: string | null; qualified: string | null }>(
     `SELECT c.oid::text AS oid, quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS qualified
@@ -72,7 +94,7 @@ export async function describeTable(client: pg.Client, source: SourceConfig): Pr
     [source.table],
   ).catch(() => ({ rows: [] as { oid: string | null; qualified: string | null }[] }));
   const found = rel.rows[0];
-  if (!found?.oid) throw new ConfigError('source.table', `table ${JSON.stringify(source.table)} not found in the source database`);
+  if (!found?.oid) throw new ConfigError('source.table', `table ${quote(source.table)} not found in the source database${await quotingHint(client, source.table)}`);
 
   const cols = await client.query<ColumnInfo>(
     `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, t.typcategory AS category
@@ -117,8 +139,10 @@ export async function describeTable(client: pg.Client, source: SourceConfig): Pr
   let bodyExpr: string;
   if (!body) bodyExpr = 'to_jsonb(t)';
   else if (body.type === 'jsonb') bodyExpr = `t.${q(body.name)}`;
-  // json keeps the author's whitespace, newlines included; jsonb's text form is one line.
-  else if (body.type === 'json') bodyExpr = `t.${q(body.name)}::jsonb`;
+  // json goes out as written, never through jsonb: a valid \u0000 escape cannot be cast to jsonb.
+  // Raw CR/LF in valid JSON can only be whitespace between tokens (inside strings they must be
+  // escaped), so turning them into spaces keeps one document per line and changes no value.
+  else if (body.type === 'json') bodyExpr = `translate(t.${q(body.name)}::text, E'\\n\\r', '  ')`;
   else bodyExpr = `to_jsonb(t.${q(body.name)})`;
 
   return {
@@ -133,6 +157,7 @@ export async function describeTable(client: pg.Client, source: SourceConfig): Pr
     resource: resource && `t.${q(resource.name)}`,
     deleted: deleted && `t.${q(deleted.name)}`,
     body: bodyExpr,
+    bodyIsJsonb: body?.type !== 'json',
     keyText: keyIsText ? `t.${q(key.name)}` : `t.${q(key.name)}::text`,
     parquet: isKestra
       ? KESTRA_PARQUET

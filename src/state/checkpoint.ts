@@ -6,6 +6,8 @@ import type { RunManifest } from './types.js';
  * shard 2 must not move the offset past shard 2's unexported rows.
  */
 export function checkpointOffset(run: RunManifest, done: { has(index: number): boolean }): Bound {
+  // A late catch-up re-reads ranges behind the offset; it never moves it.
+  if (run.kind === 'late') return run.window.end;
   let offset = run.window.start;
   for (const shard of run.shards) {
     if (!done.has(shard.index)) return offset;

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { RunError } from '../config/errors.js';
 import type { Bound } from '../plan/keyset.js';
 import type { InShardAck } from '../sinks/delivery/types.js';
-import type { RunManifest, ShardOutcome, StateStore, StoredState } from './types.js';
+import type { ReadRange, RunManifest, ShardOutcome, StateStore, StoredState } from './types.js';
 
 interface Entry {
   offset: Bound | null;
@@ -11,6 +11,8 @@ interface Entry {
   done: Record<string, ShardOutcome>;
   /** shard index → exporter id → in-shard acknowledged prefix. */
   acks?: Record<string, Record<string, InShardAck>>;
+  /** Absent in files written before late-row tracking. */
+  reads?: ReadRange[];
   updatedAt: string;
 }
 
@@ -60,6 +62,7 @@ export class FileStateStore implements StateStore {
       run: e?.run ?? null,
       done: new Map(Object.entries(e?.done ?? {}).map(([k, v]) => [Number(k), v])),
       acks: new Map(Object.entries(e?.acks ?? {}).map(([k, v]) => [Number(k), v])),
+      reads: e?.reads ?? [],
       updatedAt: e?.updatedAt ?? null,
     };
   }
@@ -86,9 +89,10 @@ export class FileStateStore implements StateStore {
     });
   }
 
-  endRun(_runId: string, offset: Bound): Promise<void> {
+  endRun(_runId: string, offset: Bound, reads: ReadRange[]): Promise<void> {
     return this.update((e) => {
       e.offset = offset;
+      e.reads = reads;
       e.run = null;
       e.done = {};
       delete e.acks;

@@ -5,7 +5,7 @@ import type { ObjectStateConfig } from '../config/types.js';
 import type { Bound } from '../plan/keyset.js';
 import type { StateObjects } from './object_backends.js';
 import type { InShardAck } from '../sinks/delivery/types.js';
-import type { RunManifest, ShardOutcome, StateStore, StoredState } from './types.js';
+import type { RunManifest, ShardOutcome, StateStore, StoredState, ReadRange } from './types.js';
 
 interface StateDocument {
   version: 1;
@@ -15,6 +15,8 @@ interface StateDocument {
   done: Record<string, ShardOutcome>;
   /** shard index → exporter id → in-shard acknowledged prefix. */
   acks?: Record<string, Record<string, InShardAck>>;
+  /** Exported ranges inside the late-row horizon. */
+  reads?: ReadRange[];
   updatedAt: string;
 }
 
@@ -106,6 +108,7 @@ export class ObjectStateStore implements StateStore {
       run: d?.run ?? null,
       done: new Map(Object.entries(d?.done ?? {}).map(([k, v]) => [Number(k), v])),
       acks: new Map(Object.entries(d?.acks ?? {}).map(([k, v]) => [Number(k), v])),
+      reads: d?.reads ?? [],
       updatedAt: d?.updatedAt ?? null,
     };
   }
@@ -154,9 +157,10 @@ export class ObjectStateStore implements StateStore {
     }
   }
 
-  async endRun(_runId: string, offset: Bound): Promise<void> {
+  async endRun(_runId: string, offset: Bound, reads: ReadRange[]): Promise<void> {
     this.change((d) => {
       d.offset = offset;
+      d.reads = reads;
       d.run = null;
       d.done = {};
       delete d.acks;

@@ -1,9 +1,9 @@
 import type pg from 'pg';
-import { RunError } from '../config/errors.js';
+import { ConfigError, RunError } from '../config/errors.js';
 import type { Db } from '../source/session.js';
 import type { Bound } from '../plan/keyset.js';
 import type { InShardAck } from '../sinks/delivery/types.js';
-import type { RunManifest, ShardAcks, ShardOutcome, StateStore, StoredState } from './types.js';
+import type { ReadRange, RunManifest, ShardAcks, ShardOutcome, StateStore, StoredState } from './types.js';
 
 /** SQL a worker runs inside its delete transaction, so the delete and the checkpoint commit together. */
 export function shardDoneSql(table: string): string {
@@ -55,9 +55,14 @@ export class PostgresStateStore implements StateStore {
         shard_index int NOT NULL,
         exporter_id text NOT NULL,
         ack jsonb NOT NULL,
-        PRIMARY KEY (offset_key, run_id, shard_index, exporter_id));`).catch((err) => {
+        PRIMARY KEY (offset_key, run_id, shard_index, exporter_id));
+      ALTER TABLE ${this.table} ADD COLUMN IF NOT EXISTS reads jsonb;`).catch((err) => {
       // Two first runs racing to create the tables: the loser sees a unique violation.
-      if ((err as { code?: string }).code !== '23505') throw err;
+      if ((err as { code?: string }).code === '23505') return;
+      if ((err as { code?: string }).code === '42501') {
+        throw new ConfigError('state.table', `cannot create ${this.table} in the source database: ${(err as Error).message} (grant CREATE on its schema, create the tables once as their owner, or use state.type: file)`);
+      }
+      throw err;
     });
   }
 
@@ -71,14 +76,14 @@ export class PostgresStateStore implements StateStore {
       return await this.db.run((c) => this.loadExisting(c));
     } catch (err) {
       // No state table yet (a `plan` before the first run): nothing stored.
-      if ((err as { code?: string }).code === '42P01') return { offset: null, run: null, done: new Map(), acks: new Map(), updatedAt: null };
+      if ((err as { code?: string }).code === '42P01') return { offset: null, run: null, done: new Map(), acks: new Map(), reads: [], updatedAt: null };
       throw err;
     }
   }
 
   private async loadExisting(client: pg.Client): Promise<StoredState> {
-    const r = await client.query<{ offset_ts: string | null; offset_row_key: string | null; run: RunManifest | null; updated_at: Date }>(
-      `SELECT offset_ts, offset_row_key, run, updated_at FROM ${this.table} WHERE offset_key = $1`,
+    const r = await client.query<{ offset_ts: string | null; offset_row_key: string | null; run: RunManifest | null; reads: ReadRange[] | null; updated_at: Date }>(
+      `SELECT offset_ts, offset_row_key, run, reads, updated_at FROM ${this.table} WHERE offset_key = $1`,
       [this.offsetKey],
     );
     const row = r.rows[0];
@@ -105,6 +110,7 @@ export class PostgresStateStore implements StateStore {
       run: row?.run ?? null,
       done,
       acks,
+      reads: row?.reads ?? [],
       updatedAt: row ? row.updated_at.toISOString() : null,
     };
   }
@@ -132,9 +138,10 @@ export class PostgresStateStore implements StateStore {
     ));
   }
 
-  async endRun(runId: string, offset: Bound): Promise<void> {
+  async endRun(runId: string, offset: Bound, reads: ReadRange[]): Promise<void> {
     await this.transaction(async (c) => {
       await this.setOffset(c, offset, true);
+      await c.query(`UPDATE ${this.table} SET reads = $2 WHERE offset_key = $1`, [this.offsetKey, JSON.stringify(reads)]);
       await c.query(`DELETE FROM ${this.table}_shards WHERE offset_key = $1 AND run_id = $2`, [this.offsetKey, runId]);
       await c.query(`DELETE FROM ${this.table}_acks WHERE offset_key = $1 AND run_id = $2`, [this.offsetKey, runId]);
     });

@@ -7,15 +7,37 @@ import type { ExporterShardResult } from '../sinks/types.js';
 export interface RunManifest {
   runId: string;
   createdAt: string;
+  /** `late`: a catch-up of already exported ranges; its window is empty and the offset stays. */
+  kind?: 'window' | 'late';
   window: { start: Bound; end: Bound };
   totalRows: number;
   shards: ShardSpec[];
+  /** Snapshot taken before planning: it is the read of a window that planned no shards. */
+  snapshot?: string;
 }
 
 export interface ShardOutcome {
   rows: number;
   deletedRows: number | null;
   exporters: ExporterShardResult[];
+  /** The snapshot the shard was read in (pg_current_snapshot()), for the late-row catch-up. */
+  snapshot?: string;
+  /** Rows of the shard that went to the dead-letter file instead of the exporters. */
+  badRows?: number;
+}
+
+/**
+ * An exported (timestamp, key) range and the snapshot that covers it: every row of the range
+ * visible to `snapshot` has been exported. Kept while the range is inside lateRows.horizon.
+ */
+export interface ReadRange {
+  /** The shard id the range was first exported as; catch-ups are `${id}-late${n}`. */
+  id: string;
+  lo: Bound;
+  hi: Bound;
+  snapshot: string;
+  /** Catch-ups done so far. */
+  late: number;
 }
 
 /** Per unfinished shard, per exporter: the in-shard acknowledged prefix (bounded-duplicates exporters). */
@@ -26,6 +48,8 @@ export interface StoredState {
   run: RunManifest | null;
   done: Map<number, ShardOutcome>;
   acks: ShardAcks;
+  /** Exported ranges inside the late-row horizon. */
+  reads: ReadRange[];
   updatedAt: string | null;
 }
 
@@ -39,7 +63,8 @@ export interface StateStore {
   shardDone(runId: string, index: number, outcome: ShardOutcome, offset: Bound): Promise<void>;
   /** Records how far one exporter got into an unfinished shard; forgotten when the run ends. */
   saveAck(runId: string, index: number, exporterId: string, ack: InShardAck): Promise<void>;
-  endRun(runId: string, offset: Bound): Promise<void>;
+  /** Ends the run: the offset, and the ranges of the late-row horizon (replacing the stored ones). */
+  endRun(runId: string, offset: Bound, reads: ReadRange[]): Promise<void>;
   reset(): Promise<void>;
   close(): Promise<void>;
   /** Object stores count their requests (they are billed per request); others have none. */

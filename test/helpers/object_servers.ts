@@ -12,10 +12,49 @@ import { freePort } from '../../src/demo/embedded_pg.js';
 
 export interface Running { endpoint: string; stop(): Promise<void> }
 
+/** What a fake server was told to inject, so a test can require that all of it happened. */
+export interface FaultInjection {
+  /** Lets `pass` requests through, then answers `status` to the `n` after them. Calls queue up. */
+  failNext(n: number, status?: number, pass?: number): void;
+  /** Failures answered so far. */
+  failedSoFar(): number;
+  /** Throws if a failure a test asked for was never answered (it would leak into the next test). */
+  assertFaultsDelivered(): void;
+}
+
+/** The queue of injected failures behind FaultInjection; `take()` decides one request. */
+function faultQueue(server: string): FaultInjection & { take(): number | undefined } {
+  const queue: { pass: number; fail: number; status: number }[] = [];
+  let failed = 0;
+  return {
+    failNext(n, status = 503, pass = 0) {
+      if (n > 0) queue.push({ pass, fail: n, status });
+    },
+    failedSoFar: () => failed,
+    assertFaultsDelivered() {
+      const pending = queue.reduce((sum, f) => sum + f.fail, 0);
+      queue.length = 0;
+      if (pending > 0) throw new Error(`${server}: ${pending} injected failure(s) were never delivered; the test did not exercise what it set up`);
+    },
+    take() {
+      const head = queue[0];
+      if (!head) return undefined;
+      if (head.pass > 0) {
+        head.pass--;
+        return undefined;
+      }
+      head.fail--;
+      failed++;
+      if (head.fail <= 0) queue.shift();
+      return head.status;
+    },
+  };
+}
+
 /** s3rver: an S3-compatible server (multipart included) on a free port. */
 export async function startS3(buckets: string[]): Promise<Running> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'logship-s3-'));
-  const server = new S3rver({ port: 0, address: '127.0.0.1', silent: true, directory: dir, configureBuckets: buckets.map((name) => ({ name })) });
+  const server = new S3rver({ port: 0, address: '127.0.0.1', silent: true, directory: dir, configureBuckets: buckets.map((name) => ({ name, configs: [] })) });
   const { port } = (await server.run()) as net.AddressInfo;
   return {
     endpoint: `http://127.0.0.1:${port}`,
@@ -74,11 +113,10 @@ interface GcsObject { name: string; data: Buffer; contentType?: string; contentE
  * delete and media download, with crc32c and md5Hash as the client validates them. No GCS
  * emulator installs offline (the firebase one needs Java 21).
  */
-export async function startFakeGcs(buckets: string[]): Promise<Running & { objects: Map<string, GcsObject>; failNext: (n: number, status?: number) => void }> {
+export async function startFakeGcs(buckets: string[]): Promise<Running & FaultInjection & { objects: Map<string, GcsObject> }> {
   const objects = new Map<string, GcsObject>();
   const uploads = new Map<string, { bucket: string; name: string; meta: Record<string, unknown>; chunks: Buffer[]; received: number }>();
-  let failures = 0;
-  let failStatus = 503;
+  const faults = faultQueue('fake GCS');
   let generation = 1;
   let base = '';
 
@@ -106,10 +144,8 @@ export async function startFakeGcs(buckets: string[]): Promise<Running & { objec
   const server = http.createServer(async (req, res) => {
     const url = new URL(req.url!, base);
     const body = await readBody(req);
-    if (failures > 0 && !(req.method === 'GET' && /^\/storage\/v1\/b\/[^/]+$/.test(url.pathname))) {
-      failures--;
-      return json(res, failStatus, { error: { code: failStatus, message: 'injected failure' } });
-    }
+    const failStatus = req.method === 'GET' && /^\/storage\/v1\/b\/[^/]+$/.test(url.pathname) ? undefined : faults.take();
+    if (failStatus !== undefined) return json(res, failStatus, { error: { code: failStatus, message: 'injected failure' } });
     let m: RegExpMatchArray | null;
     if (req.method === 'GET' && (m = url.pathname.match(/^\/storage\/v1\/b\/([^/]+)$/))) {
       return buckets.includes(m[1]!) ? json(res, 200, { kind: 'storage#bucket', name: m[1] }) : json(res, 404, { error: { code: 404, message: 'The specified bucket does not exist.' } });
@@ -187,10 +223,9 @@ export async function startFakeGcs(buckets: string[]): Promise<Running & { objec
   return {
     endpoint: base,
     objects,
-    failNext(n: number, status = 503) {
-      failures = n;
-      failStatus = status;
-    },
+    failNext: faults.failNext,
+    failedSoFar: faults.failedSoFar,
+    assertFaultsDelivered: faults.assertFaultsDelivered,
     async stop() {
       server.closeAllConnections();
       await new Promise((r) => server.close(r));
@@ -198,18 +233,15 @@ export async function startFakeGcs(buckets: string[]): Promise<Running & { objec
   };
 }
 
-/** An HTTP proxy that answers `status` to the next N requests instead of forwarding them. */
-export async function startFaultProxy(target: string): Promise<Running & { failNext(n: number, status?: number): void; failedSoFar(): number; requests: string[] }> {
-  let failures = 0;
-  let status = 503;
-  let failed = 0;
+/** An HTTP proxy that answers injected failures (FaultInjection) and forwards everything else. */
+export async function startFaultProxy(target: string): Promise<Running & FaultInjection & { requests: string[] }> {
+  const faults = faultQueue('fault proxy');
   const requests: string[] = [];
   const t = new URL(target);
   const server = http.createServer((req, res) => {
     requests.push(`${req.method} ${req.url}`);
-    if (failures > 0) {
-      failures--;
-      failed++;
+    const status = faults.take();
+    if (status !== undefined) {
       req.resume();
       res.writeHead(status, { 'content-type': 'application/xml' });
       return res.end(`<?xml version="1.0" encoding="UTF-8"?><Error><Code>${status === 503 ? 'SlowDown' : 'InternalError'}</Code><Message>injected</Message></Error>`);
@@ -224,11 +256,9 @@ export async function startFaultProxy(target: string): Promise<Running & { failN
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   return {
     endpoint: `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`,
-    failNext(n: number, s = 503) {
-      failures = n;
-      status = s;
-    },
-    failedSoFar: () => failed,
+    failNext: faults.failNext,
+    failedSoFar: faults.failedSoFar,
+    assertFaultsDelivered: faults.assertFaultsDelivered,
     requests,
     async stop() {
       server.closeAllConnections();

@@ -12,6 +12,8 @@ export interface ReceivedRequest {
   /** The bytes on the wire (compressed, if they were). */
   raw: Buffer;
   body: Buffer;
+  /** Date.now() on arrival: lets a test check a lower bound (a Retry-After honoured), never a speed. */
+  at: number;
 }
 
 /** What a platform answers. */
@@ -87,11 +89,11 @@ export class PlatformServer {
     } catch {
       return this.reply(res, { status: 400, body: 'bad content encoding' });
     }
-    const received: ReceivedRequest = { method: req.method ?? 'GET', path: url.pathname, query: url.searchParams, headers: req.headers, raw, body };
+    const received: ReceivedRequest = { method: req.method ?? 'GET', path: url.pathname, query: url.searchParams, headers: req.headers, raw, body, at: Date.now() };
     this.requests.push(received);
     const at = this.faults.findIndex((f) => f.matches(received));
     if (at >= 0) {
-      const [{ fault }] = this.faults.splice(at, 1) as [{ fault: Fault }];
+      const { fault } = this.faults.splice(at, 1)[0]!;
       if ('reset' in fault) {
         req.socket.destroy();
         return;

@@ -1,3 +1,4 @@
+import { checkWritableLocation } from '../../config/fs_checks.js';
 import { ConfigError } from '../../config/errors.js';
 import { OptionReader } from '../../config/reader.js';
 import { isoDurationMillis } from '../../config/units.js';
@@ -44,7 +45,7 @@ export function readDeliveryOptions(r: OptionReader, id: string, d: DeliveryDefa
     minBackoffMs: millis(r, 'minBackoff', 'PT0.1S'),
     maxBackoffMs: millis(r, 'maxBackoff', 'PT20S'),
     requestTimeoutMs: millis(r, 'requestTimeout', 'PT60S'),
-    deadLetter: r.string('deadLetter', './logship-dead-letter'),
+    deadLetter: checkedDirectory(r, 'deadLetter', './logship-dead-letter'),
     allowDeadLetter: r.boolean('allowDeadLetter', false),
   };
   if (options.maxBackoffMs < options.minBackoffMs) throw new ConfigError(r.at('maxBackoff'), 'must not be shorter than minBackoff');
@@ -73,4 +74,11 @@ export function stringMap(r: OptionReader, key: string): Record<string, string> 
   for (const k of Object.keys(raw as object)) out[k] = child.string(k);
   child.done();
   return out;
+}
+
+/** A directory option, refused at load time where files can never be created (/proc, /sys…). */
+function checkedDirectory(r: OptionReader, key: string, fallback: string): string {
+  const dir = r.string(key, fallback);
+  checkWritableLocation(r.at(key), dir);
+  return dir;
 }

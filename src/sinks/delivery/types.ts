@@ -31,6 +31,12 @@ export interface RequestBuilder<R extends DeliveryRequest> {
    * (over the platform's size cap where it does not truncate), and the core dead-letters it.
    */
   add(batch: RowBatch, i: number): string | null;
+  /**
+   * For platforms with hard caps (bytes, time span): false when row `i` would push the open
+   * request over one, so the core sends the open request first and row `i` starts the next.
+   * Deciding before `add` keeps each row in the request of the span it is acknowledged with.
+   */
+  fits?(batch: RowBatch, i: number): boolean;
   readonly count: number;
   /** True once the request reached a cap and must be sent before the next row. */
   readonly full: boolean;

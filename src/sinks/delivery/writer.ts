@@ -68,6 +68,7 @@ export class BatchedShardWriter<R extends DeliveryRequest, Res> implements Shard
         if (this.confirmedEarlier(batch, i)) continue;
         this.skipKey = null; // rows arrive in order: once past the prefix, stay past it
       }
+      if (this.builder.count > 0 && this.builder.fits?.(batch, i) === false) await this.dispatch();
       const refused = this.builder.add(batch, i);
       const span = (this.span ??= { lastTsMicros: 0, lastKey: '', delivered: 0, done: false, dead: [] });
       span.lastTsMicros = batch.tsMicros[i]!;

@@ -1,4 +1,5 @@
 import { ConfigError } from '../../config/errors.js';
+import { quote } from '../../config/reader.js';
 import type { RowBatch } from '../../source/row_batch.js';
 import type { DeadLetterSubject, DeliveryRequest, RequestBuilder } from '../delivery/types.js';
 
@@ -19,10 +20,25 @@ export interface IndexPattern {
   dateOf(index: string): Date | null;
 }
 
+/** Elasticsearch/OpenSearch index-name rules; a name breaking them would dead-letter every document. */
+function checkIndexName(path: string, name: string): void {
+  const bad = /[\\/*?"<>| ,#:]/.exec(name);
+  if (bad) throw new ConfigError(path, `index names may not contain ${JSON.stringify(bad[0])} (nor \\ / * ? " < > | space , # :)`);
+  if (/^[-_+]/.test(name)) throw new ConfigError(path, 'index names may not start with -, _ or +');
+  if (name === '.' || name === '..') throw new ConfigError(path, 'index names may not be . or ..');
+  if (Buffer.byteLength(name) > 255) throw new ConfigError(path, 'index names may be at most 255 bytes');
+}
+
 export function parseIndexPattern(path: string, pattern: string): IndexPattern {
+  const parsed = parseIndexPatternUnchecked(path, pattern);
+  checkIndexName(path, parsed.render(Date.UTC(2026, 0, 1) * 1000));
+  return parsed;
+}
+
+function parseIndexPatternUnchecked(path: string, pattern: string): IndexPattern {
   const m = /^([^{}]*)\{([^{}]+)\}([^{}]*)$/.exec(pattern);
   if (!m) {
-    if (/[{}]/.test(pattern)) throw new ConfigError(path, `must contain at most one {date pattern} such as {yyyy.MM.dd} (got ${JSON.stringify(pattern)})`);
+    if (/[{}]/.test(pattern)) throw new ConfigError(path, `must contain at most one {date pattern} such as {yyyy.MM.dd} (got ${quote(pattern)})`);
     if (pattern !== pattern.toLowerCase()) throw new ConfigError(path, 'index names must be lower case');
     return { unit: null, render: () => pattern, prefix: pattern, dateOf: () => null };
   }

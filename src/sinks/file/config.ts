@@ -1,3 +1,4 @@
+import { checkWritableLocation } from '../../config/fs_checks.js';
 import type { OptionReader } from '../../config/reader.js';
 import type { OutputOptions } from '../../config/types.js';
 import { readOutputOptions } from '../output_options.js';
@@ -7,6 +8,7 @@ export const FILE_DEFAULT_TEMPLATE = '{prefix}-{shard}-{part}.{ext}';
 
 export function parseFileExporter(r: OptionReader, id: string): FileExporterConfig {
   const directory = r.string('directory', './logship-out');
+  checkWritableLocation(r.at('directory'), directory);
   const output = readOutputOptions(r, FILE_DEFAULT_TEMPLATE);
   return { id, type: 'file', directory, ...output };
 }

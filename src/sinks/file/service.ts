@@ -33,8 +33,18 @@ export class FileService implements ObjectService {
     }
   }
 
+  /** The path of a name, refused if it resolves outside the root (config checks names; this is the last line). */
+  private inside(name: string): string {
+    const full = path.resolve(this.root, name);
+    const rel = path.relative(path.resolve(this.root), full);
+    if (rel === '' || rel.startsWith('..') || path.isAbsolute(rel)) {
+      throw new RunError(`${this.label}: refusing ${JSON.stringify(name)}, which is outside the output directory`, { code: 'permanent' });
+    }
+    return full;
+  }
+
   async open(name: string): Promise<PartUpload> {
-    const final = path.join(this.root, name);
+    const final = this.inside(name);
     const dir = path.dirname(final);
     const temp = path.join(dir, `.${path.basename(final)}.${process.pid}${TEMP_SUFFIX}`);
     await fsp.mkdir(dir, { recursive: true });
@@ -86,7 +96,8 @@ export class FileService implements ObjectService {
 
   async removeStale(prefixes: string[], keep: Set<string>, pattern: RegExp): Promise<string[]> {
     const removed: string[] = [];
-    const dirs = new Set(prefixes.map((p) => path.dirname(path.join(this.root, p))));
+    // Only ever list and delete inside the root, whatever the prefixes say.
+    const dirs = new Set(prefixes.map((p) => path.dirname(this.inside(p))));
     for (const dir of dirs) {
       let entries: string[];
       try {

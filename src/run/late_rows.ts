@@ -1,0 +1,163 @@
+import { randomUUID } from 'node:crypto';
+import type pg from 'pg';
+import { escapeLiteral } from 'pg';
+import type { Config } from '../config/types.js';
+import { isoDurationMillis } from '../config/units.js';
+import { shardId, TS_TEXT, type Bound } from '../plan/keyset.js';
+import type { ShardSpec } from '../plan/shards.js';
+import { filterConditions, rangeConditions, whereClause } from '../source/query.js';
+import { committedAfter, comparable, parseSnapshot, XMIN8, type Snapshot } from '../source/snapshots.js';
+import type { SourceTable } from '../source/table.js';
+import type { ReadRange, RunManifest, ShardOutcome } from '../state/types.js';
+import type { Logger } from '../util/log.js';
+import type { RunReport } from './run.js';
+import { filtersOf } from './shard_task.js';
+
+/** The exported ranges still inside the horizon, as the run goes. */
+export interface Ledger {
+  reads: ReadRange[];
+  /** now() - lateRows.horizon by the database clock; null when late rows are off. */
+  horizonStart: string | null;
+}
+
+export function lateRowsEnabled(config: Config): boolean {
+  return (isoDurationMillis(config.lateRows.horizon) ?? 0) > 0;
+}
+
+export async function horizonStart(client: pg.Client, config: Config): Promise<string | null> {
+  if (!lateRowsEnabled(config)) return null;
+  const r = await client.query<{ t: string }>(`SELECT ${TS_TEXT('now() - $1::interval')} AS t`, [config.lateRows.horizon]);
+  return r.rows[0]!.t;
+}
+
+export async function currentSnapshot(client: pg.Client): Promise<string> {
+  return (await client.query<{ s: string }>('SELECT pg_current_snapshot()::text AS s')).rows[0]!.s;
+}
+
+/**
+ * The ledger after a run: a window's shards join it with the snapshots they were read in (a window
+ * that planned no shards joins as one range, covered by the snapshot taken before planning); a
+ * catch-up moves each range it re-read to its newer snapshot. Ranges that ended before the
+ * horizon leave it.
+ */
+export function nextReads(config: Config, run: RunManifest, done: Map<number, ShardOutcome>, ledger: Ledger): ReadRange[] {
+  const start = ledger.horizonStart;
+  if (start === null) return [];
+  let reads: ReadRange[];
+  if (run.kind === 'late') {
+    const moved = new Map<string, { snapshot: string; late: number }>();
+    for (const shard of run.shards) {
+      const snapshot = done.get(shard.index)?.snapshot;
+      if (shard.late && snapshot) moved.set(shard.late.of, { snapshot, late: shard.late.n });
+    }
+    reads = ledger.reads.map((r) => ({ ...r, ...moved.get(r.id) }));
+  } else {
+    const added: ReadRange[] = [];
+    for (const shard of run.shards) {
+      const snapshot = done.get(shard.index)?.snapshot;
+      if (snapshot) added.push({ id: shard.id, lo: shard.lo, hi: shard.hi, snapshot, late: 0 });
+    }
+    if (run.shards.length === 0 && run.snapshot) {
+      const { start: lo, end: hi } = run.window;
+      added.push({ id: shardId(config.offsetKey, lo, hi), lo, hi, snapshot: run.snapshot, late: 0 });
+    }
+    reads = [...ledger.reads, ...added];
+  }
+  return reads.filter((r) => r.hi.ts > start);
+}
+
+/** (timestamp, key) order; a null key sorts before every key at its instant. */
+function compareBounds(a: Bound, b: Bound): number {
+  if (a.ts !== b.ts) return a.ts < b.ts ? -1 : 1;
+  if (a.key === b.key) return 0;
+  if (a.key === null) return -1;
+  if (b.key === null) return 1;
+  return Buffer.compare(Buffer.from(a.key), Buffer.from(b.key));
+}
+
+/** SQL: the row sorts before `b` in (timestamp, key) order. */
+function before(t: SourceTable, b: Bound): string {
+  const ts = `${escapeLiteral(b.ts)}::timestamptz`;
+  return b.key === null ? `${t.ts} < ${ts}` : `(${t.ts}, ${t.keyOrdered}) < (${ts}, ${escapeLiteral(b.key)}::${t.keyType})`;
+}
+
+/**
+ * The ranges holding rows committed after their snapshot, in ONE scan of the horizon: each row
+ * finds its range by a binary search written as nested CASEs (log2(ranges) comparisons), then
+ * that range's visibility test decides. One EXISTS per range would scan the table once per range
+ * wherever no timestamp index serves the range.
+ */
+async function rangesWithLateRows(main: pg.Client, t: SourceTable, config: Config, ranges: ReadRange[], now: Snapshot): Promise<{ range: ReadRange; keys: string[] | null }[]> {
+  const sorted = [...ranges].sort((a, b) => compareBounds(a.lo, b.lo));
+  const lo = sorted[0]!.lo;
+  const hi = sorted.reduce((m, r) => (compareBounds(r.hi, m) > 0 ? r.hi : m), sorted[0]!.hi);
+  const where = whereClause([...filterConditions(t, filtersOf(config)), ...rangeConditions(t, lo, hi)]);
+  // The inner query yields the row's time and key under their own names (so t.ts and t.keyOrdered
+  // still apply to it) and its xmin as int8 once; OFFSET 0 keeps the planner from inlining that
+  // conversion into every branch of the tree.
+  const leaf = (i: number) => `CASE WHEN ${committedAfter(parseSnapshot(sorted[i]!.snapshot), now, 't.logship_xmin8')} THEN ${i} END`;
+  const tree = (from: number, to: number): string => {
+    if (to - from === 1) return leaf(from);
+    const mid = (from + to) >> 1;
+    return `CASE WHEN ${before(t, sorted[mid]!.lo)} THEN ${tree(from, mid)} ELSE ${tree(mid, to)} END`;
+  };
+  const rows = `SELECT ${t.ts}, ${t.key}, ${XMIN8} AS logship_xmin8 FROM ${t.name} t ${where} OFFSET 0`;
+  const r = await main.query<{ i: number; keys: string[] | null }>(
+    `SELECT s.i, CASE WHEN count(*) <= ${MAX_KEYED_ROWS} THEN array_agg(s.k) END AS keys
+       FROM (SELECT ${tree(0, sorted.length)} AS i, ${t.key}::text AS k FROM (${rows}) t) s WHERE s.i IS NOT NULL GROUP BY s.i`);
+  // A row in a gap between stored ranges can only flag a neighbour, whose late read then finds
+  // nothing of its own: the key list is a hint, the range conditions still apply.
+  return r.rows.map((row) => ({
+    range: sorted[row.i]!,
+    // A key that did not arrive intact (non-UTF-8 bytes in a SQL_ASCII database) cannot be looked up.
+    keys: row.keys && !row.keys.some((k) => k.includes('\uFFFD')) ? row.keys : null,
+  }));
+}
+
+/**
+ * Up to this many late rows per range are looked up by key; more are read by a scan of the range.
+ * Tests lower it to exercise the scan path.
+ */
+const MAX_KEYED_ROWS = Number(process.env.LOGSHIP_TEST_MAX_KEYED_LATE_ROWS ?? 2000);
+
+/**
+ * Finds the ranges of the ledger that hold rows committed after their snapshot (one scan) and
+ * exports those rows as extra shards of the ranges they belong to (by key when they are few, so
+ * no second scan is needed), `${id}-late${n}`, through the same manifest, exporters and checkpoints as any
+ * shard: a crash mid-catch-up resumes it, and each late row is exported exactly once.
+ */
+export async function catchUpLateRows(
+  main: pg.Client, table: SourceTable, config: Config, ledger: Ledger, offset: Bound, report: RunReport, log: Logger,
+  execute: (run: RunManifest) => Promise<unknown>,
+): Promise<void> {
+  if (ledger.horizonStart === null || ledger.reads.length === 0) return;
+  // The check reads in one snapshot, so the late rows it finds are exactly those `until` shows.
+  await main.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+  let until: string;
+  let hits: { range: ReadRange; keys: string[] | null }[] = [];
+  try {
+    until = await currentSnapshot(main);
+    const now = parseSnapshot(until);
+    const candidates = ledger.reads.filter((r) => {
+      if (comparable(parseSnapshot(r.snapshot), now)) return true;
+      log.warn({ range: r.id }, 'range read too many transactions ago (over 2^31) to tell late rows apart by xmin; it is no longer checked');
+      return false;
+    });
+    report.late.rangesChecked += candidates.length;
+    if (candidates.length > 0) hits = await rangesWithLateRows(main, table, config, candidates, now);
+  } finally {
+    await main.query('COMMIT');
+  }
+  if (hits.length === 0) return;
+  const shards: ShardSpec[] = hits.map(({ range: r, keys }, index) => ({
+    index, id: `${r.id}-late${r.late + 1}`, lo: r.lo, hi: r.hi, estimatedRows: keys?.length ?? 0,
+    late: { of: r.id, n: r.late + 1, since: r.snapshot, ...(keys ? { keys, until } : {}) },
+  }));
+  report.late.rangesCaughtUp += shards.length;
+  const run: RunManifest = {
+    runId: randomUUID(), createdAt: new Date().toISOString(), kind: 'late',
+    window: { start: offset, end: offset }, totalRows: 0, shards,
+  };
+  log.info({ runId: run.runId, ranges: shards.length }, 'late rows found in exported ranges; exporting them as extra parts of their shards');
+  await execute(run);
+}

@@ -1,0 +1,213 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import pg from 'pg';
+import { seedKestraLogs } from '../src/demo/seed.js';
+import { committedAfter, comparable, parseSnapshot } from '../src/source/snapshots.js';
+import { freshDatabase, isoAgo, sourceDocs } from './helpers/db.js';
+import { exportedDocs, listParts, listTempFiles, runCli, startCli, tempDir, writeConfig } from './helpers/cli.js';
+
+const opened: pg.Client[] = [];
+afterAll(async () => {
+  await Promise.all(opened.map((c) => c.end()));
+});
+
+/** mulberry32: a seeded PRNG, so every "random" moment and timestamp is the same on every run. */
+function seeded(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function connect(url: string): Promise<pg.Client> {
+  const c = new pg.Client({ connectionString: url });
+  c.on('error', () => {});
+  await c.connect();
+  opened.push(c);
+  return c;
+}
+
+function lateParts(out: string): string[] {
+  return listParts(out).filter((f) => /-late\d+-\d{5}\./.test(path.basename(f)));
+}
+
+describe('late-arriving rows are exported exactly once', () => {
+  it('rows committed late at seeded random moments during and between incremental runs (safetyLag PT0S): 0 missing, 0 duplicated', async () => {
+    const { url, client } = await freshDatabase('late_random');
+    opened.push(client);
+    await seedKestraLogs(client, { rows: 4000, start: isoAgo(3000), spanSeconds: 2400 });
+    const dir = tempDir('late-random');
+    const out = path.join(dir, 'out');
+    const cfg = writeConfig(dir, {
+      source: { url, fetchSize: 200 }, lookbackPeriod: 'P1D', safetyLag: 'PT0S', workers: 2, rowsPerShard: 1000,
+      logExporters: [{ id: 'files', type: 'file', directory: out, maxLinesPerFile: 500 }],
+    });
+    const random = seeded(12);
+    const writer = await connect(url);
+    let seq = 1_000_000;
+    /** One transaction of late rows: timestamps somewhere in the last 45 minutes, i.e. mostly behind the offset. */
+    const insertLate = async (c: pg.Client) => {
+      const rows = 1 + Math.floor(random() * 40);
+      await seedKestraLogs(c, { rows, start: isoAgo(60 + random() * 2700), spanSeconds: random() * 30, seq });
+      seq += rows;
+    };
+
+    let lateSeen = 0;
+    for (let round = 0; round < 4; round++) {
+      // A transaction that is open while the run reads (in its snapshot's in-progress list) and
+      // commits after the run: its rows must come out in a later run, once.
+      const open = await connect(url);
+      await open.query('BEGIN');
+      await insertLate(open);
+      const report = path.join(dir, `r${round}.json`);
+      const run = startCli(['run', '--config', cfg, '--report', report], { env: { LOGSHIP_TEST_BATCH_DELAY_MS: '5' } });
+      // Late rows committed at seeded random moments while the run goes.
+      const moments = Array.from({ length: 6 }, () => Math.floor(random() * 1500)).sort((a, b) => a - b);
+      let last = 0;
+      for (const at of moments) {
+        await sleep(at - last);
+        last = at;
+        await insertLate(writer);
+      }
+      const r = await run.done;
+      expect(r.stderr).not.toMatch(/"level":(40|50)/);
+      expect(r.code).toBe(0);
+      await open.query('COMMIT');
+      await open.end();
+      opened.splice(opened.indexOf(open), 1);
+      lateSeen += JSON.parse(fs.readFileSync(report, 'utf8')).late.rows;
+      // Between runs: more late rows.
+      await insertLate(writer);
+      await insertLate(writer);
+    }
+    // A quiet run collects whatever the last round committed late.
+    const final = await runCli(['run', '--config', cfg, '--report', path.join(dir, 'final.json')]);
+    expect(final.code).toBe(0);
+    lateSeen += JSON.parse(fs.readFileSync(path.join(dir, 'final.json'), 'utf8')).late.rows;
+
+    const exported = exportedDocs(out);
+    const source = await sourceDocs(client);
+    expect(exported.length).toBe(source.length);
+    expect(exported).toEqual(source); // every row, none twice (the multisets are equal)
+    expect(lateSeen).toBeGreaterThan(0);
+    expect(lateParts(out).length).toBeGreaterThan(0);
+    // Nothing is left behind: one more run finds no late row.
+    const idle = await runCli(['run', '--config', cfg, '--report', path.join(dir, 'idle.json')]);
+    expect(idle.code).toBe(0);
+    expect(JSON.parse(fs.readFileSync(path.join(dir, 'idle.json'), 'utf8')).late.rows).toBe(0);
+  }, 300_000); // several incremental runs, each a process: a bound on a hang, not on speed
+
+  it('a kill -9 during the catch-up, then a rerun: each late row once, in deterministically named late parts', async () => {
+    const { url, client } = await freshDatabase('late_kill');
+    opened.push(client);
+    await seedKestraLogs(client, { rows: 6000, start: isoAgo(3000), spanSeconds: 2400 });
+    const dir = tempDir('late-kill');
+    const out = path.join(dir, 'out');
+    const cfg = writeConfig(dir, {
+      source: { url, fetchSize: 100 }, lookbackPeriod: 'P1D', safetyLag: 'PT0S', workers: 1, rowsPerShard: 1000,
+      logExporters: [{ id: 'files', type: 'file', directory: out, maxLinesPerFile: 150 }],
+    });
+    expect((await runCli(['run', '--config', cfg])).code).toBe(0);
+    // Late rows in every exported range.
+    await seedKestraLogs(client, { rows: 3000, start: isoAgo(2990), spanSeconds: 2380, seq: 1_000_000 });
+
+    const lateRun = async () => {
+      const r = await client.query<{ kind: string | null; done: number }>(
+        `SELECT run->>'kind' AS kind, (SELECT count(*)::int FROM logship_state_shards) AS done FROM logship_state`);
+      return r.rows[0]?.kind === 'late' ? r.rows[0].done : -1;
+    };
+    const { child, done } = startCli(['run', '--config', cfg], { env: { LOGSHIP_TEST_BATCH_DELAY_MS: '40' } });
+    const until = Date.now() + 120_000;
+    // Killed mid-catch-up: some late shards done, a later one mid-part.
+    while (!((await lateRun()) >= 2 && listTempFiles(out).length > 0) && child.exitCode === null && Date.now() < until) await sleep(10);
+    expect(child.exitCode).toBeNull();
+    child.kill('SIGKILL');
+    expect((await done).signal).toBe('SIGKILL');
+    const partsBefore = lateParts(out).map((f) => path.basename(f));
+    expect(partsBefore.length).toBeGreaterThan(0);
+
+    const rerun = await runCli(['run', '--config', cfg]);
+    expect(rerun.code).toBe(0);
+    expect(rerun.stdout).toMatch(/late catch-up \S+ \(resumed\)/);
+    expect(listTempFiles(out)).toEqual([]);
+    expect(exportedDocs(out)).toEqual(await sourceDocs(client));
+    // Parts finished before the kill keep their names (the same shard ids and part numbers).
+    const after = new Set(lateParts(out).map((f) => path.basename(f)));
+    expect(partsBefore.every((p) => after.has(p))).toBe(true);
+  });
+
+  it('works in a replica-style read: a read-only source session, file state', async () => {
+    const { url, client } = await freshDatabase('late_replica');
+    opened.push(client);
+    await seedKestraLogs(client, { rows: 3000, start: isoAgo(3000), spanSeconds: 2400 });
+    const dir = tempDir('late-replica');
+    const out = path.join(dir, 'out');
+    // Every session logship opens is read-only, as on a hot standby: no xid, no write.
+    const readOnly = `${url}?options=${encodeURIComponent('-c default_transaction_read_only=on')}`;
+    const cfg = writeConfig(dir, {
+      source: { url: readOnly }, lookbackPeriod: 'P1D', safetyLag: 'PT0S', workers: 2, rowsPerShard: 1000,
+      state: { type: 'file', path: path.join(dir, 'state.json') },
+      logExporters: [{ id: 'files', type: 'file', directory: out }],
+    });
+    expect((await runCli(['run', '--config', cfg])).code).toBe(0);
+    await seedKestraLogs(client, { rows: 500, start: isoAgo(2900), spanSeconds: 2000, seq: 1_000_000 });
+    const second = await runCli(['run', '--config', cfg, '--report', path.join(dir, 'r.json')]);
+    expect(second.code).toBe(0);
+    expect(JSON.parse(fs.readFileSync(path.join(dir, 'r.json'), 'utf8')).late.rows).toBe(500);
+    expect(exportedDocs(out)).toEqual(await sourceDocs(client));
+    const state = JSON.parse(fs.readFileSync(path.join(dir, 'state.json'), 'utf8'));
+    expect(state.entries['LogShipper-state'].reads.some((r: { late: number }) => r.late === 1)).toBe(true);
+    const shown = JSON.parse((await runCli(['state', '--config', cfg, '--json'])).stdout);
+    expect(shown.lateRows).toEqual({ horizon: 'PT1H', rangesTracked: state.entries['LogShipper-state'].reads.length });
+  });
+
+  it('with delete: true, late rows are exported, then deleted in the same snapshot (the scan path, not the key lookup)', async () => {
+    const { url, client } = await freshDatabase('late_delete');
+    opened.push(client);
+    await seedKestraLogs(client, { rows: 3000, start: isoAgo(3000), spanSeconds: 2400 });
+    const all = new Set(await sourceDocs(client));
+    const dir = tempDir('late-delete');
+    const out = path.join(dir, 'out');
+    const cfg = writeConfig(dir, {
+      source: { url }, lookbackPeriod: 'P1D', safetyLag: 'PT0S', workers: 2, rowsPerShard: 1000, delete: true,
+      logExporters: [{ id: 'files', type: 'file', directory: out }],
+    });
+    expect((await runCli(['run', '--config', cfg])).code).toBe(0);
+    expect(await sourceDocs(client)).toEqual([]);
+    await seedKestraLogs(client, { rows: 700, start: isoAgo(2900), spanSeconds: 2000, seq: 1_000_000 });
+    for (const d of await sourceDocs(client)) all.add(d);
+    // Too many late rows for a key lookup: each range with late rows is read by a scan in its own snapshot.
+    const second = await runCli(['run', '--config', cfg, '--report', path.join(dir, 'r.json')], { env: { LOGSHIP_TEST_MAX_KEYED_LATE_ROWS: '0' } });
+    expect(second.code).toBe(0);
+    const report = JSON.parse(fs.readFileSync(path.join(dir, 'r.json'), 'utf8'));
+    expect(report.late.rows).toBe(700);
+    expect(report.deletedRows).toBe(700);
+    expect(await sourceDocs(client)).toEqual([]);
+    expect(exportedDocs(out)).toEqual([...all].sort());
+  });
+});
+
+describe('late-row detection on 32-bit xmin values', () => {
+  it('selects exactly the xids committed after the snapshot, across an xid wraparound', async () => {
+    const { client } = await freshDatabase('late_xids', false);
+    opened.push(client);
+    const epoch = 3n * 2n ** 32n;
+    const since = parseSnapshot(`${epoch + 4294967280n}:${epoch + 4294967290n}:${epoch + 4294967285n}`);
+    const now = parseSnapshot(`${epoch + 2n ** 32n + 10n}:${epoch + 2n ** 32n + 12n}:`);
+    expect(comparable(since, now)).toBe(true);
+    const xids = [4294967270, 4294967280, 4294967285, 4294967289, 4294967290, 4294967295, 0, 1, 2, 3, 9, 11];
+    const r = await client.query<{ x: string }>(
+      `SELECT v.xmin::text AS x FROM (VALUES ${xids.map((x) => `('${x}'::xid)`).join(', ')}) v(xmin) WHERE ${committedAfter(since, now, 'v.xmin::text::int8')}`);
+    // In progress at the snapshot (…285), assigned after it (…290 to 11 across the wrap); never
+    // the frozen/bootstrap xids 0-2 or anything the snapshot saw committed.
+    expect(r.rows.map((x) => Number(x.x))).toEqual([4294967285, 4294967290, 4294967295, 3, 9, 11]);
+    expect(comparable(since, parseSnapshot(`1:${epoch + 2n ** 32n + 2n ** 31n}:`))).toBe(false);
+  });
+});
