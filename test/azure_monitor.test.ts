@@ -161,6 +161,15 @@ describe('azure-monitor exporter', () => {
     expectExactlyOnce();
   });
 
+  it('an unreachable Entra ID is retried, then fails with one line naming the exporter (exit 1), nothing sent', async () => {
+    const before = server.server.requests.length;
+    const { file } = config({ authorityHost: 'https://127.0.0.1:9', maxAttempts: 2 });
+    const r = await runCli(['run', '--config', file], { env });
+    expect(r.code).toBe(1);
+    expect(r.stderr.trim().split('\n').at(-1)).toMatch(/^logship: azure-monitor exporter 'azureMonitor' \(https:\/\/127\.0\.0\.1:\d+\): cannot get a token from https:\/\/127\.0\.0\.1:9 for clientId \*\*\* in tenant \*\*\*: CredentialUnavailableError: endpoints_resolution_error: .+; gave up after 2 attempts$/);
+    expect(server.server.requests.length).toBe(before);
+  });
+
   it('a stream the DCR does not declare: one line naming the exporter, exit 1, the offset unmoved', async () => {
     server.rows.length = 0;
     const { file } = config({ streamName: 'Custom-Missing' });

@@ -1,6 +1,7 @@
 import type { TokenCredential } from '@azure/identity';
 import type { LogsIngestionClient } from '@azure/monitor-ingestion';
-import { PermanentExportError } from '../failures.js';
+import { checkWithRetries } from '../delivery/check.js';
+import type { Decision } from '../delivery/decision.js';
 import type { AzureMonitorExporterConfig } from './config.js';
 import type { LogsRequest } from './request_builder.js';
 import type { CallFailure, UploadOutcome } from './retry.js';
@@ -32,14 +33,21 @@ export class AzureMonitorService {
     return new AzureMonitorService(config, credential, client);
   }
 
-  /** A token for the ingestion audience, so wrong credentials fail before any row is read. */
+  /**
+   * A token for the ingestion audience, so wrong credentials fail before any row is read (at once:
+   * Entra ID refused them); an unreachable or failing Entra ID is retried like a request.
+   */
   async check(): Promise<void> {
-    try {
-      await this.credential.getToken(`${this.config.audience}/.default`, { abortSignal: AbortSignal.timeout(this.config.requestTimeoutMs) });
-    } catch (err) {
-      const who = this.config.servicePrincipal ? `clientId ${this.config.servicePrincipal.clientId} in tenant ${this.config.servicePrincipal.tenantId}` : 'the default Azure credential chain';
-      throw new PermanentExportError(`${this.label}: cannot get a token from ${this.config.authorityHost} for ${who}: ${describeAuthError(err)}`);
-    }
+    const who = this.config.servicePrincipal ? `clientId ${this.config.servicePrincipal.clientId} in tenant ${this.config.servicePrincipal.tenantId}` : 'the default Azure credential chain';
+    await checkWithRetries(this.config, this.label, async (): Promise<Decision> => {
+      try {
+        await this.credential.getToken(`${this.config.audience}/.default`, { abortSignal: AbortSignal.timeout(this.config.requestTimeoutMs) });
+        return { kind: 'ok' };
+      } catch (err) {
+        const reason = `cannot get a token from ${this.config.authorityHost} for ${who}: ${describeAuthError(err)}`;
+        return isRefusal(err) ? { kind: 'fatal', reason } : { kind: 'retry', reason };
+      }
+    });
   }
 
   /** One upload: the SDK's per-call failures (AggregateLogsUploadError) come back as data, not thrown. */
@@ -55,6 +63,20 @@ export class AzureMonitorService {
   }
 
   async close(): Promise<void> {}
+}
+
+/** OAuth errors by which Entra ID refuses the credentials or the request: retrying cannot help. */
+const REFUSALS = /\b(invalid_client|unauthorized_client|invalid_request|invalid_grant|invalid_scope|invalid_resource|unsupported_grant_type|AADSTS\d+)\b/;
+
+/** MSAL's words for an authority it could not reach (it wraps them in CredentialUnavailableError). */
+const UNREACHABLE = /\b(endpoints_resolution_error|network_error|ECONNREFUSED|ECONNRESET|ETIMEDOUT|ENOTFOUND|EAI_AGAIN)\b/;
+
+function isRefusal(err: unknown): boolean {
+  const e = err as { name?: string; message?: string; statusCode?: number; errorResponse?: { error?: string } };
+  if (UNREACHABLE.test(e?.message ?? '')) return false;
+  if (typeof e?.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500 && e.statusCode !== 408 && e.statusCode !== 429) return true;
+  if (e?.name === 'CredentialUnavailableError') return true;
+  return REFUSALS.test(`${e?.errorResponse?.error ?? ''} ${e?.message ?? ''}`);
 }
 
 /** MSAL's and the identity library's errors: the OAuth error code and the first line of its description. */
