@@ -2,6 +2,7 @@ import { ConfigError } from '../config/errors.js';
 import { OptionReader, quote } from '../config/reader.js';
 import type { ExporterConfig, FileShapedConfig } from '../config/types.js';
 import { azureBlobSink } from './azure_blob/definition.js';
+import { azureMonitorSink } from './azure_monitor/definition.js';
 import { cloudwatchSink } from './cloudwatch/definition.js';
 import { datadogSink } from './datadog/definition.js';
 import type { SinkDefinition } from './definition.js';
@@ -35,6 +36,7 @@ export const SINKS: readonly SinkDefinition[] = [
   kinesisSink,
   datadogSink,
   newRelicSink,
+  azureMonitorSink,
 ];
 
 /** Kestra exporter types logship knows of but does not have. */

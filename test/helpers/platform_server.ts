@@ -1,4 +1,5 @@
 import http from 'node:http';
+import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import zlib from 'node:zlib';
 
@@ -38,20 +39,25 @@ export class PlatformServer {
   private server: http.Server | null = null;
   private port = 0;
 
-  constructor(private readonly handle: (r: ReceivedRequest) => Answer | Promise<Answer>) {}
+  /** `tls`: serve HTTPS with this key and certificate (for SDKs that refuse tokens over plain HTTP). */
+  constructor(
+    private readonly handle: (r: ReceivedRequest) => Answer | Promise<Answer>,
+    private readonly tls?: { key: string | Buffer; cert: string | Buffer },
+  ) {}
 
   get url(): string {
-    return `http://127.0.0.1:${this.port}`;
+    return `${this.tls ? 'https' : 'http'}://127.0.0.1:${this.port}`;
   }
 
   async start(): Promise<this> {
-    this.server = http.createServer((req, res) => {
+    const listener = (req: http.IncomingMessage, res: http.ServerResponse) => {
       const chunks: Buffer[] = [];
       req.on('data', (c: Buffer) => chunks.push(c));
       req.on('end', () => {
         void this.serve(req, Buffer.concat(chunks), res);
       });
-    });
+    };
+    this.server = this.tls ? https.createServer(this.tls, listener) : http.createServer(listener);
     this.server.keepAliveTimeout = 60_000;
     await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', resolve));
     this.port = (this.server.address() as AddressInfo).port;
