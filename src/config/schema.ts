@@ -6,6 +6,7 @@ import { resolveWorkers } from './workers.js';
 import { parseExporter } from '../sinks/registry.js';
 import { AUDIT_COLUMNS, parseResources } from './audit.js';
 import { parseState } from './state_config.js';
+import { parseQueue } from './queue_config.js';
 
 /** The Kestra `logs` table needs no mapping: these are its column names. */
 export const KESTRA_COLUMNS: ColumnMapping = {
@@ -119,6 +120,7 @@ export function parseConfig(value: unknown): Config {
   const maxDuration = r.raw('maxDuration');
   const maxDurationMs = maxDuration === undefined || maxDuration === null ? null : checkMaxDuration(r.at('maxDuration'), maxDuration, stopGraceMs);
   const state = parseState(r.child('state'));
+  const queue = parseQueue(r.child('queue'), rowsPerShard);
   const list = r.list('logExporters');
   if (!list || list.length === 0) throw new ConfigError('logExporters', 'must list at least one exporter');
   const ids = new Set<string>();
@@ -146,5 +148,5 @@ export function parseConfig(value: unknown): Config {
   if (tenantId && source.columns.tenant === null) {
     throw new ConfigError('tenantId', 'the source has no tenant column (source.columns.tenant is null)');
   }
-  return { kind, source, logLevelFilter, resources, lookbackPeriod, namespace, tenantId, offsetKey, delete: del, safetyLag, workers, workersReason, rowsPerShard, shardAttempts, maxDurationMs, stopGraceMs, state, logExporters };
+  return { kind, source, logLevelFilter, resources, lookbackPeriod, namespace, tenantId, offsetKey, delete: del, safetyLag, workers, workersReason, rowsPerShard, shardAttempts, maxDurationMs, stopGraceMs, state, queue, logExporters };
 }

@@ -1,5 +1,6 @@
 /** The validated, fully defaulted configuration that the rest of logship works from. */
 import type { ExporterConfigBase } from '../sinks/definition.js';
+import type { QueueConfig } from './queue_config.js';
 import type { AzureBlobExporterConfig } from '../sinks/azure_blob/config.js';
 import type { GcsExporterConfig } from '../sinks/gcs/config.js';
 import type { S3ExporterConfig } from '../sinks/s3/config.js';
@@ -111,5 +112,7 @@ export interface Config {
   /** Running shards stop this long before the deadline, to leave time for the checkpoint. */
   stopGraceMs: number;
   state: StateConfig;
+  /** Distributed mode's job queue (read only by `run --distributed`, `worker` and `status`). */
+  queue?: QueueConfig;
   logExporters: ExporterConfig[];
 }
