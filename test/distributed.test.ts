@@ -172,4 +172,37 @@ describe('run --distributed with worker processes', () => {
     expect(idle.code, idle.stderr).toBe(0);
     expect(idle.stdout).toMatch(/: 0 shards, 0 rows/);
   });
+
+  it('fails the run with exit 1 naming a shard that outlived its timeout on every try, and a later run resumes it', async () => {
+    const { url, client } = await freshDatabase('dist_dead');
+    opened.push(client);
+    await seedKestraLogs(client, { rows: 2000, start: isoAgo(3700), spanSeconds: 3600 });
+    const dir = tempDir('dist-dead');
+    const out = path.join(dir, 'out');
+    const base = {
+      source: { url, fetchSize: 100 }, lookbackPeriod: 'P1D', workers: 1, rowsPerShard: 1000, shardAttempts: 1,
+      logExporters: [{ id: 'files', type: 'file', directory: out }],
+    };
+    const cfg = writeConfig(dir, { ...base, queue: { shardTimeout: 'PT2S', pollInterval: 'PT0.5S' } });
+
+    // 1 s a batch of 100 rows: a 1,000-row shard needs 10 s and its job expires after 2 s.
+    const slow = startCli(['worker', '--config', cfg, '--concurrency', '2'], { env: { LOGSHIP_TEST_BATCH_DELAY_MS: '1000' } });
+    const failed = await within('the coordinator to give up', runCli(['run', '--config', cfg, '--distributed']), 100_000);
+    slow.child.kill('SIGTERM');
+    await within('the slow worker to stop', slow.done);
+    expect(failed.code, failed.stderr).toBe(1);
+    expect(failed.stderr).toMatch(/^logship: shard [01] .*failed on every attempt and was dead-lettered; the offset stays at the last contiguous finished shard and a rerun retries it$/m);
+    const dead = await client.query<{ n: number }>(`SELECT count(*)::int AS n FROM logship_queue.job WHERE name LIKE '%.dead'`);
+    expect(dead.rows[0]!.n).toBeGreaterThanOrEqual(1);
+
+    // The rerun finds the dead-lettered job, enqueues it afresh (with this config's timeout), and finishes.
+    const patient = writeConfig(dir, { ...base, queue: { shardTimeout: 'PT60S', pollInterval: 'PT0.5S' } }, 'patient.yaml');
+    const worker = startCli(['worker', '--config', patient, '--concurrency', '2']);
+    const resumed = await within('the rerun to finish', runCli(['run', '--config', patient, '--distributed']), 100_000);
+    worker.child.kill('SIGTERM');
+    expect((await within('the worker to stop', worker.done)).code).toBe(0);
+    expect(resumed.code, resumed.stderr).toBe(0);
+    expect(resumed.stdout).toMatch(/\(resumed\): \d\/2 shards/);
+    expect(exportedDocs(out)).toEqual(await sourceDocs(client));
+  });
 });

@@ -47,7 +47,8 @@ export async function openQueue(config: Config, log: Logger, connections: number
   await boss.start();
   const name = queueName(config.offsetKey);
   const dead = deadLetterQueueName(config.offsetKey);
-  const options = { retryLimit: config.shardAttempts, expireInSeconds: timeoutSeconds, retryDelay: 1, retryBackoff: true };
+  // shardAttempts counts tries: a worker that died or outlived the timeout used one.
+  const options = { retryLimit: config.shardAttempts - 1, expireInSeconds: timeoutSeconds, retryDelay: 1, retryBackoff: true };
   await boss.createQueue(dead);
   await boss.createQueue(name, { name, ...options, deadLetter: dead });
   // A queue made by an earlier run keeps its first settings: bring them up to this config's.

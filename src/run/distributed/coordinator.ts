@@ -113,7 +113,7 @@ export async function runDistributed(config: Config, o: RunOptions, report: RunR
 
 /**
  * One job per unfinished shard, with a deterministic id: sending it again is a no-op. A job that
- * exhausted its retries in an earlier attempt of this run is put back to be retried.
+ * exhausted its retries in an earlier attempt of this run is enqueued afresh.
  */
 async function enqueue(queue: Queue, config: Config, run: RunManifest, done: Map<number, ShardOutcome>): Promise<void> {
   for (const shard of run.shards) {
@@ -121,9 +121,13 @@ async function enqueue(queue: Queue, config: Config, run: RunManifest, done: Map
     const id = shardJobId(config.offsetKey, run.runId, shard.index);
     const data: ShardJobData = { runId: run.runId, shardIndex: shard.index };
     const sent = await queue.boss.send(queue.name, data, { id, singletonKey: id });
-    if (sent === null) {
-      const job = await queue.boss.getJobById(queue.name, id);
-      if (job?.state === 'failed') await queue.boss.retry(queue.name, id);
+    if (sent !== null) continue;
+    // The job exists: queued or running, it is left alone; dead-lettered by an earlier attempt of
+    // this run, it is replaced by a fresh one with today's retry and expiry settings.
+    const job = await queue.boss.getJobById(queue.name, id);
+    if (job?.state === 'failed' || job?.state === 'cancelled') {
+      await queue.boss.deleteJob(queue.name, id);
+      await queue.boss.send(queue.name, data, { id, singletonKey: id });
     }
   }
 }

@@ -9,7 +9,7 @@ import { describeTable, type SourceTable } from '../../source/table.js';
 import type { Logger } from '../../util/log.js';
 import { workerFile } from '../../util/paths.js';
 import { attemptShardOnPool } from '../shard_attempt.js';
-import type { StopControl } from '../stop.js';
+import { StopControl } from '../stop.js';
 import { checkDistributedConfig, openQueue } from './boss.js';
 import { ShardFence } from './fence.js';
 import type { ShardJobData } from './names.js';
@@ -109,10 +109,26 @@ async function exportJob(
   const attempt = await fence.claim(runId, shardIndex, report.workerId);
   o.log.info({ runId, shard: shardIndex, attempt, jobId: job.id }, 'shard claimed');
   const acks = await fence.acks(runId, shardIndex);
-  const outcome = await attemptShardOnPool(pool, { config, table, shard, runId, acks }, {
-    progress: () => {},
-    ack: (exporterId, ack) => fence.saveAck(runId, shardIndex, attempt, exporterId, ack),
-  }, o.stop);
+  // pg-boss gives up on a handler at the job's expiry and hands the job out again: stop this
+  // attempt then too, so a slow but live worker does not go on exporting a shard another now owns.
+  const attemptStop = new StopControl({ maxDurationMs: job.expireInSeconds * 1000, stopGraceMs: 0 });
+  attemptStop.arm();
+  const untrack = o.stop.track(() => attemptStop.request(o.stop.reason ?? 'SIGTERM'));
+  let outcome;
+  try {
+    outcome = await attemptShardOnPool(pool, { config, table, shard, runId, acks }, {
+      progress: () => {},
+      ack: (exporterId, ack) => fence.saveAck(runId, shardIndex, attempt, exporterId, ack),
+    }, attemptStop);
+  } catch (err) {
+    if (attemptStop.reason === 'deadline') {
+      throw new Error(`shard ${shardIndex} outlived queue.shardTimeout (${job.expireInSeconds} s) and was stopped; raise queue.shardTimeout or lower rowsPerShard`, { cause: err });
+    }
+    throw err;
+  } finally {
+    attemptStop.disarm();
+    untrack();
+  }
   if (!(await fence.commitDone(runId, shardIndex, attempt, outcome))) {
     report.staleAttempts++;
     o.log.warn({ runId, shard: shardIndex, attempt }, 'stale attempt: a newer attempt holds this shard (this job had expired); its result is not recorded');
