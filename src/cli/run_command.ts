@@ -18,6 +18,8 @@ export interface RunCommandOptions {
   pushgateway?: string;
   /** Enqueue the shards for `logship worker` processes instead of exporting them here. */
   distributed?: boolean;
+  /** With `distributed`: enqueue and exit without waiting for the shards. */
+  noWait?: boolean;
 }
 
 export async function runCommand(config: Config, o: RunCommandOptions): Promise<RunReport> {
@@ -41,7 +43,7 @@ export async function runCommand(config: Config, o: RunCommandOptions): Promise<
   process.on('SIGINT', onInt);
   try {
     const options = { log, progress, stop, observer: watch?.metrics };
-    if (o.distributed) await (await import('../run/distributed/coordinator.js')).runDistributed(config, options, report);
+    if (o.distributed) await (await import('../run/distributed/coordinator.js')).runDistributed(config, options, report, { wait: o.noWait !== true });
     else await runExport(config, options, report);
     if (!o.quiet) process.stdout.write(summary(report));
     log.info({ ...report, exporters: undefined, runs: undefined }, 'run finished');

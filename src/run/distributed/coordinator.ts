@@ -21,7 +21,12 @@ import { failedShardJobs } from './jobs.js';
  * the offset over the contiguous finished prefix as shards finish. Holding the offsetKey's lock
  * while it waits keeps a second coordinator (or a local run) out.
  */
-export async function runDistributed(config: Config, o: RunOptions, report: RunReport = emptyReport(config)): Promise<RunReport> {
+export interface DistributedRunOptions {
+  /** false (`--no-wait`): enqueue and return; a later `run --distributed` waits and finalizes. */
+  wait: boolean;
+}
+
+export async function runDistributed(config: Config, o: RunOptions, report: RunReport = emptyReport(config), d: DistributedRunOptions = { wait: true }): Promise<RunReport> {
   const started = Date.now();
   const settings = checkDistributedConfig(config);
   const stop = o.stop ?? new StopControl({ maxDurationMs: config.maxDurationMs, stopGraceMs: config.stopGraceMs });
@@ -58,6 +63,12 @@ export async function runDistributed(config: Config, o: RunOptions, report: RunR
     }
     queue = await openQueue(config, o.log, 2);
     await enqueue(queue, config, run, state.done);
+    if (!d.wait) {
+      o.log.info({ runId: run.runId, shards: run.shards.length, done: state.done.size }, 'enqueued; not waiting (a later run --distributed finalizes the offset)');
+      report.runs.push({ runId: run.runId, resumed, window: run.window, shards: run.shards.length, shardsExportedNow: 0, rows: 0 });
+      report.status = 'partial';
+      return report;
+    }
     const entry = { runId: run.runId, resumed, window: run.window, shards: run.shards.length, shardsExportedNow: 0, rows: 0 };
     report.runs.push(entry);
     const counted = new Set(state.done.keys());
