@@ -11,7 +11,7 @@ import { fixedDb } from '../src/source/session.js';
 import { PostgresStateStore } from '../src/state/postgres_store.js';
 import type { RunManifest, ShardOutcome } from '../src/state/types.js';
 import { freshDatabase, isoAgo, sourceDocs } from './helpers/db.js';
-import { exportedDocs, runCli, startCli, tempDir, writeConfig } from './helpers/cli.js';
+import { exportedDocs, listTempFiles, runCli, startCli, tempDir, writeConfig } from './helpers/cli.js';
 import { waitFor, within } from './helpers/wait.js';
 
 const opened: pg.Client[] = [];
@@ -250,5 +250,46 @@ describe('run --distributed with worker processes', () => {
     const r = await runCli(['run', '--config', 'x.yaml', '--no-wait']);
     expect(r.code).toBe(2);
     expect(r.stderr.split('\n')[0]).toBe('logship: --no-wait applies only to run --distributed');
+  });
+
+  it('a worker stopped (SIGSTOP) past its job expiry and resumed after another finished its shard records nothing and duplicates no row', async () => {
+    const { url, client } = await freshDatabase('dist_stall');
+    opened.push(client);
+    await seedKestraLogs(client, { rows: 3000, start: isoAgo(3700), spanSeconds: 3600, tieGroup: 3 });
+    const dir = tempDir('dist-stall');
+    const out = path.join(dir, 'out');
+    const cfg = writeConfig(dir, {
+      source: { url, fetchSize: 100 }, lookbackPeriod: 'P1D', workers: 1, rowsPerShard: 1000,
+      queue: { shardTimeout: 'PT3S', pollInterval: 'PT0.5S' },
+      logExporters: [{ id: 'files', type: 'file', directory: out, maxLinesPerFile: 300 }],
+    });
+    const coordinator = startCli(['run', '--config', cfg, '--distributed']);
+    const a = startCli(['worker', '--config', cfg, '--concurrency', '1'], { env: { LOGSHIP_TEST_BATCH_DELAY_MS: '300' } });
+    let aLog = '';
+    a.child.stderr!.on('data', (d) => (aLog += d));
+    const claimOfA = async () => (await client.query<{ shard_index: number }>(
+      'SELECT shard_index FROM logship_state_claims WHERE worker LIKE $1', [`%:${a.child.pid}`]).catch(() => ({ rows: [] }))).rows[0]?.shard_index;
+    await waitFor('worker A to claim a shard', async () => a.child.exitCode !== null || (await claimOfA()) !== undefined);
+    const stalledShard = (await claimOfA())!;
+    a.child.kill('SIGSTOP');
+
+    const b = startCli(['worker', '--config', cfg, '--concurrency', '1']);
+    const finished = await within('the coordinator to finish', coordinator.done, 100_000);
+    expect(finished.code, finished.stderr).toBe(0);
+    expect(finished.stdout).toMatch(/: 3\/3 shards, 3,000 rows/);
+    const docsBefore = exportedDocs(out);
+    expect(docsBefore).toEqual(await sourceDocs(client));
+
+    // A wakes up: its attempt is past its expiry, stops at its next batch and records nothing.
+    a.child.kill('SIGCONT');
+    await waitFor('worker A to give up its stale attempt', () => aLog.includes(`outlived queue.shardTimeout`) || aLog.includes('stale attempt'));
+    a.child.kill('SIGTERM');
+    b.child.kill('SIGTERM');
+    const [aResult, bResult] = await within('both workers to stop', Promise.all([a.done, b.done]));
+    expect(aResult.code, aResult.stderr).toBe(0);
+    expect(bResult.code, bResult.stderr).toBe(0);
+    expect(aLog).not.toMatch(new RegExp(`"shard":${stalledShard},"attempt":1,"rows":\\d+,"msg":"shard done"`));
+    expect(exportedDocs(out)).toEqual(docsBefore);
+    expect(listTempFiles(out)).toEqual([]);
   });
 });

@@ -106,6 +106,10 @@ async function exportJob(
     o.log.info({ runId, shard: shardIndex }, 'shard already done (job delivered again); skipped');
     return;
   }
+  // Read in (timestamp, key) order whatever source.ordered says: a stale attempt (stalled past its
+  // expiry, woken mid-shard) may still rename a part before it notices, and only with a fixed row
+  // order is that part byte for byte the one the winning attempt wrote under the same name.
+  const shardConfig = config.source.ordered ? config : { ...config, source: { ...config.source, ordered: true } };
   const attempt = await fence.claim(runId, shardIndex, report.workerId);
   o.log.info({ runId, shard: shardIndex, attempt, jobId: job.id }, 'shard claimed');
   const acks = await fence.acks(runId, shardIndex);
@@ -116,7 +120,7 @@ async function exportJob(
   const untrack = o.stop.track(() => attemptStop.request(o.stop.reason ?? 'SIGTERM'));
   let outcome;
   try {
-    outcome = await attemptShardOnPool(pool, { config, table, shard, runId, acks }, {
+    outcome = await attemptShardOnPool(pool, { config: shardConfig, table, shard, runId, acks }, {
       progress: () => {},
       ack: (exporterId, ack) => fence.saveAck(runId, shardIndex, attempt, exporterId, ack),
     }, attemptStop);
