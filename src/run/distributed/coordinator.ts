@@ -84,10 +84,9 @@ export async function runDistributed(config: Config, o: RunOptions, report: RunR
         entry.shardsExportedNow++;
         entry.rows += outcome.rows;
         o.progress.shardFinished(index, outcome.rows);
-        o.observer?.shardDone(outcome, 0);
       }
       const next = checkpointOffset(run, done);
-      if (next !== offset) {
+      if (next.ts !== offset.ts || next.key !== offset.key) {
         offset = next;
         await fence.saveOffset(offset);
         report.offsetAfter = offset;
