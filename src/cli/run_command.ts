@@ -16,6 +16,10 @@ export interface RunCommandOptions {
   metricsPort?: number;
   /** Push the metrics to this Prometheus Pushgateway every progress interval and at the end. */
   pushgateway?: string;
+  /** Enqueue the shards for `logship worker` processes instead of exporting them here. */
+  distributed?: boolean;
+  /** With `distributed`: enqueue and exit without waiting for the shards. */
+  noWait?: boolean;
 }
 
 export async function runCommand(config: Config, o: RunCommandOptions): Promise<RunReport> {
@@ -38,7 +42,9 @@ export async function runCommand(config: Config, o: RunCommandOptions): Promise<
   process.on('SIGTERM', onTerm);
   process.on('SIGINT', onInt);
   try {
-    await runExport(config, { log, progress, stop, observer: watch?.metrics }, report);
+    const options = { log, progress, stop, observer: watch?.metrics };
+    if (o.distributed) await (await import('../run/distributed/coordinator.js')).runDistributed(config, options, report, { wait: o.noWait !== true });
+    else await runExport(config, options, report);
     if (!o.quiet) process.stdout.write(summary(report));
     log.info({ ...report, exporters: undefined, runs: undefined }, 'run finished');
     return report;

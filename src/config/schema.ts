@@ -6,6 +6,7 @@ import { resolveWorkers } from './workers.js';
 import { parseExporter } from '../sinks/registry.js';
 import { AUDIT_COLUMNS, parseResources } from './audit.js';
 import { parseState } from './state_config.js';
+import { parseQueue } from './queue_config.js';
 
 /** The Kestra `logs` table needs no mapping: these are its column names. */
 export const KESTRA_COLUMNS: ColumnMapping = {
@@ -136,6 +137,7 @@ export function parseConfig(value: unknown): Config {
   const deadLetter = r.string('deadLetter', './logship-dead-letter');
   const allowDeadLetter = r.boolean('allowDeadLetter', false);
   const lateRows = parseLateRows(r.child('lateRows'));
+  const queue = parseQueue(r.child('queue'), rowsPerShard);
   const list = r.list('logExporters');
   if (!list || list.length === 0) throw new ConfigError('logExporters', 'must list at least one exporter');
   const ids = new Set<string>();
@@ -165,6 +167,6 @@ export function parseConfig(value: unknown): Config {
   }
   return {
     kind, source, logLevelFilter, resources, lookbackPeriod, namespace, tenantId, offsetKey, delete: del, safetyLag, workers, workersReason, rowsPerShard, shardAttempts,
-    maxDurationMs, stopGraceMs, state, badRows, maxRowBytes, deadLetter, allowDeadLetter, lateRows, logExporters,
+    maxDurationMs, stopGraceMs, state, badRows, maxRowBytes, deadLetter, allowDeadLetter, lateRows, queue, logExporters,
   };
 }

@@ -1,5 +1,6 @@
 /** The validated, fully defaulted configuration that the rest of logship works from. */
 import type { ExporterConfigBase } from '../sinks/definition.js';
+import type { QueueConfig } from './queue_config.js';
 import type { AzureBlobExporterConfig } from '../sinks/azure_blob/config.js';
 import type { GcsExporterConfig } from '../sinks/gcs/config.js';
 import type { S3ExporterConfig } from '../sinks/s3/config.js';
@@ -121,5 +122,7 @@ export interface Config {
   allowDeadLetter: boolean;
   /** Late rows: how far back rows committed after the read that covered them are still caught; PT0S = off. */
   lateRows: { horizon: string };
+  /** Distributed mode's job queue (read only by `run --distributed`, `worker` and `status`). */
+  queue?: QueueConfig;
   logExporters: ExporterConfig[];
 }

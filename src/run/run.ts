@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import { MessageChannel } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import type pg from 'pg';
 import { errorMessage, RunError } from '../config/errors.js';
@@ -21,10 +20,10 @@ import type { Logger } from '../util/log.js';
 import { workerFile } from '../util/paths.js';
 import type { RunObserver } from './observer.js';
 import { Progress } from './progress.js';
-import { fromWire, kindOf } from './error_kind.js';
+import { kindOf } from './error_kind.js';
+import { attemptShardOnPool } from './shard_attempt.js';
 import { shardRetryDecision, withRetries } from './retry.js';
-import { filtersOf, type ShardTaskInput } from './shard_task.js';
-import type { MainMessage, WorkerMessage } from './shard_channel.js';
+import { filtersOf } from './shard_task.js';
 import type { InShardAck } from '../sinks/delivery/types.js';
 import { ShardPace, ShardStoppedError, StopControl, type StopReason } from './stop.js';
 
@@ -176,7 +175,7 @@ function stopEarly(report: RunReport, stop: StopControl): RunReport {
   return report;
 }
 
-async function checkExporters(config: Config): Promise<void> {
+export async function checkExporters(config: Config): Promise<void> {
   for (const e of config.logExporters) {
     const exporter = await createExporter(e);
     try {
@@ -216,39 +215,11 @@ async function executeRun(
   const pace = new ShardPace();
   const lead = shardLead(config, todo, done);
 
-  /** One attempt on a worker thread, with its own progress channel (a port transfers only once). */
-  const attemptShard = async (shard: ShardSpec): Promise<ShardOutcome> => {
-    if (stop.stopping) throw new ShardStoppedError(`shard ${shard.index} not started: stopping`);
-    const channel = new MessageChannel();
-    channel.port1.on('message', (m: WorkerMessage) => {
-      if (m.type === 'progress') o.progress.update(m.shard, m.rows);
-      else if (m.type === 'delivery') o.observer?.delivery(m.exporterId, m.event);
-      else if (m.type === 'flush') channel.port1.postMessage({ type: 'acked', id: m.id } satisfies MainMessage);
-      else {
-        recordAck(shard.index, m.exporterId, m.ack).then(
-          () => channel.port1.postMessage({ type: 'acked', id: m.id } satisfies MainMessage),
-          (err: unknown) => channel.port1.postMessage({ type: 'ack-failed', id: m.id, error: redact(errorMessage(err)) } satisfies MainMessage),
-        );
-      }
-    });
-    let stopSent = false;
-    const untrack = stop.track(() => {
-      stopSent = true;
-      channel.port1.postMessage({ type: 'stop' } satisfies MainMessage);
-    });
-    try {
-      const input: ShardTaskInput = { config, table, shard, runId: run.runId, progress: channel.port2, acks: acks.get(shard.index) };
-      return await pool.run(input, { transferList: [channel.port2] });
-    } catch (err) {
-      // Error names do not survive the thread boundary; what we asked for, we know here. An
-      // attempt told to stop is left for the next run whatever it ended with: not done, not failed.
-      if (stopSent) throw new ShardStoppedError(errorMessage(err), { cause: err });
-      throw fromWire(err);
-    } finally {
-      untrack();
-      channel.port1.close();
-    }
-  };
+  const attemptShard = (shard: ShardSpec): Promise<ShardOutcome> => attemptShardOnPool(pool, { config, table, shard, runId: run.runId, acks: acks.get(shard.index) }, {
+    progress: (index, rows) => o.progress.update(index, rows),
+    delivery: (exporterId, event) => o.observer?.delivery(exporterId, event),
+    ack: (exporterId, ack) => recordAck(shard.index, exporterId, ack),
+  }, stop);
 
   const runOne = async (): Promise<void> => {
     while (failure === null && next < todo.length) {
@@ -328,7 +299,7 @@ function shardLead(config: Config, todo: ShardSpec[], done: Map<number, ShardOut
   };
 }
 
-function addOutcome(report: RunReport, outcome: ShardOutcome): void {
+export function addOutcome(report: RunReport, outcome: ShardOutcome): void {
   report.rows += outcome.rows;
   report.badRows += outcome.badRows ?? 0;
   if (outcome.deletedRows !== null) report.deletedRows = (report.deletedRows ?? 0) + outcome.deletedRows;

@@ -74,7 +74,7 @@ export function isConnectionLoss(err: unknown): boolean {
  * `source.password` goes into the URL percent-encoded (pg's URL parser would let the URL's empty
  * password override a separate one), or alone when the PG* variables name the server.
  */
-function connectionTarget(url: string | undefined, password: string | undefined): pg.ClientConfig {
+export function connectionTarget(url: string | undefined, password: string | undefined): pg.ClientConfig {
   if (password === undefined) return { connectionString: url };
   if (url === undefined) return { password };
   const u = new URL(url);

@@ -1,0 +1,51 @@
+import type { Config } from '../config/types.js';
+import { runWorker, type WorkerReport } from '../run/distributed/worker.js';
+import { distributedStatus } from '../run/distributed/status.js';
+import { SIGNAL_EXIT, StopControl, type StopReason } from '../run/stop.js';
+import { log } from '../util/log.js';
+import { formatBound, formatCount } from './format.js';
+
+export async function workerCommand(config: Config, o: { concurrency: number; idleExitMs: number | null }): Promise<WorkerReport> {
+  const stop = new StopControl({ maxDurationMs: null, stopGraceMs: config.stopGraceMs });
+  // The first signal stops taking jobs and stops running shards at their next batch (their jobs
+  // are retried); a second exits at once, which the queue handles like a crash (expiry, retry).
+  const onSignal = (signal: Exclude<StopReason, 'deadline'>) => {
+    if (stop.reason !== null) process.exit(SIGNAL_EXIT[signal]);
+    log.warn({ signal }, 'worker stopping: no new jobs; running shards stop at their next batch and are retried elsewhere');
+    stop.request(signal);
+  };
+  const onTerm = () => onSignal('SIGTERM');
+  const onInt = () => onSignal('SIGINT');
+  process.on('SIGTERM', onTerm);
+  process.on('SIGINT', onInt);
+  try {
+    const report = await runWorker(config, { log, concurrency: o.concurrency, idleExitMs: o.idleExitMs, stop });
+    process.stdout.write(`logship worker ${report.workerId}: ${report.shardsDone} shards, ${formatCount(report.rows)} rows${report.staleAttempts ? `, ${report.staleAttempts} stale attempts dropped` : ''}\n`);
+    return report;
+  } finally {
+    process.off('SIGTERM', onTerm);
+    process.off('SIGINT', onInt);
+  }
+}
+
+export async function statusCommand(config: Config, json: boolean): Promise<void> {
+  const s = await distributedStatus(config);
+  if (json) {
+    process.stdout.write(`${JSON.stringify(s, null, 2)}\n`);
+    return;
+  }
+  const lines = [`offsetKey ${s.offsetKey} (queue ${s.queue})`, `offset: ${formatBound(s.offset)}`];
+  if (!s.run) lines.push('no run in progress');
+  else {
+    const r = s.run;
+    const c = r.counts;
+    lines.push(`run ${r.runId} (created ${r.createdAt}): ${r.shards} shards: ${c.done} done, ${c.running} running, ${c.queued} queued, ${c.failed} failed${c['not queued'] ? `, ${c['not queued']} not queued` : ''}`);
+    const pct = r.rowsPlanned > 0 ? ` (${Math.min(100, Math.round((r.rowsDone / r.rowsPlanned) * 100))}%)` : '';
+    lines.push(`rows: ${formatCount(r.rowsDone)} of ~${formatCount(r.rowsPlanned)}${pct}${r.etaSeconds === null ? '' : `, ETA ${r.etaSeconds} s`}`);
+    for (const d of r.detail) {
+      if (d.status === 'running') lines.push(`  shard ${d.shard}: running on ${d.worker ?? '?'} (attempt ${d.attempt ?? '?'}, since ${d.since ?? '?'})`);
+      else if (d.status === 'failed') lines.push(`  shard ${d.shard}: failed after ${d.retries} retries${d.error ? `: ${d.error}` : ''}`);
+    }
+  }
+  process.stdout.write(`${lines.join('\n')}\n`);
+}

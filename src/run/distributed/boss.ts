@@ -1,0 +1,57 @@
+import PgBoss from 'pg-boss';
+import { ConfigError, errorMessage } from '../../config/errors.js';
+import { redact } from '../../config/secrets.js';
+import type { Config } from '../../config/types.js';
+import type { QueueConfig } from '../../config/queue_config.js';
+import { defaultShardTimeoutMs } from '../../config/queue_config.js';
+import { connectionTarget } from '../../source/connection.js';
+import type { Logger } from '../../util/log.js';
+import { deadLetterQueueName, queueName } from './names.js';
+
+/** Distributed mode keeps the fencing rows next to the state: postgres state only, and no delete yet. */
+export function checkDistributedConfig(config: Config): QueueConfig {
+  if (config.state.type !== 'postgres') {
+    throw new ConfigError('state.type', `distributed mode needs state.type postgres (workers fence their shards in the state tables; got ${config.state.type})`);
+  }
+  if (config.delete) {
+    throw new ConfigError('delete', 'is not supported in distributed mode yet (its fenced delete-and-checkpoint transaction is not built); run without --distributed');
+  }
+  return config.queue ?? { url: undefined, schema: 'logship_queue', shardTimeoutMs: defaultShardTimeoutMs(config.rowsPerShard), pollIntervalMs: 2000 };
+}
+
+export interface Queue {
+  boss: PgBoss;
+  name: string;
+  settings: QueueConfig;
+}
+
+/**
+ * Starts pg-boss on the queue database (creating its schema on first use) and the run's queue with
+ * its dead-letter queue. Expired jobs are found by pg-boss's maintenance, run here every quarter
+ * of the shard timeout, so a dead worker's shard is retried at most 1.25 timeouts after it took it.
+ */
+export async function openQueue(config: Config, log: Logger, connections: number): Promise<Queue> {
+  const settings = checkDistributedConfig(config);
+  const source = connectionTarget(config.source.url, config.source.password);
+  const target = settings.url ? { connectionString: settings.url } : { connectionString: source.connectionString, password: source.password as string | undefined };
+  const timeoutSeconds = Math.ceil(settings.shardTimeoutMs / 1000);
+  const boss = new PgBoss({
+    ...target,
+    schema: settings.schema,
+    max: connections,
+    application_name: 'logship-queue',
+    maintenanceIntervalSeconds: Math.max(1, Math.min(120, Math.floor(timeoutSeconds / 4))),
+    schedule: false,
+  });
+  boss.on('error', (err: unknown) => log.warn({ error: redact(errorMessage(err)) }, 'queue maintenance failed; it is retried'));
+  await boss.start();
+  const name = queueName(config.offsetKey);
+  const dead = deadLetterQueueName(config.offsetKey);
+  // shardAttempts counts tries: a worker that died or outlived the timeout used one.
+  const options = { retryLimit: config.shardAttempts - 1, expireInSeconds: timeoutSeconds, retryDelay: 1, retryBackoff: true };
+  await boss.createQueue(dead);
+  await boss.createQueue(name, { name, ...options, deadLetter: dead });
+  // A queue made by an earlier run keeps its first settings: bring them up to this config's.
+  await boss.updateQueue(name, { name, ...options, deadLetter: dead });
+  return { boss, name, settings };
+}

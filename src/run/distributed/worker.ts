@@ -1,0 +1,144 @@
+import os from 'node:os';
+import { Piscina } from 'piscina';
+import type PgBoss from 'pg-boss';
+import { errorMessage } from '../../config/errors.js';
+import { redact } from '../../config/secrets.js';
+import type { Config } from '../../config/types.js';
+import { SourceSession } from '../../source/session.js';
+import { describeTable, type SourceTable } from '../../source/table.js';
+import type { Logger } from '../../util/log.js';
+import { workerFile } from '../../util/paths.js';
+import { attemptShardOnPool } from '../shard_attempt.js';
+import { StopControl } from '../stop.js';
+import { checkDistributedConfig, openQueue } from './boss.js';
+import { ShardFence } from './fence.js';
+import type { ShardJobData } from './names.js';
+
+export interface WorkerOptions {
+  log: Logger;
+  /** Shards exported at once by this process (its piscina pool's threads). */
+  concurrency: number;
+  /** Exit once no shard has been running for this long; null = run until stopped. */
+  idleExitMs: number | null;
+  /** A signal asks the worker to stop taking jobs and to stop its running shards. */
+  stop: StopControl;
+  /** Names this process in the claims table and `status`; default host:pid. */
+  workerId?: string;
+}
+
+export interface WorkerReport {
+  workerId: string;
+  shardsDone: number;
+  rows: number;
+  /** Attempts that lost their shard to a newer attempt: their result was dropped. */
+  staleAttempts: number;
+}
+
+/**
+ * `logship worker`: drains the shard jobs of any run for this offsetKey. Each shard is exported by
+ * the same task a local run uses, on this process's own piscina pool; it is claimed (fenced) in
+ * the state database first and recorded done only while this attempt still holds it.
+ */
+export async function runWorker(config: Config, o: WorkerOptions): Promise<WorkerReport> {
+  const settings = checkDistributedConfig(config);
+  const stateTable = config.state.type === 'postgres' ? config.state.table : '';
+  const report: WorkerReport = { workerId: o.workerId ?? `${os.hostname()}:${process.pid}`, shardsDone: 0, rows: 0, staleAttempts: 0 };
+  const db = await SourceSession.open(config.source, 'worker');
+  const pool = new Piscina({ filename: workerFile(), minThreads: o.concurrency, maxThreads: o.concurrency, idleTimeout: 60_000 });
+  let boss: PgBoss | null = null;
+  try {
+    const table = await describeTable(db.current(), config.source);
+    const fence = new ShardFence(db, stateTable, config.offsetKey);
+    await fence.ensure();
+    const queue = await openQueue(config, o.log, o.concurrency + 2);
+    boss = queue.boss;
+    let active = 0;
+    let lastBusy = Date.now();
+    const handle = async ([job]: PgBoss.Job<ShardJobData>[]): Promise<void> => {
+      if (!job) return;
+      active++;
+      try {
+        await exportJob(config, table, fence, pool, job, report, o);
+      } catch (err) {
+        o.log.warn({ jobId: job.id, shard: job.data.shardIndex, error: redact(errorMessage(err)) }, 'shard failed; the queue retries it');
+        throw err;
+      } finally {
+        active--;
+        lastBusy = Date.now();
+      }
+    };
+    const pollingIntervalSeconds = settings.pollIntervalMs / 1000;
+    for (let i = 0; i < o.concurrency; i++) await boss.work<ShardJobData>(queue.name, { batchSize: 1, pollingIntervalSeconds }, handle);
+    o.log.info({ workerId: report.workerId, queue: queue.name, concurrency: o.concurrency }, 'worker started; waiting for shard jobs');
+    await new Promise<void>((resolve) => {
+      const timer = setInterval(() => {
+        const idle = active === 0 && o.idleExitMs !== null && Date.now() - lastBusy >= o.idleExitMs;
+        if (idle || o.stop.reason !== null) {
+          clearInterval(timer);
+          resolve();
+        }
+      }, Math.min(250, settings.pollIntervalMs));
+    });
+    o.log.info({ ...report, reason: o.stop.reason ?? 'idle' }, 'worker stopping');
+    await boss.offWork(queue.name);
+    return report;
+  } finally {
+    // Running shards were told to stop by the StopControl; their jobs fail and are retried.
+    await boss?.stop({ graceful: true, wait: true, close: true, timeout: 30_000 }).catch(() => {});
+    await pool.destroy().catch(() => {});
+    await db.end();
+  }
+}
+
+async function exportJob(
+  config: Config, table: SourceTable, fence: ShardFence, pool: Piscina, job: PgBoss.Job<ShardJobData>, report: WorkerReport, o: WorkerOptions,
+): Promise<void> {
+  const { runId, shardIndex } = job.data;
+  const run = await fence.currentRun();
+  // A job outliving its run (finished, or reset): nothing left to do; completing it is right.
+  if (!run || run.runId !== runId) {
+    o.log.info({ jobId: job.id, runId, shard: shardIndex }, 'job of a run that is no longer current; skipped');
+    return;
+  }
+  const shard = run.shards.find((s) => s.index === shardIndex);
+  if (!shard) throw new Error(`run ${runId} has no shard ${shardIndex}`);
+  if (await fence.isDone(runId, shardIndex)) {
+    o.log.info({ runId, shard: shardIndex }, 'shard already done (job delivered again); skipped');
+    return;
+  }
+  // Read in (timestamp, key) order whatever source.ordered says: a stale attempt (stalled past its
+  // expiry, woken mid-shard) may still rename a part before it notices, and only with a fixed row
+  // order is that part byte for byte the one the winning attempt wrote under the same name.
+  const shardConfig = config.source.ordered ? config : { ...config, source: { ...config.source, ordered: true } };
+  const attempt = await fence.claim(runId, shardIndex, report.workerId);
+  o.log.info({ runId, shard: shardIndex, attempt, jobId: job.id }, 'shard claimed');
+  const acks = await fence.acks(runId, shardIndex);
+  // pg-boss gives up on a handler at the job's expiry and hands the job out again: stop this
+  // attempt then too, so a slow but live worker does not go on exporting a shard another now owns.
+  const attemptStop = new StopControl({ maxDurationMs: job.expireInSeconds * 1000, stopGraceMs: 0 });
+  attemptStop.arm();
+  const untrack = o.stop.track(() => attemptStop.request(o.stop.reason ?? 'SIGTERM'));
+  let outcome;
+  try {
+    outcome = await attemptShardOnPool(pool, { config: shardConfig, table, shard, runId, acks }, {
+      progress: () => {},
+      ack: (exporterId, ack) => fence.saveAck(runId, shardIndex, attempt, exporterId, ack),
+    }, attemptStop);
+  } catch (err) {
+    if (attemptStop.reason === 'deadline') {
+      throw new Error(`shard ${shardIndex} outlived queue.shardTimeout (${job.expireInSeconds} s) and was stopped; raise queue.shardTimeout or lower rowsPerShard`, { cause: err });
+    }
+    throw err;
+  } finally {
+    attemptStop.disarm();
+    untrack();
+  }
+  if (!(await fence.commitDone(runId, shardIndex, attempt, outcome))) {
+    report.staleAttempts++;
+    o.log.warn({ runId, shard: shardIndex, attempt }, 'stale attempt: a newer attempt holds this shard (this job had expired); its result is not recorded');
+    return;
+  }
+  report.shardsDone++;
+  report.rows += outcome.rows;
+  o.log.info({ runId, shard: shardIndex, attempt, rows: outcome.rows }, 'shard done');
+}

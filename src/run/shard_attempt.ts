@@ -1,0 +1,59 @@
+import { MessageChannel } from 'node:worker_threads';
+import type { Piscina } from 'piscina';
+import { errorMessage } from '../config/errors.js';
+import { redact } from '../config/secrets.js';
+import type { InShardAck } from '../sinks/delivery/types.js';
+import type { DeliveryEvent } from '../sinks/delivery/types.js';
+import type { ShardOutcome } from '../state/types.js';
+import { fromWire } from './error_kind.js';
+import type { MainMessage, WorkerMessage } from './shard_channel.js';
+import type { ShardTaskInput } from './shard_task.js';
+import { ShardStoppedError, type StopControl } from './stop.js';
+
+/** What the main thread does with a running shard's messages. */
+export interface ShardAttemptHooks {
+  progress(shard: number, rows: number): void;
+  delivery?(exporterId: string, event: DeliveryEvent): void;
+  /** Makes an in-shard acknowledgement durable; the worker waits for it. */
+  ack(exporterId: string, ack: InShardAck): Promise<void>;
+}
+
+/**
+ * One attempt at a shard on a worker thread, with its own progress channel (a port transfers only
+ * once). Shared by a local run and a distributed worker, so both export a shard the same way.
+ */
+export async function attemptShardOnPool(
+  pool: Piscina, input: Omit<ShardTaskInput, 'progress'>, hooks: ShardAttemptHooks, stop: StopControl,
+): Promise<ShardOutcome> {
+  const shard = input.shard;
+  if (stop.stopping) throw new ShardStoppedError(`shard ${shard.index} not started: stopping`);
+  const channel = new MessageChannel();
+  channel.port1.on('message', (m: WorkerMessage) => {
+    if (m.type === 'progress') hooks.progress(m.shard, m.rows);
+    else if (m.type === 'delivery') hooks.delivery?.(m.exporterId, m.event);
+    else if (m.type === 'flush') channel.port1.postMessage({ type: 'acked', id: m.id } satisfies MainMessage);
+    else {
+      hooks.ack(m.exporterId, m.ack).then(
+        () => channel.port1.postMessage({ type: 'acked', id: m.id } satisfies MainMessage),
+        (err: unknown) => channel.port1.postMessage({ type: 'ack-failed', id: m.id, error: redact(errorMessage(err)) } satisfies MainMessage),
+      );
+    }
+  });
+  let stopSent = false;
+  const untrack = stop.track(() => {
+    stopSent = true;
+    channel.port1.postMessage({ type: 'stop' } satisfies MainMessage);
+  });
+  try {
+    const task: ShardTaskInput = { ...input, progress: channel.port2 };
+    return await pool.run(task, { transferList: [channel.port2] });
+  } catch (err) {
+    // Error names do not survive the thread boundary; what we asked for, we know here. An
+    // attempt told to stop is left for the next run whatever it ended with: not done, not failed.
+    if (stopSent) throw new ShardStoppedError(errorMessage(err), { cause: err });
+    throw fromWire(err);
+  } finally {
+    untrack();
+    channel.port1.close();
+  }
+}

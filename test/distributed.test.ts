@@ -1,0 +1,295 @@
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import type pg from 'pg';
+import YAML from 'yaml';
+import { ConfigError } from '../src/config/errors.js';
+import { loadConfigText } from '../src/config/load.js';
+import { seedKestraLogs } from '../src/demo/seed.js';
+import { ShardFence, StaleAttemptError } from '../src/run/distributed/fence.js';
+import { shardJobId } from '../src/run/distributed/names.js';
+import { fixedDb } from '../src/source/session.js';
+import { PostgresStateStore } from '../src/state/postgres_store.js';
+import type { RunManifest, ShardOutcome } from '../src/state/types.js';
+import { freshDatabase, isoAgo, sourceDocs } from './helpers/db.js';
+import { exportedDocs, listTempFiles, runCli, startCli, tempDir, writeConfig } from './helpers/cli.js';
+import { waitFor, within } from './helpers/wait.js';
+
+const opened: pg.Client[] = [];
+afterAll(async () => {
+  await Promise.all(opened.map((c) => c.end()));
+});
+
+const noSecrets = { env: {}, secretsDir: undefined };
+const exporters = [{ id: 'a', type: 'file' }];
+
+function configError(config: unknown): string {
+  try {
+    loadConfigText(YAML.stringify(config), { secrets: noSecrets });
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    return (err as Error).message;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('distributed mode configuration', () => {
+  it('defaults the queue to schema logship_queue and derives the shard timeout from rowsPerShard', () => {
+    const small = loadConfigText(YAML.stringify({ rowsPerShard: 1000, logExporters: exporters }), { secrets: noSecrets });
+    expect(small.queue).toEqual({ url: undefined, schema: 'logship_queue', shardTimeoutMs: 15 * 60_000, pollIntervalMs: 2000 });
+    const big = loadConfigText(YAML.stringify({ rowsPerShard: 5_000_000, logExporters: exporters }), { secrets: noSecrets });
+    expect(big.queue!.shardTimeoutMs).toBe(5_000_000);
+  });
+
+  it.each([
+    ['a schema that is no plain identifier', { schema: 'Queue-1' }, 'queue.schema: must be a plain lower-case SQL identifier (letters, digits, underscore) (got "Queue-1")'],
+    ['a shard timeout under a second', { shardTimeout: 'PT0.5S' }, 'queue.shardTimeout: must be a fixed-length duration of at least 1 s (got "PT0.5S")'],
+    ['a shard timeout in months', { shardTimeout: 'P1M' }, 'queue.shardTimeout: must be a fixed-length duration of at least 1 s (got "P1M")'],
+    ['a poll interval under half a second', { pollInterval: 'PT0.1S' }, 'queue.pollInterval: must be a fixed-length duration of at least 0.5 s (got "PT0.1S")'],
+    ['a queue url that is not postgres', { url: 'mysql://x/y' }, 'queue.url: must be a postgres:// or postgresql:// URL'],
+    ['an unknown queue option', { retries: 3 }, /^queue\.retries: /],
+  ])('refuses %s', (_what, queue, expected) => {
+    const message = configError({ queue, logExporters: exporters });
+    if (typeof expected === 'string') expect(message).toBe(expected);
+    else expect(message).toMatch(expected);
+  });
+
+  it('refuses run --distributed with file state, naming state.type (exit 2)', async () => {
+    const dir = tempDir('dist-file-state');
+    const cfg = writeConfig(dir, { source: { url: 'postgres://127.0.0.1:1/none' }, state: { type: 'file', path: path.join(dir, 'state.json') }, logExporters: [{ id: 'a', type: 'file', directory: path.join(dir, 'out') }] });
+    const r = await runCli(['run', '--config', cfg, '--distributed']);
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim()).toBe('logship: state.type: distributed mode needs state.type postgres (workers fence their shards in the state tables; got file)');
+  });
+
+  it('refuses a worker with delete: true, naming delete (exit 2)', async () => {
+    const dir = tempDir('dist-delete');
+    const cfg = writeConfig(dir, { source: { url: 'postgres://127.0.0.1:1/none' }, delete: true, logExporters: [{ id: 'a', type: 'file', directory: path.join(dir, 'out') }] });
+    const r = await runCli(['worker', '--config', cfg]);
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim()).toBe('logship: delete: is not supported in distributed mode yet (its fenced delete-and-checkpoint transaction is not built); run without --distributed');
+  });
+});
+
+describe('shard job ids', () => {
+  it('are the same for the same shard of the same run, and differ otherwise', () => {
+    const id = shardJobId('k', 'run-1', 3);
+    expect(id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-8[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    expect(shardJobId('k', 'run-1', 3)).toBe(id);
+    expect(new Set([id, shardJobId('k', 'run-1', 4), shardJobId('k', 'run-2', 3), shardJobId('k2', 'run-1', 3)]).size).toBe(4);
+  });
+});
+
+describe('fencing a shard on its attempt number', () => {
+  it('drops a stale attempt\'s done commit and acks once a newer attempt holds the shard', async () => {
+    const { client } = await freshDatabase('fence', false);
+    opened.push(client);
+    const db = fixedDb(client);
+    const store = new PostgresStateStore(db, 'logship_state', 'k');
+    await store.open();
+    const run: RunManifest = {
+      runId: 'r1', createdAt: new Date().toISOString(), totalRows: 2,
+      window: { start: { ts: '2026-01-01T00:00:00Z', key: null }, end: { ts: '2026-01-02T00:00:00Z', key: null } },
+      shards: [{ index: 0, id: 's0', lo: { ts: '2026-01-01T00:00:00Z', key: null }, hi: { ts: '2026-01-02T00:00:00Z', key: null }, estimatedRows: 2 } as RunManifest['shards'][number]],
+    };
+    await store.beginRun(run);
+    const fence = new ShardFence(db, 'logship_state', 'k');
+    await fence.ensure();
+    const outcome = (rows: number): ShardOutcome => ({ rows, deletedRows: null, exporters: [] });
+
+    const stalled = await fence.claim('r1', 0, 'host-a:1');
+    const fresh = await fence.claim('r1', 0, 'host-b:2');
+    expect([stalled, fresh]).toEqual([1, 2]);
+    await expect(fence.saveAck('r1', 0, stalled, 'es', { rows: 1 } as never)).rejects.toBeInstanceOf(StaleAttemptError);
+    expect(await fence.commitDone('r1', 0, stalled, outcome(111))).toBe(false);
+    expect(await fence.isDone('r1', 0)).toBe(false);
+
+    expect(await fence.commitDone('r1', 0, fresh, outcome(2))).toBe(true);
+    // The same attempt delivered again (its job retried after the commit) changes nothing either.
+    expect(await fence.commitDone('r1', 0, fresh, outcome(999))).toBe(false);
+    expect([...(await fence.outcomes('r1')).values()].map((o) => o.rows)).toEqual([2]);
+    expect((await fence.claims('r1')).map((c) => [c.attempt, c.worker])).toEqual([[2, 'host-b:2']]);
+    await store.close();
+  });
+});
+
+describe('run --distributed with worker processes', () => {
+  it('retries the shard of a worker killed with -9 after its job expires, on the other worker, and loses nothing', async () => {
+    const { url, client } = await freshDatabase('dist_kill');
+    opened.push(client);
+    await seedKestraLogs(client, { rows: 4000, start: isoAgo(3700), spanSeconds: 3600, tieGroup: 3 });
+    const dir = tempDir('dist-kill');
+    const out = path.join(dir, 'out');
+    const cfg = writeConfig(dir, {
+      source: { url, fetchSize: 100 }, lookbackPeriod: 'P1D', workers: 1, rowsPerShard: 1000,
+      queue: { shardTimeout: 'PT5S', pollInterval: 'PT0.5S' },
+      logExporters: [{ id: 'files', type: 'file', directory: out, maxLinesPerFile: 300 }],
+    });
+
+    const coordinator = startCli(['run', '--config', cfg, '--distributed']);
+    const jobs = async () => (await client.query<{ n: number }>(`SELECT count(*)::int AS n FROM logship_queue.job WHERE state = 'created'`).catch(() => ({ rows: [{ n: 0 }] }))).rows[0]!.n;
+    await waitFor('the coordinator to enqueue four shard jobs', async () => coordinator.child.exitCode !== null || (await jobs()) === 4);
+    expect(coordinator.child.exitCode).toBeNull();
+    const queued = await runCli(['status', '--config', cfg]);
+    expect(queued.code, queued.stderr).toBe(0);
+    expect(queued.stdout).toMatch(/^run [0-9a-f-]{36} \(created [^)]+\): 4 shards: 0 done, 0 running, 4 queued, 0 failed$/m);
+    expect(queued.stdout).toContain('rows: 0 of ~4,000 (0%)');
+
+    // Worker A is slowed (300 ms a batch of 100 rows) so that the kill lands inside its shard.
+    const a = startCli(['worker', '--config', cfg, '--concurrency', '1'], { env: { LOGSHIP_TEST_BATCH_DELAY_MS: '300' } });
+    const claimOfA = async () => (await client.query<{ shard_index: number }>(
+      'SELECT shard_index FROM logship_state_claims WHERE worker LIKE $1', [`%:${a.child.pid}`]).catch(() => ({ rows: [] }))).rows[0]?.shard_index;
+    await waitFor('worker A to claim a shard', async () => a.child.exitCode !== null || (await claimOfA()) !== undefined);
+    const killedShard = (await claimOfA())!;
+    expect(a.child.exitCode).toBeNull();
+
+    const done = await client.query(`SELECT 1 FROM logship_state_shards WHERE shard_index = $1`, [killedShard]);
+    expect(done.rowCount).toBe(0); // A's shard is really unfinished when A dies
+    a.child.kill('SIGKILL');
+    expect((await within('worker A to die', a.done)).signal).toBe('SIGKILL');
+    const b = startCli(['worker', '--config', cfg, '--concurrency', '1']);
+
+    const finished = await within('the coordinator to finish', coordinator.done, 100_000);
+    expect(finished.code, finished.stderr).toBe(0);
+    expect(finished.stdout).toMatch(/: 4\/4 shards, 4,000 rows/);
+    b.child.kill('SIGTERM');
+    const bResult = await within('worker B to stop', b.done);
+    expect(bResult.code, bResult.stderr).toBe(0);
+
+    // B took over A's shard as attempt 2, after pg-boss expired A's job and retried it.
+    const bLog = bResult.stderr.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(bLog.some((l) => l.msg === 'shard done' && l.shard === killedShard && l.attempt === 2)).toBe(true);
+    const job = await client.query<{ state: string; retry_count: number }>('SELECT state::text, retry_count FROM logship_queue.job WHERE id = $1', [shardJobId('LogShipper-state', (finished.stdout.match(/run ([0-9a-f-]{36})/) ?? [])[1]!, killedShard)]);
+    expect(job.rows[0]).toMatchObject({ state: 'completed' });
+    expect(job.rows[0]!.retry_count).toBeGreaterThanOrEqual(1);
+
+    expect(exportedDocs(out)).toEqual(await sourceDocs(client));
+    const state = await client.query<{ run: unknown }>('SELECT run FROM logship_state');
+    expect(state.rows[0]!.run).toBeNull();
+    expect((await runCli(['status', '--config', cfg])).stdout).toContain('no run in progress');
+
+    // An idle worker with --idle-exit leaves on its own once nothing has come for that long.
+    const idle = await within('an idle worker to exit', runCli(['worker', '--config', cfg, '--idle-exit', '1']));
+    expect(idle.code, idle.stderr).toBe(0);
+    expect(idle.stdout).toMatch(/: 0 shards, 0 rows/);
+  });
+
+  it('fails the run with exit 1 naming a shard that outlived its timeout on every try, and a later run resumes it', async () => {
+    const { url, client } = await freshDatabase('dist_dead');
+    opened.push(client);
+    await seedKestraLogs(client, { rows: 2000, start: isoAgo(3700), spanSeconds: 3600 });
+    const dir = tempDir('dist-dead');
+    const out = path.join(dir, 'out');
+    const base = {
+      source: { url, fetchSize: 100 }, lookbackPeriod: 'P1D', workers: 1, rowsPerShard: 1000, shardAttempts: 1,
+      logExporters: [{ id: 'files', type: 'file', directory: out }],
+    };
+    const cfg = writeConfig(dir, { ...base, queue: { shardTimeout: 'PT2S', pollInterval: 'PT0.5S' } });
+
+    // 1 s a batch of 100 rows: a 1,000-row shard needs 10 s and its job expires after 2 s.
+    const slow = startCli(['worker', '--config', cfg, '--concurrency', '2'], { env: { LOGSHIP_TEST_BATCH_DELAY_MS: '1000' } });
+    const failed = await within('the coordinator to give up', runCli(['run', '--config', cfg, '--distributed']), 100_000);
+    slow.child.kill('SIGTERM');
+    await within('the slow worker to stop', slow.done);
+    expect(failed.code, failed.stderr).toBe(1);
+    expect(failed.stderr).toMatch(/^logship: shard [01] .*failed on every attempt and was dead-lettered; the offset stays at the last contiguous finished shard and a rerun retries it$/m);
+    const dead = await client.query<{ n: number }>(`SELECT count(*)::int AS n FROM logship_queue.job WHERE name LIKE '%.dead'`);
+    expect(dead.rows[0]!.n).toBeGreaterThanOrEqual(1);
+
+    // The rerun finds the dead-lettered job, enqueues it afresh (with this config's timeout), and finishes.
+    const patient = writeConfig(dir, { ...base, queue: { shardTimeout: 'PT60S', pollInterval: 'PT0.5S' } }, 'patient.yaml');
+    const worker = startCli(['worker', '--config', patient, '--concurrency', '2']);
+    const resumed = await within('the rerun to finish', runCli(['run', '--config', patient, '--distributed']), 100_000);
+    worker.child.kill('SIGTERM');
+    expect((await within('the worker to stop', worker.done)).code).toBe(0);
+    expect(resumed.code, resumed.stderr).toBe(0);
+    expect(resumed.stdout).toMatch(/\(resumed\): \d\/2 shards/);
+    expect(exportedDocs(out)).toEqual(await sourceDocs(client));
+  });
+
+  it('reruns a coordinator killed while waiting: the same four jobs, no duplicates, and the rerun finalizes from the manifest', async () => {
+    const { url, client } = await freshDatabase('dist_coord');
+    opened.push(client);
+    await seedKestraLogs(client, { rows: 4000, start: isoAgo(3700), spanSeconds: 3600, tieGroup: 2 });
+    const dir = tempDir('dist-coord');
+    const out = path.join(dir, 'out');
+    const cfg = writeConfig(dir, {
+      source: { url, fetchSize: 500 }, lookbackPeriod: 'P1D', workers: 1, rowsPerShard: 1000,
+      queue: { shardTimeout: 'PT60S', pollInterval: 'PT0.5S' },
+      logExporters: [{ id: 'files', type: 'file', directory: out }],
+    });
+    const jobs = async () => (await client.query<{ id: string; state: string }>(`SELECT id::text, state::text FROM logship_queue.job WHERE name NOT LIKE '%.dead' ORDER BY id`).catch(() => ({ rows: [] }))).rows;
+
+    // No worker is up: the coordinator enqueues and waits; it is killed while waiting.
+    const first = startCli(['run', '--config', cfg, '--distributed']);
+    await waitFor('four shard jobs', async () => first.child.exitCode !== null || (await jobs()).length === 4);
+    expect(first.child.exitCode).toBeNull();
+    const enqueued = await jobs();
+    first.child.kill('SIGKILL');
+    expect((await within('the coordinator to die', first.done)).signal).toBe('SIGKILL');
+
+    // --no-wait re-sends the same ids (no-ops) and returns at once.
+    const again = await runCli(['run', '--config', cfg, '--distributed', '--no-wait']);
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stdout).toMatch(/\(resumed\): 0\/4 shards/);
+    expect(await jobs()).toEqual(enqueued);
+
+    const worker = startCli(['worker', '--config', cfg, '--concurrency', '2']);
+    const final = await within('the rerun to finalize', runCli(['run', '--config', cfg, '--distributed']), 100_000);
+    worker.child.kill('SIGTERM');
+    expect((await within('the worker to stop', worker.done)).code).toBe(0);
+    expect(final.code, final.stderr).toBe(0);
+    expect(final.stdout).toMatch(/\(resumed\): 4\/4 shards, 4,000 rows/);
+    expect((await jobs()).map((j) => j.id)).toEqual(enqueued.map((j) => j.id));
+    expect(exportedDocs(out)).toEqual(await sourceDocs(client));
+    const offset = await client.query<{ offset_ts: string; run: unknown }>('SELECT offset_ts, run FROM logship_state');
+    expect(offset.rows[0]!.run).toBeNull();
+    expect(offset.rows[0]!.offset_ts).not.toBeNull();
+  });
+
+  it('refuses --no-wait without --distributed (exit 2)', async () => {
+    const r = await runCli(['run', '--config', 'x.yaml', '--no-wait']);
+    expect(r.code).toBe(2);
+    expect(r.stderr.split('\n')[0]).toBe('logship: --no-wait applies only to run --distributed');
+  });
+
+  it('a worker stopped (SIGSTOP) past its job expiry and resumed after another finished its shard records nothing and duplicates no row', async () => {
+    const { url, client } = await freshDatabase('dist_stall');
+    opened.push(client);
+    await seedKestraLogs(client, { rows: 3000, start: isoAgo(3700), spanSeconds: 3600, tieGroup: 3 });
+    const dir = tempDir('dist-stall');
+    const out = path.join(dir, 'out');
+    const cfg = writeConfig(dir, {
+      source: { url, fetchSize: 100 }, lookbackPeriod: 'P1D', workers: 1, rowsPerShard: 1000,
+      queue: { shardTimeout: 'PT3S', pollInterval: 'PT0.5S' },
+      logExporters: [{ id: 'files', type: 'file', directory: out, maxLinesPerFile: 300 }],
+    });
+    const coordinator = startCli(['run', '--config', cfg, '--distributed']);
+    const a = startCli(['worker', '--config', cfg, '--concurrency', '1'], { env: { LOGSHIP_TEST_BATCH_DELAY_MS: '300' } });
+    let aLog = '';
+    a.child.stderr!.on('data', (d) => (aLog += d));
+    const claimOfA = async () => (await client.query<{ shard_index: number }>(
+      'SELECT shard_index FROM logship_state_claims WHERE worker LIKE $1', [`%:${a.child.pid}`]).catch(() => ({ rows: [] }))).rows[0]?.shard_index;
+    await waitFor('worker A to claim a shard', async () => a.child.exitCode !== null || (await claimOfA()) !== undefined);
+    const stalledShard = (await claimOfA())!;
+    a.child.kill('SIGSTOP');
+
+    const b = startCli(['worker', '--config', cfg, '--concurrency', '1']);
+    const finished = await within('the coordinator to finish', coordinator.done, 100_000);
+    expect(finished.code, finished.stderr).toBe(0);
+    expect(finished.stdout).toMatch(/: 3\/3 shards, 3,000 rows/);
+    const docsBefore = exportedDocs(out);
+    expect(docsBefore).toEqual(await sourceDocs(client));
+
+    // A wakes up: its attempt is past its expiry, stops at its next batch and records nothing.
+    a.child.kill('SIGCONT');
+    await waitFor('worker A to give up its stale attempt', () => aLog.includes(`outlived queue.shardTimeout`) || aLog.includes('stale attempt'));
+    a.child.kill('SIGTERM');
+    b.child.kill('SIGTERM');
+    const [aResult, bResult] = await within('both workers to stop', Promise.all([a.done, b.done]));
+    expect(aResult.code, aResult.stderr).toBe(0);
+    expect(bResult.code, bResult.stderr).toBe(0);
+    expect(aLog).not.toMatch(new RegExp(`"shard":${stalledShard},"attempt":1,"rows":\\d+,"msg":"shard done"`));
+    expect(exportedDocs(out)).toEqual(docsBefore);
+    expect(listTempFiles(out)).toEqual([]);
+  });
+});
