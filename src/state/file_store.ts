@@ -3,18 +3,9 @@ import path from 'node:path';
 import { RunError } from '../config/errors.js';
 import type { Bound } from '../plan/keyset.js';
 import type { InShardAck } from '../sinks/delivery/types.js';
-import type { ReadRange, RunManifest, ShardOutcome, StateStore, StoredState } from './types.js';
+import type { ReadRange, RunManifest, ShardOutcome, StateStore, StoredState, StateJson } from './types.js';
 
-interface Entry {
-  offset: Bound | null;
-  run: RunManifest | null;
-  done: Record<string, ShardOutcome>;
-  /** shard index → exporter id → in-shard acknowledged prefix. */
-  acks?: Record<string, Record<string, InShardAck>>;
-  /** Absent in files written before late-row tracking. */
-  reads?: ReadRange[];
-  updatedAt: string;
-}
+type Entry = StateJson;
 
 interface FileShape { version: 1; entries: Record<string, Entry> }
 

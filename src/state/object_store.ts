@@ -5,19 +5,11 @@ import type { ObjectStateConfig } from '../config/types.js';
 import type { Bound } from '../plan/keyset.js';
 import type { StateObjects } from './object_backends.js';
 import type { InShardAck } from '../sinks/delivery/types.js';
-import type { RunManifest, ShardOutcome, StateStore, StoredState, ReadRange } from './types.js';
+import type { RunManifest, ShardOutcome, StateStore, StoredState, ReadRange, StateJson } from './types.js';
 
-interface StateDocument {
+interface StateDocument extends StateJson {
   version: 1;
   offsetKey: string;
-  offset: Bound | null;
-  run: RunManifest | null;
-  done: Record<string, ShardOutcome>;
-  /** shard index → exporter id → in-shard acknowledged prefix. */
-  acks?: Record<string, Record<string, InShardAck>>;
-  /** Exported ranges inside the late-row horizon. */
-  reads?: ReadRange[];
-  updatedAt: string;
 }
 
 interface Lease {

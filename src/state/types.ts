@@ -43,6 +43,19 @@ export interface ReadRange {
 /** Per unfinished shard, per exporter: the in-shard acknowledged prefix (bounded-duplicates exporters). */
 export type ShardAcks = Map<number, Record<string, InShardAck>>;
 
+/** One offsetKey's state as JSON (the file store's entries, the object store's document). */
+export interface StateJson {
+  offset: Bound | null;
+  run: RunManifest | null;
+  done: Record<string, ShardOutcome>;
+  /** shard index → exporter id → in-shard acknowledged prefix. */
+  acks?: Record<string, Record<string, InShardAck>>;
+  /** Exported ranges inside the late-row horizon; absent in state written before late-row tracking. */
+  reads?: ReadRange[];
+  updatedAt: string;
+}
+
+/** Stored state, loaded. */
 export interface StoredState {
   offset: Bound | null;
   run: RunManifest | null;
