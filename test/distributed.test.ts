@@ -238,7 +238,9 @@ describe('run --distributed with worker processes', () => {
     worker.child.kill('SIGTERM');
     expect((await within('the worker to stop', worker.done)).code).toBe(0);
     expect(final.code, final.stderr).toBe(0);
-    expect(final.stdout).toMatch(/\(resumed\): 4\/4 shards, 4,000 rows/);
+    // How many shards this coordinator sees finish depends on how fast the worker started first
+    // drains them; what must hold is the outputs and the offset, checked below.
+    expect(final.stdout).toMatch(/\(resumed\): \d\/4 shards/);
     expect((await jobs()).map((j) => j.id)).toEqual(enqueued.map((j) => j.id));
     expect(exportedDocs(out)).toEqual(await sourceDocs(client));
     const offset = await client.query<{ offset_ts: string; run: unknown }>('SELECT offset_ts, run FROM logship_state');
