@@ -91,13 +91,13 @@ describe.each([
 
   it('two runs racing for one offsetKey: exactly one gets the lease', async () => {
     const config = objectStateConfig(stateOf(`race-${tag}`));
-    const stores = Array.from({ length: 4 }, () => new ObjectStateStore(config, 'race', createStateObjects(config)));
+    const stores = await Promise.all(Array.from({ length: 4 }, async () => new ObjectStateStore(config, 'race', await createStateObjects(config))));
     const results = await Promise.allSettled(stores.map((s) => s.open()));
     expect(results.filter((x) => x.status === 'fulfilled')).toHaveLength(1);
     for (const x of results) if (x.status === 'rejected') expect(String(x.reason)).toMatch(/another logship run (took|\(host .*\) holds) the lease/);
     await stores[results.findIndex((x) => x.status === 'fulfilled')]!.close();
     // Released: the next run gets it at once.
-    const next = new ObjectStateStore(config, 'race', createStateObjects(config));
+    const next = new ObjectStateStore(config, 'race', await createStateObjects(config));
     await next.open();
     await next.close();
   });

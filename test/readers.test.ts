@@ -9,12 +9,19 @@ import type { BadRow } from '../src/source/bad_rows.js';
 import { KESTRA_COLUMNS } from '../src/config/schema.js';
 import { seedKestraLogs } from '../src/demo/seed.js';
 import { to as copyTo } from 'pg-copy-streams';
+import net from 'node:net';
+import pgModule from 'pg';
 import { freshDatabase } from './helpers/db.js';
 
 let client: pg.Client;
+let url: string;
 let table: SourceTable;
 const noFilters = { logLevelFilter: undefined, namespace: undefined, tenantId: undefined };
 const all = { lo: { ts: '2000-01-01T00:00:00.000000Z', key: null }, hi: { ts: '2100-01-01T00:00:00.000000Z', key: null } };
+
+/** A COPY that sends 299 rows, then fails with an ErrorResponse. */
+const DIVIDES_BY_ZERO_AT_ROW_300 = `SELECT key::text, "timestamp", CASE WHEN n = 300 THEN (1 / (n - 300))::text::jsonb ELSE value END
+  FROM (SELECT *, row_number() OVER (ORDER BY "timestamp", key) AS n FROM logs) t ORDER BY n`;
 
 async function collect(gen: AsyncGenerator<RowBatch>) {
   const out = { body: [] as Buffer[], keys: [] as string[], ts: [] as number[], batches: 0 };
@@ -30,7 +37,7 @@ async function collect(gen: AsyncGenerator<RowBatch>) {
 }
 
 beforeAll(async () => {
-  ({ client } = await freshDatabase('readers'));
+  ({ client, url } = await freshDatabase('readers'));
   await seedKestraLogs(client, { rows: 5000, start: '2026-01-01T00:00:00Z', spanSeconds: 3600, tieGroup: 7 });
   table = await describeTable(client, { url: undefined, password: undefined, table: 'logs', columns: KESTRA_COLUMNS, stream: 'copy', fetchSize: 1000, ordered: true });
 });
@@ -138,5 +145,68 @@ describe('COPY binary reader (fast path)', () => {
         ['big-3', 'body is 209 bytes, over maxRowBytes (150)', 209],
       ]);
     }
+  });
+
+  it('frames COPY messages cut at every kind of boundary by a fragmenting proxy, and gives the connection back', async () => {
+    // Server-to-client bytes are re-sent in 1–40 byte writes (seeded), so message headers,
+    // tuples and the CommandComplete/ReadyForQuery that follow CopyDone arrive split.
+    let seed = 11;
+    const rand = () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
+    const target = new URL(url);
+    const proxy = net.createServer((down) => {
+      down.setNoDelay(true);
+      const up = net.connect(Number(target.port), target.hostname);
+      up.setNoDelay(true);
+      down.pipe(up);
+      // One piece per event-loop turn: the client (in this process) reads each piece on its own.
+      up.on('data', (chunk: Buffer) => {
+        up.pause();
+        void (async () => {
+          for (let i = 0; i < chunk.length; ) {
+            const n = 1 + Math.floor(rand() * 40);
+            down.write(chunk.subarray(i, i + n));
+            i += n;
+            await new Promise((resolve) => setImmediate(resolve));
+          }
+          up.resume();
+        })();
+      });
+      up.on('close', () => down.destroy());
+      down.on('close', () => up.destroy());
+      up.on('error', () => down.destroy());
+      down.on('error', () => up.destroy());
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    const proxied = new URL(url);
+    proxied.port = String((proxy.address() as net.AddressInfo).port);
+    const viaProxy = new pgModule.Client({ connectionString: proxied.toString() });
+    await viaProxy.connect();
+    try {
+      const sql = shardSelect(table, noFilters, all.lo, all.hi, true, 'copy');
+      const reference = await collect(readWithCursor(client, `${shardSelect(table, noFilters, all.lo, all.hi, true, 'cursor')} LIMIT 400`, 1000));
+      for (let round = 0; round < 2; round++) {
+        const got = await collect(readWithCopy(viaProxy, `${sql} LIMIT 400`, 333));
+        expect(got.keys).toEqual(reference.keys);
+        expect(got.bytes.equals(reference.bytes)).toBe(true);
+        // pg parsed CommandComplete and ReadyForQuery from the bytes handed back.
+        expect((await viaProxy.query('SELECT 2 AS two')).rows[0].two).toBe(2);
+      }
+      // An ErrorResponse split the same way is handed to pg whole.
+      await expect(collect(readWithCopy(viaProxy, DIVIDES_BY_ZERO_AT_ROW_300, 100))).rejects.toThrow('division by zero');
+      expect((await viaProxy.query('SELECT 4 AS four')).rows[0].four).toBe(4);
+    } finally {
+      await viaProxy.end();
+      await new Promise((resolve) => proxy.close(resolve));
+    }
+  });
+
+  it('raises a server error that arrives mid-COPY, after rows, and the connection stays usable', async () => {
+    const seen: number[] = [];
+    const reading = (async () => {
+      for await (const b of readWithCopy(client, DIVIDES_BY_ZERO_AT_ROW_300, 100)) seen.push(b.count);
+    })();
+    await expect(reading).rejects.toThrow('division by zero');
+    expect(seen.reduce((a, b) => a + b, 0)).toBeLessThan(300);
+    expect((await client.query('SELECT 3 AS three')).rows[0].three).toBe(3);
   });
 });

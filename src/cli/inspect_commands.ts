@@ -20,7 +20,7 @@ export async function planCommand(config: Config, json: boolean): Promise<void> 
   const client = await connectSource(config.source, 'plan');
   try {
     const table = await describeTable(client, config.source);
-    const state = await createStateStore(config, fixedDb(client)).load();
+    const state = await (await createStateStore(config, fixedDb(client))).load();
     const pending = state.run ? state.run.shards.filter((s) => !state.done.has(s.index)) : [];
     const offset = state.run ? state.run.window.end : state.offset;
     const window = await computeWindow(client, offset, config.lookbackPeriod, config.safetyLag);
@@ -82,7 +82,7 @@ async function planWarnings(config: Config, window: { start: string; end: string
 export async function stateCommand(config: Config, reset: boolean, json: boolean): Promise<void> {
   const client = await connectSource(config.source, 'state');
   try {
-    const store = createStateStore(config, fixedDb(client));
+    const store = await createStateStore(config, fixedDb(client));
     if (reset) {
       await store.open();
       try {

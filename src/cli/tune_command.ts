@@ -34,7 +34,7 @@ export async function tuneCommand(config: Config, o: TuneOptions): Promise<void>
   let sampleRows: number;
   try {
     const table = await describeTable(client, config.source);
-    const state = await createStateStore(config, fixedDb(client)).load();
+    const state = await (await createStateStore(config, fixedDb(client))).load();
     window = await computeWindow(client, state.offset, config.lookbackPeriod, config.safetyLag);
     if (!window) throw new Error('the window is empty: nothing to sample (is the offset within the safety lag of now?)');
     const where = whereClause([...filterConditions(table, filtersOf(config)), ...rangeConditions(table, window.start, window.end)]);

@@ -108,7 +108,7 @@ export async function runExport(wanted: Config, o: RunOptions, report: RunReport
     const config = workers === wanted.workers ? wanted : { ...wanted, workers };
     await passRawBytesFromSqlAscii(main.current());
     const table = await describeTable(main.current(), config.source);
-    store = createStateStore(config, main);
+    store = await createStateStore(config, main);
     await store.open();
     await checkExporters(config);
     const state = await store.load();

@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { to as copyTo } from 'pg-copy-streams';
+import { CopyOutQuery, submitCopyOut, type CopyPayloadSink } from './copy_out.js';
 import { FailOnBadRow, type BadRowPolicy } from './bad_rows.js';
 import { CorruptRowError, RowBatchBuilder, type RowBatch } from './row_batch.js';
 
@@ -15,6 +15,7 @@ const SIGNATURE = Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1');
 const PG_EPOCH_US = 946_684_800_000_000;
 const JSONB_VERSION = 1;
 const HEADER_FIXED = SIGNATURE.length + 8; // flags int32 + extension length int32
+const NO_BATCHES: RowBatch[] = [];
 
 /**
  * The fast path: `COPY (query) TO STDOUT (FORMAT binary)` lets PostgreSQL produce the JSON text
@@ -22,28 +23,23 @@ const HEADER_FIXED = SIGNATURE.length + 8; // flags int32 + extension length int
  * The query must select (key as text, event time as timestamp/timestamptz, document as jsonb).
  */
 export async function* readWithCopy(client: pg.Client, selectSql: string, fetchSize: number, o: CopyReadOptions = {}): AsyncGenerator<RowBatch> {
-  const stream = client.query(copyTo(`COPY (${selectSql}) TO STDOUT (FORMAT binary)`));
-  const parser = new CopyBinaryParser(fetchSize, o);
+  const copy = new CopyOutQuery(`COPY (${selectSql}) TO STDOUT (FORMAT binary)`, new CopyBinaryParser(fetchSize, o));
+  submitCopyOut(client, copy);
   let completed = false;
-  const iterator = (stream as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
   try {
-    for (let r = await iterator.next(); !r.done; r = await iterator.next()) {
-      const batches = parser.push(r.value);
-      for (const b of batches) yield b;
-    }
+    for (let batch = await copy.next(); batch; batch = await copy.next()) yield batch;
     completed = true;
-    const last = parser.end();
-    if (last) yield last;
   } finally {
-    // The consumer stopped early (an exporter failed, or it was closed). COPY OUT cannot be
-    // stopped from the client side of the protocol, so cancel it on the server and read up to
-    // the resulting error: the connection is then ready for the next query.
-    // On a lost connection there is nothing to cancel; the caller discards the connection.
-    if (!completed) await cancelCopy(client, iterator).catch(() => {});
+    // The consumer stopped early (an exporter failed, or it was closed), or a row was corrupt.
+    // COPY OUT cannot be stopped from the client side of the protocol, so cancel it on the
+    // server and drop what is still in flight up to the resulting error: the connection is then
+    // ready for the next query. On a lost connection there is nothing to cancel; the caller
+    // discards the connection.
+    if (!completed) await cancelCopy(client, copy).catch(() => {});
   }
 }
 
-async function cancelCopy(client: pg.Client, iterator: AsyncIterator<Buffer>): Promise<void> {
+async function cancelCopy(client: pg.Client, copy: CopyOutQuery): Promise<void> {
   const pid = (client as unknown as { processID: number }).processID;
   const params = (client as unknown as { connectionParameters: pg.ClientConfig }).connectionParameters;
   const canceller = new pg.Client(params);
@@ -54,14 +50,11 @@ async function cancelCopy(client: pg.Client, iterator: AsyncIterator<Buffer>): P
   } finally {
     await canceller.end().catch(() => {});
   }
-  try {
-    while (!(await iterator.next()).done);
-  } catch {
-    // 57014 query_canceled: expected.
-  }
+  // 57014 query_canceled (or the COPY had just finished): either way the connection is free.
+  await copy.discard();
 }
 
-export class CopyBinaryParser {
+export class CopyBinaryParser implements CopyPayloadSink {
   private pending: Buffer[] = [];
   private pendingLen = 0;
   /** Bytes needed before parsing can make progress; avoids re-concatenating a huge row per chunk. */
@@ -80,30 +73,42 @@ export class CopyBinaryParser {
     this.builder = new RowBatchBuilder(fetchSize, undefined, this.badRows);
   }
 
+  /** Parses a chunk; returns the batches it completed. */
   push(chunk: Buffer): RowBatch[] {
-    let pos = 0;
+    this.pushRange(chunk, 0, chunk.length);
+    return this.takeReady();
+  }
+
+  takeReady(): RowBatch[] {
+    return this.out.length === 0 ? NO_BATCHES : this.out.splice(0);
+  }
+
+  /**
+   * Parses bytes [start, end) of buf, which stay valid only during the call: whole tuples are
+   * copied into the batch, and only a tuple cut by `end` is kept (copied) for the next call.
+   */
+  pushRange(buf: Buffer, start: number, end: number): void {
+    let pos = start;
     // Finish a tuple carried over from earlier chunks by joining only the bytes it still needs
     // (a huge row accumulates in `pending` without being re-copied per chunk).
     while (this.pendingLen > 0) {
       const missing = this.needed - this.pendingLen;
-      if (chunk.length - pos < missing) {
-        if (pos < chunk.length) this.pending.push(chunk.subarray(pos));
-        this.pendingLen += chunk.length - pos;
-        return this.out.splice(0);
+      if (end - pos < missing) {
+        if (pos < end) this.pending.push(Buffer.from(buf.subarray(pos, end)));
+        this.pendingLen += end - pos;
+        return;
       }
-      const joined = Buffer.concat([...this.pending, chunk.subarray(pos, pos + missing)], this.needed);
+      const joined = Buffer.concat([...this.pending, buf.subarray(pos, pos + missing)], this.needed);
       pos += missing;
-      const used = this.parse(joined);
+      const used = this.parse(joined, 0, joined.length);
       this.pending = used < joined.length ? [joined.subarray(used)] : [];
       this.pendingLen = joined.length - used;
     }
-    const rest = pos === 0 ? chunk : chunk.subarray(pos);
-    const used = this.parse(rest);
-    if (used < rest.length) {
-      this.pending = [rest.subarray(used)];
-      this.pendingLen = rest.length - used;
+    const used = this.parse(buf, pos, end);
+    if (used < end) {
+      this.pending = [Buffer.from(buf.subarray(used, end))];
+      this.pendingLen = end - used;
     }
-    return this.out.splice(0);
   }
 
   end(): RowBatch | null {
@@ -111,18 +116,17 @@ export class CopyBinaryParser {
     return this.builder.count > 0 ? this.builder.take() : null;
   }
 
-  /** Parses whole tuples from buf; returns how many bytes were consumed. */
-  private parse(buf: Buffer): number {
-    let pos = 0;
+  /** Parses whole tuples from buf[pos, len); returns where the unparsed bytes start. */
+  private parse(buf: Buffer, pos: number, len: number): number {
     if (!this.headerDone) {
-      if (buf.length < HEADER_FIXED) return this.need(HEADER_FIXED, 0);
-      if (!buf.subarray(0, SIGNATURE.length).equals(SIGNATURE)) throw new CorruptRowError('COPY stream has no binary signature');
-      const ext = buf.readInt32BE(SIGNATURE.length + 4);
-      if (buf.length < HEADER_FIXED + ext) return this.need(HEADER_FIXED + ext, 0);
-      pos = HEADER_FIXED + ext;
+      const at = pos;
+      if (len - at < HEADER_FIXED) return this.need(HEADER_FIXED, at);
+      if (buf.compare(SIGNATURE, 0, SIGNATURE.length, at, at + SIGNATURE.length) !== 0) throw new CorruptRowError('COPY stream has no binary signature');
+      const ext = buf.readInt32BE(at + SIGNATURE.length + 4);
+      if (len - at < HEADER_FIXED + ext) return this.need(HEADER_FIXED + ext, at);
+      pos = at + HEADER_FIXED + ext;
       this.headerDone = true;
     }
-    const len = buf.length;
     while (true) {
       if (pos + 2 > len) {
         this.need(2, pos);

@@ -1,13 +1,11 @@
-import { GetObjectCommand, PutObjectCommand, DeleteObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import { IdempotencyStrategy, type Bucket } from '@google-cloud/storage';
+import type { S3Client } from '@aws-sdk/client-s3';
+type S3Sdk = typeof import('@aws-sdk/client-s3');
+import type { Bucket } from '@google-cloud/storage';
 import type { ContainerClient } from '@azure/storage-blob';
 import type { ObjectStateConfig } from '../config/types.js';
 import type { AzureBlobExporterConfig } from '../sinks/azure_blob/config.js';
 import type { GcsExporterConfig } from '../sinks/gcs/config.js';
 import type { S3ExporterConfig } from '../sinks/s3/config.js';
-import { createContainerClient } from '../sinks/azure_blob/service.js';
-import { createGcsBucket } from '../sinks/gcs/service.js';
-import { createS3Client } from '../sinks/s3/service.js';
 
 export interface Versioned {
   body: string;
@@ -36,16 +34,17 @@ const statusOf = (err: unknown): number | undefined => {
 /** S3: If-None-Match: * creates only, If-Match: ETag replaces only that version (412 otherwise). */
 class S3Objects implements StateObjects {
   readonly where: string;
-  private readonly client: S3Client;
-
-  constructor(private readonly config: S3ExporterConfig) {
+  constructor(
+    private readonly config: S3ExporterConfig,
+    private readonly client: S3Client,
+    private readonly sdk: S3Sdk,
+  ) {
     this.where = `s3://${config.bucket}`;
-    this.client = createS3Client(config);
   }
 
   async get(name: string): Promise<Versioned | null> {
     try {
-      const r = await this.client.send(new GetObjectCommand({ Bucket: this.config.bucket, Key: name }));
+      const r = await this.client.send(new this.sdk.GetObjectCommand({ Bucket: this.config.bucket, Key: name }));
       return { body: await r.Body!.transformToString('utf8'), version: r.ETag! };
     } catch (err) {
       if (statusOf(err) === 404) return null;
@@ -55,7 +54,7 @@ class S3Objects implements StateObjects {
 
   async put(name: string, body: string, precondition: Precondition): Promise<string | null> {
     try {
-      const r = await this.client.send(new PutObjectCommand({
+      const r = await this.client.send(new this.sdk.PutObjectCommand({
         Bucket: this.config.bucket, Key: name, Body: body, ContentType: 'application/json',
         ...(precondition === null ? { IfNoneMatch: '*' } : { IfMatch: precondition }),
       }));
@@ -69,7 +68,7 @@ class S3Objects implements StateObjects {
   }
 
   async remove(name: string): Promise<void> {
-    await this.client.send(new DeleteObjectCommand({ Bucket: this.config.bucket, Key: name }));
+    await this.client.send(new this.sdk.DeleteObjectCommand({ Bucket: this.config.bucket, Key: name }));
   }
 
   close(): void {
@@ -80,11 +79,11 @@ class S3Objects implements StateObjects {
 /** GCS: ifGenerationMatch 0 creates only; a generation replaces only that one. */
 class GcsObjects implements StateObjects {
   readonly where: string;
-  private readonly bucket: Bucket;
-
-  constructor(config: GcsExporterConfig) {
+  constructor(
+    config: GcsExporterConfig,
+    private readonly bucket: Bucket,
+  ) {
     this.where = `gs://${config.bucket}`;
-    this.bucket = createGcsBucket(config, IdempotencyStrategy.RetryConditional);
   }
 
   async get(name: string): Promise<Versioned | null> {
@@ -124,11 +123,11 @@ class GcsObjects implements StateObjects {
 /** Azure: If-None-Match: * creates only, If-Match: ETag replaces only that version. */
 class AzureObjects implements StateObjects {
   readonly where: string;
-  private readonly container: ContainerClient;
-
-  constructor(config: AzureBlobExporterConfig) {
+  constructor(
+    config: AzureBlobExporterConfig,
+    private readonly container: ContainerClient,
+  ) {
     this.where = `azure://${config.containerName}`;
-    this.container = createContainerClient(config);
   }
 
   async get(name: string): Promise<Versioned | null> {
@@ -165,9 +164,17 @@ class AzureObjects implements StateObjects {
   close(): void {}
 }
 
-export function createStateObjects(config: ObjectStateConfig): StateObjects {
+/** Each SDK loads only when its store is configured (see createStateStore). */
+export async function createStateObjects(config: ObjectStateConfig): Promise<StateObjects> {
   const store = config.store;
-  if (store.type === 's3') return new S3Objects(store);
-  if (store.type === 'gcs') return new GcsObjects(store);
-  return new AzureObjects(store);
+  if (store.type === 's3') {
+    const [sdk, { createS3Client }] = await Promise.all([import('@aws-sdk/client-s3'), import('../sinks/s3/service.js')]);
+    return new S3Objects(store, createS3Client(store), sdk);
+  }
+  if (store.type === 'gcs') {
+    const [{ IdempotencyStrategy }, { createGcsBucket }] = await Promise.all([import('@google-cloud/storage'), import('../sinks/gcs/service.js')]);
+    return new GcsObjects(store, createGcsBucket(store, IdempotencyStrategy.RetryConditional));
+  }
+  const { createContainerClient } = await import('../sinks/azure_blob/service.js');
+  return new AzureObjects(store, createContainerClient(store));
 }

@@ -36,7 +36,7 @@ export async function runDistributed(config: Config, o: RunOptions, report: RunR
   let queue: Queue | null = null;
   try {
     const table = await describeTable(main.current(), config.source);
-    store = createStateStore(config, main);
+    store = await createStateStore(config, main);
     await store.open();
     const fence = new ShardFence(main, config.state.type === 'postgres' ? config.state.table : '', config.offsetKey);
     await fence.ensure();

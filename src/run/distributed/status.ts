@@ -38,7 +38,7 @@ export async function distributedStatus(config: Config, now = Date.now()): Promi
   try {
     await queueClient?.connect();
     const db = fixedDb(client);
-    const state = await createStateStore(config, db).load();
+    const state = await (await createStateStore(config, db)).load();
     const out: DistributedStatus = { offsetKey: config.offsetKey, queue: `${settings.schema}.${queueName(config.offsetKey)}`, offset: state.offset, run: null };
     const run = state.run;
     if (!run) return out;
