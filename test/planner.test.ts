@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type pg from 'pg';
-import { planShards, type ShardSpec } from '../src/plan/shards.js';
+import { planShards, tableScanWarning, type ShardSpec } from '../src/plan/shards.js';
 import { describeTable, type SourceTable } from '../src/source/table.js';
 import { filterConditions, rangeConditions, whereClause } from '../src/source/query.js';
 import { KESTRA_COLUMNS } from '../src/config/schema.js';
@@ -114,6 +114,33 @@ describe('shard planner', () => {
 
   it('plans nothing for an empty window', async () => {
     const plan = await planShards(client, table, noFilters, { ts: '2020-01-01T00:00:00.000000Z', key: null }, { ts: '2020-01-02T00:00:00.000000Z', key: null }, { offsetKey: 'k', workers: 2, rowsPerShard: 1000 });
-    expect(plan).toEqual({ totalRows: 0, method: 'empty', shards: [] });
+    expect(plan).toMatchObject({ totalRows: 0, method: 'empty', shards: [] });
+  });
+
+  it('plans one shard per worker when every shard would scan the whole table and rowsPerShard is the default, and by rowsPerShard once an index serves the range', async () => {
+    const o = { offsetKey: 'k', workers: 2, rowsPerShard: 2000 };
+    // Kestra's indexes lead with tenant_id: a range on the timestamp alone is a scan of the table.
+    const scanned = await planShards(client, table, noFilters, start, end, { ...o, autoShardSize: true });
+    expect(scanned.reads).toBe('table-scan');
+    expect(scanned.shards).toHaveLength(2);
+    expect((await actualCounts(scanned.shards)).reduce((a, b) => a + b, 0)).toBe(20_000);
+    expect(tableScanWarning(table, scanned, { ...o, autoShardSize: true })).toBe(
+      'source.table public.logs has no index PostgreSQL can use for a "timestamp" range: every shard\'s read scans the whole table, so logship plans one shard per worker (2 of ~10,000 rows) instead of one per rowsPerShard rows, and a rerun after a crash redoes whole shards; CREATE INDEX CONCURRENTLY ON public.logs ("timestamp") lets shards read only their range',
+    );
+    // rowsPerShard set by the user: kept, and the warning says what each shard costs.
+    const asked = await planShards(client, table, noFilters, start, end, o);
+    expect(asked.shards).toHaveLength(10);
+    expect(tableScanWarning(table, asked, o)).toContain('so each of the 10 shards (rowsPerShard is set) scans all of it');
+
+    await client.query('CREATE INDEX logs_ts_only ON logs ("timestamp")');
+    await client.query('ANALYZE logs');
+    try {
+      const indexed = await planShards(client, table, noFilters, start, end, { ...o, autoShardSize: true });
+      expect(indexed.reads).toBe('index');
+      expect(indexed.shards).toHaveLength(10);
+      expect(tableScanWarning(table, indexed, { ...o, autoShardSize: true })).toBeNull();
+    } finally {
+      await client.query('DROP INDEX logs_ts_only');
+    }
   });
 });

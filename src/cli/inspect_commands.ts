@@ -3,6 +3,7 @@ import { definitionOf } from '../sinks/registry.js';
 import type { ShardSpec } from '../plan/shards.js';
 import { computeWindow, emptyWindowReason } from '../plan/window.js';
 import { planWindow } from '../run/run.js';
+import { tableScanWarning } from '../plan/shards.js';
 import { connectSource } from '../source/connection.js';
 import { describeTable } from '../source/table.js';
 import { createStateStore } from '../state/create.js';
@@ -26,6 +27,8 @@ export async function planCommand(config: Config, json: boolean): Promise<void> 
     const window = await computeWindow(client, offset, config.lookbackPeriod, config.safetyLag);
     const plan = window ? await planWindow(client, table, config, window) : null;
     const warnings = window ? await planWarnings(config, { start: window.start.ts, end: window.end.ts }) : [];
+    const scanWarning = plan && tableScanWarning(table, plan, { ...config, autoShardSize: !config.rowsPerShardSet });
+    if (scanWarning) warnings.unshift(scanWarning);
     const shardView = (s: ShardSpec) => ({
       index: s.index, lo: s.lo, hi: s.hi, estimatedRows: s.estimatedRows,
       firstFiles: Object.fromEntries(config.logExporters.map((e, i) => [e.id, firstTarget(config, i, s)])),
@@ -39,6 +42,7 @@ export async function planCommand(config: Config, json: boolean): Promise<void> 
       rows: plan?.totalRows ?? 0,
       rowsEstimated: plan?.method === 'sample',
       method: plan?.method ?? 'empty',
+      shardReads: plan?.reads ?? null,
       workers: config.workers,
       workersReason: config.workersReason ?? 'set in the config',
       shards: (plan?.shards ?? []).map(shardView),
@@ -55,7 +59,7 @@ export async function planCommand(config: Config, json: boolean): Promise<void> 
     else {
       lines.push(`window: [${formatBound(window.start)}, ${formatBound(window.end)})${window.fromLookback ? ` (start from lookbackPeriod ${config.lookbackPeriod})` : ''}`);
       const rows = out.rowsEstimated ? `~${formatCount(out.rows)} (estimated from a page sample)` : `${formatCount(out.rows)} (counted)`;
-      lines.push(`rows: ${rows} in ${out.shards.length} shards, ${config.workers} workers (${out.workersReason})`);
+      lines.push(`rows: ${rows} in ${out.shards.length} shards, ${config.workers} workers (${out.workersReason}); shards read by ${out.shardReads === 'index' ? 'a timestamp index range' : 'a scan of the whole table'}`);
       for (const s of out.shards) {
         lines.push(`  shard ${s.index}: ${out.rowsEstimated ? '~' : ''}${formatCount(s.estimatedRows)} rows  [${formatBound(s.lo)}, ${formatBound(s.hi)})`);
         for (const [id, name] of Object.entries(s.firstFiles)) lines.push(`      ${id}: ${name}${s.estimatedRows > 0 ? '' : ' (only if rows arrive)'}`);

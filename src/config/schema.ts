@@ -126,6 +126,7 @@ export function parseConfig(value: unknown): Config {
   const safetyLag = r.duration('safetyLag', 'PT30S');
   const { workers, reason: workersReason } = resolveWorkers(r.at('workers'), r.raw('workers'), source.url);
   const rowsPerShard = r.integer('rowsPerShard', 1_000_000, 1000);
+  const rowsPerShardSet = r.raw('rowsPerShard') !== undefined;
   const shardAttempts = r.integer('shardAttempts', 3, 1, 20);
   const stopGraceMs = durationMillis(r.at('stopGrace'), r.duration('stopGrace', 'PT30S'));
   const maxDuration = r.raw('maxDuration');
@@ -166,7 +167,7 @@ export function parseConfig(value: unknown): Config {
     throw new ConfigError('tenantId', 'the source has no tenant column (source.columns.tenant is null)');
   }
   return {
-    kind, source, logLevelFilter, resources, lookbackPeriod, namespace, tenantId, offsetKey, delete: del, safetyLag, workers, workersReason, rowsPerShard, shardAttempts,
+    kind, source, logLevelFilter, resources, lookbackPeriod, namespace, tenantId, offsetKey, delete: del, safetyLag, workers, workersReason, rowsPerShard, rowsPerShardSet, shardAttempts,
     maxDurationMs, stopGraceMs, state, badRows, maxRowBytes, deadLetter, allowDeadLetter, lateRows, queue, logExporters,
   };
 }

@@ -105,6 +105,8 @@ export interface Config {
   /** How `workers` was chosen (auto: where the database runs), for plan and logs. */
   workersReason?: string;
   rowsPerShard: number;
+  /** False when rowsPerShard is the default: the planner may then size shards to how they are read. */
+  rowsPerShardSet: boolean;
   /** Tries per shard before the run fails; transient failures only. */
   shardAttempts: number;
   /** The run's time budget (maxDuration, or --max-duration); null = none. */

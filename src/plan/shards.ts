@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { escapeLiteral } from 'pg';
 import { filterConditions, orderBy, rangeConditions, whereClause, type Filters } from '../source/query.js';
 import type { SourceTable } from '../source/table.js';
 import { boundEquals, shardId, TS_TEXT, type Bound } from './keyset.js';
@@ -28,6 +29,12 @@ export interface PlanOptions {
   sampleRows?: number;
   /** Seed of `TABLESAMPLE … REPEATABLE`, so the same data plans the same shards. */
   seed?: number;
+  /**
+   * rowsPerShard was not set: when a shard's read cannot use an index on the timestamp (every
+   * shard is then a scan of the whole table), plan one shard per worker instead of one per
+   * rowsPerShard rows, since each extra shard costs a whole extra scan.
+   */
+  autoShardSize?: boolean;
 }
 
 export interface ShardPlan {
@@ -35,6 +42,8 @@ export interface ShardPlan {
   totalRows: number;
   method: 'exact' | 'sample' | 'empty';
   shards: ShardSpec[];
+  /** How PostgreSQL reads a shard: a timestamp index range, or a scan of the whole table. */
+  reads: 'index' | 'table-scan';
 }
 
 /** Fewer rows than this per shard and the per-shard overhead (a query, a file) dominates. */
@@ -57,12 +66,14 @@ export async function planShards(client: pg.Client, t: SourceTable, f: Filters, 
   const where = whereClause([...filterConditions(t, f), ...rangeConditions(t, start, end)]);
   const exactLimit = o.exactRowLimit ?? DEFAULT_EXACT_LIMIT;
   let estimate = await histogramEstimate(client, t, where);
+  const reads = await shardReads(client, t, f, start, end, Math.min(1, o.rowsPerShard / Math.max(1, estimate)));
+  const sizing = { ...o, perWorker: o.autoShardSize === true && reads === 'table-scan' };
 
   // Stale statistics can be off by orders of magnitude either way, so the estimate only picks the
   // first step; a capped count and the sample itself correct it.
   if (estimate <= exactLimit * 4) {
     const counted = await cappedCount(client, t, where, exactLimit);
-    if (counted <= exactLimit) return exactPlan(client, t, where, start, end, counted, o);
+    if (counted <= exactLimit) return exactPlan(client, t, where, start, end, counted, sizing, reads);
     estimate = Math.max(estimate, counted);
   }
 
@@ -77,13 +88,13 @@ export async function planShards(client: pg.Client, t: SourceTable, f: Filters, 
     if (sample.length >= target / 4) break;
     if (total <= exactLimit) {
       const counted = await cappedCount(client, t, where, exactLimit);
-      if (counted <= exactLimit) return exactPlan(client, t, where, start, end, counted, o);
+      if (counted <= exactLimit) return exactPlan(client, t, where, start, end, counted, sizing, reads);
     }
     estimate = Math.max(1, total, sample.length === 0 ? estimate * 0.01 : 0); // resample at the corrected rate
   }
-  if (sample.length === 0) return { totalRows: 0, method: 'empty', shards: [] };
+  if (sample.length === 0) return { totalRows: 0, method: 'empty', shards: [], reads };
 
-  const ranks = shardRanks(total, o);
+  const ranks = shardRanks(total, sizing);
   const cuts: Cut[] = [];
   for (const rank of ranks) {
     const b = sample[Math.min(sample.length - 1, Math.floor((rank / total) * sample.length))]!;
@@ -91,7 +102,29 @@ export async function planShards(client: pg.Client, t: SourceTable, f: Filters, 
     if (last && boundEquals(last.bound, b)) continue;
     cuts.push({ bound: b, rank });
   }
-  return { totalRows: total, method: 'sample', shards: shardsFromCuts(start, end, cuts, total, o.offsetKey) };
+  return { totalRows: total, method: 'sample', shards: shardsFromCuts(start, end, cuts, total, o.offsetKey), reads };
+}
+
+/**
+ * Whether a shard's query can read just its range through an index on the timestamp. Asked of
+ * the planner's cost estimates, with the shard's filters and columns, because only it can judge
+ * views, partitions and multi-column indexes. Kestra's own indexes lead with tenant_id: for a
+ * range on the timestamp alone PostgreSQL can only walk a whole index or the whole table, which
+ * costs a large share of a full scan even for a sliver of the window, whereas a range read of
+ * a timestamp index costs next to nothing.
+ */
+async function shardReads(client: pg.Client, t: SourceTable, f: Filters, start: Bound, end: Bound, share: number): Promise<'index' | 'table-scan'> {
+  const from = `${escapeLiteral(start.ts)}::timestamptz`;
+  const to = `${from} + (${escapeLiteral(end.ts)}::timestamptz - ${from}) * ${(share / 1000).toFixed(12)}`;
+  const sliver = await readCost(client, t, [...filterConditions(t, f), `${t.ts} >= ${from}`, `${t.ts} < ${to}`]);
+  const whole = await readCost(client, t, filterConditions(t, f));
+  return sliver < whole * 0.05 ? 'index' : 'table-scan';
+}
+
+/** The planner's total cost of reading a shard's columns under these conditions. */
+async function readCost(client: pg.Client, t: SourceTable, conditions: string[]): Promise<number> {
+  const r = await client.query<{ 'QUERY PLAN': [{ Plan: { 'Total Cost': number } }] }>(`EXPLAIN (FORMAT JSON) SELECT ${t.key}, ${t.ts}, ${t.body} FROM ${t.name} t ${whereClause(conditions)}`);
+  return Number(r.rows[0]!['QUERY PLAN'][0].Plan['Total Cost']);
 }
 
 /**
@@ -99,8 +132,8 @@ export async function planShards(client: pg.Client, t: SourceTable, f: Filters, 
  * shard a worker when rows allow. Not more: without an index on the timestamp every shard's query
  * is a scan of the whole table, so each extra shard costs a scan (10–15% of a 2 M-row export).
  */
-function shardRanks(total: number, o: PlanOptions): number[] {
-  const wanted = Math.max(Math.round(total / o.rowsPerShard), o.workers);
+function shardRanks(total: number, o: PlanOptions & { perWorker: boolean }): number[] {
+  const wanted = o.perWorker ? o.workers : Math.max(Math.round(total / o.rowsPerShard), o.workers);
   const shardCount = Math.max(1, Math.min(wanted, Math.floor(total / MIN_SHARD_ROWS)));
   const step = total / shardCount;
   const ranks: number[] = [];
@@ -108,11 +141,11 @@ function shardRanks(total: number, o: PlanOptions): number[] {
   return ranks;
 }
 
-async function exactPlan(client: pg.Client, t: SourceTable, where: string, start: Bound, end: Bound, total: number, o: PlanOptions): Promise<ShardPlan> {
-  if (total === 0) return { totalRows: 0, method: 'empty', shards: [] };
+async function exactPlan(client: pg.Client, t: SourceTable, where: string, start: Bound, end: Bound, total: number, o: PlanOptions & { perWorker: boolean }, reads: ShardPlan['reads']): Promise<ShardPlan> {
+  if (total === 0) return { totalRows: 0, method: 'empty', shards: [], reads };
   const ranks = shardRanks(total, o);
   const cuts = ranks.length > 0 ? await exactBounds(client, t, where, ranks) : [];
-  return { totalRows: total, method: 'exact', shards: shardsFromCuts(start, end, cuts, total, o.offsetKey) };
+  return { totalRows: total, method: 'exact', shards: shardsFromCuts(start, end, cuts, total, o.offsetKey), reads };
 }
 
 function shardsFromCuts(start: Bound, end: Bound, cuts: Cut[], total: number, offsetKey: string): ShardSpec[] {
@@ -167,3 +200,17 @@ async function exactBounds(client: pg.Client, t: SourceTable, where: string, ran
   );
   return r.rows.map((row) => ({ bound: { ts: row.ts, key: row.key }, rank: Number(row.rn) }));
 }
+
+/**
+ * Said by `plan` and the run log when reads are scans and the window is larger than
+ * rowsPerShard per worker: shards had to grow (or, with rowsPerShard set, each costs a scan).
+ */
+export function tableScanWarning(t: SourceTable, plan: ShardPlan, o: Pick<PlanOptions, 'rowsPerShard' | 'workers' | 'autoShardSize'>): string | null {
+  if (plan.reads !== 'table-scan' || plan.totalRows <= o.rowsPerShard * o.workers) return null;
+  const column = t.ts.replace(/^t\./, '');
+  const effect = o.autoShardSize
+    ? `so logship plans one shard per worker (${plan.shards.length} of ~${Math.round(plan.totalRows / Math.max(1, plan.shards.length)).toLocaleString('en-US')} rows) instead of one per rowsPerShard rows, and a rerun after a crash redoes whole shards`
+    : `so each of the ${plan.shards.length} shards (rowsPerShard is set) scans all of it`;
+  return `source.table ${t.name} has no index PostgreSQL can use for a ${column} range: every shard's read scans the whole table, ${effect}; CREATE INDEX CONCURRENTLY ON ${t.name} (${column}) lets shards read only their range`;
+}
+

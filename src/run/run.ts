@@ -4,7 +4,7 @@ import type pg from 'pg';
 import { errorMessage, RunError } from '../config/errors.js';
 import type { Config } from '../config/types.js';
 import { tsToMicros, type Bound } from '../plan/keyset.js';
-import { planShards, type ShardPlan, type ShardSpec } from '../plan/shards.js';
+import { planShards, tableScanWarning, type ShardPlan, type ShardSpec } from '../plan/shards.js';
 import { computeWindow, emptyWindowReason, type ExportWindow } from '../plan/window.js';
 import { SourceSession } from '../source/session.js';
 import { affordableWorkers } from '../source/connection_budget.js';
@@ -72,11 +72,16 @@ export interface RunOptions {
   stop?: StopControl;
 }
 
-export async function planWindow(client: pg.Client, table: SourceTable, config: Config, window: ExportWindow): Promise<ShardPlan> {
+/**
+ * `distributed`: the coordinator cannot know how many workers will come, so shards keep to
+ * rowsPerShard even when each is a whole-table scan.
+ */
+export async function planWindow(client: pg.Client, table: SourceTable, config: Config, window: ExportWindow, distributed = false): Promise<ShardPlan> {
   return planShards(client, table, filtersOf(config), window.start, window.end, {
     offsetKey: config.offsetKey,
     workers: config.workers,
     rowsPerShard: config.rowsPerShard,
+    autoShardSize: !config.rowsPerShardSet && !distributed,
   });
 }
 
@@ -138,7 +143,9 @@ export async function runExport(wanted: Config, o: RunOptions, report: RunReport
         runId: randomUUID(), createdAt: new Date().toISOString(), kind: 'window',
         window: { start: window.start, end: window.end }, totalRows: plan.totalRows, shards: plan.shards, snapshot,
       };
-      o.log.info({ runId: run.runId, start: window.start, end: window.end, rows: plan.totalRows, shards: plan.shards.length, method: plan.method, rowsEstimated: plan.method === 'sample', workers: config.workers, workersReason: config.workersReason }, 'planned');
+      o.log.info({ runId: run.runId, start: window.start, end: window.end, rows: plan.totalRows, shards: plan.shards.length, method: plan.method, rowsEstimated: plan.method === 'sample', shardReads: plan.reads, workers: config.workers, workersReason: config.workersReason }, 'planned');
+      const scanWarning = tableScanWarning(table, plan, { ...config, autoShardSize: !config.rowsPerShardSet });
+      if (scanWarning) o.log.warn(scanWarning);
       await store.beginRun(run);
       offset = await executeRun(config, table, store, pool, run, new Map(), new Map(), false, report, o, stop, ledger);
     }

@@ -53,7 +53,7 @@ export async function runDistributed(config: Config, o: RunOptions, report: RunR
         return report;
       }
       const planStarted = Date.now();
-      const plan = await main.run((c) => planWindow(c, table, config, window));
+      const plan = await main.run((c) => planWindow(c, table, config, window, true));
       report.planningMs += Date.now() - planStarted;
       run = { runId: randomUUID(), createdAt: new Date().toISOString(), window: { start: window.start, end: window.end }, totalRows: plan.totalRows, shards: plan.shards };
       o.log.info({ runId: run.runId, start: window.start, end: window.end, rows: plan.totalRows, shards: plan.shards.length }, 'planned (distributed)');
