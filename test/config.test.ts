@@ -104,7 +104,7 @@ const cases: [string, unknown, string | RegExp][] = [
   ['an exporter-only option on object state', { ...base(), state: { type: 's3', uri: 's3://b/', format: 'JSON' } }, /^state\.format: unknown option/],
   ['S3 state credentials half given', { ...base(), state: { type: 's3', uri: 's3://b/', accessKeyId: 'AK' } }, 'state.secretKeyId: accessKeyId and secretKeyId go together (omit both for the default AWS credential chain)'],
   ['Azure state without credentials', { ...base(), state: { type: 'azure-blob', uri: 'azure://c/' } }, 'state.connectionString: give one of connectionString, sasToken, sharedKeyAccountName+sharedKeyAccountAccessKey, or tenantId+clientId+clientSecret'],
-  ['GCS state', { ...base(), state: { type: 'gcs', uri: 'gs://b/' } }, 'state.type: gcs is not supported yet for state (use s3 or azure-blob, or postgres/file)'],
+  ['a GCS state URI that is not gs://', { ...base(), state: { type: 'gcs', uri: 's3://b/' } }, 'state.uri: must look like gs://bucket/prefix/ for state.type gcs (got "s3://b/")'],
   ['delete with an object-store state', { ...base(), delete: true, state: { type: 's3', uri: 's3://b/' } }, 'delete: requires state.type postgres (the delete and its checkpoint commit in one transaction; got state.type s3)'],
   ['an unknown bad-row policy', { ...base(), badRows: 'skip' }, 'badRows: must be one of deadLetter, fail (got "skip")'],
   ['a bad maxRowBytes', { ...base(), maxRowBytes: 'huge' }, 'maxRowBytes: must be a positive byte size such as 256MB or 1048576 (got "huge")'],

@@ -11,19 +11,20 @@ import { createStateObjects } from '../src/state/object_backends.js';
 import { ObjectStateStore } from '../src/state/object_store.js';
 import { freshDatabase, isoAgo, sourceDocs } from './helpers/db.js';
 import { exportedDocs, runCli, startCli, tempDir, writeConfig } from './helpers/cli.js';
-import { azuriteConnectionString, startAzurite, startS3, type Running } from './helpers/object_servers.js';
+import { azuriteConnectionString, startAzurite, startFakeGcs, startS3, type Running } from './helpers/object_servers.js';
 import { startConditionalS3 } from './helpers/s3_conditional.js';
 
 const BUCKET = 'statebucket';
 let s3: Running;
 let s3cond: Awaited<ReturnType<typeof startConditionalS3>>;
 let azure: Running;
+let gcs: Running;
 let url: string;
 let client: pg.Client;
 let source: string[];
 
 beforeAll(async () => {
-  [s3, azure] = await Promise.all([startS3([BUCKET]), startAzurite()]);
+  [s3, azure, gcs] = await Promise.all([startS3([BUCKET]), startAzurite(), startFakeGcs(['gstate'])]);
   s3cond = await startConditionalS3(s3.endpoint);
   await BlobServiceClient.fromConnectionString(azuriteConnectionString(azure.endpoint)).getContainerClient('state').create();
   ({ url, client } = await freshDatabase('object_state'));
@@ -32,11 +33,14 @@ beforeAll(async () => {
 }, 120_000);
 afterAll(async () => {
   await client?.end();
-  await Promise.all([s3cond?.stop(), s3?.stop(), azure?.stop()]);
+  await Promise.all([s3cond?.stop(), s3?.stop(), azure?.stop(), gcs?.stop()]);
 });
 
 const s3State = (prefix: string, extra: Record<string, unknown> = {}) => ({
   type: 's3', uri: `s3://${BUCKET}/${prefix}/`, endpoint: s3cond.endpoint, accessKeyId: 'S3RVER', secretKeyId: 'S3RVER', region: 'us-east-1', ...extra,
+});
+const gcsState = (prefix: string, extra: Record<string, unknown> = {}) => ({
+  type: 'gcs', uri: `gs://gstate/${prefix}/`, endpoint: gcs.endpoint, projectId: 'test', ...extra,
 });
 const azureState = (prefix: string, extra: Record<string, unknown> = {}) => ({
   type: 'azure-blob', uri: `azure://state/${prefix}/`, connectionString: azuriteConnectionString(azure.endpoint), ...extra,
@@ -69,6 +73,7 @@ function objectStateConfig(state: Record<string, unknown>): ObjectStateConfig {
 describe.each([
   ['S3 (s3rver behind the conditional-write proxy)', 's3', s3State],
   ['Azure Blob (azurite)', 'azure', azureState],
+  ['GCS (local JSON API server with generation preconditions)', 'gcs', gcsState],
 ] as const)('state in %s', (_name, tag, stateOf) => {
   it('exports everything, stores offset and manifest in one object, and counts its GETs and PUTs', async () => {
     const { dir, out, cfg } = setup(`full-${tag}`, stateOf(`full-${tag}`, { flushInterval: 'PT1H' }));

@@ -29,10 +29,6 @@ export function parseState(r: OptionReader | undefined): StateConfig {
   else if (type === 'postgres') {
     state = { type, table: r.string('table', 'logship_state') };
     if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(state.table)) throw new ConfigError(r.at('table'), 'must be a plain SQL identifier (letters, digits, underscore)');
-  } else if (type === 'gcs') {
-    // The GCS backend (src/state/object_backends.ts) exists, but its generation preconditions
-    // have not been verified against a server yet: refuse rather than promise a lock.
-    throw new ConfigError(r.at('type'), 'gcs is not supported yet for state (use s3 or azure-blob, or postgres/file)');
   } else state = parseObjectState(r, type);
   r.done();
   return state;

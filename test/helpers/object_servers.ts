@@ -109,9 +109,11 @@ interface GcsObject { name: string; data: Buffer; contentType?: string; contentE
 
 /**
  * A local server for the GCS JSON API endpoints @google-cloud/storage uses here: bucket get,
- * resumable uploads (init, chunked PUT with 308 and Range, final PUT), object get/patch/list/
- * delete and media download, with crc32c and md5Hash as the client validates them. No GCS
- * emulator installs offline (the firebase one needs Java 21).
+ * resumable uploads (init, chunked PUT with 308 and Range, final PUT), multipart uploads, object
+ * get/patch/list/delete and media download, with crc32c and md5Hash as the client validates them,
+ * and the generation preconditions (`ifGenerationMatch`, 0 = must not exist; `generation` on
+ * reads) with GCS's 412 conditionNotMet. No GCS emulator installs offline (the firebase one needs
+ * Java 21).
  */
 export async function startFakeGcs(buckets: string[]): Promise<Running & FaultInjection & { objects: Map<string, GcsObject> }> {
   const objects = new Map<string, GcsObject>();
@@ -141,6 +143,35 @@ export async function startFakeGcs(buckets: string[]): Promise<Running & FaultIn
     req.on('error', reject);
   });
 
+  /** GCS's answer when ifGenerationMatch does not hold (0: the object must not exist yet). */
+  const preconditionFails = (url: URL, key: string): boolean => {
+    const want = url.searchParams.get('ifGenerationMatch');
+    if (want === null) return false;
+    const current = objects.get(key)?.generation ?? 0;
+    return Number(want) !== current;
+  };
+  const conditionNotMet = (res: http.ServerResponse) => json(res, 412, {
+    error: { code: 412, message: 'At least one of the pre-conditions you specified did not hold.', errors: [{ domain: 'global', reason: 'conditionNotMet', message: 'At least one of the pre-conditions you specified did not hold.', locationType: 'header', location: 'If-Match' }] },
+  });
+  /** multipart/related: a JSON metadata part, then the media part. */
+  const multipartParts = (contentType: string, body: Buffer): Buffer[] => {
+    const boundary = /boundary="?([^";]+)"?/.exec(contentType)?.[1];
+    if (!boundary) return [];
+    const delimiter = Buffer.from(`--${boundary}`);
+    const parts: Buffer[] = [];
+    let at = body.indexOf(delimiter);
+    while (at >= 0) {
+      const next = body.indexOf(delimiter, at + delimiter.length);
+      if (next < 0) break;
+      const part = body.subarray(at + delimiter.length, next);
+      const headerEnd = part.indexOf('\r\n\r\n');
+      // The part's bytes end before the CRLF that precedes the next delimiter.
+      if (headerEnd >= 0) parts.push(part.subarray(headerEnd + 4, part.length - 2));
+      at = next;
+    }
+    return parts;
+  };
+
   const server = http.createServer(async (req, res) => {
     const url = new URL(req.url!, base);
     const body = await readBody(req);
@@ -153,6 +184,16 @@ export async function startFakeGcs(buckets: string[]): Promise<Running & FaultIn
     if ((m = url.pathname.match(/^\/upload\/storage\/v1\/b\/([^/]+)\/o$/))) {
       const bucket = m[1]!;
       if (!buckets.includes(bucket)) return json(res, 404, { error: { code: 404, message: 'The specified bucket does not exist.' } });
+      if (req.method === 'POST' && url.searchParams.get('uploadType') === 'multipart') {
+        const [metaPart, media] = multipartParts(String(req.headers['content-type'] ?? ''), body);
+        if (!metaPart || !media) return json(res, 400, { error: { code: 400, message: 'Invalid multipart request' } });
+        const meta = JSON.parse(metaPart.toString()) as { name?: string; contentType?: string; contentEncoding?: string; metadata?: Record<string, string> };
+        const name = String(url.searchParams.get('name') ?? meta.name);
+        if (preconditionFails(url, `${bucket}/${name}`)) return conditionNotMet(res);
+        const obj: GcsObject = { name, data: Buffer.from(media), contentType: meta.contentType, contentEncoding: meta.contentEncoding, metadata: meta.metadata ?? {}, generation: generation++ };
+        objects.set(`${bucket}/${name}`, obj);
+        return json(res, 200, resource(bucket, obj));
+      }
       if (req.method === 'POST' && url.searchParams.get('uploadType') === 'resumable') {
         const meta = body.length ? (JSON.parse(body.toString()) as Record<string, unknown>) : {};
         // The client sends the object's content type as a header, as the real API allows.
@@ -193,7 +234,10 @@ export async function startFakeGcs(buckets: string[]): Promise<Running & FaultIn
     if ((m = url.pathname.match(/^\/(?:download\/)?storage\/v1\/b\/([^/]+)\/o\/(.+)$/))) {
       const key = `${m[1]}/${decodeURIComponent(m[2]!)}`;
       const obj = objects.get(key);
-      if (!obj) return json(res, 404, { error: { code: 404, message: 'No such object' } });
+      // Without object versioning only the live generation exists.
+      const wanted = url.searchParams.get('generation');
+      if (!obj || (wanted !== null && Number(wanted) !== obj.generation)) return json(res, 404, { error: { code: 404, message: 'No such object' } });
+      if (req.method !== 'GET' && preconditionFails(url, key)) return conditionNotMet(res);
       if (req.method === 'DELETE') {
         objects.delete(key);
         res.writeHead(204);
