@@ -124,13 +124,14 @@ describe('shard planner', () => {
     expect(scanned.reads).toBe('table-scan');
     expect(scanned.shards).toHaveLength(2);
     expect((await actualCounts(scanned.shards)).reduce((a, b) => a + b, 0)).toBe(20_000);
-    expect(tableScanWarning(table, scanned, { ...o, autoShardSize: true })).toBe(
+    expect(tableScanWarning(table, scanned, { ...o, autoShardSize: true }, 1000)).toBe(
       'source.table public.logs has no index PostgreSQL can use for a "timestamp" range: every shard\'s read scans the whole table, so logship plans one shard per worker (2 of ~10,000 rows) instead of one per rowsPerShard rows, and a rerun after a crash redoes whole shards; CREATE INDEX CONCURRENTLY ON public.logs ("timestamp") lets shards read only their range',
     );
     // rowsPerShard set by the user: kept, and the warning says what each shard costs.
     const asked = await planShards(client, table, noFilters, start, end, o);
     expect(asked.shards).toHaveLength(10);
-    expect(tableScanWarning(table, asked, o)).toContain('so each of the 10 shards (rowsPerShard is set) scans all of it');
+    expect(tableScanWarning(table, scanned, { ...o, autoShardSize: true })).toBeNull(); // under a million rows a worker
+    expect(tableScanWarning(table, asked, o, 1000)).toContain('so each of the 10 shards (rowsPerShard is set) scans all of it');
 
     await client.query('CREATE INDEX logs_ts_only ON logs ("timestamp")');
     await client.query('ANALYZE logs');
@@ -138,7 +139,7 @@ describe('shard planner', () => {
       const indexed = await planShards(client, table, noFilters, start, end, { ...o, autoShardSize: true });
       expect(indexed.reads).toBe('index');
       expect(indexed.shards).toHaveLength(10);
-      expect(tableScanWarning(table, indexed, { ...o, autoShardSize: true })).toBeNull();
+      expect(tableScanWarning(table, indexed, { ...o, autoShardSize: true }, 1000)).toBeNull();
     } finally {
       await client.query('DROP INDEX logs_ts_only');
     }

@@ -202,11 +202,12 @@ async function exactBounds(client: pg.Client, t: SourceTable, where: string, ran
 }
 
 /**
- * Said by `plan` and the run log when reads are scans and the window is larger than
- * rowsPerShard per worker: shards had to grow (or, with rowsPerShard set, each costs a scan).
+ * Said by `plan` and the run log when reads are scans and the window holds more than
+ * max(rowsPerShard, `warnAbove`) rows a worker: shards had to grow (or, with rowsPerShard set,
+ * each costs a scan). Below a million rows a worker a scan is too cheap to mention.
  */
-export function tableScanWarning(t: SourceTable, plan: ShardPlan, o: Pick<PlanOptions, 'rowsPerShard' | 'workers' | 'autoShardSize'>): string | null {
-  if (plan.reads !== 'table-scan' || plan.totalRows <= o.rowsPerShard * o.workers) return null;
+export function tableScanWarning(t: SourceTable, plan: ShardPlan, o: Pick<PlanOptions, 'rowsPerShard' | 'workers' | 'autoShardSize'>, warnAbove = 1_000_000): string | null {
+  if (plan.reads !== 'table-scan' || plan.totalRows <= Math.max(o.rowsPerShard, warnAbove) * o.workers) return null;
   const column = t.ts.replace(/^t\./, '');
   const effect = o.autoShardSize
     ? `so logship plans one shard per worker (${plan.shards.length} of ~${Math.round(plan.totalRows / Math.max(1, plan.shards.length)).toLocaleString('en-US')} rows) instead of one per rowsPerShard rows, and a rerun after a crash redoes whole shards`
