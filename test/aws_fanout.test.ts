@@ -34,7 +34,7 @@ afterAll(async () => {
   await kinesis.stop();
   await client.end();
 });
-afterEach(() => cw.http.assertFaultsDelivered());
+afterEach(() => cw.assertFaultsDelivered());
 
 const keyOf = (message: string | Buffer) => (JSON.parse(message.toString()) as { logship_key: string }).logship_key;
 
@@ -53,7 +53,7 @@ describe('AWS fan-out and Kestra flows', () => {
     });
     // CloudWatch rejects the 5th call as no retry could fix (a revoked key): the run must fail.
     let puts = 0;
-    cw.http.failNext([cloudWatchError('AccessDeniedException', 'User is not authorized to perform: logs:PutLogEvents')], (q) => String(q.headers['x-amz-target']).endsWith('PutLogEvents') && ++puts === 5);
+    cw.failNext([cloudWatchError('AccessDeniedException', 'User is not authorized to perform: logs:PutLogEvents')], (q) => String(q.headers['x-amz-target']).endsWith('PutLogEvents') && ++puts === 5);
     const failed = await runCli(['run', '--config', file], { env });
     expect(failed.code).toBe(1);
     expect(failed.stderr.trim().split('\n').at(-1)).toMatch(/^logship: .*cloudwatch exporter 'cw' \(fanout\/s, http:\/\/127\.0\.0\.1:\d+\): AccessDeniedException: User is not authorized to perform: logs:PutLogEvents \(check accessKeyId/);

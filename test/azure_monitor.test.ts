@@ -80,7 +80,7 @@ describe('azure-monitor exporter', () => {
     // The real credential class asked the local Entra ID for a client-credentials token for the monitor audience.
     expect(server.tokenRequests.at(-1)?.get('grant_type')).toBe('client_credentials');
     expect(server.tokenRequests.at(-1)?.get('scope')).toContain('https://monitor.azure.com/.default');
-    expect(server.server.requests.filter((q) => q.path.startsWith('/dataCollectionRules/')).every((q) => q.headers['content-encoding'] === 'gzip')).toBe(true);
+    expect(server.requests.filter((q) => q.path.startsWith('/dataCollectionRules/')).every((q) => q.headers['content-encoding'] === 'gzip')).toBe(true);
   });
 
   it('runs the Kestra docs example (07-azure-monitor.yaml) with its endpoint pointed at the local server', async () => {
@@ -100,7 +100,7 @@ describe('azure-monitor exporter', () => {
   it('retries 429 with Retry-After, a 503, a 500 and a dropped connection, halves a request answered 413, and loses nothing', async () => {
     server.rows.length = 0;
     const ingest = (q: { path: string }) => q.path.startsWith('/dataCollectionRules/');
-    server.server.failNext([
+    server.failNext([
       { status: 429, headers: { 'retry-after': '1' }, body: JSON.stringify({ error: { code: 'TooManyRequests', message: 'Rate limit of 12000 requests per minute exceeded.' } }) },
       { status: 503, body: JSON.stringify({ error: { code: 'ServiceUnavailable', message: 'The service is temporarily unavailable.' } }) },
       { reset: true },
@@ -110,22 +110,22 @@ describe('azure-monitor exporter', () => {
     const { file } = config();
     const r = await runCli(['run', '--config', file], { env });
     expect(r.code).toBe(0);
-    server.server.assertFaultsDelivered();
+    server.assertFaultsDelivered();
     expectExactlyOnce();
   });
 
   it('resends only the rows of the failed call when the SDK cut a request into several calls', async () => {
     server.rows.length = 0;
-    const calls = server.server.requests.length;
+    const calls = server.requests.length;
     // 1000 rows of ~450 bytes per request: the SDK cuts each into calls of < 1,000,000 bytes.
     let call = 0;
-    server.server.failNext([{ status: 503, body: JSON.stringify({ error: { code: 'ServiceUnavailable', message: 'busy' } }) }], (q) => q.path.startsWith('/dataCollectionRules/') && ++call === 2);
+    server.failNext([{ status: 503, body: JSON.stringify({ error: { code: 'ServiceUnavailable', message: 'busy' } }) }], (q) => q.path.startsWith('/dataCollectionRules/') && ++call === 2);
     const { file } = config({ chunk: 1000, maxRequestBytes: '4MB', concurrency: 1 }, { workers: 1, rowsPerShard: 3000 });
     const r = await runCli(['run', '--config', file], { env });
     expect(r.code).toBe(0);
-    server.server.assertFaultsDelivered();
+    server.assertFaultsDelivered();
     expectExactlyOnce();
-    const sent = server.server.requests.slice(calls).filter((q) => q.path.startsWith('/dataCollectionRules/'));
+    const sent = server.requests.slice(calls).filter((q) => q.path.startsWith('/dataCollectionRules/'));
     expect(sent.every((q) => q.body.length < 1_000_000)).toBe(true);
     expect(server.callSizes.length).toBeGreaterThan(3);
     // The resend carried exactly the failed call's rows: the same bytes, once more.
@@ -162,12 +162,12 @@ describe('azure-monitor exporter', () => {
   });
 
   it('an unreachable Entra ID is retried, then fails with one line naming the exporter (exit 1), nothing sent', async () => {
-    const before = server.server.requests.length;
+    const before = server.requests.length;
     const { file } = config({ authorityHost: 'https://127.0.0.1:9', maxAttempts: 2 });
     const r = await runCli(['run', '--config', file], { env });
     expect(r.code).toBe(1);
     expect(r.stderr.trim().split('\n').at(-1)).toMatch(/^logship: azure-monitor exporter 'azureMonitor' \(https:\/\/127\.0\.0\.1:\d+\): cannot get a token from https:\/\/127\.0\.0\.1:9 for clientId \*\*\* in tenant \*\*\*: CredentialUnavailableError: endpoints_resolution_error: .+; gave up after 2 attempts$/);
-    expect(server.server.requests.length).toBe(before);
+    expect(server.requests.length).toBe(before);
   });
 
   it('a stream the DCR does not declare: one line naming the exporter, exit 1, the offset unmoved', async () => {
@@ -182,11 +182,11 @@ describe('azure-monitor exporter', () => {
 
   it('a 403 from the ingestion API (no role on the DCR) stops the run with one line naming the exporter, exit 1', async () => {
     server.rows.length = 0;
-    server.server.failNext([{ status: 403, body: JSON.stringify({ error: { code: 'OperationFailed', message: `The authentication token provided does not have access to ingest data for the data collection rule with immutable Id '${RULE_ID}'.` } }) }], (q) => q.path.startsWith('/dataCollectionRules/'));
+    server.failNext([{ status: 403, body: JSON.stringify({ error: { code: 'OperationFailed', message: `The authentication token provided does not have access to ingest data for the data collection rule with immutable Id '${RULE_ID}'.` } }) }], (q) => q.path.startsWith('/dataCollectionRules/'));
     const { file } = config({}, { workers: 1 });
     const r = await runCli(['run', '--config', file], { env });
     expect(r.code).toBe(1);
-    server.server.assertFaultsDelivered();
+    server.assertFaultsDelivered();
     expect(r.stderr.trim().split('\n').at(-1)).toContain(`azure-monitor exporter 'azureMonitor' (${server.url}): upload: HTTP 403 OperationFailed: The authentication token provided does not have access to ingest data for the data collection rule with immutable Id '${RULE_ID}'. (the service principal needs the Monitoring Metrics Publisher role on the DCR)`);
   });
 

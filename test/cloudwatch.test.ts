@@ -31,7 +31,7 @@ afterAll(async () => {
   await client.end();
 });
 afterEach(() => {
-  server.http.assertFaultsDelivered();
+  server.assertFaultsDelivered();
   server.now = () => Date.now();
 });
 
@@ -84,13 +84,13 @@ describe('cloudwatch exporter', () => {
     expect(cmp).toEqual({ missing: [], unexpected: [], duplicates: 0 });
     // Calls of at most `chunk` events, each in time order (the server rejects disorder and > 24 h spans).
     expect(server.events(group, 'production').length).toBe(ROWS);
-    expect(server.http.requests.filter((q) => String(q.headers['x-amz-target']).endsWith('PutLogEvents')).every((q) => (JSON.parse(q.body.toString()) as { logEvents: unknown[] }).logEvents.length <= 200)).toBe(true);
+    expect(server.requests.filter((q) => String(q.headers['x-amz-target']).endsWith('PutLogEvents')).every((q) => (JSON.parse(q.body.toString()) as { logEvents: unknown[] }).logEvents.length <= 200)).toBe(true);
   });
 
   it('retries ThrottlingException, ServiceUnavailableException and a reset connection, and loses nothing', async () => {
     const { file, group } = config();
     const isPut = (q: { headers: Record<string, unknown> }) => String(q.headers['x-amz-target']).endsWith('PutLogEvents');
-    server.http.failNext([
+    server.failNext([
       cloudWatchError('ThrottlingException', 'Rate exceeded'),
       cloudWatchError('ServiceUnavailableException', 'The service is unavailable. Please try again shortly.', 503),
       { reset: true },
@@ -111,7 +111,7 @@ describe('cloudwatch exporter', () => {
       expect(r.code).toBe(0);
       const all = await client.query<{ key: string }>('SELECT key FROM logs');
       expect(compareKeys(all.rows.map((x) => x.key), server.events(group, 'production').map((e) => (JSON.parse(e.message) as { logship_key: string }).logship_key))).toEqual({ missing: [], unexpected: [], duplicates: 0 });
-      const calls = server.http.requests.filter((q) => String(q.headers['x-amz-target']).endsWith('PutLogEvents') && q.body.includes(`"logGroupName":"${group}"`))
+      const calls = server.requests.filter((q) => String(q.headers['x-amz-target']).endsWith('PutLogEvents') && q.body.includes(`"logGroupName":"${group}"`))
         .map((q) => (JSON.parse(q.body.toString()) as { logEvents: { timestamp: number; message: string }[] }).logEvents);
       for (const events of calls) {
         expect(events.reduce((s, e) => s + Buffer.byteLength(e.message) + 26, 0)).toBeLessThanOrEqual(1_048_576);
@@ -237,7 +237,7 @@ describe('cloudwatch exporter', () => {
     const r = await runCli(['run', '--config', file], { env: { ...env, AWS_ENDPOINT_URL_STS: server.url } });
     expect(r.code).toBe(0);
     expect(server.assumedRoles).toContain('arn:aws:iam::123456789012:role/logship-writer');
-    const puts = server.http.requests.filter((q) => String(q.headers['x-amz-target']).endsWith('PutLogEvents') && q.body.includes(`"logGroupName":"${group}"`));
+    const puts = server.requests.filter((q) => String(q.headers['x-amz-target']).endsWith('PutLogEvents') && q.body.includes(`"logGroupName":"${group}"`));
     expect(puts.length).toBeGreaterThan(0);
     expect(puts.every((q) => /Credential=ASIATEMP\d+\//.test(String(q.headers.authorization)) && String(q.headers['x-amz-security-token']).startsWith('session-token-'))).toBe(true);
     expect(compareKeys(source.keys(), storedKeys(group))).toEqual({ missing: [], unexpected: [], duplicates: 0 });

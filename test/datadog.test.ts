@@ -80,7 +80,7 @@ describe('datadog exporter', () => {
         expect(log.ddtags).toBe('env:test,team:data');
         for (const f of ['tenantId', 'namespace', 'flowId', 'taskId', 'executionId', 'taskRunId', 'attemptNumber', 'triggerId', 'thread', 'executionKind', 'level']) expect(log[f]).toEqual(doc[f]);
       }
-      const posts = intake.server.requests;
+      const posts = intake.requests;
       expect(posts.every((p) => p.headers['content-encoding'] === 'gzip' && p.headers['content-type'] === 'application/json')).toBe(true);
       expect(intake.maxRequestLogs).toBe(100);
       expect(intake.oversizeLogs).toBe(0);
@@ -89,7 +89,7 @@ describe('datadog exporter', () => {
 
   it('loses nothing to a 429 with Retry-After, 500, 503, a reset connection and a 413, and waits as long as Retry-After asks', async () => {
     await withIntake(async (intake) => {
-      intake.server.failNext([
+      intake.failNext([
         { status: 429, headers: { 'retry-after': '1' }, body: datadogError(429, 'Too Many Requests', 'rate limited').body },
         datadogError(500, 'Internal Server Error', 'try again'),
         { reset: true },
@@ -99,11 +99,11 @@ describe('datadog exporter', () => {
       const { file } = config(intake);
       const r = await runCli(['run', '--config', file], { env });
       expect(r.code).toBe(0);
-      intake.server.assertFaultsDelivered();
+      intake.assertFaultsDelivered();
       expectEveryRowOnce(intake);
       // The throttled request is resent (same body) no sooner than Retry-After said.
-      const [throttled] = intake.server.requests;
-      const resent = intake.server.requests.find((q) => q !== throttled && q.body.equals(throttled!.body));
+      const [throttled] = intake.requests;
+      const resent = intake.requests.find((q) => q !== throttled && q.body.equals(throttled!.body));
       expect(resent).toBeDefined();
       expect(resent!.at - throttled!.at).toBeGreaterThanOrEqual(1000);
     });

@@ -120,7 +120,7 @@ describe('google-logging exporter', () => {
     const flaky = new Set([...source.keys()].filter((_, i) => i % 89 === 0));
     const failedOnce = new Set<string>();
     server.entryError = (e) => (flaky.has(e.insertId) && !failedOnce.has(e.insertId) && failedOnce.add(e.insertId) ? { code: 14, message: 'The service is currently unavailable.' } : undefined);
-    server.http.failNext([
+    server.failNext([
       { status: 429, headers: { 'retry-after': '0' }, body: JSON.stringify({ error: { code: 429, message: "Quota exceeded for quota metric 'Write requests' and limit 'Write requests per minute'", status: 'RESOURCE_EXHAUSTED' } }) },
       { status: 503, body: JSON.stringify({ error: { code: 503, message: 'The service is currently unavailable.', status: 'UNAVAILABLE' } }) },
       { reset: true },
@@ -129,7 +129,7 @@ describe('google-logging exporter', () => {
       const { file } = config(server);
       const r = await runCli(['run', '--config', file], { env: baseEnv });
       expect(r.code).toBe(0);
-      server.http.assertFaultsDelivered();
+      server.assertFaultsDelivered();
       expect(failedOnce.size).toBe(flaky.size);
       expectExactlyOnce(server);
     } finally {

@@ -31,7 +31,7 @@ afterAll(async () => {
   await client.end();
 });
 afterEach(() => {
-  server.http.assertFaultsDelivered();
+  server.assertFaultsDelivered();
   server.failRecord = () => undefined;
 });
 
@@ -111,7 +111,7 @@ describe('kinesis exporter', () => {
     // Every 7th record fails its first two attempts in Kinesis' own per-record shape.
     server.failRecord = (rec, attempt) => (rec.partitionKey.charCodeAt(rec.partitionKey.length - 1) % 7 === 0 && attempt <= 2 ? (attempt === 1 ? 'ProvisionedThroughputExceededException' : 'InternalFailure') : undefined);
     const isPut = (q: { headers: Record<string, unknown> }) => q.headers['x-amz-target'] === 'Kinesis_20131202.PutRecords';
-    server.http.failNext([
+    server.failNext([
       kinesisError('ProvisionedThroughputExceededException', 'Rate exceeded for stream under account 000000000000.'),
       kinesisError('InternalFailure', 'Internal service failure.', 500),
       { reset: true },

@@ -44,7 +44,7 @@ function config(server: LokiServer, extra: Record<string, unknown> = {}, top: Re
 }
 
 /** The pushes that carried entries (the startup check pushes an empty JSON body). */
-const pushes = (server: LokiServer) => server.http.requests.filter((q) => q.body.toString() !== '{"streams":[]}');
+const pushes = (server: LokiServer) => server.requests.filter((q) => q.body.toString() !== '{"streams":[]}');
 const keysOf = (server: LokiServer) => server.entries().map((e) => e.entry.metadata.logship_key!);
 
 function expectExactlyOnce(server: LokiServer): void {
@@ -138,7 +138,7 @@ describe('loki exporter', () => {
     const server = await new LokiServer({ bearerToken: TOKEN, tenantId: 'team-a' }).start();
     const victims = new Set([...source.keys()].filter((_, i) => i % 97 === 0));
     server.refuseOnce = (key) => victims.has(key);
-    server.http.failNext([
+    server.failNext([
       { status: 429, headers: { 'retry-after': '0' }, body: 'Ingestion rate limit exceeded for user team-a (limit: 4194304 bytes/sec) while attempting to ingest \'200\' lines totaling \'40000\' bytes, reduce log volume or contact your Loki administrator to see if the limit can be increased\n' },
       { status: 500, body: 'rpc error: code = Unavailable desc = transport is closing\n' },
       { reset: true },
@@ -147,7 +147,7 @@ describe('loki exporter', () => {
       const { file } = config(server);
       const r = await runCli(['run', '--config', file], { env });
       expect(r.code).toBe(0);
-      server.http.assertFaultsDelivered();
+      server.assertFaultsDelivered();
       expectExactlyOnce(server);
       // The accepted part of a partly refused push was resent and dropped by Loki as identical.
       expect(server.droppedDuplicates).toBeGreaterThan(0);

@@ -79,14 +79,14 @@ describe('newrelic exporter', () => {
         expect(log.attributes.message).toBeUndefined();
         for (const f of ['tenantId', 'namespace', 'flowId', 'taskId', 'executionId', 'taskRunId', 'attemptNumber', 'triggerId', 'thread', 'executionKind', 'level']) expect(log.attributes[f]).toEqual(doc[f]);
       }
-      const posts = api.server.requests;
+      const posts = api.requests;
       expect(posts.every((p) => p.headers['content-encoding'] === 'gzip' && p.headers['api-key'] === API_KEY)).toBe(true);
     });
   });
 
   it('loses nothing to a 429 with Retry-After, 502, 500 and a reset connection, and waits as long as Retry-After asks', async () => {
     await withApi(async (api) => {
-      api.server.failNext([
+      api.failNext([
         { status: 429, headers: { 'retry-after': '1' }, body: newRelicError(429, 'Too Many Requests').body },
         newRelicError(502, 'Bad Gateway'),
         { reset: true },
@@ -95,10 +95,10 @@ describe('newrelic exporter', () => {
       const { file } = config(api);
       const r = await runCli(['run', '--config', file], { env });
       expect(r.code).toBe(0);
-      api.server.assertFaultsDelivered();
+      api.assertFaultsDelivered();
       expectEveryRowOnce(api);
-      const [throttled] = api.server.requests;
-      const resent = api.server.requests.find((q) => q !== throttled && q.body.equals(throttled!.body));
+      const [throttled] = api.requests;
+      const resent = api.requests.find((q) => q !== throttled && q.body.equals(throttled!.body));
       expect(resent).toBeDefined();
       expect(resent!.at - throttled!.at).toBeGreaterThanOrEqual(1000);
     });
@@ -111,9 +111,9 @@ describe('newrelic exporter', () => {
       const r = await runCli(['run', '--config', file], { env });
       expect(r.code).toBe(0);
       expectEveryRowOnce(api);
-      expect(api.server.requests.every((q) => q.raw.length <= 1_000_000)).toBe(true);
+      expect(api.requests.every((q) => q.raw.length <= 1_000_000)).toBe(true);
       expect(api.maxPostBytes).toBeGreaterThan(250_000);
-      expect(api.server.requests.every((q) => q.headers['content-encoding'] === undefined)).toBe(true);
+      expect(api.requests.every((q) => q.headers['content-encoding'] === undefined)).toBe(true);
     });
   });
 

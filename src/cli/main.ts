@@ -6,13 +6,14 @@ import { ConfigError, errorMessage } from '../config/errors.js';
 import { checkFileLocation } from '../config/fs_checks.js';
 import { loadConfigFile } from '../config/load.js';
 import { redact } from '../config/secrets.js';
+import { parseUrlMap } from '../config/url_map.js';
 import { parseCliVariables } from '../config/variables.js';
 import { checkMaxDuration } from '../config/schema.js';
 import { SIGNAL_EXIT } from '../run/stop.js';
 import { EXIT, exitCodeOf } from '../run/error_kind.js';
 
 const USAGE = `usage:
-  logship run   --config FILE [--task ID] [--var NAME=VALUE]... [--report FILE] [--progress-interval SECONDS]
+  logship run   --config FILE [--task ID] [--var NAME=VALUE]... [--url-map FROM=TO]... [--report FILE] [--progress-interval SECONDS]
                 [--max-duration PT14M] [--metrics-port N] [--pushgateway URL] [--distributed [--no-wait]]
   logship worker --config FILE [--task ID] [--concurrency N] [--idle-exit SECONDS]
   logship status --config FILE [--task ID] [--json]
@@ -23,7 +24,8 @@ const USAGE = `usage:
   logship demo  [--rows N] [--out DIR] [--format NDJSON|JSON] [--compression gzip|zstd|none] [--audit]
 
 --config takes a logship YAML file or a whole Kestra flow with a LogShipper or AuditLogShipper
-task; --var fills {{ vars.NAME }} (after the flow's variables; LOGSHIP_VAR_NAME last).
+task; --var fills {{ vars.NAME }} (after the flow's variables; LOGSHIP_VAR_NAME last);
+--url-map FROM=TO (every command that takes --config, repeatable) sends URLs starting with FROM to TO.
 Exit codes: 0 success (also a stop at --max-duration), 1 run failed (rerun resumes),
 2 usage or config error, 3 finished but rows or documents were dead-lettered (allowDeadLetter: true
 makes that 0), 4 the source database was unavailable at startup (retry later),
@@ -38,6 +40,7 @@ const OPTIONS = {
   config: { type: 'string' },
   task: { type: 'string' },
   var: { type: 'string', multiple: true },
+  'url-map': { type: 'string', multiple: true },
   report: { type: 'string' },
   'progress-interval': { type: 'string' },
   'metrics-port': { type: 'string' },
@@ -63,13 +66,13 @@ const OPTIONS = {
 
 /** Flags each command reads; any other is refused rather than silently ignored. */
 const COMMAND_FLAGS: Record<string, readonly string[]> = {
-  run: ['config', 'task', 'var', 'report', 'progress-interval', 'max-duration', 'metrics-port', 'pushgateway', 'distributed', 'no-wait'],
-  worker: ['config', 'task', 'var', 'concurrency', 'idle-exit'],
-  status: ['config', 'task', 'var', 'json'],
-  plan: ['config', 'task', 'var', 'json'],
-  state: ['config', 'task', 'var', 'reset', 'json'],
-  tune: ['config', 'task', 'var', 'sample-rows', 'json'],
-  prune: ['config', 'task', 'var', 'exporter', 'keep-days', 'dry-run'],
+  run: ['config', 'task', 'var', 'url-map', 'report', 'progress-interval', 'max-duration', 'metrics-port', 'pushgateway', 'distributed', 'no-wait'],
+  worker: ['config', 'task', 'var', 'url-map', 'concurrency', 'idle-exit'],
+  status: ['config', 'task', 'var', 'url-map', 'json'],
+  plan: ['config', 'task', 'var', 'url-map', 'json'],
+  state: ['config', 'task', 'var', 'url-map', 'reset', 'json'],
+  tune: ['config', 'task', 'var', 'url-map', 'sample-rows', 'json'],
+  prune: ['config', 'task', 'var', 'url-map', 'exporter', 'keep-days', 'dry-run'],
   demo: ['rows', 'out', 'format', 'compression', 'audit'],
 };
 
@@ -124,7 +127,7 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   if (!values.config) throw new ConfigError('--config', 'is required');
-  const config = loadConfigFile(values.config, { task: values.task, variables: parseCliVariables(values.var) });
+  const config = loadConfigFile(values.config, { task: values.task, variables: parseCliVariables(values.var), urlMap: parseUrlMap(values['url-map']) });
   if (values['max-duration'] !== undefined) config.maxDurationMs = checkMaxDuration('--max-duration', values['max-duration'], config.stopGraceMs);
   // Commands load on demand so that none pays for another's dependencies.
   if (command === 'plan') await (await import('./inspect_commands.js')).planCommand(config, values.json === true);

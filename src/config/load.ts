@@ -5,6 +5,7 @@ import { describe } from './reader.js';
 import { isKestraFlow, kestraFlowToConfig } from './kestra.js';
 import { parseConfig } from './schema.js';
 import { defaultSecretSource, resolveSecrets, type SecretSource } from './secrets.js';
+import { applyUrlMap, type UrlRewrite } from './url_map.js';
 import { emptyVariables, resolveVariables, type VariableSource } from './variables.js';
 import type { Config } from './types.js';
 
@@ -13,6 +14,8 @@ export interface LoadOptions {
   secrets?: SecretSource;
   /** `--var NAME=VALUE` values for `{{ vars.NAME }}`. */
   variables?: Record<string, string>;
+  /** `--url-map FROM=TO` rewrites, applied after variables and secrets. */
+  urlMap?: UrlRewrite[];
 }
 
 /**
@@ -61,10 +64,10 @@ export function loadConfigText(text: string, options: LoadOptions = {}, origin =
   try {
     const secrets = options.secrets ?? defaultSecretSource();
     // Variables first: a variable's value may hold {{ secret('X') }}, resolved and redacted next.
-    return parseConfig(resolveSecrets(resolveVariables(native, variables), secrets));
+    return parseConfig(applyUrlMap(resolveSecrets(resolveVariables(native, variables), secrets), options.urlMap ?? []));
   } catch (err) {
     // Point errors from a Kestra flow at the task's own location in the file.
-    if (prefix && err instanceof ConfigError && err.path) {
+    if (prefix && err instanceof ConfigError && err.path && !err.path.startsWith('--')) {
       throw new ConfigError(`${prefix}.${err.path}`, err.message.slice(err.path.length + 2));
     }
     throw err;

@@ -20,6 +20,16 @@ export function cameFromSecret(value: string): boolean {
   return secretBearing.has(value);
 }
 
+/**
+ * A config string rewritten from a secret-bearing one (by `--url-map`) is as secret as its source:
+ * the part of the secret it kept is redacted too.
+ */
+export function deriveFromSecret(original: string, derived: string, keptPart: string): void {
+  if (!secretBearing.has(original)) return;
+  secretBearing.add(derived);
+  registerSecret(keptPart);
+}
+
 export function registerSecret(value: string): void {
   // Very short values would redact ordinary words; nobody uses a 1-3 char secret.
   if (value.length >= 4) knownSecrets.add(value);

@@ -174,6 +174,10 @@ export async function startFakeGcs(buckets: string[]): Promise<Running & FaultIn
 
   const server = http.createServer(async (req, res) => {
     const url = new URL(req.url!, base);
+    // Reached through STORAGE_EMULATOR_HOST, the client uses that variable as the JSON API's base
+    // URL itself, so bucket and object calls come without /storage/v1; emulators such as
+    // fake-gcs-server serve both forms.
+    if (url.pathname.startsWith('/b/')) url.pathname = `/storage/v1${url.pathname}`;
     const body = await readBody(req);
     const failStatus = req.method === 'GET' && /^\/storage\/v1\/b\/[^/]+$/.test(url.pathname) ? undefined : faults.take();
     if (failStatus !== undefined) return json(res, failStatus, { error: { code: failStatus, message: 'injected failure' } });

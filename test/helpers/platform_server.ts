@@ -28,22 +28,23 @@ export type Fault = Answer | { reset: true };
 
 /**
  * The shared skeleton of the protocol-faithful platform servers under test/helpers/platforms:
- * a loopback HTTP server that decodes request bodies, hands them to the platform's handler
- * (which enforces the platform's limits and keeps what it accepted), and can be told to answer
- * the next requests with faults. A fault that was asked for and never delivered fails the test
- * that asked for it (`assertFaultsDelivered`), rather than leaking into the next one.
+ * a loopback HTTP server that decodes request bodies, hands them to the platform's `handle`
+ * (which speaks the platform's protocol, enforces its limits and keeps what it accepted), and can
+ * be told to answer the next requests with faults. A fault that was asked for and never delivered
+ * fails the test that asked for it (`assertFaultsDelivered`), rather than leaking into the next one.
+ * Each platform extends it and writes only `handle`; the plumbing lives here once.
  */
-export class PlatformServer {
+export abstract class PlatformEndpoint {
   readonly requests: ReceivedRequest[] = [];
   private readonly faults: { fault: Fault; matches: (r: ReceivedRequest) => boolean }[] = [];
-  private server: http.Server | null = null;
+  private httpServer: http.Server | null = null;
   private port = 0;
 
   /** `tls`: serve HTTPS with this key and certificate (for SDKs that refuse tokens over plain HTTP). */
-  constructor(
-    private readonly handle: (r: ReceivedRequest) => Answer | Promise<Answer>,
-    private readonly tls?: { key: string | Buffer; cert: string | Buffer },
-  ) {}
+  constructor(private readonly tls?: { key: string | Buffer; cert: string | Buffer }) {}
+
+  /** The platform's protocol: one request in, the platform's answer out. */
+  protected abstract handle(r: ReceivedRequest): Answer | Promise<Answer>;
 
   get url(): string {
     return `${this.tls ? 'https' : 'http'}://127.0.0.1:${this.port}`;
@@ -57,10 +58,11 @@ export class PlatformServer {
         void this.serve(req, Buffer.concat(chunks), res);
       });
     };
-    this.server = this.tls ? https.createServer(this.tls, listener) : http.createServer(listener);
-    this.server.keepAliveTimeout = 60_000;
-    await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', resolve));
-    this.port = (this.server.address() as AddressInfo).port;
+    const server = this.tls ? https.createServer(this.tls, listener) : http.createServer(listener);
+    server.keepAliveTimeout = 60_000;
+    this.httpServer = server;
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    this.port = (server.address() as AddressInfo).port;
     return this;
   }
 
@@ -76,8 +78,9 @@ export class PlatformServer {
   }
 
   async stop(): Promise<void> {
-    this.server?.closeAllConnections();
-    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+    const server = this.httpServer;
+    server?.closeAllConnections();
+    await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
   }
 
   private async serve(req: http.IncomingMessage, raw: Buffer, res: http.ServerResponse): Promise<void> {

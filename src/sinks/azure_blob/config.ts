@@ -1,6 +1,7 @@
 import { ConfigError } from '../../config/errors.js';
 import type { OptionReader } from '../../config/reader.js';
 import type { ObjectStoreOptions } from '../../config/types.js';
+import { checkTenantId } from '../azure_tenant.js';
 import { optionalUrl, readObjectStoreOptions } from '../object_store.js';
 
 export const AZURE_TYPES = ['azure-blob', 'io.kestra.plugin.ee.azure.storage.LogExporter'];
@@ -32,6 +33,7 @@ export function parseAzureBlobExporter(r: OptionReader, id: string): AzureBlobEx
   if (!config.connectionString && !config.endpoint) throw new ConfigError(r.at('endpoint'), 'is required unless connectionString is given');
   if (config.sharedKeyAccountName && !config.sharedKeyAccountAccessKey) throw new ConfigError(r.at('sharedKeyAccountAccessKey'), 'is required with sharedKeyAccountName');
   if (config.tenantId && !(config.clientId && config.clientSecret)) throw new ConfigError(r.at(config.clientId ? 'clientSecret' : 'clientId'), 'is required with tenantId');
+  checkTenantId(r, config.tenantId);
   return config;
 }
 

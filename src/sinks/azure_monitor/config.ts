@@ -2,6 +2,7 @@ import { ConfigError } from '../../config/errors.js';
 import type { OptionReader } from '../../config/reader.js';
 import { readEventMapping, type EventMapping } from '../delivery/event.js';
 import { httpUrl, readDeliveryOptions, type DeliveryOptions } from '../delivery/options.js';
+import { checkTenantId } from '../azure_tenant.js';
 
 export const AZURE_MONITOR_TYPES = ['azure-monitor', 'io.kestra.plugin.ee.azure.monitor.LogExporter', 'io.kestra.plugin.ee.azure.LogExporter'];
 
@@ -49,9 +50,11 @@ export function parseAzureMonitorExporter(r: OptionReader, id: string): AzureMon
     if (!tenantId) throw new ConfigError(r.at('tenantId'), 'is required with clientId and clientSecret');
     if (!clientId) throw new ConfigError(r.at('clientId'), 'is required with tenantId and clientSecret');
     if (!clientSecret) throw new ConfigError(r.at('clientSecret'), 'is required with tenantId and clientId');
+    checkTenantId(r, tenantId);
     servicePrincipal = { tenantId, clientId, clientSecret };
   }
-  const authorityHost = httpUrl(r, 'authorityHost', PUBLIC_CLOUD_AUTHORITY);
+  // @azure/identity's own default is AZURE_AUTHORITY_HOST, then the public cloud; keep it so.
+  const authorityHost = httpUrl(r, 'authorityHost', process.env.AZURE_AUTHORITY_HOST || PUBLIC_CLOUD_AUTHORITY);
   const audience = httpUrl(r, 'audience', PUBLIC_CLOUD_AUDIENCE);
   const maxRequestBytes = r.byteSize('maxRequestBytes', MAX_CALL_BYTES);
   if (maxRequestBytes > MAX_REQUEST_BYTES || maxRequestBytes < 1024) throw new ConfigError(r.at('maxRequestBytes'), `must be between 1 KiB and 16 MiB (got ${maxRequestBytes})`);

@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { PlatformServer, type Answer, type ReceivedRequest } from '../platform_server.js';
+import { PlatformEndpoint, type Answer, type ReceivedRequest } from '../platform_server.js';
 
 /** A self-signed certificate for 127.0.0.1 (made with the machine's openssl, per test run). */
 export interface TestCertificate {
@@ -37,8 +37,7 @@ const azureError = (status: number, code: string, message: string, headers?: Rec
  * audience, bearer tokens checked per call, gzip bodies, 1 MB per call (413), a JSON array of
  * objects each with a valid `TimeGenerated`, 204 on success, errors as `{"error":{code,message}}`.
  */
-export class AzureMonitorServer {
-  readonly server: PlatformServer;
+export class AzureMonitorServer extends PlatformEndpoint {
   /** Rows accepted per stream, in arrival order. */
   readonly rows: Record<string, unknown>[] = [];
   readonly tokenRequests: URLSearchParams[] = [];
@@ -53,27 +52,14 @@ export class AzureMonitorServer {
     readonly streamName: string,
     readonly audience = 'https://monitor.azure.com',
   ) {
-    this.server = new PlatformServer((r) => this.handle(r), tls);
-  }
-
-  async start(): Promise<this> {
-    await this.server.start();
-    return this;
-  }
-
-  get url(): string {
-    return this.server.url;
-  }
-
-  stop(): Promise<void> {
-    return this.server.stop();
+    super(tls);
   }
 
   keys(keyAttribute = 'logship_key'): string[] {
     return this.rows.map((r) => r[keyAttribute] as string);
   }
 
-  private handle(r: ReceivedRequest): Answer {
+  protected handle(r: ReceivedRequest): Answer {
     const tenant = this.principal.tenantId;
     if (r.method === 'GET' && r.path === `/${tenant}/v2.0/.well-known/openid-configuration`) {
       const base = `${this.url}/${tenant}`;

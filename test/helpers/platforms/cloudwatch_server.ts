@@ -1,4 +1,4 @@
-import { PlatformServer, type Answer, type ReceivedRequest } from '../platform_server.js';
+import { PlatformEndpoint, type Answer, type ReceivedRequest } from '../platform_server.js';
 import { verifySigV4, type AwsTestCredentials } from './aws_auth.js';
 
 export interface StoredLogEvent { timestamp: number; message: string; ingestionTime: number }
@@ -19,27 +19,13 @@ export function cloudWatchError(type: string, message: string, status = 400): An
  * than the group's retention) or more than 2 h ahead reported in `rejectedLogEventsInfo` and
  * dropped, by the clock `now` (injectable, so age tests do not depend on the wall clock).
  */
-export class CloudWatchServer {
+export class CloudWatchServer extends PlatformEndpoint {
   readonly groups = new Map<string, LogGroup>();
-  readonly http: PlatformServer;
   now: () => number = () => Date.now();
   putCalls = 0;
 
   constructor(private readonly credentials: AwsTestCredentials[] = [{ accessKeyId: 'AKIDLOGSHIPTEST', secretAccessKey: 'test-secret-key' }]) {
-    this.http = new PlatformServer((r) => this.handle(r));
-  }
-
-  async start(): Promise<this> {
-    await this.http.start();
-    return this;
-  }
-
-  get url(): string {
-    return this.http.url;
-  }
-
-  stop(): Promise<void> {
-    return this.http.stop();
+    super();
   }
 
   /** Every stored event of one stream, in storage order. */
@@ -63,7 +49,7 @@ export class CloudWatchServer {
     return xml(200, `<AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><AssumeRoleResult><Credentials><AccessKeyId>${temp.accessKeyId}</AccessKeyId><SecretAccessKey>${temp.secretAccessKey}</SecretAccessKey><SessionToken>session-token-${this.assumedRoles.length}</SessionToken><Expiration>${expiration}</Expiration></Credentials><AssumedRoleUser><AssumedRoleId>AROATEST:${form.get('RoleSessionName')}</AssumedRoleId><Arn>${role.replace(':iam::', ':sts::').replace(':role/', ':assumed-role/')}/${form.get('RoleSessionName')}</Arn></AssumedRoleUser></AssumeRoleResult><ResponseMetadata><RequestId>test</RequestId></ResponseMetadata></AssumeRoleResponse>`);
   }
 
-  private async handle(r: ReceivedRequest): Promise<Answer> {
+  protected async handle(r: ReceivedRequest): Promise<Answer> {
     if (String(r.headers['content-type'] ?? '').startsWith('application/x-www-form-urlencoded') && r.body.toString('utf8').startsWith('Action=AssumeRole')) return this.assumeRole(r);
     const target = String(r.headers['x-amz-target'] ?? '');
     if (r.method !== 'POST' || !target.startsWith('Logs_20140328.')) return cloudWatchError('UnknownOperationException', `unknown operation ${target}`);

@@ -1,4 +1,4 @@
-import { PlatformServer, type Answer, type ReceivedRequest } from '../platform_server.js';
+import { PlatformEndpoint, type Answer, type ReceivedRequest } from '../platform_server.js';
 
 /** Datadog's error shape on the logs intake. */
 export function datadogError(status: number, title: string, detail: string): Answer {
@@ -11,8 +11,7 @@ export function datadogError(status: number, title: string, detail: string): Ans
  * uncompressed per request (413 above 5 MB, 400 above 1000 logs), logs over 1 MB accepted and
  * truncated (counted here: logship must never send one), 202 `{}` when accepted.
  */
-export class DatadogIntake {
-  readonly server: PlatformServer;
+export class DatadogIntake extends PlatformEndpoint {
   /** Every log accepted, in arrival order. */
   readonly logs: Record<string, unknown>[] = [];
   oversizeLogs = 0;
@@ -22,27 +21,14 @@ export class DatadogIntake {
   refuses: (log: Record<string, unknown>) => boolean = () => false;
 
   constructor(readonly apiKey: string) {
-    this.server = new PlatformServer((r) => this.handle(r));
-  }
-
-  async start(): Promise<this> {
-    await this.server.start();
-    return this;
-  }
-
-  get url(): string {
-    return this.server.url;
+    super();
   }
 
   keys(attribute = 'logship_key'): string[] {
     return this.logs.map((l) => l[attribute] as string);
   }
 
-  stop(): Promise<void> {
-    return this.server.stop();
-  }
-
-  private handle(r: ReceivedRequest): Answer {
+  protected handle(r: ReceivedRequest): Answer {
     if (r.method !== 'POST' || r.path !== '/api/v2/logs') return datadogError(404, 'Not Found', `no route ${r.method} ${r.path}`);
     if (r.headers['dd-api-key'] !== this.apiKey) return datadogError(403, 'Forbidden', 'API key is invalid');
     if (r.body.length > 5_000_000) return datadogError(413, 'Payload Too Large', 'batch is above 5MB uncompressed');

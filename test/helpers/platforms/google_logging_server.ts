@@ -1,5 +1,5 @@
 import crypto from 'node:crypto';
-import { PlatformServer, type Answer, type ReceivedRequest } from '../platform_server.js';
+import { PlatformEndpoint, type Answer, type ReceivedRequest } from '../platform_server.js';
 
 /** LogSeverity as the REST API sends it with `enum-encoding=int`. */
 export const SEVERITY_NUMBER: Record<string, number> = { DEFAULT: 0, DEBUG: 100, INFO: 200, NOTICE: 300, WARNING: 400, ERROR: 500, CRITICAL: 600, ALERT: 700, EMERGENCY: 800 };
@@ -33,27 +33,13 @@ function rpcError(httpStatus: number, status: string, message: string, details?:
  * real service it stores resent entries; `visible()` is what a query returns (entries with the
  * same log, resource, insertId and timestamp shown once).
  */
-export class GoogleLoggingServer {
-  readonly http: PlatformServer;
+export class GoogleLoggingServer extends PlatformEndpoint {
   readonly written: WrittenEntry[] = [];
   /** Per-entry failures to inject: return a google.rpc.Status for an entry to fail it this time. */
   entryError: (entry: WrittenEntry) => RpcStatus | undefined = () => undefined;
 
   constructor(private readonly o: { projectId: string; clientEmail: string; publicKey: crypto.KeyObject }) {
-    this.http = new PlatformServer((r) => this.handle(r));
-  }
-
-  async start(): Promise<this> {
-    await this.http.start();
-    return this;
-  }
-
-  get url(): string {
-    return this.http.url;
-  }
-
-  stop(): Promise<void> {
-    return this.http.stop();
+    super();
   }
 
   /** What a query shows: one entry per (log, resource, insertId, timestamp). */
@@ -63,7 +49,7 @@ export class GoogleLoggingServer {
     return [...seen.values()];
   }
 
-  private handle(r: ReceivedRequest): Answer {
+  protected handle(r: ReceivedRequest): Answer {
     if (r.path !== '/v2/entries:write' || r.method !== 'POST') return rpcError(404, 'NOT_FOUND', `Method not found: ${r.method} ${r.path}`);
     const denied = this.authenticate(String(r.headers.authorization ?? ''));
     if (denied) return denied;

@@ -4,7 +4,7 @@ import { createRequire } from 'node:module';
 import { CreateStreamCommand, GetRecordsCommand, GetShardIteratorCommand, KinesisClient, ListShardsCommand } from '@aws-sdk/client-kinesis';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { hashKeyOf } from '../../../src/sinks/kinesis/aggregation.js';
-import { PlatformServer, type Answer, type ReceivedRequest } from '../platform_server.js';
+import { PlatformEndpoint, type Answer, type ReceivedRequest } from '../platform_server.js';
 import { verifySigV4, type AwsTestCredentials } from './aws_auth.js';
 
 // The test process's own Kinesis client (creating and reading streams) need not warn about Node 20.
@@ -28,12 +28,11 @@ interface PutRecordsInput { StreamName: string; Records: { Data: string; Partiti
  * kinesalite (a real Kinesis emulator) behind a fault-injecting proxy that the exporter talks
  * to. The proxy verifies SigV4, enforces Kinesis' real PutRecords limits (which kinesalite only
  * partly checks: ≤ 500 records, data + partition key ≤ 1 MiB per record, ≤ 10 MiB per call),
- * injects whole-call faults (`http.failNext`) and per-record failures in Kinesis' own shape
+ * injects whole-call faults (`failNext`) and per-record failures in Kinesis' own shape
  * (`failRecord`: those records are not forwarded, and the answer is a 200 with ErrorCode and
  * FailedRecordCount merged into kinesalite's results).
  */
-export class KinesisServer {
-  readonly http: PlatformServer;
+export class KinesisServer extends PlatformEndpoint {
   /** Per record (1-based attempt of that partition key + data): an ErrorCode to fail it with. */
   failRecord: (r: { partitionKey: string; data: Buffer }, attempt: number) => string | undefined = () => undefined;
   putRecordsCalls = 0;
@@ -50,26 +49,21 @@ export class KinesisServer {
   private readonly direct: () => KinesisClient;
 
   constructor(private readonly credentials: AwsTestCredentials[] = [{ accessKeyId: 'AKIDLOGSHIPTEST', secretAccessKey: 'test-secret-key' }]) {
-    this.http = new PlatformServer((r) => this.handle(r));
+    super();
     let client: KinesisClient | null = null;
     this.direct = () => (client ??= new KinesisClient({ endpoint: this.emulatorUrl, region: 'us-east-1', credentials: { accessKeyId: 'x', secretAccessKey: 'y' }, requestHandler: new NodeHttpHandler() }));
   }
 
-  async start(): Promise<this> {
+  override async start(): Promise<this> {
     this.emulator = kinesalite({ createStreamMs: 0, deleteStreamMs: 0, updateStreamMs: 0, shardLimit: 100 });
     await new Promise<void>((resolve) => this.emulator!.listen(0, '127.0.0.1', resolve));
     this.emulatorUrl = `http://127.0.0.1:${(this.emulator.address() as AddressInfo).port}`;
-    await this.http.start();
-    return this;
+    return super.start();
   }
 
-  get url(): string {
-    return this.http.url;
-  }
-
-  async stop(): Promise<void> {
+  override async stop(): Promise<void> {
     this.direct().destroy();
-    await this.http.stop();
+    await super.stop();
     this.emulator?.closeAllConnections();
     await new Promise<void>((resolve) => (this.emulator ? this.emulator.close(() => resolve()) : resolve()));
   }
@@ -109,7 +103,7 @@ export class KinesisServer {
     return out;
   }
 
-  private async handle(r: ReceivedRequest): Promise<Answer> {
+  protected async handle(r: ReceivedRequest): Promise<Answer> {
     const denied = await verifySigV4(r, this.credentials, 'kinesis');
     if (denied) return kinesisError(denied.type, denied.message, denied.type === 'InvalidSignatureException' ? 403 : 400);
     const target = String(r.headers['x-amz-target'] ?? '');

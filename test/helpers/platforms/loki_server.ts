@@ -1,6 +1,6 @@
 import snappy from 'snappyjs';
 import { pushSchema } from '../../../src/sinks/loki/push_proto.js';
-import { PlatformServer, type Answer, type ReceivedRequest } from '../platform_server.js';
+import { PlatformEndpoint, type Answer, type ReceivedRequest } from '../platform_server.js';
 
 /** One entry as Loki stored it. */
 export interface StoredEntry {
@@ -36,8 +36,7 @@ const NS_PER_MS = 1_000_000n;
  * with refused entries stores the others and answers 400 naming the last refusal and a count,
  * exactly as Loki does.
  */
-export class LokiServer {
-  readonly http: PlatformServer;
+export class LokiServer extends PlatformEndpoint {
   /** Stream (canonical label string) → entries in arrival order. */
   readonly streams = new Map<string, Entry[]>();
   private readonly seen = new Map<string, Set<string>>();
@@ -54,22 +53,9 @@ export class LokiServer {
   private readonly maxLineSize: number;
 
   constructor(private readonly options: LokiServerOptions = {}) {
+    super();
     this.windowNs = BigInt(options.outOfOrderWindowMs ?? 3_600_000) * NS_PER_MS;
     this.maxLineSize = options.maxLineSize ?? 256 * 1024;
-    this.http = new PlatformServer((r) => this.handle(r));
-  }
-
-  async start(): Promise<this> {
-    await this.http.start();
-    return this;
-  }
-
-  get url(): string {
-    return this.http.url;
-  }
-
-  stop(): Promise<void> {
-    return this.http.stop();
   }
 
   /** Every stored entry with its stream. */
@@ -79,7 +65,7 @@ export class LokiServer {
     return out;
   }
 
-  private handle(r: ReceivedRequest): Answer {
+  protected handle(r: ReceivedRequest): Answer {
     if (r.path !== '/loki/api/v1/push') return { status: 404, body: '404 page not found\n' };
     if (r.method !== 'POST') return { status: 405, body: 'method not allowed\n' };
     const auth = this.authenticate(r);

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { PlatformServer, type Answer, type ReceivedRequest } from '../platform_server.js';
+import { PlatformEndpoint, type Answer, type ReceivedRequest } from '../platform_server.js';
 
 export function newRelicError(status: number, error: string): Answer {
   return { status, body: JSON.stringify({ error }) };
@@ -19,35 +19,21 @@ export interface StoredLog {
  * attributes per log (400 above), string values longer than New Relic stores counted (logship
  * must never send one), 202 `{"requestId"}` when accepted.
  */
-export class NewRelicLogApi {
-  readonly server: PlatformServer;
+export class NewRelicLogApi extends PlatformEndpoint {
   readonly logs: StoredLog[] = [];
   maxPostBytes = 0;
   overlongValues = 0;
   refuses: (log: StoredLog) => boolean = () => false;
 
   constructor(readonly apiKey: string) {
-    this.server = new PlatformServer((r) => this.handle(r));
-  }
-
-  async start(): Promise<this> {
-    await this.server.start();
-    return this;
-  }
-
-  get url(): string {
-    return this.server.url;
+    super();
   }
 
   keys(attribute = 'logship_key'): string[] {
     return this.logs.map((l) => l.attributes[attribute] as string);
   }
 
-  stop(): Promise<void> {
-    return this.server.stop();
-  }
-
-  private handle(r: ReceivedRequest): Answer {
+  protected handle(r: ReceivedRequest): Answer {
     if (r.method !== 'POST' || r.path !== '/log/v1') return newRelicError(404, `no route ${r.method} ${r.path}`);
     const key = r.headers['api-key'] ?? r.headers['x-license-key'];
     if (key !== this.apiKey) return newRelicError(403, 'Invalid API key');

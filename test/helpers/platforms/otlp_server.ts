@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import protobuf from 'protobufjs';
-import { PlatformServer, type Answer, type ReceivedRequest } from '../platform_server.js';
+import { PlatformEndpoint, type Answer, type ReceivedRequest } from '../platform_server.js';
 
 const SCHEMA_DIR = fileURLToPath(new URL('../../../fixtures/otlp/', import.meta.url));
 
@@ -62,7 +62,7 @@ const SEVERITY_NAMES = (schema.lookupEnum('opentelemetry.proto.logs.v1.SeverityN
  * (413), a whole request refused with 400 when one record is unacceptable (`refuse`), and partial success: records matching `reject` are not kept and the response's
  * `partial_success` counts them, as the OTLP spec has collectors do.
  */
-export class OtlpServer extends PlatformServer {
+export class OtlpServer extends PlatformEndpoint {
   readonly records: OtlpRecord[] = [];
   reject: (r: OtlpRecord) => boolean = () => false;
   /** A request holding a record that matches is refused whole with 400 (a record the collector cannot take). */
@@ -73,7 +73,11 @@ export class OtlpServer extends PlatformServer {
     readonly authorization: { name: string; value: string },
     readonly options: { maxBodyBytes?: number; path?: string } = {},
   ) {
-    super((r) => serve(this, r));
+    super();
+  }
+
+  protected handle(r: ReceivedRequest): Answer {
+    return serve(this, r);
   }
 
   keys(keyAttribute = 'logship_key'): string[] {

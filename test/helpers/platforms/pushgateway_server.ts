@@ -1,4 +1,4 @@
-import { PlatformServer } from '../platform_server.js';
+import { PlatformEndpoint, type Answer, type ReceivedRequest } from '../platform_server.js';
 
 /** One sample of the Prometheus text exposition format. */
 export interface Sample { name: string; labels: Record<string, string>; value: number }
@@ -31,11 +31,12 @@ export function sampleValue(samples: Sample[], name: string, labels: Record<stri
  * group with the body (text format), `POST` merges into it, `DELETE` drops it. Bodies are parsed
  * strictly and a malformed one gets a 400, as the real gateway answers.
  */
-export class PushgatewayServer {
+export class PushgatewayServer extends PlatformEndpoint {
   /** Group path (`job/logship/offsetKey/x`) → its metrics, as last pushed. */
   readonly groups = new Map<string, Sample[]>();
   pushes = 0;
-  readonly http = new PlatformServer((r) => {
+
+  protected handle(r: ReceivedRequest): Answer {
     const m = /^\/metrics\/(job\/.+)$/.exec(r.path);
     if (!m) return { status: 404, body: 'not found' };
     const group = m[1]!.split('/').map(decodeURIComponent).join('/');
@@ -54,18 +55,5 @@ export class PushgatewayServer {
     if (r.method === 'PUT') this.groups.set(group, samples);
     else this.groups.set(group, [...(this.groups.get(group) ?? []).filter((s) => !samples.some((n) => n.name === s.name)), ...samples]);
     return { status: 200 };
-  });
-
-  get url(): string {
-    return this.http.url;
-  }
-
-  async start(): Promise<this> {
-    await this.http.start();
-    return this;
-  }
-
-  stop(): Promise<void> {
-    return this.http.stop();
   }
 }

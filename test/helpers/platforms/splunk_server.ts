@@ -1,4 +1,4 @@
-import { PlatformServer, type Answer, type ReceivedRequest } from '../platform_server.js';
+import { PlatformEndpoint, type Answer, type ReceivedRequest } from '../platform_server.js';
 
 /** One event as HEC indexed it. */
 export interface HecEvent {
@@ -28,7 +28,7 @@ const reply = (status: number, text: string, code: number, extra: Record<string,
  * about it. `loseRequest` makes the indexers lose a request: its events are not kept and its
  * ackId is never acknowledged.
  */
-export class SplunkServer extends PlatformServer {
+export class SplunkServer extends PlatformEndpoint {
   readonly events: HecEvent[] = [];
   /** Events whose text matches are answered as unparsable (code 6), as HEC answers bad JSON. */
   poison: (raw: string) => boolean = () => false;
@@ -44,7 +44,7 @@ export class SplunkServer extends PlatformServer {
     readonly token: string,
     readonly options: { useAck?: boolean; maxContentLength?: number } = {},
   ) {
-    super((r) => this.serveHec(r));
+    super();
   }
 
   /** The row keys HEC indexed (the indexed field logship_key), in arrival order. */
@@ -52,7 +52,7 @@ export class SplunkServer extends PlatformServer {
     return this.events.map((e) => String(e.fields?.[keyField]));
   }
 
-  private serveHec(r: ReceivedRequest): Answer {
+  protected handle(r: ReceivedRequest): Answer {
     if (r.method === 'GET' && r.path === '/services/collector/health') return reply(200, 'HEC is healthy', 17);
     const auth = r.headers.authorization;
     if (!auth) return reply(401, 'Token is required', 2);
