@@ -70,7 +70,9 @@ async function main(): Promise<void> {
     // With --url, continue from the rows an earlier run of this script left there.
     let seeded = Number((await admin.query<{ n: string }>('SELECT count(*) AS n FROM plan_bench_logs')).rows[0]!.n);
     const cfgFile = path.join(work, 'logship.yaml');
-    fs.writeFileSync(cfgFile, YAML.stringify({ source: { url, table: 'plan_bench_logs', columns: { level: null, namespace: null, tenant: null } }, lookbackPeriod: 'P1D', state: { type: 'file', path: path.join(work, 'state.json') }, logExporters: [{ id: 'f', type: 'file', directory: path.join(work, 'out') }] }));
+    // rowsPerShard set: the lean table has no timestamp index, and at the default the planner would
+    // make one shard per worker, leaving the skew check nothing to balance.
+    fs.writeFileSync(cfgFile, YAML.stringify({ source: { url, table: 'plan_bench_logs', columns: { level: null, namespace: null, tenant: null } }, lookbackPeriod: 'P1D', rowsPerShard: 1_000_000, state: { type: 'file', path: path.join(work, 'state.json') }, logExporters: [{ id: 'f', type: 'file', directory: path.join(work, 'out') }] }));
     const config = await loadConfigFile(cfgFile, {});
     for (const target of values.rows!.split(',').map(Number)) {
       const t0 = Date.now();
