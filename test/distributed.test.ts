@@ -11,7 +11,7 @@ import { fixedDb } from '../src/source/session.js';
 import { PostgresStateStore } from '../src/state/postgres_store.js';
 import type { RunManifest, ShardOutcome } from '../src/state/types.js';
 import { freshDatabase, isoAgo, sourceDocs } from './helpers/db.js';
-import { exportedDocs, listTempFiles, runCli, startCli, tempDir, writeConfig } from './helpers/cli.js';
+import { exportedDocs, listParts, listTempFiles, runCli, startCli, tempDir, writeConfig } from './helpers/cli.js';
 import { waitFor, within } from './helpers/wait.js';
 
 const opened: pg.Client[] = [];
@@ -254,7 +254,7 @@ describe('run --distributed with worker processes', () => {
     expect(r.stderr.split('\n')[0]).toBe('logship: --no-wait applies only to run --distributed');
   });
 
-  it('a worker stopped (SIGSTOP) past its job expiry and resumed after another finished its shard records nothing and duplicates no row', async () => {
+  it('a worker stopped (SIGSTOP) past its job expiry and resumed after another finished its shard is fenced: no rename, its parts taken back, exactly the winner\'s parts remain', async () => {
     const { url, client } = await freshDatabase('dist_stall');
     opened.push(client);
     await seedKestraLogs(client, { rows: 3000, start: isoAgo(3700), spanSeconds: 3600, tieGroup: 3 });
@@ -265,33 +265,48 @@ describe('run --distributed with worker processes', () => {
       queue: { shardTimeout: 'PT3S', pollInterval: 'PT0.5S' },
       logExporters: [{ id: 'files', type: 'file', directory: out, maxLinesPerFile: 300 }],
     });
+    const names = () => listParts(out).map((f) => path.basename(f));
     const coordinator = startCli(['run', '--config', cfg, '--distributed']);
-    const a = startCli(['worker', '--config', cfg, '--concurrency', '1'], { env: { LOGSHIP_TEST_BATCH_DELAY_MS: '300' } });
+    // A is slow (300 ms a batch of 100 rows), and keeps going past its expiry once resumed, so that
+    // the fence, not the expiry timer, is what stops it.
+    const a = startCli(['worker', '--config', cfg, '--concurrency', '1'], { env: { LOGSHIP_TEST_BATCH_DELAY_MS: '300', LOGSHIP_TEST_NO_ATTEMPT_EXPIRY: '1' } });
     let aLog = '';
     a.child.stderr!.on('data', (d) => (aLog += d));
     const claimOfA = async () => (await client.query<{ shard_index: number }>(
       'SELECT shard_index FROM logship_state_claims WHERE worker LIKE $1', [`%:${a.child.pid}`]).catch(() => ({ rows: [] }))).rows[0]?.shard_index;
-    await waitFor('worker A to claim a shard', async () => a.child.exitCode !== null || (await claimOfA()) !== undefined);
+    // Stopped once its attempt has made a part visible (attempt 1: "-a1-" in the name).
+    await waitFor('worker A to publish a part of its shard', async () => a.child.exitCode !== null || names().some((n) => n.includes('-a1-')));
+    expect(a.child.exitCode).toBeNull();
     const stalledShard = (await claimOfA())!;
     a.child.kill('SIGSTOP');
+    const manifest = (await client.query<{ run: RunManifest }>('SELECT run FROM logship_state')).rows[0]!.run;
+    const stalledId = manifest.shards.find((x) => x.index === stalledShard)!.id;
+    const partsOf = (attempt: number) => names().filter((n) => n.includes(`-${stalledId}-a${attempt}-`));
+    expect(partsOf(1).length).toBeGreaterThanOrEqual(1);
 
     const b = startCli(['worker', '--config', cfg, '--concurrency', '1']);
     const finished = await within('the coordinator to finish', coordinator.done, 100_000);
     expect(finished.code, finished.stderr).toBe(0);
     expect(finished.stdout).toMatch(/: 3\/3 shards, 3,000 rows/);
-    const docsBefore = exportedDocs(out);
-    expect(docsBefore).toEqual(await sourceDocs(client));
+    // The winner (attempt 2) removed the stalled attempt's parts; its own are attempt-scoped.
+    const winnerParts = names();
+    expect(partsOf(1)).toEqual([]);
+    expect(partsOf(2).length).toBeGreaterThanOrEqual(1);
+    expect(winnerParts.filter((n) => n.includes(stalledId))).toEqual(partsOf(2));
+    expect(exportedDocs(out)).toEqual(await sourceDocs(client));
 
-    // A wakes up: its attempt is past its expiry, stops at its next batch and records nothing.
+    // A wakes up mid-shard and reads on; its next part is refused by the fence and it takes back
+    // whatever it had published, so it records nothing and leaves no file.
     a.child.kill('SIGCONT');
-    await waitFor('worker A to give up its stale attempt', () => aLog.includes(`outlived queue.shardTimeout`) || aLog.includes('stale attempt'));
+    await waitFor('worker A to find its attempt superseded', () => aLog.includes('attempt 1 was superseded'));
     a.child.kill('SIGTERM');
     b.child.kill('SIGTERM');
     const [aResult, bResult] = await within('both workers to stop', Promise.all([a.done, b.done]));
     expect(aResult.code, aResult.stderr).toBe(0);
     expect(bResult.code, bResult.stderr).toBe(0);
     expect(aLog).not.toMatch(new RegExp(`"shard":${stalledShard},"attempt":1,"rows":\\d+,"msg":"shard done"`));
-    expect(exportedDocs(out)).toEqual(docsBefore);
+    expect(names()).toEqual(winnerParts);
+    expect(exportedDocs(out)).toEqual(await sourceDocs(client)); // key multiset: 0 duplicates, 0 missing
     expect(listTempFiles(out)).toEqual([]);
   });
 });

@@ -9,6 +9,7 @@ import type { ShardSpec } from '../plan/shards.js';
 import type { RowBatch } from '../source/row_batch.js';
 import type { SourceTable } from '../source/table.js';
 import { PartNamer, partitionSize, partitionStart } from './naming.js';
+import type { AttemptFence } from './delivery/types.js';
 import type { ExporterShardResult, ObjectService, PartUpload, ShardWriter, WrittenPart } from './types.js';
 import { kindOf, withKind } from '../run/error_kind.js';
 
@@ -75,6 +76,8 @@ export class RotatingPartWriter implements ShardWriter {
     private readonly service: ObjectService,
     private readonly shard: ShardSpec,
     private readonly table: SourceTable | undefined,
+    /** Distributed mode: attempt-scoped names, and a fence check before each part becomes visible. */
+    private readonly fence?: AttemptFence,
   ) {}
 
   /** The format loads on first use (Parquet pulls in its writer only when asked for). */
@@ -86,7 +89,7 @@ export class RotatingPartWriter implements ShardWriter {
         exporter: this.exporterId,
         shard: this.shard.id,
         ext: partExtension(this.options, this.format.extension),
-      });
+      }, this.fence?.attempt ?? null);
     }
     return { format: this.format, namer: this.namer };
   }
@@ -165,7 +168,9 @@ export class RotatingPartWriter implements ShardWriter {
     }
     const keep = new Set(this.written.map((p) => p.name));
     const { namer } = await this.ready();
-    const removed = await this.service.removeStale(namer.shardPrefixes(this.shard, [...this.touched]), keep, namer.shardPattern());
+    // A distributed attempt removes only earlier attempts' parts: a newer attempt may be the winner.
+    const earlier = this.fence ? namer.shardPattern({ which: 'before', attempt: this.fence.attempt }) : namer.shardPattern();
+    const removed = await this.service.removeStale(namer.shardPrefixes(this.shard, [...this.touched]), keep, earlier);
     return {
       exporterId: this.exporterId,
       rows: this.rows,
@@ -185,6 +190,12 @@ export class RotatingPartWriter implements ShardWriter {
       part.compressor.destroy();
       await part.flowing.catch(() => {});
       await part.upload.abort().catch(() => {});
+    }
+    // A distributed attempt that does not finish (failed, stopped, or found stale) takes back the
+    // parts it made visible: they carry its own attempt number, so no other attempt's are touched,
+    // and a stale attempt leaves nothing that duplicates the winner's rows.
+    if (this.fence && this.written.length > 0 && this.namer) {
+      await this.service.removeStale(this.namer.shardPrefixes(this.shard, [...this.touched]), new Set(), this.namer.shardPattern({ which: 'only', attempt: this.fence.attempt }));
     }
   }
 
@@ -260,15 +271,28 @@ export class RotatingPartWriter implements ShardWriter {
     this.current = null;
     this.written.push({ name: part.name, rows: part.rows, bytes: part.storedBytes, minTs: microsToTs(part.minTs), maxTs: microsToTs(part.maxTs) });
     if (part.storedBytes >= SMALL_PART_BYTES) {
-      await part.upload.commit();
+      await this.publish(part.upload);
       return;
     }
     // Small parts (sparse partitions make thousands) commit concurrently: their fsyncs or
     // requests overlap instead of queueing. `finish` awaits them all before the shard is done.
-    const committing = part.upload.commit();
+    const committing = this.publish(part.upload);
     committing.catch(() => {});
     this.committing.push(committing);
     if (this.committing.length >= MAX_PENDING_COMMITS) await this.settleCommits();
+  }
+
+  /** Makes a part visible; a distributed attempt first confirms it still holds the shard. */
+  private async publish(upload: PartUpload): Promise<void> {
+    if (this.fence) {
+      try {
+        await this.fence.check();
+      } catch (err) {
+        await upload.abort().catch(() => {});
+        throw err;
+      }
+    }
+    await upload.commit();
   }
 
   private async settleCommits(): Promise<void> {

@@ -106,23 +106,23 @@ async function exportJob(
     o.log.info({ runId, shard: shardIndex }, 'shard already done (job delivered again); skipped');
     return;
   }
-  // Read in (timestamp, key) order whatever source.ordered says: a stale attempt (stalled past its
-  // expiry, woken mid-shard) may still rename a part before it notices, and only with a fixed row
-  // order is that part byte for byte the one the winning attempt wrote under the same name.
-  const shardConfig = config.source.ordered ? config : { ...config, source: { ...config.source, ordered: true } };
   const attempt = await fence.claim(runId, shardIndex, report.workerId);
   o.log.info({ runId, shard: shardIndex, attempt, jobId: job.id }, 'shard claimed');
   const acks = await fence.acks(runId, shardIndex);
   // pg-boss gives up on a handler at the job's expiry and hands the job out again: stop this
   // attempt then too, so a slow but live worker does not go on exporting a shard another now owns.
-  const attemptStop = new StopControl({ maxDurationMs: job.expireInSeconds * 1000, stopGraceMs: 0 });
+  // (LOGSHIP_TEST_NO_ATTEMPT_EXPIRY=1, tests only: let a stale attempt run on, to prove the fence stops it.)
+  const expiry = process.env.LOGSHIP_TEST_NO_ATTEMPT_EXPIRY === '1' ? null : job.expireInSeconds * 1000;
+  const attemptStop = new StopControl({ maxDurationMs: expiry, stopGraceMs: 0 });
   attemptStop.arm();
   const untrack = o.stop.track(() => attemptStop.request(o.stop.reason ?? 'SIGTERM'));
   let outcome;
   try {
-    outcome = await attemptShardOnPool(pool, { config: shardConfig, table, shard, runId, acks }, {
+    // The task commits the shard itself, fenced on `attempt` (with its delete, when there is one).
+    outcome = await attemptShardOnPool(pool, { config, table, shard, runId, acks, attempt }, {
       progress: () => {},
       ack: (exporterId, ack) => fence.saveAck(runId, shardIndex, attempt, exporterId, ack),
+      fence: () => fence.check(runId, shardIndex, attempt),
     }, attemptStop);
   } catch (err) {
     if (attemptStop.reason === 'deadline') {
@@ -133,9 +133,9 @@ async function exportJob(
     attemptStop.disarm();
     untrack();
   }
-  if (!(await fence.commitDone(runId, shardIndex, attempt, outcome))) {
+  if (outcome.superseded) {
     report.staleAttempts++;
-    o.log.warn({ runId, shard: shardIndex, attempt }, 'stale attempt: a newer attempt holds this shard (this job had expired); its result is not recorded');
+    o.log.warn({ runId, shard: shardIndex, attempt }, 'stale attempt: a newer attempt holds this shard (this job had expired); its result is not recorded and its parts were removed');
     return;
   }
   report.shardsDone++;
