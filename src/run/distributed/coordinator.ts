@@ -24,6 +24,8 @@ import { failedShardJobs } from './jobs.js';
 export interface DistributedRunOptions {
   /** false (`--no-wait`): enqueue and return; a later `run --distributed` waits and finalizes. */
   wait: boolean;
+  /** `--work`: this process also drains the shard jobs (a worker on its own pool, `workers` threads). */
+  work?: boolean;
 }
 
 export async function runDistributed(config: Config, o: RunOptions, report: RunReport = emptyReport(config), d: DistributedRunOptions = { wait: true }): Promise<RunReport> {
@@ -34,6 +36,11 @@ export async function runDistributed(config: Config, o: RunOptions, report: RunR
   const main = await SourceSession.open(config.source, 'coordinator');
   let store: StateStore | null = null;
   let queue: Queue | null = null;
+  // --work: a worker in this process, stopped when the coordinator is done or told to stop.
+  const workerStop = new StopControl({ maxDurationMs: null, stopGraceMs: config.stopGraceMs });
+  const untrackWorker = stop.track(() => workerStop.request(stop.reason ?? 'SIGTERM'));
+  let working: Promise<unknown> | null = null;
+  let workerFailure: unknown = null;
   try {
     const table = await describeTable(main.current(), config.source);
     store = createStateStore(config, main);
@@ -69,6 +76,11 @@ export async function runDistributed(config: Config, o: RunOptions, report: RunR
       report.status = 'partial';
       return report;
     }
+    if (d.work) {
+      const { runWorker } = await import('./worker.js');
+      working = runWorker(config, { log: o.log, concurrency: config.workers, idleExitMs: null, stop: workerStop });
+      working.catch((err: unknown) => (workerFailure = err));
+    }
     const entry = { runId: run.runId, kind: 'window' as const, resumed, window: run.window, shards: run.shards.length, shardsExportedNow: 0, rows: 0 };
     report.runs.push(entry);
     const counted = new Set(state.done.keys());
@@ -93,6 +105,8 @@ export async function runDistributed(config: Config, o: RunOptions, report: RunR
         o.observer?.offset(offset);
       }
       if (done.size === run.shards.length) break;
+      // Without its own worker a --work coordinator could wait for ever: its failure is the run's.
+      if (workerFailure !== null) throw workerFailure;
       const failed = await failedShardJobs(queue.boss.getDb(), settings.schema, queue.name, run, config.offsetKey, done);
       if (failed.length > 0) {
         const names = failed.map((f) => `shard ${f.shardIndex}${f.error ? ` (${f.error})` : ''}`).join('; ');
@@ -112,6 +126,9 @@ export async function runDistributed(config: Config, o: RunOptions, report: RunR
     o.observer?.offset(run.window.end);
     return report;
   } finally {
+    untrackWorker();
+    workerStop.request('SIGTERM');
+    await working?.catch(() => {});
     stop.disarm();
     o.progress.stop();
     report.durationMs = Date.now() - started;
