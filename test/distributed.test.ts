@@ -282,6 +282,42 @@ describe('run --distributed with worker processes', () => {
     expect(r.stderr.split('\n')[0]).toBe(message);
   });
 
+  it('plan --distributed warns when a planned shard may outlive queue.shardTimeout, and the coordinator logs the same warning', async () => {
+    const { url, client } = await freshDatabase('dist_timeout');
+    opened.push(client);
+    await seedKestraLogs(client, { rows: 4000, start: isoAgo(3700), spanSeconds: 3600 });
+    const dir = tempDir('dist-timeout');
+    // Two shards of ~2,000 rows: 2 s each at the conservative 1,000 rows/s, over a 1 s timeout.
+    const cfg = writeConfig(dir, {
+      source: { url }, lookbackPeriod: 'P1D', workers: 1, rowsPerShard: 2000,
+      queue: { shardTimeout: 'PT1S', pollInterval: 'PT0.5S' },
+      logExporters: [{ id: 'files', type: 'file', directory: path.join(dir, 'out') }],
+    });
+    const expected = /^warning: queue\.shardTimeout: shard [01] \(and 1 more\) has ~2,000 rows, about 2 s at a conservative 1,000 rows\/s, longer than the 1 s timeout: its job may expire while a worker still exports it and be run again; raise queue\.shardTimeout or lower rowsPerShard$/m;
+    const plan = await runCli(['plan', '--config', cfg, '--distributed']);
+    expect(plan.code, plan.stderr).toBe(0);
+    expect(plan.stdout).toMatch(expected);
+    const local = await runCli(['plan', '--config', cfg]);
+    expect(local.stdout).not.toContain('queue.shardTimeout');
+    // A timeout that fits the shards: no warning.
+    const roomy = writeConfig(dir, { source: { url }, lookbackPeriod: 'P1D', workers: 1, rowsPerShard: 2000, queue: { shardTimeout: 'PT3S' }, logExporters: [{ id: 'files', type: 'file', directory: path.join(dir, 'out') }] }, 'roomy.yaml');
+    expect((await runCli(['plan', '--config', roomy, '--distributed'])).stdout).not.toContain('queue.shardTimeout');
+
+    const run = await runCli(['run', '--config', cfg, '--distributed', '--no-wait']);
+    expect(run.code, run.stderr).toBe(0);
+    const warned = run.stderr.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { level: number; msg: string }).filter((l) => l.msg.startsWith('queue.shardTimeout'));
+    expect(warned).toHaveLength(1);
+    expect(`warning: ${warned[0]!.msg}`).toMatch(expected);
+  });
+
+  it('refuses plan --distributed with file state, naming state.type (exit 2)', async () => {
+    const dir = tempDir('dist-plan-file-state');
+    const cfg = writeConfig(dir, { source: { url: 'postgres://127.0.0.1:1/none' }, state: { type: 'file', path: path.join(dir, 'state.json') }, logExporters: [{ id: 'a', type: 'file', directory: path.join(dir, 'out') }] });
+    const r = await runCli(['plan', '--config', cfg, '--distributed']);
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim()).toBe('logship: state.type: distributed mode needs state.type postgres (workers fence their shards in the state tables; got file)');
+  });
+
   it('refuses --no-wait without --distributed (exit 2)', async () => {
     const r = await runCli(['run', '--config', 'x.yaml', '--no-wait']);
     expect(r.code).toBe(2);

@@ -15,8 +15,9 @@ function firstTarget(config: Config, exporterIndex: number, shard: ShardSpec): s
   return definitionOf(e).describeTarget(e, shard);
 }
 
-/** `logship plan`: what a run would do now, without writing anything. */
-export async function planCommand(config: Config, json: boolean): Promise<void> {
+/** `logship plan`: what a run would do now, without writing anything. `distributed`: also judge the shards against queue.shardTimeout. */
+export async function planCommand(config: Config, json: boolean, distributed = false): Promise<void> {
+  if (distributed) (await import('../run/distributed/boss.js')).checkDistributedConfig(config);
   const client = await connectSource(config.source, 'plan');
   try {
     const table = await describeTable(client, config.source);
@@ -26,6 +27,11 @@ export async function planCommand(config: Config, json: boolean): Promise<void> 
     const window = await computeWindow(client, offset, config.lookbackPeriod, config.safetyLag);
     const plan = window ? await planWindow(client, table, config, window) : null;
     const warnings = window ? await planWarnings(config, { start: window.start.ts, end: window.end.ts }) : [];
+    if (distributed) {
+      const { shardTimeoutWarning } = await import('../run/distributed/shard_timeout.js');
+      const tooLong = shardTimeoutWarning(config, [...pending, ...(plan?.shards ?? [])]);
+      if (tooLong) warnings.push(tooLong);
+    }
     const shardView = (s: ShardSpec) => ({
       index: s.index, lo: s.lo, hi: s.hi, estimatedRows: s.estimatedRows,
       firstFiles: Object.fromEntries(config.logExporters.map((e, i) => [e.id, firstTarget(config, i, s)])),

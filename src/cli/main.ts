@@ -16,7 +16,7 @@ const USAGE = `usage:
                 [--max-duration PT14M] [--metrics-port N] [--pushgateway URL] [--distributed [--no-wait | --work]]
   logship worker --config FILE [--task ID] [--concurrency N] [--idle-exit SECONDS]
   logship status --config FILE [--task ID] [--json]
-  logship plan  --config FILE [--task ID] [--json]
+  logship plan  --config FILE [--task ID] [--json] [--distributed]
   logship state --config FILE [--task ID] [--reset] [--json]
   logship tune  --config FILE [--sample-rows N] [--json]
   logship prune --config FILE --exporter ID --keep-days N [--dry-run]
@@ -67,7 +67,7 @@ const COMMAND_FLAGS: Record<string, readonly string[]> = {
   run: ['config', 'task', 'var', 'report', 'progress-interval', 'max-duration', 'metrics-port', 'pushgateway', 'distributed', 'no-wait', 'work'],
   worker: ['config', 'task', 'var', 'concurrency', 'idle-exit'],
   status: ['config', 'task', 'var', 'json'],
-  plan: ['config', 'task', 'var', 'json'],
+  plan: ['config', 'task', 'var', 'json', 'distributed'],
   state: ['config', 'task', 'var', 'reset', 'json'],
   tune: ['config', 'task', 'var', 'sample-rows', 'json'],
   prune: ['config', 'task', 'var', 'exporter', 'keep-days', 'dry-run'],
@@ -130,7 +130,7 @@ async function main(argv: string[]): Promise<number> {
   const config = loadConfigFile(values.config, { task: values.task, variables: parseCliVariables(values.var) });
   if (values['max-duration'] !== undefined) config.maxDurationMs = checkMaxDuration('--max-duration', values['max-duration'], config.stopGraceMs);
   // Commands load on demand so that none pays for another's dependencies.
-  if (command === 'plan') await (await import('./inspect_commands.js')).planCommand(config, values.json === true);
+  if (command === 'plan') await (await import('./inspect_commands.js')).planCommand(config, values.json === true, values.distributed === true);
   else if (command === 'state') await (await import('./inspect_commands.js')).stateCommand(config, values.reset === true, values.json === true);
   else if (command === 'worker') {
     const concurrency = Math.floor(positiveNumber('--concurrency', values.concurrency, config.workers));

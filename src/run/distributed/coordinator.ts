@@ -14,6 +14,7 @@ import { checkDistributedConfig, openQueue, type Queue } from './boss.js';
 import { ShardFence } from './fence.js';
 import { shardJobId, type ShardJobData } from './names.js';
 import { failedShardJobs } from './jobs.js';
+import { shardTimeoutWarning } from './shard_timeout.js';
 
 /**
  * `run --distributed`: finish or plan a run exactly as a local run does, but instead of exporting
@@ -68,6 +69,9 @@ export async function runDistributed(config: Config, o: RunOptions, report: RunR
     } else {
       o.log.info({ runId: run.runId, done: state.done.size, shards: run.shards.length }, 'resuming an unfinished run (distributed)');
     }
+    // A shard that may outlive its job's expiry is run again while still running: say so up front.
+    const tooLong = shardTimeoutWarning(config, run.shards.filter((x) => !state.done.has(x.index)));
+    if (tooLong) o.log.warn({ runId: run.runId }, tooLong);
     queue = await openQueue(config, o.log, 2);
     await enqueue(queue, config, run, state.done);
     if (!d.wait) {
