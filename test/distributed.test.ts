@@ -318,6 +318,83 @@ describe('run --distributed with worker processes', () => {
     expect(r.stderr.trim()).toBe('logship: state.type: distributed mode needs state.type postgres (workers fence their shards in the state tables; got file)');
   });
 
+  it('reruns a coordinator killed with -9 mid-enqueue: the jobs it sent are kept, none is sent twice, and the outputs are exact', async () => {
+    const { url, client } = await freshDatabase('dist_enqueue');
+    opened.push(client);
+    await seedKestraLogs(client, { rows: 5000, start: isoAgo(3700), spanSeconds: 3600, tieGroup: 2 });
+    const dir = tempDir('dist-enqueue');
+    const out = path.join(dir, 'out');
+    const cfg = writeConfig(dir, {
+      source: { url, fetchSize: 500 }, lookbackPeriod: 'P1D', workers: 1, rowsPerShard: 1000,
+      queue: { shardTimeout: 'PT60S', pollInterval: 'PT0.5S' },
+      logExporters: [{ id: 'files', type: 'file', directory: out, maxLinesPerFile: 400 }],
+    });
+    const jobs = async () => (await client.query<{ id: string }>(`SELECT id::text FROM logship_queue.job WHERE name NOT LIKE '%.dead' ORDER BY id`).catch(() => ({ rows: [] }))).rows.map((j) => j.id);
+    // The first coordinator stops after sending two of the five jobs, and is killed there.
+    const first = startCli(['run', '--config', cfg, '--distributed'], { env: { LOGSHIP_TEST_HANG_AFTER_ENQUEUED: '2' } });
+    await waitFor('two shard jobs', async () => first.child.exitCode !== null || (await jobs()).length === 2);
+    expect(first.child.exitCode).toBeNull();
+    const sentBeforeKill = await jobs();
+    first.child.kill('SIGKILL');
+    expect((await within('the coordinator to die', first.done)).signal).toBe('SIGKILL');
+    expect(await jobs()).toEqual(sentBeforeKill);
+
+    const rerun = await within('the rerun to finish', runCli(['run', '--config', cfg, '--distributed', '--work']), 100_000);
+    expect(rerun.code, rerun.stderr).toBe(0);
+    expect(rerun.stdout).toMatch(/\(resumed\): 5\/5 shards, 5,000 rows/);
+    const runId = (rerun.stdout.match(/run ([0-9a-f-]{36})/) ?? [])[1]!;
+    const expectedIds = [0, 1, 2, 3, 4].map((i) => shardJobId('LogShipper-state', runId, i)).sort();
+    const all = await jobs();
+    expect(all).toEqual(expectedIds); // one job a shard: five, not seven
+    for (const id of sentBeforeKill) expect(all).toContain(id);
+    expect(exportedDocs(out)).toEqual(await sourceDocs(client));
+  });
+
+  it('retries a shard whose source connection is terminated mid-read (pg_terminate_backend), and the outputs are exact', async () => {
+    const { url, client } = await freshDatabase('dist_dropped');
+    opened.push(client);
+    await seedKestraLogs(client, { rows: 3000, start: isoAgo(3700), spanSeconds: 3600, tieGroup: 3 });
+    const dir = tempDir('dist-dropped');
+    const out = path.join(dir, 'out');
+    const cfg = writeConfig(dir, {
+      source: { url, fetchSize: 100 }, lookbackPeriod: 'P1D', workers: 1, rowsPerShard: 1000,
+      queue: { shardTimeout: 'PT60S', pollInterval: 'PT0.5S' },
+      logExporters: [{ id: 'files', type: 'file', directory: out, maxLinesPerFile: 300 }],
+    });
+    const coordinator = startCli(['run', '--config', cfg, '--distributed']);
+    // Slowed (200 ms a batch of 100 rows) so that the read is surely in progress when it is cut.
+    const worker = startCli(['worker', '--config', cfg, '--concurrency', '1'], { env: { LOGSHIP_TEST_BATCH_DELAY_MS: '200' } });
+    const db = (await client.query<{ d: string }>('SELECT current_database() AS d')).rows[0]!.d;
+    // The shard's backend: its COPY running, or sent and its transaction still open while the
+    // slowed worker goes through the rows. Either way the shard is unfinished when it is cut.
+    let pid: number | undefined;
+    await waitFor('the worker to be reading a shard', async () => {
+      pid = (await client.query<{ pid: number }>(
+        `SELECT pid FROM pg_stat_activity WHERE datname = $1 AND application_name = 'logship-worker' AND query LIKE 'COPY%' AND state IN ('active', 'idle in transaction')`, [db])).rows[0]?.pid;
+      return worker.child.exitCode !== null || pid !== undefined;
+    });
+    expect(worker.child.exitCode).toBeNull();
+    // Concurrency 1: the one claimed shard not yet done is the one being read.
+    const unfinished = await client.query<{ shard_index: number }>(
+      'SELECT shard_index FROM logship_state_claims k WHERE NOT EXISTS (SELECT 1 FROM logship_state_shards s WHERE s.shard_index = k.shard_index)');
+    expect(unfinished.rows).toHaveLength(1);
+    const cutShard = unfinished.rows[0]!.shard_index;
+    const killed = await client.query<{ ok: boolean }>('SELECT pg_terminate_backend($1) AS ok', [pid]);
+    expect(killed.rows[0]!.ok).toBe(true);
+
+    const finished = await within('the coordinator to finish', coordinator.done, 100_000);
+    worker.child.kill('SIGTERM');
+    const w = await within('the worker to stop', worker.done);
+    expect(finished.code, finished.stderr).toBe(0);
+    expect(finished.stdout).toMatch(/: 3\/3 shards, 3,000 rows/);
+    expect(w.code, w.stderr).toBe(0);
+    const log = w.stderr.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(log.some((l) => l.msg === 'shard failed; the queue retries it' && l.shard === cutShard && /terminating connection|connection error/.test(String(l.error)))).toBe(true);
+    expect(log.some((l) => l.msg === 'shard done' && l.shard === cutShard && l.attempt === 2)).toBe(true);
+    expect(exportedDocs(out)).toEqual(await sourceDocs(client));
+    expect(listTempFiles(out)).toEqual([]);
+  });
+
   it('refuses --no-wait without --distributed (exit 2)', async () => {
     const r = await runCli(['run', '--config', 'x.yaml', '--no-wait']);
     expect(r.code).toBe(2);

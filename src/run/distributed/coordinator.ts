@@ -148,7 +148,11 @@ export async function runDistributed(config: Config, o: RunOptions, report: RunR
  * exhausted its retries in an earlier attempt of this run is enqueued afresh.
  */
 async function enqueue(queue: Queue, config: Config, run: RunManifest, done: Map<number, ShardOutcome>): Promise<void> {
+  // Tests only: hang after sending this many jobs, so a kill lands mid-enqueue at a known point.
+  const hangAfter = Number(process.env.LOGSHIP_TEST_HANG_AFTER_ENQUEUED ?? Infinity);
+  let sentNow = 0;
   for (const shard of run.shards) {
+    if (sentNow++ >= hangAfter) await new Promise(() => setInterval(() => {}, 60_000));
     if (done.has(shard.index)) continue;
     const id = shardJobId(config.offsetKey, run.runId, shard.index);
     const data: ShardJobData = { runId: run.runId, shardIndex: shard.index };
