@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type pg from 'pg';
@@ -5,7 +6,7 @@ import YAML from 'yaml';
 import { ConfigError } from '../src/config/errors.js';
 import { loadConfigText } from '../src/config/load.js';
 import { seedKestraLogs } from '../src/demo/seed.js';
-import { ShardFence, StaleAttemptError } from '../src/run/distributed/fence.js';
+import { holdsShard, ShardFence, StaleAttemptError } from '../src/run/distributed/fence.js';
 import { shardJobId } from '../src/run/distributed/names.js';
 import { fixedDb } from '../src/source/session.js';
 import { PostgresStateStore } from '../src/state/postgres_store.js';
@@ -60,14 +61,6 @@ describe('distributed mode configuration', () => {
     expect(r.code).toBe(2);
     expect(r.stderr.trim()).toBe('logship: state.type: distributed mode needs state.type postgres (workers fence their shards in the state tables; got file)');
   });
-
-  it('refuses a worker with delete: true, naming delete (exit 2)', async () => {
-    const dir = tempDir('dist-delete');
-    const cfg = writeConfig(dir, { source: { url: 'postgres://127.0.0.1:1/none' }, delete: true, logExporters: [{ id: 'a', type: 'file', directory: path.join(dir, 'out') }] });
-    const r = await runCli(['worker', '--config', cfg]);
-    expect(r.code).toBe(2);
-    expect(r.stderr.trim()).toBe('logship: delete: is not supported in distributed mode yet (its fenced delete-and-checkpoint transaction is not built); run without --distributed');
-  });
 });
 
 describe('shard job ids', () => {
@@ -109,6 +102,34 @@ describe('fencing a shard on its attempt number', () => {
     expect([...(await fence.outcomes('r1')).values()].map((o) => o.rows)).toEqual([2]);
     expect((await fence.claims('r1')).map((c) => [c.attempt, c.worker])).toEqual([[2, 'host-b:2']]);
     await store.close();
+  });
+
+  it('refuses a stale attempt\'s delete-and-commit in its read snapshot, whether the newer claim came before or after that snapshot', async () => {
+    const { client, url } = await freshDatabase('fence_rr', false);
+    opened.push(client);
+    const db = fixedDb(client);
+    const fence = new ShardFence(db, 'logship_state', 'k');
+    await new PostgresStateStore(db, 'logship_state', 'k').open();
+    await fence.ensure();
+    const reader = new (await import('pg')).default.Client({ connectionString: url });
+    await reader.connect();
+    opened.push(reader);
+
+    // The newer claim commits after the stale attempt's snapshot: the row lock is refused (40001).
+    const stale = await fence.claim('r1', 0, 'host-a:1');
+    await reader.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
+    await reader.query('SELECT pg_current_snapshot()');
+    await fence.claim('r1', 0, 'host-b:2');
+    expect(await holdsShard(reader, 'logship_state', 'k', 'r1', 0, stale)).toBe(false);
+    await reader.query('ROLLBACK');
+
+    // The newer claim came before the snapshot: the attempt number no longer matches.
+    await reader.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
+    await reader.query('SELECT pg_current_snapshot()');
+    expect(await holdsShard(reader, 'logship_state', 'k', 'r1', 0, stale)).toBe(false);
+    // The holder itself passes, and keeps the claim locked until it commits.
+    expect(await holdsShard(reader, 'logship_state', 'k', 'r1', 0, 2)).toBe(true);
+    await reader.query('COMMIT');
   });
 });
 
@@ -393,6 +414,94 @@ describe('run --distributed with worker processes', () => {
     expect(log.some((l) => l.msg === 'shard done' && l.shard === cutShard && l.attempt === 2)).toBe(true);
     expect(exportedDocs(out)).toEqual(await sourceDocs(client));
     expect(listTempFiles(out)).toEqual([]);
+  });
+
+  it('with delete: true, deletes only the rows it exported, while rows keep arriving in the exported range (fenced delete-and-commit)', async () => {
+    const { url, client } = await freshDatabase('dist_delete');
+    opened.push(client);
+    // An audit of every document ever inserted, kept apart from the table logship deletes from.
+    await client.query(`CREATE TABLE inserted_docs (v jsonb NOT NULL);
+      CREATE FUNCTION audit_insert() RETURNS trigger AS $$ BEGIN INSERT INTO inserted_docs VALUES (NEW.value); RETURN NEW; END $$ LANGUAGE plpgsql;
+      CREATE TRIGGER logs_audit AFTER INSERT ON logs FOR EACH ROW EXECUTE FUNCTION audit_insert();`);
+    await seedKestraLogs(client, { rows: 5000, start: isoAgo(3700), spanSeconds: 3600 });
+    const dir = tempDir('dist-delete');
+    const out = path.join(dir, 'out');
+    const cfg = writeConfig(dir, {
+      source: { url, fetchSize: 200 }, lookbackPeriod: 'P1D', workers: 1, rowsPerShard: 1000, delete: true, lateRows: { horizon: 'PT0S' },
+      queue: { shardTimeout: 'PT60S', pollInterval: 'PT0.5S' },
+      logExporters: [{ id: 'files', type: 'file', directory: out, maxLinesPerFile: 500 }],
+    });
+    const coordinator = startCli(['run', '--config', cfg, '--distributed']);
+    const workers = [0, 1].map(() => startCli(['worker', '--config', cfg, '--concurrency', '1'], { env: { LOGSHIP_TEST_BATCH_DELAY_MS: '50' } }));
+    // Inserts spread over the whole exported hour, one round each time another shard is done.
+    const doneShards = async () => (await client.query<{ n: number }>('SELECT count(*)::int AS n FROM logship_state_shards').catch(() => ({ rows: [{ n: 0 }] }))).rows[0]!.n;
+    let seq = 1_000_000;
+    let rounds = 0;
+    let lastDone = -1;
+    while (coordinator.child.exitCode === null) {
+      const done = await doneShards();
+      if (done < 5 && done > lastDone) {
+        lastDone = done;
+        await seedKestraLogs(client, { rows: 40, start: isoAgo(3650), spanSeconds: 3500, tieGroup: 1, seq });
+        seq += 40;
+        rounds++;
+      }
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    const r = await coordinator.done;
+    for (const w of workers) w.child.kill('SIGTERM');
+    for (const w of workers) expect((await within('a worker to stop', w.done)).code).toBe(0);
+    expect(r.code, r.stderr).toBe(0);
+    expect(rounds).toBeGreaterThanOrEqual(2); // the run really overlapped the inserts
+
+    const exported = exportedDocs(out);
+    const remaining = await sourceDocs(client);
+    expect(remaining.length).toBeGreaterThan(0); // rows inserted after their shard's snapshot survive
+    expect(new Set(exported).size).toBe(exported.length);
+    const remainingSet = new Set(remaining);
+    expect(exported.filter((d) => remainingSet.has(d))).toEqual([]);
+    // Nothing lost: every row ever inserted is in a file or still in the table, exactly once.
+    const audit = (await client.query<{ v: string }>('SELECT v::text AS v FROM inserted_docs')).rows.map((x) => x.v).sort();
+    expect(audit.length).toBe(5000 + (seq - 1_000_000));
+    expect([...exported, ...remaining].sort()).toEqual(audit);
+    const deleted = r.stdout.match(/deleted from source: ([\d,]+) rows/);
+    expect(Number(deleted![1]!.replace(/,/g, ''))).toBe(exported.length);
+  });
+
+  it('catches up late rows in distributed mode: rows committed into an exported range after its read go out once, as a late run through the queue', async () => {
+    const { url, client } = await freshDatabase('dist_late');
+    opened.push(client);
+    await seedKestraLogs(client, { rows: 3000, start: isoAgo(3700), spanSeconds: 3600, tieGroup: 2 });
+    const dir = tempDir('dist-late');
+    const out = path.join(dir, 'out');
+    const cfg = writeConfig(dir, {
+      source: { url, fetchSize: 500 }, lookbackPeriod: 'P1D', workers: 2, rowsPerShard: 1000, lateRows: { horizon: 'PT2H' },
+      queue: { shardTimeout: 'PT60S', pollInterval: 'PT0.5S' },
+      logExporters: [{ id: 'files', type: 'file', directory: out }],
+    });
+    const first = await within('the first run', runCli(['run', '--config', cfg, '--distributed', '--work']), 100_000);
+    expect(first.code, first.stderr).toBe(0);
+    const stored = await client.query<{ reads: unknown[] }>('SELECT reads FROM logship_state');
+    expect(stored.rows[0]!.reads).toHaveLength(3); // the three shards' ranges, with their snapshots
+
+    // Rows stamped inside the exported hour, committed after it was read: late rows.
+    await seedKestraLogs(client, { rows: 50, start: isoAgo(3000), spanSeconds: 1800, seq: 1_000_000 });
+    const reportFile = path.join(dir, 'second.json');
+    const second = await within('the second run', runCli(['run', '--config', cfg, '--distributed', '--work', '--report', reportFile]), 100_000);
+    expect(second.code, second.stderr).toBe(0);
+    const report = JSON.parse(fs.readFileSync(reportFile, 'utf8')) as { late: { rows: number; rangesCaughtUp: number }; runs: { kind: string }[] };
+    expect(report.late.rows).toBe(50);
+    expect(report.late.rangesCaughtUp).toBeGreaterThanOrEqual(1);
+    expect(report.runs.map((r) => r.kind)).toContain('late');
+    expect(listParts(out).map((f) => path.basename(f)).filter((n) => /-late1-a1-\d{5}\./.test(n)).length).toBeGreaterThanOrEqual(1);
+    expect(exportedDocs(out)).toEqual(await sourceDocs(client)); // every row once
+
+    // Nothing left: a third run finds no late row.
+    const idleReport = path.join(dir, 'third.json');
+    const third = await within('the third run', runCli(['run', '--config', cfg, '--distributed', '--work', '--report', idleReport]), 100_000);
+    expect(third.code, third.stderr).toBe(0);
+    expect((JSON.parse(fs.readFileSync(idleReport, 'utf8')) as { late: { rows: number } }).late.rows).toBe(0);
+    expect(exportedDocs(out)).toEqual(await sourceDocs(client));
   });
 
   it('refuses --no-wait without --distributed (exit 2)', async () => {
