@@ -504,6 +504,37 @@ describe('run --distributed with worker processes', () => {
     expect(exportedDocs(out)).toEqual(await sourceDocs(client));
   });
 
+  it('sends again a shard whose job a stale worker completed while the newer attempt running it died', async () => {
+    const { url, client } = await freshDatabase('dist_orphan');
+    opened.push(client);
+    await seedKestraLogs(client, { rows: 2000, start: isoAgo(3700), spanSeconds: 3600 });
+    const dir = tempDir('dist-orphan');
+    const out = path.join(dir, 'out');
+    const cfg = writeConfig(dir, {
+      source: { url, fetchSize: 500 }, lookbackPeriod: 'P1D', workers: 1, rowsPerShard: 1000,
+      queue: { shardTimeout: 'PT5S', pollInterval: 'PT0.5S' },
+      logExporters: [{ id: 'files', type: 'file', directory: out }],
+    });
+    const coordinator = startCli(['run', '--config', cfg, '--distributed']);
+    const jobs = async () => (await client.query<{ id: string; state: string }>(`SELECT id::text, state::text FROM logship_queue.job WHERE name NOT LIKE '%.dead' ORDER BY id`).catch(() => ({ rows: [] }))).rows;
+    await waitFor('two shard jobs', async () => coordinator.child.exitCode !== null || (await jobs()).length === 2);
+    expect(coordinator.child.exitCode).toBeNull();
+    // What a stale worker leaves: shard 1's job completed by id, while the attempt that held it
+    // (claimed an hour ago, so long past its expiry) died without finishing the shard.
+    const runId = (await client.query<{ run: RunManifest }>('SELECT run FROM logship_state')).rows[0]!.run.runId;
+    await client.query(`UPDATE logship_queue.job SET state = 'completed', completed_on = now() WHERE id = $1`, [shardJobId('LogShipper-state', runId, 1)]);
+    await client.query(`INSERT INTO logship_state_claims (offset_key, run_id, shard_index, attempt, worker, claimed_at) VALUES ('LogShipper-state', $1, 1, 2, 'dead:1', now() - interval '1 hour')`, [runId]);
+
+    const worker = startCli(['worker', '--config', cfg, '--concurrency', '1']);
+    const finished = await within('the coordinator to finish', coordinator.done, 100_000);
+    worker.child.kill('SIGTERM');
+    expect((await within('the worker to stop', worker.done)).code).toBe(0);
+    expect(finished.code, finished.stderr).toBe(0);
+    expect(finished.stderr).toContain('shard jobs completed by a stale worker while their shards are unfinished; sending them again');
+    expect(finished.stdout).toMatch(/: 2\/2 shards, 2,000 rows/);
+    expect(exportedDocs(out)).toEqual(await sourceDocs(client));
+  });
+
   it('refuses --no-wait without --distributed (exit 2)', async () => {
     const r = await runCli(['run', '--config', 'x.yaml', '--no-wait']);
     expect(r.code).toBe(2);

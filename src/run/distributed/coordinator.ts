@@ -13,7 +13,7 @@ import { StopControl } from '../stop.js';
 import { checkDistributedConfig, openQueue, type Queue } from './boss.js';
 import { ShardFence } from './fence.js';
 import { shardJobId, type ShardJobData } from './names.js';
-import { failedShardJobs } from './jobs.js';
+import { shardJobStates } from './jobs.js';
 import { shardTimeoutWarning } from './shard_timeout.js';
 import { catchUpLateRows, currentSnapshot, horizonStart, nextReads, type Ledger } from '../late_rows.js';
 
@@ -169,7 +169,20 @@ async function waitForShards(
     if (done.size === run.shards.length) break;
     // Without its own worker a --work coordinator could wait for ever: its failure is the run's.
     if (worker.failure !== null) throw worker.failure;
-    const failed = await failedShardJobs(queue.boss.getDb(), queue.settings.schema, queue.name, run, config.offsetKey, done);
+    const jobs = (await shardJobStates(queue.boss.getDb(), queue.settings.schema, queue.name, run, config.offsetKey)).filter((j) => !done.has(j.shardIndex));
+    const failed = jobs.filter((j) => j.state === 'failed');
+    // A job completed while its shard is not done: a stale worker completed the job id while a
+    // newer attempt was running it. Once that attempt's claim is older than the shard timeout it is
+    // presumed dead (a live one stops itself at its expiry), and the shard is sent again.
+    const orphaned = new Set(jobs.filter((j) => j.state === 'completed').map((j) => j.shardIndex));
+    if (orphaned.size > 0) {
+      const expired = Date.now() - queue.settings.shardTimeoutMs;
+      const stale = (await fence.claims(run.runId)).filter((c) => orphaned.has(c.shardIndex) && Date.parse(c.claimedAt) < expired).map((c) => c.shardIndex);
+      if (stale.length > 0) {
+        o.log.warn({ runId: run.runId, shards: stale }, 'shard jobs completed by a stale worker while their shards are unfinished; sending them again');
+        await enqueue(queue, config, run, done, new Set(stale));
+      }
+    }
     if (failed.length > 0) {
       const names = failed.map((f) => `shard ${f.shardIndex}${f.error ? ` (${f.error})` : ''}`).join('; ');
       throw new RunError(`${names} failed on every attempt and was dead-lettered; the offset stays at the last contiguous finished shard and a rerun retries it`);
@@ -194,11 +207,12 @@ async function waitForShards(
  * One job per unfinished shard, with a deterministic id: sending it again is a no-op. A job that
  * exhausted its retries in an earlier attempt of this run is enqueued afresh.
  */
-async function enqueue(queue: Queue, config: Config, run: RunManifest, done: Map<number, ShardOutcome>): Promise<void> {
+async function enqueue(queue: Queue, config: Config, run: RunManifest, done: Map<number, ShardOutcome>, only?: Set<number>): Promise<void> {
   // Tests only: hang after sending this many jobs, so a kill lands mid-enqueue at a known point.
   const hangAfter = Number(process.env.LOGSHIP_TEST_HANG_AFTER_ENQUEUED ?? Infinity);
   let sentNow = 0;
   for (const shard of run.shards) {
+    if (only && !only.has(shard.index)) continue;
     if (sentNow++ >= hangAfter) await new Promise(() => setInterval(() => {}, 60_000));
     if (done.has(shard.index)) continue;
     const id = shardJobId(config.offsetKey, run.runId, shard.index);
@@ -206,9 +220,11 @@ async function enqueue(queue: Queue, config: Config, run: RunManifest, done: Map
     const sent = await queue.boss.send(queue.name, data, { id, singletonKey: id });
     if (sent !== null) continue;
     // The job exists: queued or running, it is left alone; dead-lettered by an earlier attempt of
-    // this run, it is replaced by a fresh one with today's retry and expiry settings.
+    // this run (or completed, below), it is replaced by a fresh one with today's retry and expiry settings.
     const job = await queue.boss.getJobById(queue.name, id);
-    if (job?.state === 'failed' || job?.state === 'cancelled') {
+    // (Completed without the shard done: a stale worker completed the job id while a newer attempt
+    // ran it, and that attempt then died. Nothing would ever retry it.)
+    if (job?.state === 'failed' || job?.state === 'cancelled' || job?.state === 'completed') {
       await queue.boss.deleteJob(queue.name, id);
       await queue.boss.send(queue.name, data, { id, singletonKey: id });
     }

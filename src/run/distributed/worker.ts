@@ -11,8 +11,9 @@ import { workerFile } from '../../util/paths.js';
 import { attemptShardOnPool } from '../shard_attempt.js';
 import { StopControl } from '../stop.js';
 import { checkDistributedConfig, openQueue } from './boss.js';
-import { ShardFence } from './fence.js';
+import { ShardFence, StaleAttemptError } from './fence.js';
 import type { ShardJobData } from './names.js';
+import type { ShardOutcome } from '../../state/types.js';
 
 export interface WorkerOptions {
   log: Logger;
@@ -116,7 +117,7 @@ async function exportJob(
   const attemptStop = new StopControl({ maxDurationMs: expiry, stopGraceMs: 0 });
   attemptStop.arm();
   const untrack = o.stop.track(() => attemptStop.request(o.stop.reason ?? 'SIGTERM'));
-  let outcome;
+  let outcome: ShardOutcome;
   try {
     // The task commits the shard itself, fenced on `attempt` (with its delete, when there is one).
     outcome = await attemptShardOnPool(pool, { config, table, shard, runId, acks, attempt }, {
@@ -128,7 +129,17 @@ async function exportJob(
     if (attemptStop.reason === 'deadline') {
       throw new Error(`shard ${shardIndex} outlived queue.shardTimeout (${job.expireInSeconds} s) and was stopped; raise queue.shardTimeout or lower rowsPerShard`, { cause: err });
     }
-    throw err;
+    // Superseded (a part refused by the fence, say): the job id now belongs to the newer attempt's
+    // retry, and pg-boss fails a job by id whoever runs it. Failing it here would fail the newer
+    // attempt's job too, and so on down the line; so the stale attempt ends quietly instead.
+    const stale = await fence.check(runId, shardIndex, attempt).then(() => false, (e: unknown) => {
+      if (e instanceof StaleAttemptError) return true;
+      throw err; // the fence could not be read: fail the job as the export failed
+    });
+    if (stale) {
+      o.log.warn({ runId, shard: shardIndex, attempt, error: redact(errorMessage(err)) }, 'stale attempt stopped by the fence');
+      outcome = { rows: 0, deletedRows: null, exporters: [], superseded: true as const };
+    } else throw err;
   } finally {
     attemptStop.disarm();
     untrack();
