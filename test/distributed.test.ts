@@ -14,6 +14,9 @@ import type { RunManifest, ShardOutcome } from '../src/state/types.js';
 import { freshDatabase, isoAgo, sourceDocs } from './helpers/db.js';
 import { exportedDocs, listParts, listTempFiles, runCli, startCli, tempDir, writeConfig } from './helpers/cli.js';
 import { waitFor, within } from './helpers/wait.js';
+import { startS3 } from './helpers/object_servers.js';
+import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import zlib from 'node:zlib';
 
 const opened: pg.Client[] = [];
 afterAll(async () => {
@@ -595,5 +598,70 @@ describe('run --distributed with worker processes', () => {
     expect(names()).toEqual(winnerParts);
     expect(exportedDocs(out)).toEqual(await sourceDocs(client)); // key multiset: 0 duplicates, 0 missing
     expect(listTempFiles(out)).toEqual([]);
+  });
+});
+
+describe('run --distributed with an S3 exporter (s3rver, read back through the AWS SDK)', () => {
+  it('a worker stopped past its expiry and resumed is fenced before its next object is uploaded and takes back the ones it made: the bucket holds exactly the winner\'s objects', async () => {
+    const s3 = await startS3(['dist']);
+    try {
+      const { url, client } = await freshDatabase('dist_s3');
+      opened.push(client);
+      await seedKestraLogs(client, { rows: 3000, start: isoAgo(3700), spanSeconds: 3600, tieGroup: 3 });
+      const dir = tempDir('dist-s3');
+      const cfg = writeConfig(dir, {
+        source: { url, fetchSize: 100 }, lookbackPeriod: 'P1D', workers: 1, rowsPerShard: 1000,
+        queue: { shardTimeout: 'PT3S', pollInterval: 'PT0.5S' },
+        logExporters: [{ id: 's3', type: 's3', bucket: 'dist', endpoint: s3.endpoint, accessKeyId: 'S3RVER', secretKeyId: 'S3RVER', region: 'us-east-1', logFilePrefix: 'logs', maxLinesPerFile: 300, keyTemplate: '{prefix}/{prefix}-{shard}-{part}.{ext}' }],
+      });
+      const c = new S3Client({ endpoint: s3.endpoint, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } });
+      const keys = async () => ((await c.send(new ListObjectsV2Command({ Bucket: 'dist', Prefix: 'logs/' }))).Contents ?? []).map((o) => o.Key!).sort();
+      const docs = async () => {
+        const out: string[] = [];
+        for (const Key of await keys()) {
+          const obj = await c.send(new GetObjectCommand({ Bucket: 'dist', Key }));
+          out.push(...zlib.gunzipSync(Buffer.from(await obj.Body!.transformToByteArray())).toString('utf8').split('\n').filter(Boolean));
+        }
+        return out.sort();
+      };
+      const coordinator = startCli(['run', '--config', cfg, '--distributed']);
+      const a = startCli(['worker', '--config', cfg, '--concurrency', '1'], { env: { LOGSHIP_TEST_BATCH_DELAY_MS: '300', LOGSHIP_TEST_NO_ATTEMPT_EXPIRY: '1' } });
+      let aLog = '';
+      a.child.stderr!.on('data', (d) => (aLog += d));
+      await waitFor('worker A to complete an object of its shard', async () => a.child.exitCode !== null || (await keys()).some((k) => k.includes('-a1-')));
+      expect(a.child.exitCode).toBeNull();
+      a.child.kill('SIGSTOP');
+      // A's claim whose shard is not done (it may have finished an earlier one).
+      const stalledShard = (await client.query<{ shard_index: number }>(
+        'SELECT shard_index FROM logship_state_claims k WHERE worker LIKE $1 AND NOT EXISTS (SELECT 1 FROM logship_state_shards s WHERE s.shard_index = k.shard_index)', [`%:${a.child.pid}`])).rows[0]!.shard_index;
+      const manifest = (await client.query<{ run: RunManifest }>('SELECT run FROM logship_state')).rows[0]!.run;
+      const stalledId = manifest.shards.find((x) => x.index === stalledShard)!.id;
+      const attemptsOf = async () => new Set((await keys()).filter((k) => k.includes(`-${stalledId}-a`)).map((k) => /-a(\d+)-\d{5}\./.exec(k)![1]));
+      expect(await attemptsOf()).toContain('1');
+
+      const b = startCli(['worker', '--config', cfg, '--concurrency', '1']);
+      const finished = await within('the coordinator to finish', coordinator.done, 100_000);
+      expect(finished.code, finished.stderr).toBe(0);
+      // Only the winning attempt's objects of the stalled shard are left (attempt 2, or later if
+      // an attempt expired under load), and the rows are exact.
+      const winning = [...(await attemptsOf())];
+      expect(winning).toHaveLength(1);
+      expect(Number(winning[0])).toBeGreaterThanOrEqual(2);
+      const winner = await keys();
+      expect(await docs()).toEqual(await sourceDocs(client));
+
+      a.child.kill('SIGCONT');
+      await waitFor('worker A to find its attempt superseded', () => aLog.includes('attempt 1 was superseded'));
+      a.child.kill('SIGTERM');
+      b.child.kill('SIGTERM');
+      const [aResult, bResult] = await within('both workers to stop', Promise.all([a.done, b.done]));
+      expect(aResult.code, aResult.stderr).toBe(0);
+      expect(bResult.code, bResult.stderr).toBe(0);
+      const finalKeys = await keys();
+      expect(finalKeys, `EXTRA ${finalKeys.filter((k) => !winner.includes(k)).join(" ")}\n${aLog}`).toEqual(winner);
+      expect(await docs()).toEqual(await sourceDocs(client)); // 0 duplicates, 0 missing
+    } finally {
+      await s3.stop();
+    }
   });
 });

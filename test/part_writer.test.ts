@@ -209,9 +209,8 @@ describe('distributed attempts write attempt-scoped parts', () => {
     await stale.write(batchOf(25)); // its first part (20 rows) is being published; 5 rows are open
     await waitFor('the stale attempt\'s first part to be renamed into place', () => names(dir).includes(`logs-${shard.id}-a1-00001.ndjson.gz`));
     state.superseded = true;
-    await stale.write(batchOf(30));
-    // Small parts publish in the background: the refusal surfaces at the latest in finish.
-    await expect(stale.finish()).rejects.toThrow(/attempt 1 was superseded/);
+    // Its second part fills up in this batch: refused before its stream ends, so it never appears.
+    await expect(stale.write(batchOf(30))).rejects.toThrow(/attempt 1 was superseded/);
     await stale.abort();
     expect(names(dir)).toEqual([`logs-${shard.id}-a2-00001.ndjson.gz`, `logs-${shard.id}-a2-00002.ndjson.gz`]);
     expect(listTempFiles(dir)).toEqual([]);

@@ -265,34 +265,41 @@ export class RotatingPartWriter implements ShardWriter {
       contentType: format.contentType,
       contentEncoding: CONTENT_ENCODING[this.options.compression],
     });
+    if (this.fence) await this.confirmAttempt(part);
     part.compressor.end();
     await part.flowing;
     this.open.delete(part.partitionKey);
     this.current = null;
     this.written.push({ name: part.name, rows: part.rows, bytes: part.storedBytes, minTs: microsToTs(part.minTs), maxTs: microsToTs(part.maxTs) });
     if (part.storedBytes >= SMALL_PART_BYTES) {
-      await this.publish(part.upload);
+      await part.upload.commit();
       return;
     }
     // Small parts (sparse partitions make thousands) commit concurrently: their fsyncs or
     // requests overlap instead of queueing. `finish` awaits them all before the shard is done.
-    const committing = this.publish(part.upload);
+    const committing = part.upload.commit();
     committing.catch(() => {});
     this.committing.push(committing);
     if (this.committing.length >= MAX_PENDING_COMMITS) await this.settleCommits();
   }
 
-  /** Makes a part visible; a distributed attempt first confirms it still holds the shard. */
-  private async publish(upload: PartUpload): Promise<void> {
-    if (this.fence) {
-      try {
-        await this.fence.check();
-      } catch (err) {
-        await upload.abort().catch(() => {});
-        throw err;
-      }
+  /**
+   * A distributed attempt confirms it still holds the shard before the part can become visible.
+   * That is before its stream ends: an object store makes the object visible at the end of the
+   * body (PutObject, CompleteMultipartUpload, the block list, the resumable upload's last chunk);
+   * a file at the rename in commit, later still. Refused, the part is dropped unseen.
+   */
+  private async confirmAttempt(part: OpenPart): Promise<void> {
+    try {
+      await this.fence!.check();
+    } catch (err) {
+      this.open.delete(part.partitionKey);
+      this.current = null;
+      part.compressor.destroy();
+      await part.flowing.catch(() => {});
+      await part.upload.abort().catch(() => {});
+      throw err;
     }
-    await upload.commit();
   }
 
   private async settleCommits(): Promise<void> {
