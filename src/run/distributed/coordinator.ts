@@ -41,7 +41,8 @@ export async function runDistributed(config: Config, o: RunOptions, report: RunR
   // --work: a worker in this process, stopped when the coordinator is done or told to stop.
   const workerStop = new StopControl({ maxDurationMs: null, stopGraceMs: config.stopGraceMs });
   const untrackWorker = stop.track(() => workerStop.request(stop.reason ?? 'SIGTERM'));
-  let working: Promise<unknown> | null = null;
+  // (Assigned in startOwnWorker below; the cast keeps TypeScript from narrowing it to null here.)
+  let working = null as Promise<unknown> | null;
   const worker = { failure: null as unknown };
   try {
     const table = await describeTable(main.current(), config.source);
@@ -87,14 +88,8 @@ export async function runDistributed(config: Config, o: RunOptions, report: RunR
       report.status = 'partial';
       return report;
     }
-    if (d.work) {
-      const { runWorker } = await import('./worker.js');
-      working = runWorker(config, { log: o.log, concurrency: config.workers, idleExitMs: null, stop: workerStop });
-      working.catch((err: unknown) => (worker.failure = err));
-    }
-    const drive = (r: RunManifest, done: Map<number, ShardOutcome>, wasResumed: boolean) =>
-      waitForShards(config, o, q, s, fence, ledger, r, done, wasResumed, report, stop, worker);
-    if (!(await drive(run, state.done, resumed))) return report;
+    await startOwnWorker();
+    if (!(await waitForShards(config, o, q, s, fence, ledger, run, state.done, resumed, report, stop, worker))) return report;
     // Late rows: the ranges just exported (and earlier ones inside the horizon) are checked once
     // the offset is final, and any rows committed into them after their read go out as a late run,
     // through the same queue, workers and fencing. A resumed late run needs no second check.
@@ -108,15 +103,19 @@ export async function runDistributed(config: Config, o: RunOptions, report: RunR
         await store!.beginRun(late);
         queue ??= await openQueue(config, o.log, 2);
         await enqueue(queue, config, late, new Map());
-        if (d.work && !working) {
-          const { runWorker } = await import('./worker.js');
-          working = runWorker(config, { log: o.log, concurrency: config.workers, idleExitMs: null, stop: workerStop });
-          working.catch((err: unknown) => (worker.failure = err));
-        }
         if (!d.wait) return;
+        await startOwnWorker();
         await waitForShards(config, o, queue, store!, fence, ledger, late, new Map(), false, report, stop, worker);
       });
       report.late.durationMs += Date.now() - lateStarted;
+    }
+
+    async function startOwnWorker(): Promise<void> {
+      if (!d.work || working) return;
+      const { runWorker } = await import('./worker.js');
+      const own = runWorker(config, { log: o.log, concurrency: config.workers, idleExitMs: null, stop: workerStop });
+      own.catch((err: unknown) => (worker.failure = err));
+      working = own;
     }
   } finally {
     untrackWorker();
