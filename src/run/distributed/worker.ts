@@ -54,6 +54,7 @@ export async function runWorker(config: Config, o: WorkerOptions): Promise<Worke
     const queue = await openQueue(config, o.log, o.concurrency + 2);
     boss = queue.boss;
     let active = 0;
+    const workerIds: string[] = [];
     let lastBusy = Date.now();
     const handle = async ([job]: PgBoss.Job<ShardJobData>[]): Promise<void> => {
       if (!job) return;
@@ -66,10 +67,13 @@ export async function runWorker(config: Config, o: WorkerOptions): Promise<Worke
       } finally {
         active--;
         lastBusy = Date.now();
+        // pg-boss waits out the rest of the poll interval after each job; with more shards queued
+        // that is idle time per shard, so ask for the next job at once (an empty queue still waits).
+        if (o.stop.reason === null) for (const id of workerIds) queue.boss.notifyWorker(id);
       }
     };
     const pollingIntervalSeconds = settings.pollIntervalMs / 1000;
-    for (let i = 0; i < o.concurrency; i++) await boss.work<ShardJobData>(queue.name, { batchSize: 1, pollingIntervalSeconds }, handle);
+    for (let i = 0; i < o.concurrency; i++) workerIds.push(await boss.work<ShardJobData>(queue.name, { batchSize: 1, pollingIntervalSeconds }, handle));
     o.log.info({ workerId: report.workerId, queue: queue.name, concurrency: o.concurrency }, 'worker started; waiting for shard jobs');
     await new Promise<void>((resolve) => {
       const timer = setInterval(() => {
