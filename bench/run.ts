@@ -13,6 +13,15 @@ import { startEmbeddedPostgres } from '../src/demo/embedded_pg.js';
 import { createKestraSchema, seedKestraLogsParallel } from '../src/demo/seed.js';
 import { packageRoot } from '../src/util/paths.js';
 
+// `--distributed`: the scaling bench of distributed mode (bench/distributed.ts) instead.
+if (process.argv.includes('--distributed')) {
+  const { distributedBench } = await import('./distributed.js');
+  await distributedBench(process.argv.slice(2)).then(() => process.exit(0), (err: unknown) => {
+    process.stderr.write(`bench failed: ${err instanceof Error ? err.stack : err}\n`);
+    process.exit(1);
+  });
+}
+
 const { values } = parseArgs({
   options: {
     rows: { type: 'string', default: '2000000' },

@@ -9,6 +9,7 @@ import { shardId, tsToMicros, microsToTs } from '../src/plan/keyset.js';
 import type { OutputOptions } from '../src/config/types.js';
 import type { ShardSpec } from '../src/plan/shards.js';
 import { docsOfFile, listParts, listTempFiles, normalize, tempDir } from './helpers/cli.js';
+import { waitFor } from './helpers/wait.js';
 
 const lo = { ts: '2026-03-01T22:30:00.000000Z', key: null };
 const hi = { ts: '2026-03-02T02:00:00.000000Z', key: null };
@@ -160,5 +161,60 @@ describe('a shard rerun leaves exactly its final attempt', () => {
     await w.abort();
     expect(listTempFiles(dir)).toEqual([]);
     expect(listParts(dir)).toEqual([]);
+  });
+});
+
+describe('distributed attempts write attempt-scoped parts', () => {
+  /** A fence that confirms the attempt until `superseded` is set, as the claims table would. */
+  function fenceOf(attempt: number, state: { superseded: boolean }) {
+    return {
+      attempt,
+      check: async () => {
+        if (state.superseded) throw new Error(`shard 0: attempt ${attempt} was superseded by a newer attempt`);
+      },
+    };
+  }
+  const names = (dir: string) => listParts(dir).map((f) => path.basename(f));
+
+  it('names parts after the attempt, and the winner removes earlier attempts\' parts and local ones but never a newer attempt\'s', async () => {
+    const dir = tempDir('attempts');
+    const service = new FileService('exp', dir);
+    await writeShard(dir, options({ maxLinesPerFile: 25 }), [batchOf(50)]); // a local run's 2 parts
+    const newer = new RotatingPartWriter('exp', options({ maxLinesPerFile: 50 }), service, shard, undefined, fenceOf(3, { superseded: false }));
+    await newer.write(batchOf(50));
+    await newer.finish();
+    const first = new RotatingPartWriter('exp', options({ maxLinesPerFile: 10 }), service, shard, undefined, fenceOf(1, { superseded: false }));
+    await first.write(batchOf(50));
+    await first.finish();
+    expect(names(dir)).toEqual([
+      ...[1, 2, 3, 4, 5].map((n) => `logs-${shard.id}-a1-0000${n}.ndjson.gz`),
+      `logs-${shard.id}-a3-00001.ndjson.gz`,
+    ]); // attempt 1 removed the local parts, left attempt 3's alone
+
+    const winner = new RotatingPartWriter('exp', options({ maxLinesPerFile: 25 }), service, shard, undefined, fenceOf(2, { superseded: false }));
+    await winner.write(batchOf(50));
+    const result = await winner.finish();
+    expect(result.removed.sort()).toEqual([1, 2, 3, 4, 5].map((n) => `logs-${shard.id}-a1-0000${n}.ndjson.gz`));
+    expect(names(dir)).toEqual([`logs-${shard.id}-a2-00001.ndjson.gz`, `logs-${shard.id}-a2-00002.ndjson.gz`, `logs-${shard.id}-a3-00001.ndjson.gz`]);
+  });
+
+  it('refuses to publish a part once the attempt is superseded, and takes back the parts it had published', async () => {
+    const dir = tempDir('superseded');
+    const service = new FileService('exp', dir);
+    const winner = new RotatingPartWriter('exp', options({ maxLinesPerFile: 20 }), service, shard, undefined, fenceOf(2, { superseded: false }));
+    await winner.write(batchOf(30));
+    await winner.finish();
+    const state = { superseded: false };
+    const stale = new RotatingPartWriter('exp', options({ maxLinesPerFile: 20 }), service, shard, undefined, fenceOf(1, state));
+    await stale.write(batchOf(25)); // its first part (20 rows) is being published; 5 rows are open
+    await waitFor('the stale attempt\'s first part to be renamed into place', () => names(dir).includes(`logs-${shard.id}-a1-00001.ndjson.gz`));
+    state.superseded = true;
+    // Its second part fills up in this batch: refused before its stream ends, so it never appears.
+    await expect(stale.write(batchOf(30))).rejects.toThrow(/attempt 1 was superseded/);
+    await stale.abort();
+    expect(names(dir)).toEqual([`logs-${shard.id}-a2-00001.ndjson.gz`, `logs-${shard.id}-a2-00002.ndjson.gz`]);
+    expect(listTempFiles(dir)).toEqual([]);
+    // Exactly the winner's 30 rows, each once.
+    expect(listParts(dir).flatMap(docsOfFile).map((d) => (JSON.parse(d) as { i: number }).i)).toEqual(Array.from({ length: 30 }, (_v, i) => i));
   });
 });

@@ -16,8 +16,9 @@ function firstTarget(config: Config, exporterIndex: number, shard: ShardSpec): s
   return definitionOf(e).describeTarget(e, shard);
 }
 
-/** `logship plan`: what a run would do now, without writing anything. */
-export async function planCommand(config: Config, json: boolean): Promise<void> {
+/** `logship plan`: what a run would do now, without writing anything. `distributed`: also judge the shards against queue.shardTimeout. */
+export async function planCommand(config: Config, json: boolean, distributed = false): Promise<void> {
+  if (distributed) (await import('../run/distributed/boss.js')).checkDistributedConfig(config);
   const client = await connectSource(config.source, 'plan');
   try {
     const table = await describeTable(client, config.source);
@@ -25,10 +26,15 @@ export async function planCommand(config: Config, json: boolean): Promise<void> 
     const pending = state.run ? state.run.shards.filter((s) => !state.done.has(s.index)) : [];
     const offset = state.run ? state.run.window.end : state.offset;
     const window = await computeWindow(client, offset, config.lookbackPeriod, config.safetyLag);
-    const plan = window ? await planWindow(client, table, config, window) : null;
+    const plan = window ? await planWindow(client, table, config, window, distributed) : null;
     const warnings = window ? await planWarnings(config, { start: window.start.ts, end: window.end.ts }) : [];
-    const scanWarning = plan && tableScanWarning(table, plan, { ...config, autoShardSize: !config.rowsPerShardSet });
+    const scanWarning = plan && tableScanWarning(table, plan, { ...config, autoShardSize: !config.rowsPerShardSet && !distributed });
     if (scanWarning) warnings.unshift(scanWarning);
+    if (distributed) {
+      const { shardTimeoutWarning } = await import('../run/distributed/shard_timeout.js');
+      const tooLong = shardTimeoutWarning(config, [...pending, ...(plan?.shards ?? [])]);
+      if (tooLong) warnings.push(tooLong);
+    }
     const shardView = (s: ShardSpec) => ({
       index: s.index, lo: s.lo, hi: s.hi, estimatedRows: s.estimatedRows,
       firstFiles: Object.fromEntries(config.logExporters.map((e, i) => [e.id, firstTarget(config, i, s)])),

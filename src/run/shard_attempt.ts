@@ -16,6 +16,8 @@ export interface ShardAttemptHooks {
   delivery?(exporterId: string, event: DeliveryEvent): void;
   /** Makes an in-shard acknowledgement durable; the worker waits for it. */
   ack(exporterId: string, ack: InShardAck): Promise<void>;
+  /** Distributed mode: rejects when this attempt no longer holds its shard (asked before a part becomes visible). */
+  fence?(): Promise<void>;
 }
 
 /**
@@ -32,7 +34,12 @@ export async function attemptShardOnPool(
     if (m.type === 'progress') hooks.progress(m.shard, m.rows);
     else if (m.type === 'delivery') hooks.delivery?.(m.exporterId, m.event);
     else if (m.type === 'flush') channel.port1.postMessage({ type: 'acked', id: m.id } satisfies MainMessage);
-    else {
+    else if (m.type === 'fence') {
+      (hooks.fence?.() ?? Promise.resolve()).then(
+        () => channel.port1.postMessage({ type: 'acked', id: m.id } satisfies MainMessage),
+        (err: unknown) => channel.port1.postMessage({ type: 'ack-failed', id: m.id, error: redact(errorMessage(err)) } satisfies MainMessage),
+      );
+    } else {
       hooks.ack(m.exporterId, m.ack).then(
         () => channel.port1.postMessage({ type: 'acked', id: m.id } satisfies MainMessage),
         (err: unknown) => channel.port1.postMessage({ type: 'ack-failed', id: m.id, error: redact(errorMessage(err)) } satisfies MainMessage),

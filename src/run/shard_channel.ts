@@ -10,14 +10,16 @@ export type WorkerMessage =
   | { type: 'progress'; shard: number; rows: number; bytes: number }
   | { type: 'ack'; id: number; exporterId: string; ack: InShardAck }
   | { type: 'delivery'; exporterId: string; event: DeliveryEvent }
-  | { type: 'flush'; id: number };
+  | { type: 'flush'; id: number }
+  /** Distributed mode: does this attempt still hold the shard? Asked before a part becomes visible. */
+  | { type: 'fence'; id: number };
 
 export type MainMessage = { type: 'acked'; id: number } | { type: 'ack-failed'; id: number; error: string } | { type: 'stop' };
 
 /** The worker's side: `acknowledge` resolves once the main thread stored the ack. */
 export class WorkerSide {
   private next = 0;
-  private readonly pending = new Map<number, { resolve: () => void; reject: (e: Error) => void }>();
+  private readonly pending = new Map<number, { resolve: () => void; reject: (e: Error) => void; what: string }>();
   /** Set when the main thread asks the shard to stop (a deadline or a signal). */
   stopRequested = false;
 
@@ -31,7 +33,7 @@ export class WorkerSide {
       if (!p) return;
       this.pending.delete(m.id);
       if (m.type === 'acked') p.resolve();
-      else p.reject(new Error(`storing the in-shard acknowledgement failed: ${m.error}`));
+      else p.reject(new Error(p.what ? `${p.what} failed: ${m.error}` : m.error));
     });
   }
 
@@ -44,7 +46,12 @@ export class WorkerSide {
   }
 
   acknowledge(exporterId: string, ack: InShardAck): Promise<void> {
-    return this.ask((id) => ({ type: 'ack', id, exporterId, ack }));
+    return this.ask((id) => ({ type: 'ack', id, exporterId, ack }), 'storing the in-shard acknowledgement');
+  }
+
+  /** Rejects (with the main thread's reason) when this distributed attempt no longer holds its shard. */
+  checkFence(): Promise<void> {
+    return this.ask((id) => ({ type: 'fence', id }), '');
   }
 
   /**
@@ -52,13 +59,13 @@ export class WorkerSide {
    * keep their order, and closing a port may drop what is still queued.
    */
   flush(): Promise<void> {
-    return this.ask((id) => ({ type: 'flush', id }));
+    return this.ask((id) => ({ type: 'flush', id }), 'flushing the shard channel');
   }
 
-  private ask(message: (id: number) => WorkerMessage): Promise<void> {
+  private ask(message: (id: number) => WorkerMessage, what: string): Promise<void> {
     const id = ++this.next;
     return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
+      this.pending.set(id, { resolve, reject, what });
       this.port.postMessage(message(id));
     });
   }

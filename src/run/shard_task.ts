@@ -15,6 +15,7 @@ import type { InShardAck } from '../sinks/delivery/types.js';
 import { WorkerSide } from './shard_channel.js';
 import type { Exporter, ShardWriter } from '../sinks/types.js';
 import { shardDoneSql } from '../state/postgres_store.js';
+import { holdsShard } from './distributed/fence.js';
 import type { ShardOutcome } from '../state/types.js';
 import { ShardStoppedError } from './stop.js';
 
@@ -26,6 +27,8 @@ export interface ShardTaskInput {
   progress: MessagePort;
   /** Where each bounded-duplicates exporter resumes inside this shard (by exporter id). */
   acks?: Record<string, InShardAck>;
+  /** Distributed mode: this attempt's number in `<state.table>_claims`; the done commit is fenced on it. */
+  attempt?: number;
 }
 
 const PROGRESS_EVERY_MS = 250;
@@ -71,11 +74,13 @@ export async function exportShard(input: ShardTaskInput): Promise<ShardOutcome> 
   // needs the rows in (timestamp, key) order.
   const ackers = config.logExporters.map(acksInShard);
   const ordered = config.source.ordered || ackers.some(Boolean);
+  const fence = input.attempt === undefined ? undefined : { attempt: input.attempt, check: () => channel.checkFence() };
   const writers: ShardWriter[] = (await exportersFor(config)).map((e, i) =>
     e.openShard(shard, table, {
       resume: ackers[i] ? input.acks?.[e.id] : undefined,
       acknowledge: ackers[i] ? (ack) => channel.acknowledge(e.id, ack) : undefined,
       observe: (event) => channel.delivery(e.id, event),
+      fence,
     }));
   const deadLetters = config.badRows === 'deadLetter' ? new DeadLetterFile(config.maxRowBytes, config.deadLetter, shard.id) : null;
   const badRows: BadRowPolicy = deadLetters ?? new FailOnBadRow(config.maxRowBytes);
@@ -119,7 +124,23 @@ export async function exportShard(input: ShardTaskInput): Promise<ShardOutcome> 
     await deadLetters?.commit();
     // A keyed catch-up exported exactly the rows its check saw in snapshot `until`.
     const outcome: ShardOutcome = { rows, deletedRows: null, exporters: results, snapshot: shard.late?.until ?? snapshot, badRows: deadLetters?.count ?? 0 };
-    if (config.delete && config.state.type === 'postgres') {
+    if (input.attempt !== undefined && config.state.type === 'postgres') {
+      // Distributed: the done commit (and the delete, in the read's snapshot) happens only while
+      // this attempt still holds the shard, and the claim row stays locked until the commit.
+      if (!inTransaction) {
+        await db.query('BEGIN');
+        inTransaction = true;
+      }
+      if (!(await holdsShard(db, config.state.table, config.offsetKey, input.runId, shard.index, input.attempt))) {
+        await db.query('ROLLBACK');
+        inTransaction = false;
+        // Superseded: take back this attempt's parts (attempt-scoped names: never the winner's).
+        await Promise.all(writers.map((w) => w.abort()));
+        return { ...outcome, superseded: true };
+      }
+      if (config.delete) outcome.deletedRows = (await db.query(shardDelete(table, filters, shard.lo, shard.hi, extra))).rowCount ?? 0;
+      await db.query(shardDoneSql(config.state.table), [config.offsetKey, input.runId, shard.index, JSON.stringify(outcome)]);
+    } else if (config.delete && config.state.type === 'postgres') {
       const deleted = await db.query(shardDelete(table, filters, shard.lo, shard.hi, extra));
       outcome.deletedRows = deleted.rowCount ?? 0;
       await db.query(shardDoneSql(config.state.table), [config.offsetKey, input.runId, shard.index, JSON.stringify(outcome)]);

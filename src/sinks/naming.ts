@@ -38,19 +38,40 @@ export interface NameVars {
   ext: string;
 }
 
+/**
+ * Which attempts' part names a pattern matches. A local run's parts carry no attempt
+ * (`…-00001.ndjson`); a distributed attempt's do (`…-a2-00001.ndjson`), so two attempts of one
+ * shard never write the same name and a stale attempt can never overwrite the winner's part.
+ *  - `any`: every attempt's names and the bare ones (a local attempt replaces them all);
+ *  - `before`: the bare names and those of attempts 1 … n−1 (what attempt n may remove: never a
+ *    newer attempt's, which may be the winner);
+ *  - `only`: attempt n's names (what attempt n takes back when it does not finish).
+ */
+export type AttemptMatch = { which: 'any' } | { which: 'before' | 'only'; attempt: number };
+
+function partRegex(m: AttemptMatch): string {
+  if (m.which === 'any') return '(?:a\\d+-)?\\d{5,}';
+  if (m.which === 'only') return `a${m.attempt}-\\d{5,}`;
+  const earlier = Array.from({ length: m.attempt - 1 }, (_v, i) => String(i + 1));
+  return earlier.length === 0 ? '\\d{5,}' : `(?:a(?:${earlier.join('|')})-)?\\d{5,}`;
+}
+
 /** Renders object names; the single owner of the template syntax. */
 export class PartNamer {
   readonly granularity: Granularity | null;
 
+  /** `attempt`: a distributed attempt's number, rendered into `{part}` as `a{attempt}-`. */
   constructor(
     private readonly template: string,
     private readonly vars: NameVars,
+    private readonly attempt: number | null = null,
   ) {
     this.granularity = templateGranularity(template);
   }
 
   name(part: number, partitionMicros: number): string {
-    return this.render(this.template, { ...this.vars, ...dateHour(partitionMicros), part: String(part).padStart(5, '0') });
+    const number = String(part).padStart(5, '0');
+    return this.render(this.template, { ...this.vars, ...dateHour(partitionMicros), part: this.attempt === null ? number : `a${this.attempt}-${number}` });
   }
 
   /**
@@ -73,15 +94,15 @@ export class PartNamer {
     return [...out];
   }
 
-  /** Matches exactly the names this shard can produce, whatever the part number or partition. */
-  shardPattern(): RegExp {
+  /** Matches exactly the names this shard can produce, whatever the part number or partition, of the attempts `attempts` selects. */
+  shardPattern(attempts: AttemptMatch = { which: 'any' }): RegExp {
     const esc = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
     let re = '';
     let last = 0;
     for (const m of this.template.matchAll(/\{([a-z]+)\}/g)) {
       re += esc(this.template.slice(last, m.index));
       const p = m[1] as Placeholder;
-      if (p === 'part') re += '\\d{5,}';
+      if (p === 'part') re += partRegex(attempts);
       else if (p === 'date') re += '\\d{4}-\\d{2}-\\d{2}';
       else if (p === 'hour') re += '\\d{2}';
       else re += esc(this.vars[p as keyof NameVars]);

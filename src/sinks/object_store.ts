@@ -42,7 +42,7 @@ export function objectStoreExporter(config: ObjectStoreOptions, service: ObjectS
   return {
     id: config.id,
     check: () => service.check(),
-    openShard: (shard: ShardSpec, table): ShardWriter => new RotatingPartWriter(config.id, config, service, shard, table),
+    openShard: (shard: ShardSpec, table, context): ShardWriter => new RotatingPartWriter(config.id, config, service, shard, table, context?.fence),
     close: async () => service.close?.(),
   };
 }

@@ -9,6 +9,7 @@ import type { ShardSpec } from '../plan/shards.js';
 import type { RowBatch } from '../source/row_batch.js';
 import type { SourceTable } from '../source/table.js';
 import { PartNamer, partitionSize, partitionStart } from './naming.js';
+import type { AttemptFence } from './delivery/types.js';
 import type { ExporterShardResult, ObjectService, PartUpload, ShardWriter, WrittenPart } from './types.js';
 import { kindOf, withKind } from '../run/error_kind.js';
 
@@ -75,6 +76,8 @@ export class RotatingPartWriter implements ShardWriter {
     private readonly service: ObjectService,
     private readonly shard: ShardSpec,
     private readonly table: SourceTable | undefined,
+    /** Distributed mode: attempt-scoped names, and a fence check before each part becomes visible. */
+    private readonly fence?: AttemptFence,
   ) {}
 
   /** The format loads on first use (Parquet pulls in its writer only when asked for). */
@@ -86,7 +89,7 @@ export class RotatingPartWriter implements ShardWriter {
         exporter: this.exporterId,
         shard: this.shard.id,
         ext: partExtension(this.options, this.format.extension),
-      });
+      }, this.fence?.attempt ?? null);
     }
     return { format: this.format, namer: this.namer };
   }
@@ -165,7 +168,9 @@ export class RotatingPartWriter implements ShardWriter {
     }
     const keep = new Set(this.written.map((p) => p.name));
     const { namer } = await this.ready();
-    const removed = await this.service.removeStale(namer.shardPrefixes(this.shard, [...this.touched]), keep, namer.shardPattern());
+    // A distributed attempt removes only earlier attempts' parts: a newer attempt may be the winner.
+    const earlier = this.fence ? namer.shardPattern({ which: 'before', attempt: this.fence.attempt }) : namer.shardPattern();
+    const removed = await this.service.removeStale(namer.shardPrefixes(this.shard, [...this.touched]), keep, earlier);
     return {
       exporterId: this.exporterId,
       rows: this.rows,
@@ -185,6 +190,12 @@ export class RotatingPartWriter implements ShardWriter {
       part.compressor.destroy();
       await part.flowing.catch(() => {});
       await part.upload.abort().catch(() => {});
+    }
+    // A distributed attempt that does not finish (failed, stopped, or found stale) takes back the
+    // parts it made visible: they carry its own attempt number, so no other attempt's are touched,
+    // and a stale attempt leaves nothing that duplicates the winner's rows.
+    if (this.fence && this.written.length > 0 && this.namer) {
+      await this.service.removeStale(this.namer.shardPrefixes(this.shard, [...this.touched]), new Set(), this.namer.shardPattern({ which: 'only', attempt: this.fence.attempt }));
     }
   }
 
@@ -254,6 +265,7 @@ export class RotatingPartWriter implements ShardWriter {
       contentType: format.contentType,
       contentEncoding: CONTENT_ENCODING[this.options.compression],
     });
+    if (this.fence) await this.confirmAttempt(part);
     part.compressor.end();
     await part.flowing;
     this.open.delete(part.partitionKey);
@@ -269,6 +281,25 @@ export class RotatingPartWriter implements ShardWriter {
     committing.catch(() => {});
     this.committing.push(committing);
     if (this.committing.length >= MAX_PENDING_COMMITS) await this.settleCommits();
+  }
+
+  /**
+   * A distributed attempt confirms it still holds the shard before the part can become visible.
+   * That is before its stream ends: an object store makes the object visible at the end of the
+   * body (PutObject, CompleteMultipartUpload, the block list, the resumable upload's last chunk);
+   * a file at the rename in commit, later still. Refused, the part is dropped unseen.
+   */
+  private async confirmAttempt(part: OpenPart): Promise<void> {
+    try {
+      await this.fence!.check();
+    } catch (err) {
+      this.open.delete(part.partitionKey);
+      this.current = null;
+      part.compressor.destroy();
+      await part.flowing.catch(() => {});
+      await part.upload.abort().catch(() => {});
+      throw err;
+    }
   }
 
   private async settleCommits(): Promise<void> {

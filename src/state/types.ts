@@ -24,6 +24,8 @@ export interface ShardOutcome {
   snapshot?: string;
   /** Rows of the shard that went to the dead-letter file instead of the exporters. */
   badRows?: number;
+  /** Distributed mode: a newer attempt held the shard, so this one recorded nothing and took its parts back. Never stored. */
+  superseded?: true;
 }
 
 /**

@@ -8,13 +8,13 @@ import { connectionTarget } from '../../source/connection.js';
 import type { Logger } from '../../util/log.js';
 import { deadLetterQueueName, queueName } from './names.js';
 
-/** Distributed mode keeps the fencing rows next to the state: postgres state only, and no delete yet. */
+/**
+ * Distributed mode keeps the fencing rows next to the state: postgres state only. (`delete: true`
+ * works: a worker deletes its shard and commits it done in one transaction fenced on its attempt.)
+ */
 export function checkDistributedConfig(config: Config): QueueConfig {
   if (config.state.type !== 'postgres') {
     throw new ConfigError('state.type', `distributed mode needs state.type postgres (workers fence their shards in the state tables; got ${config.state.type})`);
-  }
-  if (config.delete) {
-    throw new ConfigError('delete', 'is not supported in distributed mode yet (its fenced delete-and-checkpoint transaction is not built); run without --distributed');
   }
   return config.queue ?? { url: undefined, schema: 'logship_queue', shardTimeoutMs: defaultShardTimeoutMs(config.rowsPerShard), pollIntervalMs: 2000 };
 }

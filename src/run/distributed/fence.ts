@@ -99,6 +99,15 @@ export class ShardFence {
     });
   }
 
+  /** Throws StaleAttemptError unless `attempt` still holds the shard and the shard is not done. */
+  async check(runId: string, shardIndex: number, attempt: number): Promise<void> {
+    const r = await this.db.run((c) => c.query<{ attempt: number; done: boolean }>(
+      `SELECT attempt, EXISTS (SELECT 1 FROM ${this.table}_shards s WHERE s.offset_key = k.offset_key AND s.run_id = k.run_id AND s.shard_index = k.shard_index) AS done
+       FROM ${this.table}_claims k WHERE offset_key = $1 AND run_id = $2 AND shard_index = $3`, [this.offsetKey, runId, shardIndex]));
+    const row = r.rows[0];
+    if (!row || row.attempt !== attempt || row.done) throw new StaleAttemptError(shardIndex, attempt);
+  }
+
   /** Moves the stored offset (the coordinator does, over the contiguous finished prefix). */
   async saveOffset(offset: Bound): Promise<void> {
     await this.db.run((c) => c.query(
@@ -118,12 +127,7 @@ export class ShardFence {
     return this.db.run(async (c) => {
       await c.query('BEGIN');
       try {
-        const r = await c.query<{ attempt: number; done: boolean }>(
-          `SELECT attempt, EXISTS (SELECT 1 FROM ${this.table}_shards s WHERE s.offset_key = k.offset_key AND s.run_id = k.run_id AND s.shard_index = k.shard_index) AS done
-           FROM ${this.table}_claims k WHERE offset_key = $1 AND run_id = $2 AND shard_index = $3 FOR UPDATE`,
-          [this.offsetKey, runId, shardIndex]);
-        const row = r.rows[0];
-        if (!row || row.attempt !== attempt || row.done) {
+        if (!(await holdsShard(c, this.table, this.offsetKey, runId, shardIndex, attempt))) {
           await c.query('ROLLBACK');
           return false;
         }
@@ -136,6 +140,27 @@ export class ShardFence {
       }
     });
   }
+}
+
+/**
+ * Inside the caller's open transaction: locks the shard's claim row and says whether `attempt`
+ * still holds the shard and it is not done. A newer claim then waits for this transaction to end.
+ * In a REPEATABLE READ transaction (a worker's delete) a claim changed since its snapshot makes
+ * PostgreSQL refuse the lock (40001): that too means a newer attempt, and the transaction is lost.
+ */
+export async function holdsShard(c: pg.Client, table: string, offsetKey: string, runId: string, shardIndex: number, attempt: number): Promise<boolean> {
+  let row: { attempt: number; done: boolean } | undefined;
+  try {
+    const r = await c.query<{ attempt: number; done: boolean }>(
+      `SELECT attempt, EXISTS (SELECT 1 FROM ${table}_shards s WHERE s.offset_key = k.offset_key AND s.run_id = k.run_id AND s.shard_index = k.shard_index) AS done
+       FROM ${table}_claims k WHERE offset_key = $1 AND run_id = $2 AND shard_index = $3 FOR UPDATE`,
+      [offsetKey, runId, shardIndex]);
+    row = r.rows[0];
+  } catch (err) {
+    if ((err as { code?: string }).code === '40001') return false;
+    throw err;
+  }
+  return row !== undefined && row.attempt === attempt && !row.done;
 }
 
 export class StaleAttemptError extends Error {

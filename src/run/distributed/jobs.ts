@@ -1,5 +1,5 @@
 import type PgBoss from 'pg-boss';
-import type { RunManifest, ShardOutcome } from '../../state/types.js';
+import type { RunManifest } from '../../state/types.js';
 import { shardJobId } from './names.js';
 
 export interface ShardJobState {
@@ -21,9 +21,4 @@ export async function shardJobStates(db: PgBoss.Db, schema: string, queue: strin
   const rows = r.rows as { id: string; state: ShardJobState['state']; retry_count: number; output: { message?: string } | null }[];
   return rows.map((x) => ({ shardIndex: byId.get(x.id)!, state: x.state, retryCount: x.retry_count, error: x.output?.message ?? null }))
     .sort((a, b) => a.shardIndex - b.shardIndex);
-}
-
-/** Jobs of unfinished shards that pg-boss gave up on (retries exhausted: moved to the dead-letter queue). */
-export async function failedShardJobs(db: PgBoss.Db, schema: string, queue: string, run: RunManifest, offsetKey: string, done: Map<number, ShardOutcome>): Promise<ShardJobState[]> {
-  return (await shardJobStates(db, schema, queue, run, offsetKey)).filter((j) => j.state === 'failed' && !done.has(j.shardIndex));
 }

@@ -11,8 +11,9 @@ import { workerFile } from '../../util/paths.js';
 import { attemptShardOnPool } from '../shard_attempt.js';
 import { StopControl } from '../stop.js';
 import { checkDistributedConfig, openQueue } from './boss.js';
-import { ShardFence } from './fence.js';
+import { ShardFence, StaleAttemptError } from './fence.js';
 import type { ShardJobData } from './names.js';
+import type { ShardOutcome } from '../../state/types.js';
 
 export interface WorkerOptions {
   log: Logger;
@@ -53,6 +54,7 @@ export async function runWorker(config: Config, o: WorkerOptions): Promise<Worke
     const queue = await openQueue(config, o.log, o.concurrency + 2);
     boss = queue.boss;
     let active = 0;
+    const workerIds: string[] = [];
     let lastBusy = Date.now();
     const handle = async ([job]: PgBoss.Job<ShardJobData>[]): Promise<void> => {
       if (!job) return;
@@ -65,10 +67,13 @@ export async function runWorker(config: Config, o: WorkerOptions): Promise<Worke
       } finally {
         active--;
         lastBusy = Date.now();
+        // pg-boss waits out the rest of the poll interval after each job; with more shards queued
+        // that is idle time per shard, so ask for the next job at once (an empty queue still waits).
+        if (o.stop.reason === null) for (const id of workerIds) queue.boss.notifyWorker(id);
       }
     };
     const pollingIntervalSeconds = settings.pollIntervalMs / 1000;
-    for (let i = 0; i < o.concurrency; i++) await boss.work<ShardJobData>(queue.name, { batchSize: 1, pollingIntervalSeconds }, handle);
+    for (let i = 0; i < o.concurrency; i++) workerIds.push(await boss.work<ShardJobData>(queue.name, { batchSize: 1, pollingIntervalSeconds }, handle));
     o.log.info({ workerId: report.workerId, queue: queue.name, concurrency: o.concurrency }, 'worker started; waiting for shard jobs');
     await new Promise<void>((resolve) => {
       const timer = setInterval(() => {
@@ -106,36 +111,46 @@ async function exportJob(
     o.log.info({ runId, shard: shardIndex }, 'shard already done (job delivered again); skipped');
     return;
   }
-  // Read in (timestamp, key) order whatever source.ordered says: a stale attempt (stalled past its
-  // expiry, woken mid-shard) may still rename a part before it notices, and only with a fixed row
-  // order is that part byte for byte the one the winning attempt wrote under the same name.
-  const shardConfig = config.source.ordered ? config : { ...config, source: { ...config.source, ordered: true } };
   const attempt = await fence.claim(runId, shardIndex, report.workerId);
   o.log.info({ runId, shard: shardIndex, attempt, jobId: job.id }, 'shard claimed');
   const acks = await fence.acks(runId, shardIndex);
   // pg-boss gives up on a handler at the job's expiry and hands the job out again: stop this
   // attempt then too, so a slow but live worker does not go on exporting a shard another now owns.
-  const attemptStop = new StopControl({ maxDurationMs: job.expireInSeconds * 1000, stopGraceMs: 0 });
+  // (LOGSHIP_TEST_NO_ATTEMPT_EXPIRY=1, tests only: let a stale attempt run on, to prove the fence stops it.)
+  const expiry = process.env.LOGSHIP_TEST_NO_ATTEMPT_EXPIRY === '1' ? null : job.expireInSeconds * 1000;
+  const attemptStop = new StopControl({ maxDurationMs: expiry, stopGraceMs: 0 });
   attemptStop.arm();
   const untrack = o.stop.track(() => attemptStop.request(o.stop.reason ?? 'SIGTERM'));
-  let outcome;
+  let outcome: ShardOutcome;
   try {
-    outcome = await attemptShardOnPool(pool, { config: shardConfig, table, shard, runId, acks }, {
+    // The task commits the shard itself, fenced on `attempt` (with its delete, when there is one).
+    outcome = await attemptShardOnPool(pool, { config, table, shard, runId, acks, attempt }, {
       progress: () => {},
       ack: (exporterId, ack) => fence.saveAck(runId, shardIndex, attempt, exporterId, ack),
+      fence: () => fence.check(runId, shardIndex, attempt),
     }, attemptStop);
   } catch (err) {
     if (attemptStop.reason === 'deadline') {
       throw new Error(`shard ${shardIndex} outlived queue.shardTimeout (${job.expireInSeconds} s) and was stopped; raise queue.shardTimeout or lower rowsPerShard`, { cause: err });
     }
-    throw err;
+    // Superseded (a part refused by the fence, say): the job id now belongs to the newer attempt's
+    // retry, and pg-boss fails a job by id whoever runs it. Failing it here would fail the newer
+    // attempt's job too, and so on down the line; so the stale attempt ends quietly instead.
+    const stale = await fence.check(runId, shardIndex, attempt).then(() => false, (e: unknown) => {
+      if (e instanceof StaleAttemptError) return true;
+      throw err; // the fence could not be read: fail the job as the export failed
+    });
+    if (stale) {
+      o.log.warn({ runId, shard: shardIndex, attempt, error: redact(errorMessage(err)) }, 'stale attempt stopped by the fence');
+      outcome = { rows: 0, deletedRows: null, exporters: [], superseded: true as const };
+    } else throw err;
   } finally {
     attemptStop.disarm();
     untrack();
   }
-  if (!(await fence.commitDone(runId, shardIndex, attempt, outcome))) {
+  if (outcome.superseded) {
     report.staleAttempts++;
-    o.log.warn({ runId, shard: shardIndex, attempt }, 'stale attempt: a newer attempt holds this shard (this job had expired); its result is not recorded');
+    o.log.warn({ runId, shard: shardIndex, attempt }, 'stale attempt: a newer attempt holds this shard (this job had expired); its result is not recorded and its parts were removed');
     return;
   }
   report.shardsDone++;

@@ -96,4 +96,16 @@ export interface ShardDeliveryContext {
   /** Resolves once the acknowledgement is durable in the state store. */
   acknowledge?(ack: InShardAck): Promise<void>;
   observe?(event: DeliveryEvent): void;
+  /** Distributed mode: the attempt this shard is exported by (file-shaped exporters fence on it). */
+  fence?: AttemptFence;
+}
+
+/**
+ * A distributed attempt at a shard. Its parts get attempt-scoped names, and each becomes visible
+ * (renamed, upload completed) only after `check` confirmed the attempt still holds the shard.
+ */
+export interface AttemptFence {
+  attempt: number;
+  /** Rejects once a newer attempt has claimed the shard or the shard is done. */
+  check(): Promise<void>;
 }

@@ -10,7 +10,7 @@ export function createFileExporter(config: FileExporterConfig): Exporter {
   return {
     id: config.id,
     check: () => service.check(),
-    openShard: (shard: ShardSpec, table): ShardWriter => new RotatingPartWriter(config.id, config, service, shard, table),
+    openShard: (shard: ShardSpec, table, context): ShardWriter => new RotatingPartWriter(config.id, config, service, shard, table, context?.fence),
     close: async () => {},
   };
 }
