@@ -14,7 +14,10 @@ import type { RunManifest, ShardOutcome } from '../src/state/types.js';
 import { freshDatabase, isoAgo, sourceDocs } from './helpers/db.js';
 import { exportedDocs, listParts, listTempFiles, runCli, startCli, tempDir, writeConfig } from './helpers/cli.js';
 import { waitFor, within } from './helpers/wait.js';
-import { startS3 } from './helpers/object_servers.js';
+import { startFakeGcs, startS3 } from './helpers/object_servers.js';
+import { startBulkServer } from './helpers/bulk_server.js';
+import { compareKeys } from './helpers/delivery_check.js';
+import { DatadogIntake } from './helpers/platforms/datadog_server.js';
 import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import zlib from 'node:zlib';
 
@@ -662,6 +665,43 @@ describe('run --distributed with an S3 exporter (s3rver, read back through the A
       expect(await docs()).toEqual(await sourceDocs(client)); // 0 duplicates, 0 missing
     } finally {
       await s3.stop();
+    }
+  });
+});
+
+describe('run --distributed fanning one run out to an object store, an index and a platform', () => {
+  it('a coordinator that works and a second worker process deliver every row once to GCS, Elasticsearch (_id = key) and Datadog', async () => {
+    const [gcs, es, datadog] = await Promise.all([startFakeGcs(['dist-gcs']), startBulkServer(), new DatadogIntake('dist-datadog-key').start()]);
+    try {
+      const { url, client } = await freshDatabase('dist_fanout');
+      opened.push(client);
+      await seedKestraLogs(client, { rows: 4000, start: isoAgo(3700), spanSeconds: 3600, tieGroup: 3 });
+      const dir = tempDir('dist-fanout');
+      const cfg = writeConfig(dir, {
+        source: { url, fetchSize: 250 }, lookbackPeriod: 'P1D', workers: 1, rowsPerShard: 1000,
+        queue: { shardTimeout: 'PT60S', pollInterval: 'PT0.5S' },
+        logExporters: [
+          { id: 'gcs', type: 'gcs', bucket: 'dist-gcs', endpoint: gcs.endpoint, projectId: 'test', maxLinesPerFile: 600 },
+          { id: 'es', type: 'elasticsearch', indexName: 'kestra-logs', chunk: 300, connection: { hosts: [es.endpoint] } },
+          { id: 'dd', type: 'datadog', basePath: datadog.url, apiKey: 'dist-datadog-key', chunk: 200 },
+        ],
+      });
+      const worker = startCli(['worker', '--config', cfg, '--concurrency', '1', '--idle-exit', '2']);
+      const r = await within('the working coordinator to finish', runCli(['run', '--config', cfg, '--distributed', '--work']), 100_000);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout).toMatch(/: 4\/4 shards, 4,000 rows/);
+      expect((await within('the worker to go idle and exit', worker.done)).code).toBe(0);
+      const keys = (await client.query<{ key: string }>('SELECT key FROM logs ORDER BY key')).rows.map((x) => x.key);
+      // Files in GCS: documents by content; the index by _id; the platform by the key attribute.
+      const gcsDocs = [...gcs.objects.entries()].filter(([name]) => name.startsWith('dist-gcs/'))
+        .flatMap(([, o]) => zlib.gunzipSync(o.data).toString('utf8').split('\n').filter(Boolean)).sort();
+      expect(gcsDocs).toEqual(await sourceDocs(client));
+      expect([...es.docs.keys()]).toEqual(['kestra-logs']);
+      expect([...es.docs.get('kestra-logs')!.keys()].sort()).toEqual(keys);
+      const c = compareKeys(keys, datadog.keys());
+      expect({ missing: c.missing.length, unexpected: c.unexpected.length, duplicates: c.duplicates }).toEqual({ missing: 0, unexpected: 0, duplicates: 0 });
+    } finally {
+      await Promise.all([gcs.stop(), es.stop(), datadog.stop()]);
     }
   });
 });
