@@ -1,6 +1,4 @@
-import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type pg from 'pg';
 import { seedKestraLogs } from '../src/demo/seed.js';
@@ -11,7 +9,6 @@ import { CloudWatchServer, cloudWatchError } from './helpers/platforms/cloudwatc
 import { KinesisServer } from './helpers/platforms/kinesis_server.js';
 
 const ROWS = 2000;
-const FLOWS = fileURLToPath(new URL('../fixtures/kestra-flows/docs-examples/', import.meta.url));
 let url: string;
 let client: pg.Client;
 let cw: CloudWatchServer;
@@ -38,7 +35,7 @@ afterEach(() => cw.assertFaultsDelivered());
 
 const keyOf = (message: string | Buffer) => (JSON.parse(message.toString()) as { logship_key: string }).logship_key;
 
-describe('AWS fan-out and Kestra flows', () => {
+describe('AWS fan-out', () => {
   it('one run feeds CloudWatch, Kinesis and a file archive; a CloudWatch failure moves no offset past what CloudWatch lacks, and the rerun completes all three', async () => {
     const dir = tempDir('fanout');
     await kinesis.createStream('fanout', 2);
@@ -70,7 +67,8 @@ describe('AWS fan-out and Kestra flows', () => {
     expect(rerun.code).toBe(0);
     const cwKeys = cw.events('fanout', 's').map((e) => keyOf(e.message));
     const kinKeys = (await kinesis.consume('fanout')).map((r) => keyOf(r.data));
-    const fileKeys = listParts(path.join(dir, 'files')).flatMap(docsOfFile).map((d) => [...source].find(([, v]) => v === d)?.[0] ?? 'unknown');
+    const keyOfDoc = new Map([...source].map(([k, v]) => [v, k]));
+    const fileKeys = listParts(path.join(dir, 'files')).flatMap(docsOfFile).map((d) => keyOfDoc.get(d) ?? 'unknown');
     for (const [name, keys] of [['cloudwatch', cwKeys], ['kinesis', kinKeys]] as const) {
       const cmp = compareKeys(source.keys(), keys);
       expect(cmp.missing, name).toEqual([]);
@@ -79,20 +77,5 @@ describe('AWS fan-out and Kestra flows', () => {
     }
     // Files are exactly-once whatever the other destinations did.
     expect(compareKeys(source.keys(), fileKeys)).toEqual({ missing: [], unexpected: [], duplicates: 0 });
-  });
-
-  it("runs Kestra's CloudWatch example flow (region substituted for {{ vars.region }}) against the local CloudWatch endpoint", async () => {
-    const dir = tempDir('cwflow');
-    const text = fs.readFileSync(path.join(FLOWS, '03-aws-cloudwatch.yaml'), 'utf8');
-    expect(text).toContain('region: "{{ vars.region }}"');
-    const flow = writeConfig(dir, text.replace('region: "{{ vars.region }}"', 'region: us-east-1'), 'flow.yaml');
-    // The flow names no endpoint: the AWS SDK's own service endpoint variable points it here.
-    const r = await runCli(['run', '--config', flow], { env: { ...env, LOGSHIP_SOURCE_URL: url, AWS_ENDPOINT_URL_CLOUDWATCH_LOGS: cw.url }, cwd: dir });
-    expect(r.stderr).not.toMatch(/"level":50/);
-    expect(r.code).toBe(0);
-    const expected = [...source].filter(([, v]) => ['INFO', 'WARN', 'ERROR'].includes((JSON.parse(v) as { level: string }).level)).map(([k]) => k);
-    expect(expected.length).toBeGreaterThan(0);
-    expect(expected.length).toBeLessThan(ROWS);
-    expect(compareKeys(expected, cw.events('kestra', 'kestra-log-stream').map((e) => keyOf(e.message)))).toEqual({ missing: [], unexpected: [], duplicates: 0 });
   });
 });

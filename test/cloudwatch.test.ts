@@ -10,7 +10,7 @@ import { killWhen } from './helpers/wait.js';
 import { CloudWatchServer, cloudWatchError } from './helpers/platforms/cloudwatch_server.js';
 
 // CloudWatch's age rules follow the wall clock, so the data is built relative to now.
-const ROWS = 3000;
+const ROWS = 1500;
 let url: string;
 let client: pg.Client;
 /** key -> value text */
@@ -169,8 +169,8 @@ describe('cloudwatch exporter', () => {
   it('a kill -9 mid-run, then a rerun: 0 missing and duplicates within workers × concurrency × chunk', async () => {
     const workers = 2, concurrency = 2, chunk = 50;
     const { file, group } = config({ chunk, concurrency }, { workers, source: { url, fetchSize: 50 } });
-    const run = startCli(['run', '--config', file], { env: { ...env, LOGSHIP_TEST_BATCH_DELAY_MS: '30' } });
-    await killWhen(run, '600 events in CloudWatch', () => server.events(group, 'production').length >= 600);
+    const run = startCli(['run', '--config', file], { env: { ...env, LOGSHIP_TEST_BATCH_DELAY_MS: '60' } });
+    await killWhen(run, '450 events in CloudWatch', () => server.events(group, 'production').length >= 450);
     const before = server.events(group, 'production').length;
     expect(before).toBeLessThan(ROWS);
     const rerun = await runCli(['run', '--config', file], { env });

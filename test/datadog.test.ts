@@ -209,7 +209,7 @@ describe('datadog exporter: oversize logs', () => {
 });
 
 describe('datadog exporter: the Kestra documentation flow', () => {
-  it('plans and runs 02-datadog.yaml as written, its secrets from the environment', async () => {
+  it('plans 02-datadog.yaml as written, its secrets from the environment, and prints no secret', async () => {
     await withIntake(async (intake) => {
       const flow = path.resolve('fixtures/kestra-flows/docs-examples/02-datadog.yaml');
       const flowEnv = { ...env, LOGSHIP_SOURCE_URL: url, DATADOG_INSTANCE_URL: intake.url, DATADOG_APIK_KEY: API_KEY };
@@ -217,13 +217,7 @@ describe('datadog exporter: the Kestra documentation flow', () => {
       expect(plan.code).toBe(0);
       expect(plan.stdout).toContain('***/api/v2/logs'); // basePath is a secret in this flow
       expect(plan.stdout).not.toContain(intake.url);
-      const dir = tempDir('dd-flow');
-      const r = await runCli(['run', '--config', flow], { env: flowEnv, cwd: dir });
-      expect(r.code).toBe(0);
-      // logLevelFilter: INFO in the flow.
-      const expected = [...source].filter(([, d]) => ['INFO', 'WARN', 'ERROR'].includes(d.level as string)).map(([k]) => k);
-      const c = compareKeys(expected, intake.keys());
-      expect({ missing: c.missing.length, unexpected: c.unexpected.length, duplicates: c.duplicates }).toEqual({ missing: 0, unexpected: 0, duplicates: 0 });
+      // Only the plan: running the flow as written (every INFO+ row once) is test/kestra_examples.test.ts's '02 Datadog'.
     });
   });
 });

@@ -16,7 +16,7 @@ let source: Map<string, string>;
 beforeAll(async () => {
   ({ url, client } = await freshDatabase('elastic'));
   // Two event-time days, so daily indices really split.
-  await seedKestraLogs(client, { rows: 6000, start: isoAgo(36 * 3600), spanSeconds: 35 * 3600 });
+  await seedKestraLogs(client, { rows: 3000, start: isoAgo(36 * 3600), spanSeconds: 35 * 3600 });
   const r = await client.query<{ key: string; v: string }>(`SELECT key, value::text AS v FROM logs`);
   source = new Map(r.rows.map((x) => [x.key, x.v]));
 });
@@ -112,7 +112,7 @@ describe('elasticsearch exporter: failures', () => {
   it('a kill -9 mid-run, then a rerun, leaves a document count equal to the source', async () => {
     server.docs.clear();
     const { file } = config(server, 'elasticsearch', { chunk: 100, concurrency: 1 }, { source: { url, fetchSize: 100 } });
-    await killWhen(startCli(['run', '--config', file], { env: { ...env, LOGSHIP_TEST_BATCH_DELAY_MS: '20' } }), '1500 documents indexed', () => server.count() >= 1500);
+    await killWhen(startCli(['run', '--config', file], { env: { ...env, LOGSHIP_TEST_BATCH_DELAY_MS: '40' } }), '750 documents indexed', () => server.count() >= 750);
     expect(server.count()).toBeLessThan(source.size);
     const rerun = await runCli(['run', '--config', file], { env });
     expect(rerun.code).toBe(0);

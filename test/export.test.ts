@@ -36,7 +36,7 @@ afterAll(async () => {
 
 describe('logship run (files)', () => {
   it('exports every row exactly once, in rotated, atomically named files', async () => {
-    const s = await setup('once', 12_000);
+    const s = await setup('once', 6000);
     const cfg = writeConfig(s.dir, fileConfig(s));
     const r = await runCli(['run', '--config', cfg, '--report', path.join(s.dir, 'report.json')]);
     expect(r.stderr).not.toMatch(/"level":(40|50)/);
@@ -46,9 +46,9 @@ describe('logship run (files)', () => {
     expect(parts.every((f) => /kestra-log-file-\d{8}T\d{6}Z-[0-9a-f]{8}-\d{5}\.ndjson\.gz$/.test(f))).toBe(true);
     expect(listTempFiles(s.out)).toEqual([]);
     const report = JSON.parse(fs.readFileSync(path.join(s.dir, 'report.json'), 'utf8'));
-    expect(report).toMatchObject({ status: 'ok', rows: 12_000, files: parts.length, offsetBefore: null });
-    expect(report.exporters.files.rows).toBe(12_000);
-    expect(r.stdout).toContain('logship: exported 12,000 rows');
+    expect(report).toMatchObject({ status: 'ok', rows: 6000, files: parts.length, offsetBefore: null });
+    expect(report.exporters.files.rows).toBe(6000);
+    expect(r.stdout).toContain('logship: exported 6,000 rows');
     // The stored offset is the window end.
     const st = await runCli(['state', '--config', cfg, '--json']);
     expect(JSON.parse(st.stdout)).toMatchObject({ offset: report.offsetAfter, unfinishedRun: null });
@@ -79,14 +79,14 @@ describe('logship run (files)', () => {
 
   it('exports rows spread over years under an hourly template in a few shards, one file per hour', async () => {
     const s = await setup('sparse', 0);
-    // 1 500 rows, one every 2 days: each row is alone in its hour.
-    await seedKestraLogs(s.client, { rows: 1500, start: isoAgo(1500 * 2 * 86_400 + 600), spanSeconds: 1500 * 2 * 86_400, tieGroup: 1 });
+    // 500 rows, one every 2 days: each row is alone in its hour, far more hours than a shard keeps parts open.
+    await seedKestraLogs(s.client, { rows: 500, start: isoAgo(500 * 2 * 86_400 + 600), spanSeconds: 500 * 2 * 86_400, tieGroup: 1 });
     const cfg = writeConfig(s.dir, fileConfig(s, { lookbackPeriod: 'P3650D', rowsPerShard: 1_000_000 }, { keyTemplate: '{prefix}/dt={date}/hour={hour}/{prefix}-{shard}-{part}.{ext}' }));
     const r = await runCli(['run', '--config', cfg, '--report', path.join(s.dir, 'r.json')]);
     expect(r.code).toBe(0);
     const report = JSON.parse(fs.readFileSync(path.join(s.dir, 'r.json'), 'utf8'));
-    expect(report.runs[0].shards).toBe(1); // 1 500 rows: fewer than two shards of the 1 000-row minimum
-    expect(report.files).toBe(1500);
+    expect(report.runs[0].shards).toBe(1); // 500 rows: fewer than two shards of the 1 000-row minimum
+    expect(report.files).toBe(500);
     expect(exportedDocs(s.out)).toEqual(await sourceDocs(s.client));
     for (const f of listParts(s.out)) {
       const [, date, hour] = /dt=(\d{4}-\d{2}-\d{2})\/hour=(\d{2})\//.exec(f)!;
@@ -301,12 +301,12 @@ describe('errors are one line, name the problem, and leak no secret', () => {
 
 describe('tune', () => {
   it('sweeps workers x fetchSize on a sample of the window and recommends one, leaving the offset alone', async () => {
-    const s = await setup('tune', 6000);
+    const s = await setup('tune', 2000);
     const cfg = writeConfig(s.dir, fileConfig(s));
-    const r = await runCli(['tune', '--config', cfg, '--sample-rows', '3000', '--json']);
+    const r = await runCli(['tune', '--config', cfg, '--sample-rows', '1000', '--json']);
     expect(r.code).toBe(0);
     const out = JSON.parse(r.stdout);
-    expect(out.sampleRows).toBe(3000);
+    expect(out.sampleRows).toBe(1000);
     expect(out.results.length).toBeGreaterThanOrEqual(6);
     for (const x of out.results) expect(x.rowsPerSec).toBeGreaterThan(0);
     expect([1000, 5000, 20000]).toContain(out.recommended.fetchSize);

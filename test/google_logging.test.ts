@@ -25,7 +25,7 @@ const baseEnv = { METADATA_SERVER_DETECTION: 'none', GCP_SA: account.json };
 
 beforeAll(async () => {
   ({ url, client } = await freshDatabase('google_logging'));
-  await seedKestraLogs(client, { rows: 5000, start: isoAgo(20 * 3600), spanSeconds: 19 * 3600 });
+  await seedKestraLogs(client, { rows: 2500, start: isoAgo(20 * 3600), spanSeconds: 19 * 3600 });
   const r = await client.query<{ key: string; v: string }>('SELECT key, value::text AS v FROM logs');
   source = new Map(r.rows.map((x) => [x.key, x.v]));
 });
@@ -166,8 +166,8 @@ describe('google-logging exporter', () => {
       const chunk = 100;
       const concurrency = 2;
       const workers = 2;
-      const { file } = config(server, { chunk, concurrency }, { workers, rowsPerShard: 1250, source: { url, fetchSize: 100 } });
-      await killWhen(startCli(['run', '--config', file], { env: { ...baseEnv, LOGSHIP_TEST_BATCH_DELAY_MS: '30' } }), 'half the rows written', () => server.written.length >= 2500);
+      const { file } = config(server, { chunk, concurrency }, { workers, rowsPerShard: 1000, source: { url, fetchSize: 100 } });
+      await killWhen(startCli(['run', '--config', file], { env: { ...baseEnv, LOGSHIP_TEST_BATCH_DELAY_MS: '60' } }), 'half the rows written', () => server.written.length >= 1250);
       expect(server.written.length).toBeLessThan(source.size);
       const rerun = await runCli(['run', '--config', file], { env: baseEnv });
       expect(rerun.code).toBe(0);

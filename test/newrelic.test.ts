@@ -192,21 +192,17 @@ describe('newrelic exporter: oversize logs', () => {
 });
 
 describe('newrelic exporter: the Kestra documentation flow', () => {
-  it('plans and runs 10-new-relic.yaml with its basePath pointed at the local Log API', async () => {
+  it('plans 10-new-relic.yaml with its basePath pointed at the local Log API', async () => {
     await withApi(async (api) => {
       const original = fs.readFileSync(path.resolve('fixtures/kestra-flows/docs-examples/10-new-relic.yaml'), 'utf8');
       expect(original).toContain('basePath: https://log-api.newrelic.com');
       const dir = tempDir('nr-flow');
       const flow = writeConfig(dir, original.replace('basePath: https://log-api.newrelic.com', `basePath: ${api.url}`), 'flow.yaml');
       const flowEnv = { ...env, LOGSHIP_SOURCE_URL: url };
+      // Only the plan: running the flow as published (every INFO+ row once) is test/kestra_examples.test.ts's '10 New Relic'.
       const plan = await runCli(['plan', '--config', flow], { env: flowEnv });
       expect(plan.code).toBe(0);
       expect(plan.stdout).toContain('/log/v1');
-      const r = await runCli(['run', '--config', flow], { env: flowEnv, cwd: dir });
-      expect(r.code).toBe(0);
-      const expected = [...source].filter(([, d]) => ['INFO', 'WARN', 'ERROR'].includes(d.level as string)).map(([k]) => k);
-      const c = compareKeys(expected, api.keys());
-      expect({ missing: c.missing.length, unexpected: c.unexpected.length, duplicates: c.duplicates }).toEqual({ missing: 0, unexpected: 0, duplicates: 0 });
     });
   });
 });

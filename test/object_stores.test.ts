@@ -28,7 +28,8 @@ beforeAll(async () => {
   await az.getContainerClient('logs').create();
   ({ url, client } = await freshDatabase('objects'));
   // Three event-time hours, so hourly keys really partition.
-  await seedKestraLogs(client, { rows: 9000, start: isoAgo(3 * 3600 + 300), spanSeconds: 3 * 3600 });
+  // 4500 rows: 3 shards of rowsPerShard 2000 on two workers, each written to every store a test names.
+  await seedKestraLogs(client, { rows: 4500, start: isoAgo(3 * 3600 + 300), spanSeconds: 3 * 3600 });
   source = await sourceDocs(client);
 });
 // A failure the shared fake GCS was told to inject and never answered must not leak into the next test.
@@ -75,7 +76,7 @@ const offsetKey = () => `objects-${++key}`;
 describe('S3 (s3rver, read back through the AWS SDK)', () => {
   it('writes event-time partitioned objects with metadata, and the multiset matches the source', async () => {
     const dir = tempDir('s3');
-    const cfg = config(dir, [{ id: 's3', type: 's3', bucket: BUCKET, endpoint: s3.endpoint, ...s3creds, logFilePrefix: 'kestra/logs', maxLinesPerFile: 1500 }], { offsetKey: offsetKey() });
+    const cfg = config(dir, [{ id: 's3', type: 's3', bucket: BUCKET, endpoint: s3.endpoint, ...s3creds, logFilePrefix: 'kestra/logs', maxLinesPerFile: 750 }], { offsetKey: offsetKey() });
     const r = await runCli(['run', '--config', cfg]);
     expect(r.stderr).toBe(r.stderr.split('\n').filter((l) => !l.includes('"level":50')).join('\n'));
     expect(r.code).toBe(0);
@@ -173,8 +174,8 @@ describe('S3 (s3rver, read back through the AWS SDK)', () => {
 
   it('a kill -9 in the middle of uploads, then a rerun, leaves exactly one copy of each row', async () => {
     const dir = tempDir('s3-kill');
-    const cfg = config(dir, [{ id: 's3', type: 's3', bucket: BUCKET, endpoint: s3.endpoint, ...s3creds, logFilePrefix: 'killed', maxLinesPerFile: 400 }], { offsetKey: offsetKey(), source: { url, fetchSize: 150 } });
-    await killWhen(startCli(['run', '--config', cfg], { env: { LOGSHIP_TEST_BATCH_DELAY_MS: '25' } }), '6 objects uploaded', async () => (await s3Objects('killed/')).length >= 6);
+    const cfg = config(dir, [{ id: 's3', type: 's3', bucket: BUCKET, endpoint: s3.endpoint, ...s3creds, logFilePrefix: 'killed', maxLinesPerFile: 200 }], { offsetKey: offsetKey(), source: { url, fetchSize: 150 } });
+    await killWhen(startCli(['run', '--config', cfg], { env: { LOGSHIP_TEST_BATCH_DELAY_MS: '50' } }), '6 objects uploaded', async () => (await s3Objects('killed/')).length >= 6);
     const rerun = await runCli(['run', '--config', cfg]);
     expect(rerun.code).toBe(0);
     expect(rerun.stdout).toContain('(resumed)');
@@ -188,7 +189,7 @@ describe('GCS (a local JSON-API server, through @google-cloud/storage)', () => {
 
   it('uploads resumably with metadata and reads back the source multiset, through 503s', async () => {
     const dir = tempDir('gcs');
-    const cfg = config(dir, [{ id: 'gcs', type: 'gcs', bucket: BUCKET, projectId: 'test', endpoint: gcs.endpoint, logFilePrefix: 'g', chunkSize: '256KiB' }], { offsetKey: offsetKey() });
+    const cfg = config(dir, [{ id: 'gcs', type: 'gcs', bucket: BUCKET, projectId: 'test', endpoint: gcs.endpoint, logFilePrefix: 'g', chunkSize: '256KiB' }], { offsetKey: offsetKey(), rowsPerShard: 1000 });
     // The bucket check and the first upload's start go through; the next four requests (upload
     // chunks, retries) get 503s.
     const failedBefore = gcs.failedSoFar();

@@ -25,7 +25,7 @@ let source: Map<string, { doc: string; tsMicros: number }>;
 
 beforeAll(async () => {
   ({ url, client } = await freshDatabase('otlp'));
-  await seedKestraLogs(client, { rows: 3000, start: isoAgo(3 * 3600), spanSeconds: 2 * 3600 });
+  await seedKestraLogs(client, { rows: 1500, start: isoAgo(3 * 3600), spanSeconds: 2 * 3600 });
   const r = await client.query<{ key: string; v: string; ts: string }>(`SELECT key, value::text AS v, to_char(timestamp, 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS ts FROM logs`);
   source = new Map(r.rows.map((x) => [x.key, { doc: x.v, tsMicros: tsToMicros(x.ts) }]));
 });
@@ -126,7 +126,7 @@ describe('OTLP/HTTP exporter', () => {
 
   it('partial_success: the request\'s records are dead-lettered with the collector\'s count and message, never retried, exit 3', async () => {
     const server = await new OtlpServer(AUTH).start();
-    const victim = [...source.keys()][1500]!;
+    const victim = [...source.keys()][750]!;
     server.reject = (r) => r.attributes.logship_key === victim;
     try {
       const { dir, file } = config(server.endpoint);
@@ -192,7 +192,7 @@ describe('OTLP/HTTP exporter', () => {
     const server = await new OtlpServer(AUTH).start();
     try {
       const { file } = config(server.endpoint, { chunk: 50, concurrency: 2 }, { source: { url, fetchSize: 100 } });
-      await killWhen(startCli(['run', '--config', file], { env: { ...env, LOGSHIP_TEST_BATCH_DELAY_MS: '20' } }), '1200 records at the collector', () => server.records.length >= 1200);
+      await killWhen(startCli(['run', '--config', file], { env: { ...env, LOGSHIP_TEST_BATCH_DELAY_MS: '40' } }), '600 records at the collector', () => server.records.length >= 600);
       expect(server.records.length).toBeLessThan(source.size);
       const rerun = await runCli(['run', '--config', file], { env });
       expect(rerun.code).toBe(0);

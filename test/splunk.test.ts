@@ -24,7 +24,7 @@ let source: Map<string, { doc: string; tsMicros: number }>;
 
 beforeAll(async () => {
   ({ url, client } = await freshDatabase('splunk'));
-  await seedKestraLogs(client, { rows: 3000, start: isoAgo(3 * 3600), spanSeconds: 2 * 3600 });
+  await seedKestraLogs(client, { rows: 1500, start: isoAgo(3 * 3600), spanSeconds: 2 * 3600 });
   const r = await client.query<{ key: string; v: string; ts: string }>(`SELECT key, value::text AS v, to_char(timestamp, 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS ts FROM logs`);
   source = new Map(r.rows.map((x) => [x.key, { doc: x.v, tsMicros: tsToMicros(x.ts) }]));
 });
@@ -200,7 +200,7 @@ describe('splunk HEC exporter', () => {
     const server = await new SplunkServer(TOKEN).start();
     try {
       const { file } = config(server, { chunk: 50, concurrency: 2 }, { source: { url, fetchSize: 100 } });
-      await killWhen(startCli(['run', '--config', file], { env: { ...env, LOGSHIP_TEST_BATCH_DELAY_MS: '20' } }), '1200 events at HEC', () => server.events.length >= 1200);
+      await killWhen(startCli(['run', '--config', file], { env: { ...env, LOGSHIP_TEST_BATCH_DELAY_MS: '40' } }), '600 events at HEC', () => server.events.length >= 600);
       expect(server.events.length).toBeLessThan(source.size);
       const rerun = await runCli(['run', '--config', file], { env });
       expect(rerun.code).toBe(0);
