@@ -2,6 +2,7 @@ import { createRequire } from 'node:module';
 import { PassThrough, type Transform } from 'node:stream';
 import zlib from 'node:zlib';
 import { ConfigError } from '../config/errors.js';
+import { ParallelGzip } from './parallel_gzip.js';
 import type { Compression } from '../config/types.js';
 
 export const COMPRESSION_EXTENSION: Record<Compression, string> = { gzip: '.gz', zstd: '.zst', none: '' };
@@ -43,8 +44,7 @@ export function assertCompressionAvailable(path: string, compression: Compressio
 export function createCompressor(compression: Compression, level: number): Transform {
   switch (compression) {
     case 'gzip':
-      // 64 KiB chunks: fewer, larger writes downstream (zlib's default is 16 KiB).
-      return zlib.createGzip({ level, chunkSize: 64 * 1024 });
+      return new ParallelGzip(level);
     case 'zstd': {
       const native = nativeZstd();
       if (native) return native(level);
