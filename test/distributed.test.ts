@@ -705,3 +705,28 @@ describe('run --distributed fanning one run out to an object store, an index and
     }
   });
 });
+
+describe('worker processes starting together', () => {
+  it('four workers started at the same moment on a fresh queue all set it up without a deadlock and drain the run', async () => {
+    const { url, client } = await freshDatabase('dist_together');
+    opened.push(client);
+    await seedKestraLogs(client, { rows: 3000, start: isoAgo(3700), spanSeconds: 3600 });
+    const dir = tempDir('dist-together');
+    const out = path.join(dir, 'out');
+    const cfg = writeConfig(dir, {
+      source: { url, fetchSize: 500 }, lookbackPeriod: 'P1D', workers: 1, rowsPerShard: 1000,
+      queue: { shardTimeout: 'PT60S', pollInterval: 'PT0.5S' },
+      logExporters: [{ id: 'files', type: 'file', directory: out }],
+    });
+    // Each creates pg-boss's schema and the run's queues on first use, all at once.
+    const workers = Array.from({ length: 4 }, () => startCli(['worker', '--config', cfg, '--concurrency', '1', '--idle-exit', '3']));
+    const r = await within('the coordinator to finish', runCli(['run', '--config', cfg, '--distributed']), 100_000);
+    expect(r.code, r.stderr).toBe(0);
+    for (const w of workers) {
+      const done = await within('a worker to go idle and exit', w.done);
+      expect(done.code, done.stderr).toBe(0);
+    }
+    expect(exportedDocs(out)).toEqual(await sourceDocs(client));
+  });
+});
+

@@ -1,3 +1,4 @@
+import pg from 'pg';
 import PgBoss from 'pg-boss';
 import { ConfigError, errorMessage } from '../../config/errors.js';
 import { redact } from '../../config/secrets.js';
@@ -44,14 +45,34 @@ export async function openQueue(config: Config, log: Logger, connections: number
     schedule: false,
   });
   boss.on('error', (err: unknown) => log.warn({ error: redact(errorMessage(err)) }, 'queue maintenance failed; it is retried'));
-  await boss.start();
   const name = queueName(config.offsetKey);
   const dead = deadLetterQueueName(config.offsetKey);
   // shardAttempts counts tries: a worker that died or outlived the timeout used one.
   const options = { retryLimit: config.shardAttempts - 1, expireInSeconds: timeoutSeconds, retryDelay: 1, retryBackoff: true };
-  await boss.createQueue(dead);
-  await boss.createQueue(name, { name, ...options, deadLetter: dead });
-  // A queue made by an earlier run keeps its first settings: bring them up to this config's.
-  await boss.updateQueue(name, { name, ...options, deadLetter: dead });
+  await underSetupLock(target, settings.schema, async () => {
+    await boss.start();
+    await boss.createQueue(dead);
+    await boss.createQueue(name, { name, ...options, deadLetter: dead });
+    // A queue made by an earlier run keeps its first settings: bring them up to this config's.
+    await boss.updateQueue(name, { name, ...options, deadLetter: dead });
+  });
   return { boss, name, settings };
+}
+
+/**
+ * pg-boss's schema creation and createQueue are not safe from several processes at once: three
+ * `logship worker`s started together (as a Kubernetes Indexed Job starts them) failed with
+ * 40P01 deadlock_detected creating the queue's partition. Set-up therefore runs under one
+ * session advisory lock on the queue database, released when that session ends.
+ */
+async function underSetupLock(target: pg.ClientConfig, schema: string, setUp: () => Promise<void>): Promise<void> {
+  const lock = new pg.Client({ ...target, application_name: 'logship-queue-setup' });
+  lock.on('error', () => {});
+  await lock.connect();
+  try {
+    await lock.query('SELECT pg_advisory_lock(hashtext($1))', [`logship-queue-setup:${schema}`]);
+    await setUp();
+  } finally {
+    await lock.end().catch(() => {});
+  }
 }
