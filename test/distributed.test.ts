@@ -26,6 +26,24 @@ afterAll(async () => {
   await Promise.all(opened.map((c) => c.end()));
 });
 
+/** A fresh database holding `rows` Kestra rows of the last hour, and a directory for the case's files. */
+async function seededCase(label: string, rows: number, tieGroup?: number) {
+  const { url, client } = await freshDatabase(`dist_${label.replace(/-/g, '_')}`);
+  opened.push(client);
+  await seedKestraLogs(client, { rows, start: isoAgo(3700), spanSeconds: 3600, tieGroup });
+  const dir = tempDir(`dist-${label}`);
+  return { url, client, dir, out: path.join(dir, 'out') };
+}
+
+/** A distributed config exporting to files in `out`: 1000-row shards, a 60 s shard timeout. */
+function filesConfig(c: { url: string; dir: string; out: string }, o: { fetchSize?: number; workers?: number; file?: Record<string, unknown> } = {}): string {
+  return writeConfig(c.dir, {
+    source: { url: c.url, fetchSize: o.fetchSize ?? 500 }, lookbackPeriod: 'P1D', workers: o.workers ?? 1, rowsPerShard: 1000,
+    queue: { shardTimeout: 'PT60S', pollInterval: 'PT0.5S' },
+    logExporters: [{ id: 'files', type: 'file', directory: c.out, ...o.file }],
+  });
+}
+
 const noSecrets = { env: {}, secretsDir: undefined };
 const exporters = [{ id: 'a', type: 'file' }];
 
@@ -141,11 +159,7 @@ describe('fencing a shard on its attempt number', () => {
 
 describe('run --distributed with worker processes', () => {
   it('retries the shard of a worker killed with -9 after its job expires, on the other worker, and loses nothing', async () => {
-    const { url, client } = await freshDatabase('dist_kill');
-    opened.push(client);
-    await seedKestraLogs(client, { rows: 4000, start: isoAgo(3700), spanSeconds: 3600, tieGroup: 3 });
-    const dir = tempDir('dist-kill');
-    const out = path.join(dir, 'out');
+    const { url, client, dir, out } = await seededCase('kill', 4000, 3);
     const cfg = writeConfig(dir, {
       source: { url, fetchSize: 100 }, lookbackPeriod: 'P1D', workers: 1, rowsPerShard: 1000,
       queue: { shardTimeout: 'PT5S', pollInterval: 'PT0.5S' },
@@ -201,11 +215,7 @@ describe('run --distributed with worker processes', () => {
   });
 
   it('fails the run with exit 1 naming a shard that outlived its timeout on every try, and a later run resumes it', async () => {
-    const { url, client } = await freshDatabase('dist_dead');
-    opened.push(client);
-    await seedKestraLogs(client, { rows: 2000, start: isoAgo(3700), spanSeconds: 3600 });
-    const dir = tempDir('dist-dead');
-    const out = path.join(dir, 'out');
+    const { url, client, dir, out } = await seededCase('dead', 2000);
     const base = {
       source: { url, fetchSize: 100 }, lookbackPeriod: 'P1D', workers: 1, rowsPerShard: 1000, shardAttempts: 1,
       logExporters: [{ id: 'files', type: 'file', directory: out }],
@@ -234,16 +244,8 @@ describe('run --distributed with worker processes', () => {
   });
 
   it('reruns a coordinator killed while waiting: the same four jobs, no duplicates, and the rerun finalizes from the manifest', async () => {
-    const { url, client } = await freshDatabase('dist_coord');
-    opened.push(client);
-    await seedKestraLogs(client, { rows: 4000, start: isoAgo(3700), spanSeconds: 3600, tieGroup: 2 });
-    const dir = tempDir('dist-coord');
-    const out = path.join(dir, 'out');
-    const cfg = writeConfig(dir, {
-      source: { url, fetchSize: 500 }, lookbackPeriod: 'P1D', workers: 1, rowsPerShard: 1000,
-      queue: { shardTimeout: 'PT60S', pollInterval: 'PT0.5S' },
-      logExporters: [{ id: 'files', type: 'file', directory: out }],
-    });
+    const { url, client, dir, out } = await seededCase('coord', 4000, 2);
+    const cfg = filesConfig({ url, dir, out });
     const jobs = async () => (await client.query<{ id: string; state: string }>(`SELECT id::text, state::text FROM logship_queue.job WHERE name NOT LIKE '%.dead' ORDER BY id`).catch(() => ({ rows: [] }))).rows;
 
     // No worker is up: the coordinator enqueues and waits; it is killed while waiting.
@@ -276,16 +278,8 @@ describe('run --distributed with worker processes', () => {
   });
 
   it('run --distributed --work drains its own shard jobs with no separate worker, and the outputs are exact', async () => {
-    const { url, client } = await freshDatabase('dist_work');
-    opened.push(client);
-    await seedKestraLogs(client, { rows: 3000, start: isoAgo(3700), spanSeconds: 3600, tieGroup: 3 });
-    const dir = tempDir('dist-work');
-    const out = path.join(dir, 'out');
-    const cfg = writeConfig(dir, {
-      source: { url, fetchSize: 500 }, lookbackPeriod: 'P1D', workers: 2, rowsPerShard: 1000,
-      queue: { shardTimeout: 'PT60S', pollInterval: 'PT0.5S' },
-      logExporters: [{ id: 'files', type: 'file', directory: out, maxLinesPerFile: 400 }],
-    });
+    const { url, client, dir, out } = await seededCase('work', 3000, 3);
+    const cfg = filesConfig({ url, dir, out }, { workers: 2, file: { maxLinesPerFile: 400 } });
     const r = await within('the working coordinator to finish', runCli(['run', '--config', cfg, '--distributed', '--work']), 100_000);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/: 3\/3 shards, 3,000 rows/);
@@ -310,10 +304,7 @@ describe('run --distributed with worker processes', () => {
   });
 
   it('plan --distributed warns when a planned shard may outlive queue.shardTimeout, and the coordinator logs the same warning', async () => {
-    const { url, client } = await freshDatabase('dist_timeout');
-    opened.push(client);
-    await seedKestraLogs(client, { rows: 4000, start: isoAgo(3700), spanSeconds: 3600 });
-    const dir = tempDir('dist-timeout');
+    const { url, client, dir } = await seededCase('timeout', 4000);
     // Two shards of ~2,000 rows: 2 s each at the conservative 1,000 rows/s, over a 1 s timeout.
     const cfg = writeConfig(dir, {
       source: { url }, lookbackPeriod: 'P1D', workers: 1, rowsPerShard: 2000,
@@ -346,16 +337,8 @@ describe('run --distributed with worker processes', () => {
   });
 
   it('reruns a coordinator killed with -9 mid-enqueue: the jobs it sent are kept, none is sent twice, and the outputs are exact', async () => {
-    const { url, client } = await freshDatabase('dist_enqueue');
-    opened.push(client);
-    await seedKestraLogs(client, { rows: 5000, start: isoAgo(3700), spanSeconds: 3600, tieGroup: 2 });
-    const dir = tempDir('dist-enqueue');
-    const out = path.join(dir, 'out');
-    const cfg = writeConfig(dir, {
-      source: { url, fetchSize: 500 }, lookbackPeriod: 'P1D', workers: 1, rowsPerShard: 1000,
-      queue: { shardTimeout: 'PT60S', pollInterval: 'PT0.5S' },
-      logExporters: [{ id: 'files', type: 'file', directory: out, maxLinesPerFile: 400 }],
-    });
+    const { url, client, dir, out } = await seededCase('enqueue', 5000, 2);
+    const cfg = filesConfig({ url, dir, out }, { file: { maxLinesPerFile: 400 } });
     const jobs = async () => (await client.query<{ id: string }>(`SELECT id::text FROM logship_queue.job WHERE name NOT LIKE '%.dead' ORDER BY id`).catch(() => ({ rows: [] }))).rows.map((j) => j.id);
     // The first coordinator stops after sending two of the five jobs, and is killed there.
     const first = startCli(['run', '--config', cfg, '--distributed'], { env: { LOGSHIP_TEST_HANG_AFTER_ENQUEUED: '2' } });
@@ -378,16 +361,8 @@ describe('run --distributed with worker processes', () => {
   });
 
   it('retries a shard whose source connection is terminated mid-read (pg_terminate_backend), and the outputs are exact', async () => {
-    const { url, client } = await freshDatabase('dist_dropped');
-    opened.push(client);
-    await seedKestraLogs(client, { rows: 3000, start: isoAgo(3700), spanSeconds: 3600, tieGroup: 3 });
-    const dir = tempDir('dist-dropped');
-    const out = path.join(dir, 'out');
-    const cfg = writeConfig(dir, {
-      source: { url, fetchSize: 100 }, lookbackPeriod: 'P1D', workers: 1, rowsPerShard: 1000,
-      queue: { shardTimeout: 'PT60S', pollInterval: 'PT0.5S' },
-      logExporters: [{ id: 'files', type: 'file', directory: out, maxLinesPerFile: 300 }],
-    });
+    const { url, client, dir, out } = await seededCase('dropped', 3000, 3);
+    const cfg = filesConfig({ url, dir, out }, { fetchSize: 100, file: { maxLinesPerFile: 300 } });
     const coordinator = startCli(['run', '--config', cfg, '--distributed']);
     // Slowed (200 ms a batch of 100 rows) so that the read is surely in progress when it is cut.
     const worker = startCli(['worker', '--config', cfg, '--concurrency', '1'], { env: { LOGSHIP_TEST_BATCH_DELAY_MS: '200' } });
@@ -475,11 +450,7 @@ describe('run --distributed with worker processes', () => {
   });
 
   it('catches up late rows in distributed mode: rows committed into an exported range after its read go out once, as a late run through the queue', async () => {
-    const { url, client } = await freshDatabase('dist_late');
-    opened.push(client);
-    await seedKestraLogs(client, { rows: 3000, start: isoAgo(3700), spanSeconds: 3600, tieGroup: 2 });
-    const dir = tempDir('dist-late');
-    const out = path.join(dir, 'out');
+    const { url, client, dir, out } = await seededCase('late', 3000, 2);
     const cfg = writeConfig(dir, {
       source: { url, fetchSize: 500 }, lookbackPeriod: 'P1D', workers: 2, rowsPerShard: 1000, lateRows: { horizon: 'PT2H' },
       queue: { shardTimeout: 'PT60S', pollInterval: 'PT0.5S' },
@@ -511,11 +482,7 @@ describe('run --distributed with worker processes', () => {
   });
 
   it('sends again a shard whose job a stale worker completed while the newer attempt running it died', async () => {
-    const { url, client } = await freshDatabase('dist_orphan');
-    opened.push(client);
-    await seedKestraLogs(client, { rows: 2000, start: isoAgo(3700), spanSeconds: 3600 });
-    const dir = tempDir('dist-orphan');
-    const out = path.join(dir, 'out');
+    const { url, client, dir, out } = await seededCase('orphan', 2000);
     const cfg = writeConfig(dir, {
       source: { url, fetchSize: 500 }, lookbackPeriod: 'P1D', workers: 1, rowsPerShard: 1000,
       queue: { shardTimeout: 'PT5S', pollInterval: 'PT0.5S' },
@@ -548,11 +515,7 @@ describe('run --distributed with worker processes', () => {
   });
 
   it('a worker stopped (SIGSTOP) past its job expiry and resumed after another finished its shard is fenced: no rename, its parts taken back, exactly the winner\'s parts remain', async () => {
-    const { url, client } = await freshDatabase('dist_stall');
-    opened.push(client);
-    await seedKestraLogs(client, { rows: 3000, start: isoAgo(3700), spanSeconds: 3600, tieGroup: 3 });
-    const dir = tempDir('dist-stall');
-    const out = path.join(dir, 'out');
+    const { url, client, dir, out } = await seededCase('stall', 3000, 3);
     const cfg = writeConfig(dir, {
       source: { url, fetchSize: 100 }, lookbackPeriod: 'P1D', workers: 1, rowsPerShard: 1000,
       queue: { shardTimeout: 'PT3S', pollInterval: 'PT0.5S' },
@@ -608,10 +571,7 @@ describe('run --distributed with an S3 exporter (s3rver, read back through the A
   it('a worker stopped past its expiry and resumed is fenced before its next object is uploaded and takes back the ones it made: the bucket holds exactly the winner\'s objects', async () => {
     const s3 = await startS3(['dist']);
     try {
-      const { url, client } = await freshDatabase('dist_s3');
-      opened.push(client);
-      await seedKestraLogs(client, { rows: 3000, start: isoAgo(3700), spanSeconds: 3600, tieGroup: 3 });
-      const dir = tempDir('dist-s3');
+      const { url, client, dir } = await seededCase('s3', 3000, 3);
       const cfg = writeConfig(dir, {
         source: { url, fetchSize: 100 }, lookbackPeriod: 'P1D', workers: 1, rowsPerShard: 1000,
         queue: { shardTimeout: 'PT3S', pollInterval: 'PT0.5S' },
@@ -673,10 +633,7 @@ describe('run --distributed fanning one run out to an object store, an index and
   it('a coordinator that works and a second worker process deliver every row once to GCS, Elasticsearch (_id = key) and Datadog', async () => {
     const [gcs, es, datadog] = await Promise.all([startFakeGcs(['dist-gcs']), startBulkServer(), new DatadogIntake('dist-datadog-key').start()]);
     try {
-      const { url, client } = await freshDatabase('dist_fanout');
-      opened.push(client);
-      await seedKestraLogs(client, { rows: 4000, start: isoAgo(3700), spanSeconds: 3600, tieGroup: 3 });
-      const dir = tempDir('dist-fanout');
+      const { url, client, dir } = await seededCase('fanout', 4000, 3);
       const cfg = writeConfig(dir, {
         source: { url, fetchSize: 250 }, lookbackPeriod: 'P1D', workers: 1, rowsPerShard: 1000,
         queue: { shardTimeout: 'PT60S', pollInterval: 'PT0.5S' },
@@ -708,16 +665,8 @@ describe('run --distributed fanning one run out to an object store, an index and
 
 describe('worker processes starting together', () => {
   it('four workers started at the same moment on a fresh queue all set it up without a deadlock and drain the run', async () => {
-    const { url, client } = await freshDatabase('dist_together');
-    opened.push(client);
-    await seedKestraLogs(client, { rows: 3000, start: isoAgo(3700), spanSeconds: 3600 });
-    const dir = tempDir('dist-together');
-    const out = path.join(dir, 'out');
-    const cfg = writeConfig(dir, {
-      source: { url, fetchSize: 500 }, lookbackPeriod: 'P1D', workers: 1, rowsPerShard: 1000,
-      queue: { shardTimeout: 'PT60S', pollInterval: 'PT0.5S' },
-      logExporters: [{ id: 'files', type: 'file', directory: out }],
-    });
+    const { url, client, dir, out } = await seededCase('together', 3000);
+    const cfg = filesConfig({ url, dir, out });
     // Each creates pg-boss's schema and the run's queues on first use, all at once.
     const workers = Array.from({ length: 4 }, () => startCli(['worker', '--config', cfg, '--concurrency', '1', '--idle-exit', '3']));
     const r = await within('the coordinator to finish', runCli(['run', '--config', cfg, '--distributed']), 100_000);
