@@ -1,7 +1,7 @@
 import type { Config } from '../config/types.js';
 import { runWorker, type WorkerReport } from '../run/distributed/worker.js';
 import { distributedStatus } from '../run/distributed/status.js';
-import { SIGNAL_EXIT, StopControl, type StopReason } from '../run/stop.js';
+import { onStopSignals, StopControl } from '../run/stop.js';
 import { log } from '../util/log.js';
 import { formatBound, formatCount } from './format.js';
 
@@ -9,22 +9,13 @@ export async function workerCommand(config: Config, o: { concurrency: number; id
   const stop = new StopControl({ maxDurationMs: null, stopGraceMs: config.stopGraceMs });
   // The first signal stops taking jobs and stops running shards at their next batch (their jobs
   // are retried); a second exits at once, which the queue handles like a crash (expiry, retry).
-  const onSignal = (signal: Exclude<StopReason, 'deadline'>) => {
-    if (stop.reason !== null) process.exit(SIGNAL_EXIT[signal]);
-    log.warn({ signal }, 'worker stopping: no new jobs; running shards stop at their next batch and are retried elsewhere');
-    stop.request(signal);
-  };
-  const onTerm = () => onSignal('SIGTERM');
-  const onInt = () => onSignal('SIGINT');
-  process.on('SIGTERM', onTerm);
-  process.on('SIGINT', onInt);
+  const stopListening = onStopSignals(stop, { log, stopping: 'worker stopping: no new jobs; running shards stop at their next batch and are retried elsewhere' });
   try {
     const report = await runWorker(config, { log, concurrency: o.concurrency, idleExitMs: o.idleExitMs, stop });
     process.stdout.write(`logship worker ${report.workerId}: ${report.shardsDone} shards, ${formatCount(report.rows)} rows${report.staleAttempts ? `, ${report.staleAttempts} stale attempts dropped` : ''}\n`);
     return report;
   } finally {
-    process.off('SIGTERM', onTerm);
-    process.off('SIGINT', onInt);
+    stopListening();
   }
 }
 

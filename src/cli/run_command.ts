@@ -4,7 +4,7 @@ import { redact } from '../config/secrets.js';
 import type { Config } from '../config/types.js';
 import { Progress } from '../run/progress.js';
 import { emptyReport, runExport, type RunReport } from '../run/run.js';
-import { SIGNAL_EXIT, StopControl, type StopReason } from '../run/stop.js';
+import { onStopSignals, StopControl } from '../run/stop.js';
 import { log } from '../util/log.js';
 import { formatBound, formatBytes, formatCount } from './format.js';
 
@@ -31,18 +31,11 @@ export async function runCommand(config: Config, o: RunCommandOptions): Promise<
   const stop = new StopControl({ maxDurationMs: config.maxDurationMs, stopGraceMs: config.stopGraceMs });
   // The first signal stops gracefully (running shards stop at their next batch, the checkpoint
   // is saved); a second one exits at once, leaving what a kill -9 leaves: a resumable state.
-  const onSignal = (signal: Exclude<StopReason, 'deadline'>) => {
-    if (stop.reason === signal || (stop.stopping && stop.reason !== 'deadline')) {
-      process.stderr.write(`logship: second ${signal}: exiting at once; a rerun resumes from the last checkpoint\n`);
-      process.exit(SIGNAL_EXIT[signal]);
-    }
-    log.warn({ signal }, 'stopping: running shards stop at their next batch, then the checkpoint is saved (send it again to exit at once)');
-    stop.request(signal);
-  };
-  const onTerm = () => onSignal('SIGTERM');
-  const onInt = () => onSignal('SIGINT');
-  process.on('SIGTERM', onTerm);
-  process.on('SIGINT', onInt);
+  const stopListening = onStopSignals(stop, {
+    log,
+    stopping: 'stopping: running shards stop at their next batch, then the checkpoint is saved (send it again to exit at once)',
+    exiting: 'exiting at once; a rerun resumes from the last checkpoint',
+  });
   try {
     const options = { log, progress, stop, observer: watch?.metrics };
     if (o.distributed) await (await import('../run/distributed/coordinator.js')).runDistributed(config, options, report, { wait: o.noWait !== true, work: o.work === true });
@@ -55,8 +48,7 @@ export async function runCommand(config: Config, o: RunCommandOptions): Promise<
     report.error = errorMessage(err);
     throw err;
   } finally {
-    process.off('SIGTERM', onTerm);
-    process.off('SIGINT', onInt);
+    stopListening();
     // Written on failure too: status "failed", the error, and what was finished before it.
     if (o.report) fs.writeFileSync(o.report, `${redact(JSON.stringify(report, null, 2))}\n`);
     await watch?.end(report.status);

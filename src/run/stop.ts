@@ -4,6 +4,8 @@
  * (they abort their parts and roll back, exactly as a failed attempt does), and every finished
  * shard is checkpointed, so a rerun resumes with nothing lost and nothing duplicated.
  */
+import type { Logger } from '../util/log.js';
+
 export type StopReason = 'deadline' | 'SIGTERM' | 'SIGINT';
 
 export interface Clock {
@@ -106,6 +108,31 @@ export class StopControl {
     this.cutOff = true;
     for (const stop of this.running) stop();
   }
+}
+
+/**
+ * SIGTERM and SIGINT for a long command: the first asks `stop` to stop gracefully (and logs
+ * `stopping`); a second, once stopping, exits at once with the signal's code (after `exiting`, if
+ * given), leaving what a kill -9 leaves, which the state and the queue resume from. Returns the
+ * function that removes the listeners.
+ */
+export function onStopSignals(stop: StopControl, o: { log: Logger; stopping: string; exiting?: string }): () => void {
+  const onSignal = (signal: Exclude<StopReason, 'deadline'>) => {
+    if (stop.stopping && stop.reason !== 'deadline') {
+      if (o.exiting) process.stderr.write(`logship: second ${signal}: ${o.exiting}\n`);
+      process.exit(SIGNAL_EXIT[signal]);
+    }
+    o.log.warn({ signal }, o.stopping);
+    stop.request(signal);
+  };
+  const onTerm = () => onSignal('SIGTERM');
+  const onInt = () => onSignal('SIGINT');
+  process.on('SIGTERM', onTerm);
+  process.on('SIGINT', onInt);
+  return () => {
+    process.off('SIGTERM', onTerm);
+    process.off('SIGINT', onInt);
+  };
 }
 
 /** A running shard told to stop; not a failure: the shard is simply left for the next run. */
