@@ -28,7 +28,8 @@ export interface PlatformBench {
 }
 
 export async function benchPlatform(b: PlatformBench): Promise<void> {
-  const { values } = parseArgs({ options: { rows: { type: 'string', default: '200000' }, chunk: { type: 'string', default: '1000' } } });
+  const { values } = parseArgs({ options: { rows: { type: 'string', default: '200000' }, chunk: { type: 'string', default: '1000' }, variants: { type: 'string' } } });
+  const variants = values.variants ? values.variants.split(',') : b.variants;
   const rows = Number(values.rows);
   const log = (s: string) => process.stderr.write(`${s}\n`);
   const endpoint = http.createServer((req, res) => {
@@ -53,7 +54,7 @@ export async function benchPlatform(b: PlatformBench): Promise<void> {
     await client.query('VACUUM ANALYZE logs');
     await client.end();
     const lines = [`${b.name}: ${rows.toLocaleString('en-US')} rows, workers 1, chunk ${values.chunk}, Node ${process.version}, ${os.cpus().length} cores`, '', '| variant | events/s | events per CPU-second | peak RSS | bytes sent |', '|---|---:|---:|---:|---:|'];
-    for (const variant of b.variants) {
+    for (const variant of variants) {
       const cfg = path.join(work, `${variant.replace(/\W+/g, '_')}.yaml`);
       const report = path.join(work, `${variant.replace(/\W+/g, '_')}.json`);
       fs.writeFileSync(cfg, YAML.stringify({

@@ -15,7 +15,7 @@ const benches: [string, string[]][] = [
   ['platform_newrelic.js', [rows, 'gzip']],
   ['platform_splunk.js', ['--rows', rows]],
   ['platform_otlp.js', ['--rows', rows]],
-  ['platform_loki.js', ['--rows', rows, '--protocol', 'protobuf']],
+  ['platform_loki.js', ['--rows', rows, '--variants', 'protobuf']],
   ['platform_cloudwatch.js', ['--rows', rows]],
   ['platform_kinesis.js', ['--rows', rows]],
   ['platform_azure_monitor.js', ['--rows', rows]],
