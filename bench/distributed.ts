@@ -12,7 +12,7 @@ import { parseArgs } from 'node:util';
 import pg from 'pg';
 import YAML from 'yaml';
 import { startEmbeddedPostgres } from '../src/demo/embedded_pg.js';
-import { createKestraSchema, seedKestraLogsParallel } from '../src/demo/seed.js';
+import { seedBenchDay } from './seed_day.js';
 import { packageRoot } from '../src/util/paths.js';
 
 const CLI = path.join(packageRoot(), 'dist/src/cli/main.js');
@@ -74,12 +74,7 @@ export async function distributedBench(argv: string[]): Promise<void> {
   const client = new pg.Client({ connectionString: url });
   await client.connect();
   try {
-    if (!values.url) {
-      await createKestraSchema(client);
-      log(`seeding ${rows.toLocaleString('en-US')} Kestra rows...`);
-      await seedKestraLogsParallel(url, { rows, start: new Date(Date.now() - 23 * 3600_000 - 120_000).toISOString(), spanSeconds: 23 * 3600, parallel: 2 });
-      await client.query('VACUUM ANALYZE logs');
-    }
+    if (!values.url) await seedBenchDay(url, rows);
     // The same shards for every contender: four a thread at the largest count, so idle threads pull work.
     const rowsPerShard = Math.max(1000, Math.ceil(rows / (Math.max(...counts) * threads * 4)));
     let n = 0;

@@ -9,10 +9,9 @@ import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import pg from 'pg';
 import YAML from 'yaml';
 import { startEmbeddedPostgres } from '../src/demo/embedded_pg.js';
-import { createKestraSchema, seedKestraLogsParallel } from '../src/demo/seed.js';
+import { seedBenchDay } from './seed_day.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const CLI = path.join(ROOT, 'dist/src/cli/main.js');
@@ -47,13 +46,7 @@ export async function runIntakeBench(b: IntakeBench): Promise<void> {
   const db = await startEmbeddedPostgres();
   const work = fs.mkdtempSync(path.join(os.tmpdir(), `logship-bench-${b.name}-`));
   try {
-    const client = new pg.Client({ connectionString: db.url });
-    await client.connect();
-    await createKestraSchema(client);
-    log(`seeding ${rows.toLocaleString('en-US')} Kestra rows...`);
-    await seedKestraLogsParallel(db.url, { rows, start: new Date(Date.now() - 23 * 3600_000 - 120_000).toISOString(), spanSeconds: 23 * 3600, parallel: 2 });
-    await client.query('VACUUM ANALYZE logs');
-    await client.end();
+    await seedBenchDay(db.url, rows);
     for (const compression of variants) {
       requests = 0;
       wireBytes = 0;

@@ -10,10 +10,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import zlib from 'node:zlib';
-import pg from 'pg';
 import YAML from 'yaml';
 import { startEmbeddedPostgres } from '../src/demo/embedded_pg.js';
-import { createKestraSchema, seedKestraLogsParallel } from '../src/demo/seed.js';
+import { seedBenchDay } from './seed_day.js';
 import { packageRoot } from '../src/util/paths.js';
 
 const { values } = parseArgs({ options: { rows: { type: 'string', default: '200000' }, chunk: { type: 'string', default: '1000' }, concurrency: { type: 'string', default: '4' } } });
@@ -58,13 +57,7 @@ async function main(): Promise<void> {
   const db = await startEmbeddedPostgres();
   const endpoint = await startEndpoint(work);
   try {
-    const client = new pg.Client({ connectionString: db.url });
-    await client.connect();
-    await createKestraSchema(client);
-    log(`seeding ${rows.toLocaleString('en-US')} Kestra rows...`);
-    await seedKestraLogsParallel(db.url, { rows, start: new Date(Date.now() - 23 * 3600_000 - 120_000).toISOString(), spanSeconds: 23 * 3600, parallel: 2 });
-    await client.query('VACUUM ANALYZE logs');
-    await client.end();
+    await seedBenchDay(db.url, rows);
     const bundle = path.join(work, 'ca.pem');
     const existing = process.env.NODE_EXTRA_CA_CERTS && fs.existsSync(process.env.NODE_EXTRA_CA_CERTS) ? `${fs.readFileSync(process.env.NODE_EXTRA_CA_CERTS, 'utf8')}\n` : '';
     fs.writeFileSync(bundle, existing + fs.readFileSync(path.join(work, 'cert.pem'), 'utf8'));

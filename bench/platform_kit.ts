@@ -10,10 +10,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
-import pg from 'pg';
 import YAML from 'yaml';
 import { startEmbeddedPostgres } from '../src/demo/embedded_pg.js';
-import { createKestraSchema, seedKestraLogsParallel } from '../src/demo/seed.js';
+import { seedBenchDay } from './seed_day.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const CLI = path.join(ROOT, 'dist/src/cli/main.js');
@@ -46,13 +45,7 @@ export async function benchPlatform(b: PlatformBench): Promise<void> {
   const pgServer = await startEmbeddedPostgres();
   const work = fs.mkdtempSync(path.join(os.tmpdir(), `logship-bench-${b.name}-`));
   try {
-    const client = new pg.Client({ connectionString: pgServer.url });
-    await client.connect();
-    await createKestraSchema(client);
-    log(`seeding ${rows.toLocaleString('en-US')} Kestra rows...`);
-    await seedKestraLogsParallel(pgServer.url, { rows, start: new Date(Date.now() - 23 * 3600_000 - 120_000).toISOString(), spanSeconds: 23 * 3600, parallel: 2 });
-    await client.query('VACUUM ANALYZE logs');
-    await client.end();
+    await seedBenchDay(pgServer.url, rows);
     const lines = [`${b.name}: ${rows.toLocaleString('en-US')} rows, workers 1, chunk ${values.chunk}, Node ${process.version}, ${os.cpus().length} cores`, '', '| variant | events/s | events per CPU-second | peak RSS | bytes sent |', '|---|---:|---:|---:|---:|'];
     for (const variant of variants) {
       const cfg = path.join(work, `${variant.replace(/\W+/g, '_')}.yaml`);
