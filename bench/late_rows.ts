@@ -1,9 +1,10 @@
-// `npx tsc -p tsconfig.json && node dist/bench/late_rows.js [--rows 1000000] [--late 1000]`:
+// `npx tsc -p tsconfig.json && node dist/bench/late_rows.js [--rows 1000000] [--late 1000] [--pairs 3]`:
 // what the late-row catch-up costs an incremental run. Two offsetKeys export the same data, one
 // with lateRows on (PT1H) and one off (PT0S). Run 1 exports N rows; then N new rows arrive plus
-// `--late` rows committed late into run 1's ranges; run 2 is the measured incremental run. The
-// catch-up time (its one scan of the horizon, which holds all 2 N rows, plus exporting the late
-// rows) is reported against run 2's total.
+// `--late` rows committed late into run 1's ranges; run 2 is the measured incremental run,
+// repeated from run 1's saved state, off and on in turn, pair by pair. The result is the median
+// of the pairs' whole-process ratios: what turning lateRows on adds to the run (its check scans
+// the horizon, which holds all 2 N rows, beside the window, then the late rows go out).
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -30,11 +31,11 @@ async function seedSecondHalf(url: string, rows: number, start: string): Promise
 }
 import { packageRoot } from '../src/util/paths.js';
 
-const { values } = parseArgs({ options: { rows: { type: 'string', default: '1000000' }, late: { type: 'string', default: '1000' }, url: { type: 'string' } } });
+const { values } = parseArgs({ options: { rows: { type: 'string', default: '1000000' }, late: { type: 'string', default: '1000' }, pairs: { type: 'string', default: '3' }, url: { type: 'string' } } });
 const CLI = path.join(packageRoot(), 'dist/src/cli/main.js');
 const log = (s: string) => process.stderr.write(`${s}\n`);
 
-function cli(cfg: string, report: string): Promise<{ seconds: number; report: { durationMs: number; rows: number; late: { durationMs: number; rows: number; rangesChecked: number } } }> {
+function cli(cfg: string, report: string): Promise<{ seconds: number; report: { durationMs: number; rows: number; late: { durationMs: number; checkMs: number; rows: number; rangesChecked: number } } }> {
   return new Promise((resolve, reject) => {
     const t0 = process.hrtime.bigint();
     const child = spawn(process.execPath, [CLI, 'run', '--config', cfg, '--report', report], { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -85,14 +86,38 @@ async function main(): Promise<void> {
     while (Date.now() < newStart.getTime() + 21_000) await new Promise((r) => setTimeout(r, 500));
     await seedKestraLogs(client, { rows: late, start: iso(49), spanSeconds: 18 * 60, seq: 10 * rows });
     await client.query('VACUUM ANALYZE logs');
-    // Off first, so the page cache is equally warm for the measured "on" run.
-    const offRun = await cli(off, path.join(work, 'run2-off.json'));
-    const onRun = await cli(on, path.join(work, 'run2-on.json'));
-    const share = onRun.report.late.durationMs / onRun.report.durationMs;
+    // Run 2 again and again from the same starting point: the state and outputs of run 1 are
+    // put back before each, so every repetition finds the same new rows and the same late rows.
+    const saved = new Map<string, { state: string; parts: Set<string> }>();
+    for (const cfg of [on, off]) {
+      const dir = path.dirname(cfg);
+      saved.set(cfg, { state: fs.readFileSync(path.join(dir, 'state.json'), 'utf8'), parts: new Set(fs.readdirSync(path.join(dir, 'out'))) });
+    }
+    const restore = (cfg: string) => {
+      const dir = path.dirname(cfg);
+      const s = saved.get(cfg)!;
+      fs.writeFileSync(path.join(dir, 'state.json'), s.state);
+      for (const f of fs.readdirSync(path.join(dir, 'out'))) if (!s.parts.has(f)) fs.rmSync(path.join(dir, 'out', f));
+    };
+    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+    const pairs: { off: Awaited<ReturnType<typeof cli>>; on: Awaited<ReturnType<typeof cli>> }[] = [];
+    for (let i = 0; i < Number(values.pairs); i++) {
+      // Off first in each pair, so the page cache is as warm for the "on" run as for the next "off".
+      restore(off);
+      const offRun = await cli(off, path.join(work, `run2-off-${i}.json`));
+      restore(on);
+      const onRun = await cli(on, path.join(work, `run2-on-${i}.json`));
+      if (onRun.report.late.rows !== late) throw new Error(`the catch-up exported ${onRun.report.late.rows} late rows, not ${late}`);
+      pairs.push({ off: offRun, on: onRun });
+      log(`pair ${i + 1}: off ${offRun.seconds.toFixed(2)} s, on ${onRun.seconds.toFixed(2)} s (check ${(onRun.report.late.checkMs / 1000).toFixed(2)} s beside the window, catch-up after it ${(onRun.report.late.durationMs / 1000).toFixed(2)} s)`);
+    }
+    const overheads = pairs.map((p) => p.on.seconds / p.off.seconds - 1);
+    const pct = (x: number) => `${x >= 0 ? '+' : ''}${(x * 100).toFixed(1)}%`;
     const lines = [
-      `incremental run of ${offRun.report.rows.toLocaleString('en-US')} rows, lateRows off: ${(offRun.report.durationMs / 1000).toFixed(2)} s`,
-      `incremental run of ${(onRun.report.rows - onRun.report.late.rows).toLocaleString('en-US')} rows + ${onRun.report.late.rows} late rows, lateRows PT1H: ${(onRun.report.durationMs / 1000).toFixed(2)} s`,
-      `  catch-up (one scan of ${onRun.report.late.rangesChecked} ranges holding ${(2 * rows + late).toLocaleString('en-US')} rows, then the late shards): ${(onRun.report.late.durationMs / 1000).toFixed(2)} s = ${(share * 100).toFixed(1)}% of the run`,
+      `incremental run of ${pairs[0]!.off.report.rows.toLocaleString('en-US')} rows (whole process, median of ${pairs.length}): lateRows off ${median(pairs.map((p) => p.off.seconds)).toFixed(2)} s, PT1H ${median(pairs.map((p) => p.on.seconds)).toFixed(2)} s (+ ${late} late rows)`,
+      `  the check (one scan of ${pairs[0]!.on.report.late.rangesChecked} ranges holding ${(2 * rows + late).toLocaleString('en-US')} rows), beside the window: median ${(median(pairs.map((p) => p.on.report.late.checkMs)) / 1000).toFixed(2)} s`,
+      `  after the window (waiting for the check, exporting the late rows): median ${(median(pairs.map((p) => p.on.report.late.durationMs)) / 1000).toFixed(2)} s`,
+      `  cost of lateRows to the run: ${pct(median(overheads))} (median of pair ratios; pairs ${overheads.map(pct).join(', ')}); load average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`,
     ];
     process.stdout.write(`${lines.join('\n')}\n`);
   } finally {

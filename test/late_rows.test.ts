@@ -3,7 +3,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { seedKestraLogs } from '../src/demo/seed.js';
-import { committedAfter, comparable, parseSnapshot } from '../src/source/snapshots.js';
+import { committedAfter, committedAfterByAge, comparable, comparableByAge, parseSnapshot, stableXid } from '../src/source/snapshots.js';
 import { freshDatabase, isoAgo, sourceDocs } from './helpers/db.js';
 import { exportedDocs, listParts, listTempFiles, runCli, startCli, tempDir, writeConfig } from './helpers/cli.js';
 
@@ -168,6 +168,36 @@ describe('late-arriving rows are exported exactly once', () => {
     expect(shown.lateRows).toEqual({ horizon: 'PT1H', rangesTracked: state.entries['LogShipper-state'].reads.length });
   });
 
+  it('checks for late rows on a session of its own beside the window, or after it on the main session when the role has none to spare: each late row once either way', async () => {
+    const { url, client } = await freshDatabase('late_sessions');
+    opened.push(client);
+    const role = 'late_limited';
+    await client.query(`CREATE ROLE ${role} LOGIN CONNECTION LIMIT 2 PASSWORD 'pw'`);
+    await client.query(`GRANT SELECT ON logs TO ${role}`);
+    const limited = url.replace(/\/\/[^@]+@/, `//${role}:pw@`);
+    await seedKestraLogs(client, { rows: 3000, start: isoAgo(3000), spanSeconds: 2400 });
+    for (const [name, sourceUrl, session] of [['own', url, 'own'], ['limited', limited, 'main']] as const) {
+      const dir = tempDir(`late-sessions-${name}`);
+      const out = path.join(dir, 'out');
+      const cfg = writeConfig(dir, {
+        // One worker: with the main session it takes both of the limited role's sessions.
+        source: { url: sourceUrl }, lookbackPeriod: 'P1D', safetyLag: 'PT0S', workers: 1, rowsPerShard: 1000,
+        offsetKey: `late-${name}`, state: { type: 'file', path: path.join(dir, 'state.json') },
+        logExporters: [{ id: 'files', type: 'file', directory: out }],
+      });
+      expect((await runCli(['run', '--config', cfg])).code).toBe(0);
+      // Late rows for the ranges of run 1.
+      await seedKestraLogs(client, { rows: 400, start: isoAgo(2900), spanSeconds: 2000, seq: name === 'own' ? 1_000_000 : 2_000_000 });
+      const second = await runCli(['run', '--config', cfg, '--report', path.join(dir, 'r.json')]);
+      expect(second.code).toBe(0);
+      const logged = second.stderr.split('\n').filter((l) => l.includes('"session"')).map((l) => JSON.parse(l).session);
+      expect(logged).toEqual([session]);
+      const report = JSON.parse(fs.readFileSync(path.join(dir, 'r.json'), 'utf8'));
+      expect(report.late.rows).toBe(400);
+      expect(exportedDocs(out)).toEqual(await sourceDocs(client));
+    }
+  });
+
   it('with delete: true, late rows are exported, then deleted in the same snapshot (the scan path, not the key lookup)', async () => {
     const { url, client } = await freshDatabase('late_delete');
     opened.push(client);
@@ -209,5 +239,42 @@ describe('late-row detection on 32-bit xmin values', () => {
     // the frozen/bootstrap xids 0-2 or anything the snapshot saw committed.
     expect(r.rows.map((x) => Number(x.x))).toEqual([4294967285, 4294967290, 4294967295, 3, 9, 11]);
     expect(comparable(since, parseSnapshot(`1:${epoch + 2n ** 32n + 2n ** 31n}:`))).toBe(false);
+  });
+
+  it('selects the same xids by age() as by xmin, across an xid wraparound', async () => {
+    const { client } = await freshDatabase('late_ages', false);
+    opened.push(client);
+    const epoch = 3n * 2n ** 32n;
+    const since = parseSnapshot(`${epoch + 4294967280n}:${epoch + 4294967290n}:${epoch + 4294967285n}`);
+    const now = parseSnapshot(`${epoch + 2n ** 32n + 10n}:${epoch + 2n ** 32n + 12n}:`);
+    const stable = epoch + 2n ** 32n + 20n;
+    expect(comparableByAge(since, stable)).toBe(true);
+    // PostgreSQL's age() from that stable xid: int4 distance, 2^31 - 1 for the xids 0-2.
+    const age = `(CASE WHEN v.xmin::text::int8 < 3 THEN 2147483647 ELSE (${stable % 2n ** 32n} - v.xmin::text::int8 + 4294967296) % 4294967296 END)`;
+    const xids = [4294967270, 4294967280, 4294967285, 4294967289, 4294967290, 4294967295, 0, 1, 2, 3, 9, 11];
+    const r = await client.query<{ x: string }>(
+      `SELECT v.xmin::text AS x FROM (VALUES ${xids.map((x) => `('${x}'::xid)`).join(', ')}) v(xmin) WHERE ${committedAfterByAge(since, now, stable, age)}`);
+    expect(r.rows.map((x) => Number(x.x))).toEqual([4294967285, 4294967290, 4294967295, 3, 9, 11]);
+    expect(comparableByAge(since, since.xmin + 2n ** 31n - 1n)).toBe(false);
+  });
+
+  it('learns the xid age() measures from: a real row\'s age is its distance from it', async () => {
+    const { client } = await freshDatabase('late_stable', false);
+    opened.push(client);
+    await client.query('CREATE TABLE t (v int)');
+    await client.query('INSERT INTO t VALUES (1)');
+    await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    try {
+      const now = parseSnapshot((await client.query<{ s: string }>('SELECT pg_current_snapshot()::text AS s')).rows[0]!.s);
+      const probe = now.xmax - 1n;
+      const a = (await client.query<{ a: number }>('SELECT age($1::text::xid) AS a', [String(probe % 2n ** 32n)])).rows[0]!.a;
+      const stable = stableXid(now, probe, a);
+      // Other test files share the cluster's xids: the stable xid is at or a little past xmax.
+      expect(stable >= now.xmax && stable - now.xmax < 10_000n).toBe(true);
+      const row = (await client.query<{ x: string; a: number }>('SELECT xmin::text AS x, age(xmin) AS a FROM t')).rows[0]!;
+      expect(BigInt(row.a)).toBe(stable % 2n ** 32n - BigInt(row.x));
+    } finally {
+      await client.query('COMMIT');
+    }
   });
 });

@@ -6,7 +6,8 @@ import { isoDurationMillis } from '../config/units.js';
 import { shardId, TS_TEXT, type Bound } from '../plan/keyset.js';
 import type { ShardSpec } from '../plan/shards.js';
 import { filterConditions, rangeConditions, whereClause } from '../source/query.js';
-import { committedAfter, comparable, parseSnapshot, XMIN8, type Snapshot } from '../source/snapshots.js';
+import { committedAfterByAge, comparable, comparableByAge, oldestOf, parseSnapshot, stableXid, type Snapshot } from '../source/snapshots.js';
+import type { Db } from '../source/session.js';
 import type { SourceTable } from '../source/table.js';
 import type { ReadRange, RunManifest, ShardOutcome } from '../state/types.js';
 import type { Logger } from '../util/log.js';
@@ -87,22 +88,25 @@ function before(t: SourceTable, b: Bound): string {
  * that range's visibility test decides. One EXISTS per range would scan the table once per range
  * wherever no timestamp index serves the range.
  */
-async function rangesWithLateRows(main: pg.Client, t: SourceTable, config: Config, ranges: ReadRange[], now: Snapshot): Promise<{ range: ReadRange; keys: string[] | null }[]> {
+async function rangesWithLateRows(client: pg.Client, t: SourceTable, config: Config, ranges: ReadRange[], now: Snapshot, stable: bigint): Promise<{ range: ReadRange; keys: string[] | null }[]> {
   const sorted = [...ranges].sort((a, b) => compareBounds(a.lo, b.lo));
   const lo = sorted[0]!.lo;
   const hi = sorted.reduce((m, r) => (compareBounds(r.hi, m) > 0 ? r.hi : m), sorted[0]!.hi);
-  const where = whereClause([...filterConditions(t, filtersOf(config)), ...rangeConditions(t, lo, hi)]);
+  // Nearly every row is old: one age() test against the union of the ranges' snapshots drops it
+  // before the range's row comparisons, and the tree, are evaluated at all.
+  const anyLate = committedAfterByAge(oldestOf(sorted.map((r) => parseSnapshot(r.snapshot))), now, stable, 'age(t.xmin)');
+  const where = whereClause([anyLate, ...filterConditions(t, filtersOf(config)), ...rangeConditions(t, lo, hi)]);
   // The inner query yields the row's time and key under their own names (so t.ts and t.keyOrdered
-  // still apply to it) and its xmin as int8 once; OFFSET 0 keeps the planner from inlining that
-  // conversion into every branch of the tree.
-  const leaf = (i: number) => `CASE WHEN ${committedAfter(parseSnapshot(sorted[i]!.snapshot), now, 't.logship_xmin8')} THEN ${i} END`;
+  // still apply to it) and its age once; OFFSET 0 keeps the planner from inlining it into every
+  // branch of the tree.
+  const leaf = (i: number) => `CASE WHEN ${committedAfterByAge(parseSnapshot(sorted[i]!.snapshot), now, stable, 't.logship_age')} THEN ${i} END`;
   const tree = (from: number, to: number): string => {
     if (to - from === 1) return leaf(from);
     const mid = (from + to) >> 1;
     return `CASE WHEN ${before(t, sorted[mid]!.lo)} THEN ${tree(from, mid)} ELSE ${tree(mid, to)} END`;
   };
-  const rows = `SELECT ${t.ts}, ${t.key}, ${XMIN8} AS logship_xmin8 FROM ${t.name} t ${where} OFFSET 0`;
-  const r = await main.query<{ i: number; keys: string[] | null }>(
+  const rows = `SELECT ${t.ts}, ${t.key}, age(t.xmin) AS logship_age FROM ${t.name} t ${where} OFFSET 0`;
+  const r = await client.query<{ i: number; keys: string[] | null }>(
     `SELECT s.i, CASE WHEN count(*) <= ${MAX_KEYED_ROWS} THEN array_agg(s.k) END AS keys
        FROM (SELECT ${tree(0, sorted.length)} AS i, ${t.key}::text AS k FROM (${rows}) t) s WHERE s.i IS NOT NULL GROUP BY s.i`);
   // A row in a gap between stored ranges can only flag a neighbour, whose late read then finds
@@ -120,38 +124,51 @@ async function rangesWithLateRows(main: pg.Client, t: SourceTable, config: Confi
  */
 const MAX_KEYED_ROWS = Number(process.env.LOGSHIP_TEST_MAX_KEYED_LATE_ROWS ?? 2000);
 
+/** What one check of the ledger found: the ranges holding late rows, as seen from snapshot `until`. */
+export interface LateFinding {
+  until: string;
+  hits: { range: ReadRange; keys: string[] | null }[];
+}
+
 /**
- * Finds the ranges of the ledger that hold rows committed after their snapshot (one scan) and
- * exports those rows as extra shards of the ranges they belong to (by key when they are few, so
- * no second scan is needed), `${id}-late${n}`, through the same manifest, exporters and checkpoints as any
- * shard: a crash mid-catch-up resumes it, and each late row is exported exactly once.
+ * Finds the ranges of `reads` that hold rows committed after their snapshot, in one scan of the
+ * horizon read in one snapshot (`until`), so the late rows it finds are exactly those `until`
+ * shows. Read-only and safe to run again from the start, so a lost connection just reruns it.
  */
-export async function catchUpLateRows(
-  main: pg.Client, table: SourceTable, config: Config, ledger: Ledger, offset: Bound, report: RunReport, log: Logger,
-  execute: (run: RunManifest) => Promise<unknown>,
-): Promise<void> {
-  if (ledger.horizonStart === null || ledger.reads.length === 0) return;
-  // The check reads in one snapshot, so the late rows it finds are exactly those `until` shows.
-  await main.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-  let until: string;
-  let hits: { range: ReadRange; keys: string[] | null }[] = [];
-  try {
-    until = await currentSnapshot(main);
-    const now = parseSnapshot(until);
-    const candidates = ledger.reads.filter((r) => {
-      if (comparable(parseSnapshot(r.snapshot), now)) return true;
-      log.warn({ range: r.id }, 'range read too many transactions ago (over 2^31) to tell late rows apart by xmin; it is no longer checked');
-      return false;
-    });
-    report.late.rangesChecked += candidates.length;
-    if (candidates.length > 0) hits = await rangesWithLateRows(main, table, config, candidates, now);
-  } finally {
-    await main.query('COMMIT');
+export async function findLateRows(db: Db, table: SourceTable, config: Config, reads: ReadRange[], report: RunReport, log: Logger): Promise<LateFinding | null> {
+  if (reads.length === 0) return null;
+  const started = Date.now();
+  const finding = await db.run(async (c) => {
+    await c.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    try {
+      const until = await currentSnapshot(c);
+      const now = parseSnapshot(until);
+      // age() measures from an xid fixed at its first call in a transaction: learn it from one
+      // normal xid's age, here, so the check's bounds are ages from the same xid.
+      const probe = now.xmax % (1n << 32n) >= 4n ? now.xmax - 1n : now.xmax - 4n;
+      const probed = await c.query<{ a: number }>('SELECT age($1::text::xid) AS a', [String(probe % (1n << 32n))]);
+      const stable = stableXid(now, probe, probed.rows[0]!.a);
+      const candidates = reads.filter((r) => comparable(parseSnapshot(r.snapshot), now) && comparableByAge(parseSnapshot(r.snapshot), stable));
+      const hits = candidates.length > 0 ? await rangesWithLateRows(c, table, config, candidates, now, stable) : [];
+      return { until, hits, checked: candidates };
+    } finally {
+      await c.query('COMMIT');
+    }
+  });
+  for (const r of reads) {
+    if (!finding.checked.includes(r)) log.warn({ range: r.id }, 'range read too many transactions ago (over 2^31) to tell late rows apart by xmin; it is no longer checked');
   }
-  if (hits.length === 0) return;
-  const shards: ShardSpec[] = hits.map(({ range: r, keys }, index) => ({
+  report.late.rangesChecked += finding.checked.length;
+  report.late.checkMs += Date.now() - started;
+  return { until: finding.until, hits: finding.hits };
+}
+
+/** The late run that exports what a check found, as extra shards `${id}-late${n}` of their ranges; null when nothing is late. */
+export function lateRun(finding: LateFinding | null, offset: Bound, report: RunReport, log: Logger): RunManifest | null {
+  if (!finding || finding.hits.length === 0) return null;
+  const shards: ShardSpec[] = finding.hits.map(({ range: r, keys }, index) => ({
     index, id: `${r.id}-late${r.late + 1}`, lo: r.lo, hi: r.hi, estimatedRows: keys?.length ?? 0,
-    late: { of: r.id, n: r.late + 1, since: r.snapshot, ...(keys ? { keys, until } : {}) },
+    late: { of: r.id, n: r.late + 1, since: r.snapshot, ...(keys ? { keys, until: finding.until } : {}) },
   }));
   report.late.rangesCaughtUp += shards.length;
   const run: RunManifest = {
@@ -159,5 +176,20 @@ export async function catchUpLateRows(
     window: { start: offset, end: offset }, totalRows: 0, shards,
   };
   log.info({ runId: run.runId, ranges: shards.length }, 'late rows found in exported ranges; exporting them as extra parts of their shards');
-  await execute(run);
+  return run;
+}
+
+/**
+ * Finds the ranges of the ledger that hold rows committed after their snapshot (one scan) and
+ * exports those rows as extra shards of the ranges they belong to (by key when they are few, so
+ * no second scan is needed), `${id}-late${n}`, through the same manifest, exporters and checkpoints as any
+ * shard: a crash mid-catch-up resumes it, and each late row is exported exactly once.
+ */
+export async function catchUpLateRows(
+  db: Db, table: SourceTable, config: Config, ledger: Ledger, offset: Bound, report: RunReport, log: Logger,
+  execute: (run: RunManifest) => Promise<unknown>,
+): Promise<void> {
+  if (ledger.horizonStart === null) return;
+  const run = lateRun(await findLateRows(db, table, config, ledger.reads, report, log), offset, report, log);
+  if (run) await execute(run);
 }

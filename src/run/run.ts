@@ -6,15 +6,15 @@ import type { Config } from '../config/types.js';
 import { tsToMicros, type Bound } from '../plan/keyset.js';
 import { planShards, tableScanWarning, type ShardPlan, type ShardSpec } from '../plan/shards.js';
 import { computeWindow, emptyWindowReason, type ExportWindow } from '../plan/window.js';
-import { SourceSession } from '../source/session.js';
-import { affordableWorkers } from '../source/connection_budget.js';
+import { SourceSession, type Db } from '../source/session.js';
+import { affordableWorkers, freeConnections } from '../source/connection_budget.js';
 import { passRawBytesFromSqlAscii } from '../source/connection.js';
 import { describeTable, type SourceTable } from '../source/table.js';
 import { createExporter, maxShardLeadMs } from '../sinks/registry.js';
 import { checkpointOffset } from '../state/checkpoint.js';
 import { createStateStore } from '../state/create.js';
 import type { ReadRange, RunManifest, ShardAcks, ShardOutcome, StateStore } from '../state/types.js';
-import { catchUpLateRows, currentSnapshot, horizonStart, nextReads, type Ledger } from './late_rows.js';
+import { currentSnapshot, findLateRows, horizonStart, lateRun, nextReads, type Ledger, type LateFinding } from './late_rows.js';
 import { redact } from '../config/secrets.js';
 import type { Logger } from '../util/log.js';
 import { workerFile } from '../util/paths.js';
@@ -55,7 +55,7 @@ export interface RunReport {
   /** Where those are (config `deadLetter`). */
   deadLetter: string;
   /** The late-row catch-up: ranges inside the horizon checked, ranges with late rows, rows exported, time spent. */
-  late: { rangesChecked: number; rangesCaughtUp: number; rows: number; durationMs: number };
+  late: { rangesChecked: number; rangesCaughtUp: number; rows: number; durationMs: number; checkMs: number };
   exporters: Record<string, ExporterTotals>;
   /** GET and PUT requests to an object-store state (null for postgres and file state). */
   stateRequests: { get: number; put: number } | null;
@@ -93,7 +93,7 @@ export function emptyReport(config: Config): RunReport {
   const report: RunReport = {
     status: 'ok', offsetKey: config.offsetKey, offsetBefore: null, offsetAfter: null, runs: [],
     rows: 0, files: 0, bytes: 0, deletedRows: config.delete ? 0 : null, durationMs: 0, rowsPerSec: 0, peakRssBytes: 0, cpuSeconds: 0, planningMs: 0, stateRequests: null,
-    badRows: 0, deadLetter: config.deadLetter, late: { rangesChecked: 0, rangesCaughtUp: 0, rows: 0, durationMs: 0 }, exporters: {},
+    badRows: 0, deadLetter: config.deadLetter, late: { rangesChecked: 0, rangesCaughtUp: 0, rows: 0, durationMs: 0, checkMs: 0 }, exporters: {},
   };
   for (const e of config.logExporters) report.exporters[e.id] = { rows: 0, files: 0, bytes: 0, removedStaleParts: 0, deadLettered: 0 };
   return report;
@@ -108,8 +108,10 @@ export async function runExport(wanted: Config, o: RunOptions, report: RunReport
   const main = await SourceSession.open(wanted.source, 'main');
   let store: StateStore | null = null;
   let pool: Piscina | null = null;
+  let lateCheck: LateCheck | null = null;
   try {
     const workers = await affordableWorkers(main.current(), wanted.workers, (message) => o.log.warn(message));
+    const spareSessions = ((await freeConnections(main.current()))?.free ?? Infinity) - workers;
     const config = workers === wanted.workers ? wanted : { ...wanted, workers };
     await passRawBytesFromSqlAscii(main.current());
     const table = await describeTable(main.current(), config.source);
@@ -129,6 +131,7 @@ export async function runExport(wanted: Config, o: RunOptions, report: RunReport
       offset = await executeRun(config, table, store, pool, state.run, state.done, state.acks, true, report, o, stop, ledger);
     }
     if (report.stopped || !stop.mayStart(null)) return stopEarly(report, stop);
+    lateCheck = o.fixedWindow ? null : LateCheck.start(config, table, ledger, spareSessions, report, o.log);
 
     // Taken before planning: if the window plans no shards, this is the read that covered it.
     const snapshot = ledger.horizonStart === null ? undefined : await main.run((c) => currentSnapshot(c));
@@ -149,11 +152,13 @@ export async function runExport(wanted: Config, o: RunOptions, report: RunReport
       await store.beginRun(run);
       offset = await executeRun(config, table, store, pool, run, new Map(), new Map(), false, report, o, stop, ledger);
     }
-    if (offset && !o.fixedWindow) {
+    if (offset && lateCheck) {
       const lateStarted = Date.now();
-      const s = store;
-      const p = pool;
-      await catchUpLateRows(main.current(), table, config, ledger, offset, report, o.log, (run) => s.beginRun(run).then(() => executeRun(config, table, s, p, run, new Map(), new Map(), false, report, o, stop, ledger)));
+      const late = lateRun(await lateCheck.finding(main), offset, report, o.log);
+      if (late) {
+        await store.beginRun(late);
+        await executeRun(config, table, store, pool, late, new Map(), new Map(), false, report, o, stop, ledger);
+      }
       report.late.durationMs += Date.now() - lateStarted;
     }
     if (report.stopped || (stop.reason !== null && stop.reason !== 'deadline')) return stopEarly(report, stop);
@@ -161,6 +166,7 @@ export async function runExport(wanted: Config, o: RunOptions, report: RunReport
   } finally {
     stop.disarm();
     o.progress.stop();
+    await lateCheck?.close();
     report.durationMs = Date.now() - started;
     report.rowsPerSec = report.durationMs > 0 ? Math.round((report.rows / report.durationMs) * 1000) : 0;
     const usage = process.resourceUsage();
@@ -172,6 +178,44 @@ export async function runExport(wanted: Config, o: RunOptions, report: RunReport
     await closing?.catch((err: unknown) => o.log.error({ error: redact(errorMessage(err)) }, 'saving the state at exit failed; the next run redoes the shards finished since the last save'));
     if (store?.requests) report.stateRequests = { ...store.requests };
     await main.end();
+  }
+}
+
+/**
+ * The late-row check of the ledger's ranges (those of earlier runs), started before the window's
+ * shards: the ranges it checks lie before the offset, where the window's shards never read, so it
+ * needs nothing from them. On a session of its own (when the server has one to spare) its scan of
+ * the horizon runs while the shards export instead of after them; otherwise it runs on the main
+ * session once the window is done, as the state store then has no use for it.
+ */
+class LateCheck {
+  private session: SourceSession | null = null;
+  private early: Promise<LateFinding | null> | null = null;
+
+  private constructor(private readonly check: (db: Db) => Promise<LateFinding | null>) {}
+
+  static start(config: Config, table: SourceTable, ledger: Ledger, spareSessions: number, report: RunReport, log: Logger): LateCheck | null {
+    if (ledger.horizonStart === null || ledger.reads.length === 0) return null;
+    const reads = [...ledger.reads];
+    const c = new LateCheck((db) => findLateRows(db, table, config, reads, report, log));
+    const concurrent = spareSessions >= 1;
+    log.info({ ranges: reads.length, session: concurrent ? 'own' : 'main' }, concurrent
+      ? 'checking exported ranges for late rows on a session of its own, beside the window'
+      : 'no session to spare: exported ranges are checked for late rows after the window, on the main session');
+    if (concurrent) {
+      c.early = SourceSession.open(config.source, 'late-rows').then((s) => c.check((c.session = s)));
+      // Awaited after the window; until then its failure must not count as unhandled.
+      c.early.catch(() => {});
+    }
+    return c;
+  }
+
+  finding(main: Db): Promise<LateFinding | null> {
+    return this.early ?? this.check(main);
+  }
+
+  async close(): Promise<void> {
+    await this.session?.end();
   }
 }
 

@@ -99,7 +99,7 @@ export async function runDistributed(config: Config, o: RunOptions, report: RunR
     async function catchUp(offset: Bound): Promise<void> {
       if (ledger.horizonStart === null || ledger.reads.length === 0) return;
       const lateStarted = Date.now();
-      await catchUpLateRows(main.current(), table, config, ledger, offset, report, o.log, async (late) => {
+      await catchUpLateRows(main, table, config, ledger, offset, report, o.log, async (late) => {
         await store!.beginRun(late);
         queue ??= await openQueue(config, o.log, 2);
         await enqueue(queue, config, late, new Map());
