@@ -76,6 +76,22 @@ describe('permanent failures in a worker fail the shard after one attempt (real 
     expect(listParts(path.join(dir, 'out'))).toEqual([]);
   });
 
+  it('a worker thread that runs out of its heap cap fails the shard with a plain message after its attempts, and the offset stays', async () => {
+    const dir = tempDir('worker-oom');
+    const cfg = writeConfig(dir, {
+      source: { url, fetchSize: 50 }, lookbackPeriod: 'P1D', workers: 1, shardAttempts: 2, state: { type: 'file', path: path.join(dir, 'state.json') },
+      logExporters: [{ id: 'files', type: 'file', directory: path.join(dir, 'out') }],
+    });
+    const r = await runCli(['run', '--config', cfg], { env: { LOGSHIP_TEST_WORKER_HEAP_MB: '64', LOGSHIP_TEST_HOLD_MB_PER_BATCH: '80' } });
+    expect(r.code, r.stdout + r.stderr).toBe(1);
+    expect(r.stderr.split('\n').filter((l) => l.startsWith('logship:'))).toEqual([
+      expect.stringMatching(/^logship: shard 0 \(\S+\): its worker thread ran out of its 64 MiB heap; lower source\.fetchSize or the exporters' chunk/),
+    ]);
+    expect(retryLines(r.stderr), r.stderr).toHaveLength(1);
+    expect(listParts(path.join(dir, 'out'))).toEqual([]);
+    expect(JSON.parse((await runCli(['state', '--config', cfg, '--json'])).stdout).offset).toBeNull();
+  });
+
   describe('401/403 from an Elasticsearch _bulk endpoint', () => {
     let server: BulkServer;
     beforeAll(async () => {

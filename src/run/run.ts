@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { Piscina } from 'piscina';
+import type { Piscina } from 'piscina';
 import type pg from 'pg';
 import { errorMessage, RunError } from '../config/errors.js';
 import type { Config } from '../config/types.js';
@@ -17,11 +17,11 @@ import type { ReadRange, RunManifest, ShardAcks, ShardOutcome, StateStore } from
 import { currentSnapshot, findLateRows, horizonStart, lateRun, nextReads, type Ledger, type LateFinding } from './late_rows.js';
 import { redact } from '../config/secrets.js';
 import type { Logger } from '../util/log.js';
-import { workerFile } from '../util/paths.js';
 import type { RunObserver } from './observer.js';
 import { Progress } from './progress.js';
 import { kindOf } from './error_kind.js';
 import { attemptShardOnPool } from './shard_attempt.js';
+import { createShardPool } from './worker_pool.js';
 import { shardRetryDecision, withRetries } from './retry.js';
 import { filtersOf } from './shard_task.js';
 import type { InShardAck } from '../sinks/delivery/types.js';
@@ -122,7 +122,7 @@ export async function runExport(wanted: Config, o: RunOptions, report: RunReport
     report.offsetBefore = state.offset;
     if (state.offset) o.observer?.offset(state.offset);
     report.offsetAfter = state.offset;
-    pool = new Piscina({ filename: workerFile(), minThreads: config.workers, maxThreads: config.workers, idleTimeout: 60_000 });
+    pool = createShardPool(config, config.workers, o.log);
 
     const ledger: Ledger = { reads: state.reads, horizonStart: await main.run((c) => horizonStart(c, config)) };
     let offset = state.offset;

@@ -5,7 +5,8 @@ import { redact } from '../config/secrets.js';
 import type { InShardAck } from '../sinks/delivery/types.js';
 import type { DeliveryEvent } from '../sinks/delivery/types.js';
 import type { ShardOutcome } from '../state/types.js';
-import { fromWire } from './error_kind.js';
+import { fromWire, KindedError } from './error_kind.js';
+import { workerHeapLimitMb } from './worker_pool.js';
 import type { MainMessage, WorkerMessage } from './shard_channel.js';
 import type { ShardTaskInput } from './shard_task.js';
 import { ShardStoppedError, type StopControl } from './stop.js';
@@ -58,6 +59,10 @@ export async function attemptShardOnPool(
     // Error names do not survive the thread boundary; what we asked for, we know here. An
     // attempt told to stop is left for the next run whatever it ended with: not done, not failed.
     if (stopSent) throw new ShardStoppedError(errorMessage(err), { cause: err });
+    if ((err as { code?: unknown } | null)?.code === 'ERR_WORKER_OUT_OF_MEMORY') {
+      // Retried like any crash (another attempt may not meet the same peak), but said plainly.
+      throw new KindedError('transient', `shard ${shard.index} (${shard.id}): its worker thread ran out of its ${workerHeapLimitMb(input.config)} MiB heap; lower source.fetchSize or the exporters' chunk (the cap grows with maxRowBytes)`, { cause: err });
+    }
     throw fromWire(err);
   } finally {
     untrack();

@@ -85,6 +85,9 @@ export async function exportShard(input: ShardTaskInput): Promise<ShardOutcome> 
   const deadLetters = config.badRows === 'deadLetter' ? new DeadLetterFile(config.maxRowBytes, config.deadLetter, shard.id) : null;
   const badRows: BadRowPolicy = deadLetters ?? new FailOnBadRow(config.maxRowBytes);
   const delayMs = Number(process.env.LOGSHIP_TEST_BATCH_DELAY_MS ?? 0);
+  // Tests hold this many MiB of JS heap per batch, to meet the worker's heap cap.
+  const holdMb = Number(process.env.LOGSHIP_TEST_HOLD_MB_PER_BATCH ?? 0);
+  const held: number[][] = [];
   const reportEveryMs = process.env.LOGSHIP_TEST_PROGRESS_EVERY_BATCH === '1' ? 0 : PROGRESS_EVERY_MS;
   let rows = 0;
   let bytes = 0;
@@ -106,6 +109,7 @@ export async function exportShard(input: ShardTaskInput): Promise<ShardOutcome> 
       rows += batch.count;
       bytes += batch.bytes;
       if (delayMs > 0) await new Promise((r) => setTimeout(r, delayMs));
+      for (let m = 0; m < holdMb; m++) held.push(new Array<number>(1 << 17).fill(rows + m));
       // The main thread asks a shard to stop at a deadline or a signal; checked between batches.
       if (channel.stopRequested) throw new ShardStoppedError(`stopped after ${rows} rows; left for the next run`);
       const now = Date.now();

@@ -1,5 +1,5 @@
 import os from 'node:os';
-import { Piscina } from 'piscina';
+import type { Piscina } from 'piscina';
 import type PgBoss from 'pg-boss';
 import { errorMessage } from '../../config/errors.js';
 import { redact } from '../../config/secrets.js';
@@ -7,7 +7,7 @@ import type { Config } from '../../config/types.js';
 import { SourceSession } from '../../source/session.js';
 import { describeTable, type SourceTable } from '../../source/table.js';
 import type { Logger } from '../../util/log.js';
-import { workerFile } from '../../util/paths.js';
+import { createShardPool } from '../worker_pool.js';
 import { attemptShardOnPool } from '../shard_attempt.js';
 import { StopControl } from '../stop.js';
 import { checkDistributedConfig, openQueue } from './boss.js';
@@ -45,7 +45,7 @@ export async function runWorker(config: Config, o: WorkerOptions): Promise<Worke
   const stateTable = config.state.type === 'postgres' ? config.state.table : '';
   const report: WorkerReport = { workerId: o.workerId ?? `${os.hostname()}:${process.pid}`, shardsDone: 0, rows: 0, staleAttempts: 0 };
   const db = await SourceSession.open(config.source, 'worker');
-  const pool = new Piscina({ filename: workerFile(), minThreads: o.concurrency, maxThreads: o.concurrency, idleTimeout: 60_000 });
+  const pool = createShardPool(config, o.concurrency, o.log);
   let boss: PgBoss | null = null;
   try {
     const table = await describeTable(db.current(), config.source);
