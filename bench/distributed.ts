@@ -58,7 +58,7 @@ export async function distributedBench(argv: string[]): Promise<void> {
       'workers-processes': { type: 'string', default: '1,2,3' },
       threads: { type: 'string', default: '1' },
       pairs: { type: 'string', default: '1' },
-      'poll-interval': { type: 'string', default: 'PT0.5S' },
+      'poll-interval': { type: 'string', default: 'PT2S' },
       url: { type: 'string' },
       out: { type: 'string', default: 'bench/results_distributed.md' },
     },

@@ -16,6 +16,7 @@ import { WorkerSide } from './shard_channel.js';
 import type { Exporter, ShardWriter } from '../sinks/types.js';
 import { shardDoneSql } from '../state/postgres_store.js';
 import { holdsShard } from './distributed/fence.js';
+import { shardDoneChannel } from './distributed/names.js';
 import type { ShardOutcome } from '../state/types.js';
 import { ShardStoppedError } from './stop.js';
 
@@ -140,6 +141,8 @@ export async function exportShard(input: ShardTaskInput): Promise<ShardOutcome> 
       }
       if (config.delete) outcome.deletedRows = (await db.query(shardDelete(table, filters, shard.lo, shard.hi, extra))).rowCount ?? 0;
       await db.query(shardDoneSql(config.state.table), [config.offsetKey, input.runId, shard.index, JSON.stringify(outcome)]);
+      // Delivered at the commit only: wakes the coordinator, which otherwise sees it at its next poll.
+      await db.query('SELECT pg_notify($1, $2)', [shardDoneChannel(config.state.table, config.offsetKey), String(shard.index)]);
     } else if (config.delete && config.state.type === 'postgres') {
       const deleted = await db.query(shardDelete(table, filters, shard.lo, shard.hi, extra));
       outcome.deletedRows = deleted.rowCount ?? 0;

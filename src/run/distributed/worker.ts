@@ -12,7 +12,8 @@ import { attemptShardOnPool } from '../shard_attempt.js';
 import { StopControl } from '../stop.js';
 import { checkDistributedConfig, openQueue } from './boss.js';
 import { ShardFence, StaleAttemptError } from './fence.js';
-import type { ShardJobData } from './names.js';
+import { jobsChannel, type ShardJobData } from './names.js';
+import { Wakeup } from './wakeup.js';
 import type { ShardOutcome } from '../../state/types.js';
 
 export interface WorkerOptions {
@@ -47,6 +48,7 @@ export async function runWorker(config: Config, o: WorkerOptions): Promise<Worke
   const db = await SourceSession.open(config.source, 'worker');
   const pool = new Piscina({ filename: workerFile(), minThreads: o.concurrency, maxThreads: o.concurrency, idleTimeout: 60_000 });
   let boss: PgBoss | null = null;
+  let jobsWakeup: Wakeup | null = null;
   try {
     const table = await describeTable(db.current(), config.source);
     const fence = new ShardFence(db, stateTable, config.offsetKey);
@@ -74,6 +76,10 @@ export async function runWorker(config: Config, o: WorkerOptions): Promise<Worke
     };
     const pollingIntervalSeconds = settings.pollIntervalMs / 1000;
     for (let i = 0; i < o.concurrency; i++) workerIds.push(await boss.work<ShardJobData>(queue.name, { batchSize: 1, pollingIntervalSeconds }, handle));
+    // A coordinator notifies after enqueueing: idle workers fetch then, not up to a poll later.
+    jobsWakeup = await Wakeup.listen(queue.target, jobsChannel(queue.name), o.log, () => {
+      if (o.stop.reason === null) for (const id of workerIds) queue.boss.notifyWorker(id);
+    });
     o.log.info({ workerId: report.workerId, queue: queue.name, concurrency: o.concurrency }, 'worker started; waiting for shard jobs');
     await new Promise<void>((resolve) => {
       const timer = setInterval(() => {
@@ -89,6 +95,7 @@ export async function runWorker(config: Config, o: WorkerOptions): Promise<Worke
     return report;
   } finally {
     // Running shards were told to stop by the StopControl; their jobs fail and are retried.
+    await jobsWakeup?.close();
     await boss?.stop({ graceful: true, wait: true, close: true, timeout: 30_000 }).catch(() => {});
     await pool.destroy().catch(() => {});
     await db.end();
