@@ -83,7 +83,7 @@ export async function exportShard(input: ShardTaskInput): Promise<ShardOutcome> 
       observe: (event) => channel.delivery(e.id, event),
       fence,
     }));
-  const deadLetters = config.badRows === 'deadLetter' ? new DeadLetterFile(config.maxRowBytes, config.deadLetter, shard.id) : null;
+  const deadLetters = config.badRows === 'deadLetter' ? new DeadLetterFile(config.maxRowBytes, config.deadLetter, shard.id, fence) : null;
   const badRows: BadRowPolicy = deadLetters ?? new FailOnBadRow(config.maxRowBytes);
   const delayMs = Number(process.env.LOGSHIP_TEST_BATCH_DELAY_MS ?? 0);
   const reportEveryMs = process.env.LOGSHIP_TEST_PROGRESS_EVERY_BATCH === '1' ? 0 : PROGRESS_EVERY_MS;
@@ -135,8 +135,9 @@ export async function exportShard(input: ShardTaskInput): Promise<ShardOutcome> 
       if (!(await holdsShard(db, config.state.table, config.offsetKey, input.runId, shard.index, input.attempt))) {
         await db.query('ROLLBACK');
         inTransaction = false;
-        // Superseded: take back this attempt's parts (attempt-scoped names: never the winner's).
+        // Superseded: take back this attempt's parts and dead letters (attempt-scoped names: never the winner's).
         await Promise.all(writers.map((w) => w.abort()));
+        await deadLetters?.abort();
         return { ...outcome, superseded: true };
       }
       if (config.delete) outcome.deletedRows = (await db.query(shardDelete(table, filters, shard.lo, shard.hi, extra))).rowCount ?? 0;
