@@ -64,6 +64,7 @@ export async function runDistributed(config: Config, o: RunOptions, report: RunR
     const state = await store.load();
     report.offsetBefore = state.offset;
     report.offsetAfter = state.offset;
+    if (state.offset) o.observer?.offset(state.offset);
     const ledger: Ledger = { reads: state.reads, horizonStart: await main.run((c) => horizonStart(c, config)) };
     let run = state.run;
     const resumed = run !== null;
@@ -126,7 +127,8 @@ export async function runDistributed(config: Config, o: RunOptions, report: RunR
     async function startOwnWorker(): Promise<void> {
       if (!d.work || working) return;
       const { runWorker } = await import('./worker.js');
-      const own = runWorker(config, { log: o.log, concurrency: config.workers, idleExitMs: null, stop: workerStop });
+      // Its exporter counts join this process's metrics; the rows done are counted once, above.
+      const own = runWorker(config, { log: o.log, concurrency: config.workers, idleExitMs: null, stop: workerStop, observer: o.observer });
       own.catch((err: unknown) => (worker.failure = err));
       working = own;
     }
@@ -160,7 +162,9 @@ async function waitForShards(
   report.runs.push(entry);
   const counted = new Set(doneBefore.keys());
   const todo = run.shards.filter((s) => !counted.has(s.index));
-  o.progress.begin(todo.reduce((sum, x) => sum + x.estimatedRows, 0), todo.length);
+  const expected = todo.reduce((sum, x) => sum + x.estimatedRows, 0);
+  o.progress.begin(expected, todo.length);
+  o.observer?.planned(expected);
   let offset: Bound = checkpointOffset(run, doneBefore);
   let done = doneBefore;
   for (;;) {
@@ -173,6 +177,7 @@ async function waitForShards(
       entry.shardsExportedNow++;
       entry.rows += outcome.rows;
       o.progress.shardFinished(index, outcome.rows);
+      o.observer?.shardRecorded?.(outcome.rows);
     }
     const next = checkpointOffset(run, done);
     if (next.ts !== offset.ts || next.key !== offset.key) {
@@ -183,12 +188,16 @@ async function waitForShards(
     }
     if (done.size === run.shards.length) {
       o.log.debug({ runId: run.runId }, 'all shards done');
+      o.observer?.shardStates?.({ done: done.size, running: 0, failed: 0, queued: 0 });
       break;
     }
     // Without its own worker a --work coordinator could wait for ever: its failure is the run's.
     if (worker.failure !== null) throw worker.failure;
     const jobs = (await shardJobStates(queue.boss.getDb(), queue.settings.schema, queue.name, run, config.offsetKey)).filter((j) => !done.has(j.shardIndex));
     const failed = jobs.filter((j) => j.state === 'failed');
+    const running = jobs.filter((j) => j.state === 'active').length;
+    const dead = jobs.filter((j) => j.state === 'failed' || j.state === 'cancelled').length;
+    o.observer?.shardStates?.({ done: done.size, running, failed: dead, queued: run.shards.length - done.size - running - dead });
     // A job completed while its shard is not done: a stale worker completed the job id while a
     // newer attempt was running it. Once that attempt's claim is older than the shard timeout it is
     // presumed dead (a live one stops itself at its expiry), and the shard is sent again.

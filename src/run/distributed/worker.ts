@@ -15,6 +15,7 @@ import { ShardFence, StaleAttemptError } from './fence.js';
 import { jobsChannel, type ShardJobData } from './names.js';
 import { Wakeup } from './wakeup.js';
 import type { ShardOutcome } from '../../state/types.js';
+import type { RunObserver } from '../observer.js';
 
 export interface WorkerOptions {
   log: Logger;
@@ -26,6 +27,8 @@ export interface WorkerOptions {
   stop: StopControl;
   /** Names this process in the claims table and `status`; default host:pid. */
   workerId?: string;
+  /** This process's metrics: its shards' rows, bytes, requests and durations. */
+  observer?: RunObserver;
 }
 
 export interface WorkerReport {
@@ -129,10 +132,12 @@ async function exportJob(
   attemptStop.arm();
   const untrack = o.stop.track(() => attemptStop.request(o.stop.reason ?? 'SIGTERM'));
   let outcome: ShardOutcome;
+  const started = Date.now();
   try {
     // The task commits the shard itself, fenced on `attempt` (with its delete, when there is one).
     outcome = await attemptShardOnPool(pool, { config, table, shard, runId, acks, attempt }, {
       progress: () => {},
+      delivery: (exporterId, event) => o.observer?.delivery(exporterId, event),
       ack: (exporterId, ack) => fence.saveAck(runId, shardIndex, attempt, exporterId, ack),
       fence: () => fence.check(runId, shardIndex, attempt),
     }, attemptStop);
@@ -162,5 +167,6 @@ async function exportJob(
   }
   report.shardsDone++;
   report.rows += outcome.rows;
+  o.observer?.shardExported?.(outcome, (Date.now() - started) / 1000);
   o.log.info({ runId, shard: shardIndex, attempt, rows: outcome.rows }, 'shard done');
 }
