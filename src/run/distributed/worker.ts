@@ -9,6 +9,7 @@ import { describeTable, type SourceTable } from '../../source/table.js';
 import type { Logger } from '../../util/log.js';
 import { workerFile } from '../../util/paths.js';
 import { attemptShardOnPool } from '../shard_attempt.js';
+import { acksInShard } from '../../sinks/registry.js';
 import { StopControl } from '../stop.js';
 import { checkDistributedConfig, openQueue } from './boss.js';
 import { ShardFence, StaleAttemptError } from './fence.js';
@@ -109,21 +110,21 @@ async function exportJob(
   config: Config, table: SourceTable, fence: ShardFence, pool: Piscina, job: PgBoss.Job<ShardJobData>, report: WorkerReport, o: WorkerOptions,
 ): Promise<void> {
   const { runId, shardIndex } = job.data;
-  const run = await fence.currentRun();
+  const { current, shard, done } = await fence.jobShard(runId, shardIndex);
   // A job outliving its run (finished, or reset): nothing left to do; completing it is right.
-  if (!run || run.runId !== runId) {
+  if (!current) {
     o.log.info({ jobId: job.id, runId, shard: shardIndex }, 'job of a run that is no longer current; skipped');
     return;
   }
-  const shard = run.shards.find((s) => s.index === shardIndex);
   if (!shard) throw new Error(`run ${runId} has no shard ${shardIndex}`);
-  if (await fence.isDone(runId, shardIndex)) {
+  if (done) {
     o.log.info({ runId, shard: shardIndex }, 'shard already done (job delivered again); skipped');
     return;
   }
   const attempt = await fence.claim(runId, shardIndex, report.workerId);
   o.log.info({ runId, shard: shardIndex, attempt, jobId: job.id }, 'shard claimed');
-  const acks = await fence.acks(runId, shardIndex);
+  // Only bounded-duplicates exporters resume inside a shard: the others need no round trip here.
+  const acks = config.logExporters.some(acksInShard) ? await fence.acks(runId, shardIndex) : undefined;
   // pg-boss gives up on a handler at the job's expiry and hands the job out again: stop this
   // attempt then too, so a slow but live worker does not go on exporting a shard another now owns.
   // (LOGSHIP_TEST_NO_ATTEMPT_EXPIRY=1, tests only: let a stale attempt run on, to prove the fence stops it.)
