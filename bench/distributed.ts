@@ -19,10 +19,10 @@ const CLI = path.join(packageRoot(), 'dist/src/cli/main.js');
 
 interface Timed { seconds: number; code: number | null; stdout: string; stderr: string }
 
-function runCli(args: string[]): Promise<Timed> {
+function runCli(args: string[], logLevel = 'warn'): Promise<Timed> {
   return new Promise((resolve) => {
     const t0 = process.hrtime.bigint();
-    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LOGSHIP_LOG_LEVEL: 'warn' } });
+    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LOGSHIP_LOG_LEVEL: logLevel } });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
@@ -31,7 +31,7 @@ function runCli(args: string[]): Promise<Timed> {
   });
 }
 
-function startWorker(config: string, threads: number): { child: ChildProcess; ready: Promise<void>; done: Promise<void> } {
+function startWorker(config: string, threads: number): { child: ChildProcess; ready: Promise<void>; done: Promise<string> } {
   const child = spawn(process.execPath, [CLI, 'worker', '--config', config, '--concurrency', String(threads)], {
     stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, LOGSHIP_LOG_LEVEL: 'info' },
   });
@@ -43,8 +43,28 @@ function startWorker(config: string, threads: number): { child: ChildProcess; re
     });
     child.on('close', (code) => reject(new Error(`worker exited (${code}) before it was ready: ${log.slice(-500)}`)));
   });
-  const done = new Promise<void>((resolve) => child.on('close', () => resolve()));
+  const done = new Promise<string>((resolve) => child.on('close', () => resolve(log)));
   return { child, ready, done };
+}
+
+type LogLine = { time: number; msg: string };
+const logLines = (text: string): LogLine[] => text.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as LogLine);
+
+/**
+ * The queue's own share of a distributed run, from the processes' log timestamps (so a busy
+ * machine's noise in the export itself does not hide it): set-up and enqueue after planning, the
+ * first claim after the enqueue, each worker lane's idle time between one shard done and its next
+ * claim (per lane), and the coordinator noticing the last shard. Milliseconds.
+ */
+function queueTime(coordinatorLog: string, workerLogs: string[], lanes: number): number {
+  const c = logLines(coordinatorLog);
+  const at = (msg: string) => c.find((l) => l.msg === msg)?.time ?? NaN;
+  const w = workerLogs.map((x) => logLines(x).filter((l) => l.msg === 'shard claimed' || l.msg === 'shard done'));
+  const claims = w.flat().filter((l) => l.msg === 'shard claimed').map((l) => l.time);
+  const dones = w.flat().filter((l) => l.msg === 'shard done').map((l) => l.time);
+  let idle = 0;
+  for (const lane of w) for (let i = 1; i < lane.length; i++) if (lane[i]!.msg === 'shard claimed' && lane[i - 1]!.msg === 'shard done') idle += lane[i]!.time - lane[i - 1]!.time;
+  return (at('shards enqueued') - at('planned (distributed)')) + (Math.min(...claims) - at('shards enqueued')) + idle / lanes + (at('all shards done') - Math.max(...dones));
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
@@ -58,7 +78,7 @@ export async function distributedBench(argv: string[]): Promise<void> {
       'workers-processes': { type: 'string', default: '1,2,3' },
       threads: { type: 'string', default: '1' },
       pairs: { type: 'string', default: '1' },
-      'poll-interval': { type: 'string', default: 'PT0.5S' },
+      'poll-interval': { type: 'string', default: 'PT2S' },
       url: { type: 'string' },
       out: { type: 'string', default: 'bench/results_distributed.md' },
     },
@@ -93,11 +113,13 @@ export async function distributedBench(argv: string[]): Promise<void> {
     const lines: string[] = [];
     lines.push(`# Distributed mode scaling (${new Date().toISOString()})`, '');
     lines.push(`${rows.toLocaleString('en-US')} rows, rowsPerShard ${rowsPerShard}, ${threads} thread(s) a worker process, queue.pollInterval ${values['poll-interval']}, ${os.cpus().length} cores, ${pairs} pair(s), median shown.`, '');
-    lines.push('| worker processes | threads in all | local rows/s | distributed rows/s | queue overhead |', '|---:|---:|---:|---:|---:|');
+    lines.push('| worker processes | threads in all | local rows/s | distributed rows/s | overhead, median (pairs) | queue\'s own time | load average |', '|---:|---:|---:|---:|---:|---:|---:|');
     for (const count of counts) {
       const total = count * threads;
       const local: number[] = [];
       const dist: number[] = [];
+      const queue: number[] = [];
+      const loads: number[] = [];
       for (let p = 0; p < pairs; p++) {
         const l = await runCli(['run', '--config', configFor(total, 'local', false)]);
         if (l.code !== 0 || exported(l) !== rows) throw new Error(`local run failed or incomplete (exit ${l.code}): ${l.stderr.slice(-500)}`);
@@ -105,18 +127,24 @@ export async function distributedBench(argv: string[]): Promise<void> {
         const cfg = configFor(total, 'dist', true);
         const workers = Array.from({ length: count }, () => startWorker(cfg, threads));
         await Promise.all(workers.map((w) => w.ready));
-        const d = await runCli(['run', '--config', cfg, '--distributed']);
+        // Debug: the coordinator's 'shards enqueued' and 'all shards done' timestamps.
+        const d = await runCli(['run', '--config', cfg, '--distributed'], 'debug');
         for (const w of workers) w.child.kill('SIGTERM');
-        await Promise.all(workers.map((w) => w.done));
+        const workerLogs = await Promise.all(workers.map((w) => w.done));
         if (d.code !== 0 || exported(d) !== rows) throw new Error(`distributed run failed or incomplete (exit ${d.code}): ${d.stderr.slice(-500)}`);
         dist.push(d.seconds);
-        log(`${count} process(es): local ${l.seconds.toFixed(2)} s, distributed ${d.seconds.toFixed(2)} s`);
+        const q = queueTime(d.stderr, workerLogs, total);
+        queue.push(q / 1000 / l.seconds);
+        const load = fs.readFileSync('/proc/loadavg', 'utf8').split(' ')[0]!;
+        loads.push(Number(load));
+        log(`${count} process(es): local ${l.seconds.toFixed(2)} s, distributed ${d.seconds.toFixed(2)} s (${((d.seconds / l.seconds - 1) * 100).toFixed(1)} %), queue's own time ${Math.round(q)} ms, load ${load}`);
       }
       const overheads = local.map((l, i) => dist[i]! / l - 1);
       const rate = (s: number) => Math.round(rows / s).toLocaleString('en-US');
-      lines.push(`| ${count} | ${total} | ${rate(median(local))} | ${rate(median(dist))} | ${(median(overheads) * 100).toFixed(1)} % |`);
+      const pct = (x: number) => `${x >= 0 ? '+' : ''}${(x * 100).toFixed(1)} %`;
+      lines.push(`| ${count} | ${total} | ${rate(median(local))} | ${rate(median(dist))} | ${pct(median(overheads))} (${overheads.map(pct).join(', ')}) | ${pct(median(queue))} | ${median(loads).toFixed(1)} |`);
     }
-    lines.push('', 'Times are whole processes (start, plan, export, finalize); the distributed one also includes enqueueing and the coordinator noticing the last shard (up to one poll interval). Worker start-up is not counted (a standing pool).');
+    lines.push('', 'Times are whole processes (start, plan, export, finalize); worker start-up is not counted (a standing pool). Overhead: distributed time over local time, minus one. The queue\'s own time, from the processes\' log timestamps, over the local time: queue set-up and enqueue after planning, the first claim after the enqueue, each lane\'s idle time between a shard done and its next claim, and the coordinator noticing the last shard. Load average: the 1-minute one after each pair (the machine\'s other work shows in the overhead, not in the queue\'s own time).');
     const md = `${lines.join('\n')}\n`;
     process.stdout.write(md);
     fs.mkdirSync(path.dirname(path.resolve(values.out!)), { recursive: true });

@@ -1,21 +1,37 @@
+import os from 'node:os';
 import type { Config } from '../config/types.js';
 import { runWorker, type WorkerReport } from '../run/distributed/worker.js';
 import { distributedStatus } from '../run/distributed/status.js';
 import { onStopSignals, StopControl } from '../run/stop.js';
 import { log } from '../util/log.js';
 import { formatBound, formatCount } from './format.js';
+import { startMetrics } from './metrics_watch.js';
 
-export async function workerCommand(config: Config, o: { concurrency: number; idleExitMs: number | null }): Promise<WorkerReport> {
+export interface WorkerCommandOptions {
+  concurrency: number;
+  idleExitMs: number | null;
+  metricsPort?: number;
+  pushgateway?: string;
+  progressIntervalMs: number;
+}
+
+export async function workerCommand(config: Config, o: WorkerCommandOptions): Promise<WorkerReport> {
+  const workerId = `${os.hostname()}:${process.pid}`;
+  // This process's own counts, pushed under its own instance so workers do not overwrite each other.
+  const watch = await startMetrics(config, { metricsPort: o.metricsPort, pushgateway: o.pushgateway, pushIntervalMs: o.progressIntervalMs, instance: workerId });
   const stop = new StopControl({ maxDurationMs: null, stopGraceMs: config.stopGraceMs });
   // The first signal stops taking jobs and stops running shards at their next batch (their jobs
   // are retried); a second exits at once, which the queue handles like a crash (expiry, retry).
   const stopListening = onStopSignals(stop, { log, stopping: 'worker stopping: no new jobs; running shards stop at their next batch and are retried elsewhere' });
+  let status: 'ok' | 'failed' = 'failed';
   try {
-    const report = await runWorker(config, { log, concurrency: o.concurrency, idleExitMs: o.idleExitMs, stop });
+    const report = await runWorker(config, { log, concurrency: o.concurrency, idleExitMs: o.idleExitMs, stop, workerId, observer: watch?.metrics });
     process.stdout.write(`logship worker ${report.workerId}: ${report.shardsDone} shards, ${formatCount(report.rows)} rows${report.staleAttempts ? `, ${report.staleAttempts} stale attempts dropped` : ''}\n`);
+    status = 'ok';
     return report;
   } finally {
     stopListening();
+    await watch?.end(status);
   }
 }
 

@@ -15,7 +15,7 @@ import { EXIT, exitCodeOf } from '../run/error_kind.js';
 const USAGE = `usage:
   logship run   --config FILE [--task ID] [--var NAME=VALUE]... [--url-map FROM=TO]... [--report FILE] [--progress-interval SECONDS]
                 [--max-duration PT14M] [--metrics-port N] [--pushgateway URL] [--distributed [--no-wait | --work]]
-  logship worker --config FILE [--task ID] [--concurrency N] [--idle-exit SECONDS]
+  logship worker --config FILE [--task ID] [--concurrency N] [--idle-exit SECONDS] [--metrics-port N] [--pushgateway URL] [--progress-interval SECONDS]
   logship status --config FILE [--task ID] [--json]
   logship plan  --config FILE [--task ID] [--json] [--distributed]
   logship state --config FILE [--task ID] [--reset] [--json]
@@ -68,7 +68,7 @@ const OPTIONS = {
 /** Flags each command reads; any other is refused rather than silently ignored. */
 const COMMAND_FLAGS: Record<string, readonly string[]> = {
   run: ['config', 'task', 'var', 'url-map', 'report', 'progress-interval', 'max-duration', 'metrics-port', 'pushgateway', 'distributed', 'no-wait', 'work'],
-  worker: ['config', 'task', 'var', 'url-map', 'concurrency', 'idle-exit'],
+  worker: ['config', 'task', 'var', 'url-map', 'concurrency', 'idle-exit', 'metrics-port', 'pushgateway', 'progress-interval'],
   status: ['config', 'task', 'var', 'url-map', 'json'],
   plan: ['config', 'task', 'var', 'url-map', 'json', 'distributed'],
   state: ['config', 'task', 'var', 'url-map', 'reset', 'json'],
@@ -138,7 +138,13 @@ async function main(argv: string[]): Promise<number> {
   else if (command === 'worker') {
     const concurrency = Math.floor(positiveNumber('--concurrency', values.concurrency, config.workers));
     const idleExit = values['idle-exit'] === undefined ? null : positiveNumber('--idle-exit', values['idle-exit'], 0) * 1000;
-    await (await import('./distributed_commands.js')).workerCommand(config, { concurrency, idleExitMs: idleExit });
+    await (await import('./distributed_commands.js')).workerCommand(config, {
+      concurrency,
+      idleExitMs: idleExit,
+      metricsPort: values['metrics-port'] === undefined ? undefined : portNumber(values['metrics-port']),
+      pushgateway: values.pushgateway === undefined ? undefined : httpUrlFlag('--pushgateway', values.pushgateway),
+      progressIntervalMs: positiveNumber('--progress-interval', values['progress-interval'], 10) * 1000,
+    });
   } else if (command === 'status') await (await import('./distributed_commands.js')).statusCommand(config, values.json === true);
   else if (command === 'tune') {
     const sampleRows = Math.floor(positiveNumber('--sample-rows', values['sample-rows'], 200_000));

@@ -7,6 +7,7 @@ import { emptyReport, runExport, type RunReport } from '../run/run.js';
 import { onStopSignals, StopControl } from '../run/stop.js';
 import { log } from '../util/log.js';
 import { formatBound, formatBytes, formatCount } from './format.js';
+import { startMetrics } from './metrics_watch.js';
 
 export interface RunCommandOptions {
   report?: string;
@@ -27,7 +28,7 @@ export interface RunCommandOptions {
 export async function runCommand(config: Config, o: RunCommandOptions): Promise<RunReport> {
   const progress = new Progress({ tty: !o.quiet && process.stderr.isTTY === true, intervalMs: o.progressIntervalMs, stream: process.stderr, log, everyUpdate: process.env.LOGSHIP_TEST_PROGRESS_EVERY_BATCH === '1' });
   const report = emptyReport(config);
-  const watch = o.metricsPort !== undefined || o.pushgateway ? await startMetrics(config, o) : null;
+  const watch = await startMetrics(config, { metricsPort: o.metricsPort, pushgateway: o.pushgateway, pushIntervalMs: o.progressIntervalMs });
   const stop = new StopControl({ maxDurationMs: config.maxDurationMs, stopGraceMs: config.stopGraceMs });
   // The first signal stops gracefully (running shards stop at their next batch, the checkpoint
   // is saved); a second one exits at once, leaving what a kill -9 leaves: a resumable state.
@@ -53,28 +54,6 @@ export async function runCommand(config: Config, o: RunCommandOptions): Promise<
     if (o.report) fs.writeFileSync(o.report, `${redact(JSON.stringify(report, null, 2))}\n`);
     await watch?.end(report.status);
   }
-}
-
-async function startMetrics(config: Config, o: RunCommandOptions) {
-  const { RunMetrics, serveMetrics, pushTo } = await import('../run/metrics.js');
-  const metrics = new RunMetrics(config.offsetKey, config.logExporters.map((e) => e.id));
-  const server = o.metricsPort !== undefined ? await serveMetrics(metrics, o.metricsPort) : null;
-  if (server) log.info({ port: server.port }, `serving Prometheus metrics on :${server.port}/metrics`);
-  const push = o.pushgateway ? pushTo(o.pushgateway, metrics, config.offsetKey) : null;
-  // A failed push must not fail the export: it is logged, and the next one tries again.
-  const pushQuietly = async () => push?.().catch((err: unknown) => log.warn({ error: redact(errorMessage(err)) }, 'pushing metrics failed'));
-  const timer = push ? setInterval(() => void pushQuietly(), o.progressIntervalMs) : null;
-  timer?.unref();
-  await pushQuietly();
-  return {
-    metrics,
-    async end(status: RunReport['status']) {
-      if (timer) clearInterval(timer);
-      metrics.setStatus(status);
-      await pushQuietly();
-      await server?.close();
-    },
-  };
 }
 
 function summary(r: RunReport): string {

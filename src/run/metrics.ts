@@ -4,7 +4,7 @@ import { Counter, Gauge, Histogram, Pushgateway, Registry } from 'prom-client';
 import { tsToMicros, type Bound } from '../plan/keyset.js';
 import type { DeliveryEvent } from '../sinks/delivery/types.js';
 import type { ShardOutcome } from '../state/types.js';
-import type { RunObserver } from './observer.js';
+import type { RunObserver, ShardCounts } from './observer.js';
 
 export type RunStatus = 'running' | 'ok' | 'failed' | 'partial';
 const STATUSES: RunStatus[] = ['running', 'ok', 'failed', 'partial'];
@@ -27,6 +27,7 @@ export class RunMetrics implements RunObserver {
   private readonly status: Gauge<'offsetKey' | 'status'>;
   private readonly rowsPlanned: Gauge<'offsetKey'>;
   private readonly rowsDone: Counter<'offsetKey'>;
+  private shards: Gauge<'offsetKey' | 'state'> | null = null;
 
   constructor(private readonly offsetKey: string, exporterIds: string[]) {
     const registers = [this.registry];
@@ -60,13 +61,27 @@ export class RunMetrics implements RunObserver {
   }
 
   shardDone(outcome: ShardOutcome, seconds: number): void {
+    this.rowsDone.inc({ offsetKey: this.offsetKey }, outcome.rows);
+    this.shardExported(outcome, seconds);
+  }
+
+  shardExported(outcome: ShardOutcome, seconds: number): void {
     const offsetKey = this.offsetKey;
-    this.rowsDone.inc({ offsetKey }, outcome.rows);
     this.shardSeconds.observe({ offsetKey }, seconds);
     for (const e of outcome.exporters) {
       this.rows.inc({ offsetKey, exporter: e.exporterId }, e.rows);
       this.bytes.inc({ offsetKey, exporter: e.exporterId }, e.bytes);
     }
+  }
+
+  shardRecorded(rows: number): void {
+    this.rowsDone.inc({ offsetKey: this.offsetKey }, rows);
+  }
+
+  shardStates(counts: ShardCounts): void {
+    // Registered on first use: only a distributed coordinator has a queue to report.
+    this.shards ??= new Gauge({ name: 'logship_shards', help: 'Distributed run: its shards by state (queued, running, done, failed)', labelNames: ['offsetKey', 'state'], registers: [this.registry] });
+    for (const [state, n] of Object.entries(counts)) this.shards.set({ offsetKey: this.offsetKey, state }, n);
   }
 
   offset(bound: Bound): void {
@@ -105,10 +120,15 @@ export async function serveMetrics(metrics: RunMetrics, port: number): Promise<{
   return { port: (server.address() as AddressInfo).port, close: () => new Promise((r) => server.close(() => r())) };
 }
 
-/** `--pushgateway URL`: the Prometheus convention for batch jobs, grouped by offsetKey. */
-export function pushTo(url: string, metrics: RunMetrics, offsetKey: string): () => Promise<void> {
+/**
+ * `--pushgateway URL`: the Prometheus convention for batch jobs, grouped by offsetKey, and by
+ * `instance` too for a distributed worker: a push replaces its whole group, so each worker
+ * process needs its own or they would overwrite each other's counts.
+ */
+export function pushTo(url: string, metrics: RunMetrics, offsetKey: string, instance?: string): () => Promise<void> {
   const gateway = new Pushgateway(url, {}, metrics.registry);
+  const groupings: Record<string, string> = instance === undefined ? { offsetKey } : { offsetKey, instance };
   return async () => {
-    await gateway.push({ jobName: 'logship', groupings: { offsetKey } });
+    await gateway.push({ jobName: 'logship', groupings });
   };
 }

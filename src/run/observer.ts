@@ -8,4 +8,17 @@ export interface RunObserver {
   shardDone(outcome: ShardOutcome, seconds: number): void;
   offset(bound: Bound): void;
   delivery(exporterId: string, event: DeliveryEvent): void;
+  /** Distributed coordinator: the run's shards by state, at each look at the queue. */
+  shardStates?(counts: ShardCounts): void;
+  /** Distributed coordinator: a worker finished a shard of `rows` rows (the worker counts its exporters' rows and bytes). */
+  shardRecorded?(rows: number): void;
+  /** Distributed worker: its shard's exporter rows and bytes and its duration; the run's rows done are the coordinator's. */
+  shardExported?(outcome: ShardOutcome, seconds: number): void;
+}
+
+export interface ShardCounts {
+  queued: number;
+  running: number;
+  done: number;
+  failed: number;
 }

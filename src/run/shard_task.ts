@@ -16,6 +16,7 @@ import { WorkerSide } from './shard_channel.js';
 import type { Exporter, ShardWriter } from '../sinks/types.js';
 import { shardDoneSql } from '../state/postgres_store.js';
 import { holdsShard } from './distributed/fence.js';
+import { shardDoneChannel } from './distributed/names.js';
 import type { ShardOutcome } from '../state/types.js';
 import { ShardStoppedError } from './stop.js';
 
@@ -82,7 +83,7 @@ export async function exportShard(input: ShardTaskInput): Promise<ShardOutcome> 
       observe: (event) => channel.delivery(e.id, event),
       fence,
     }));
-  const deadLetters = config.badRows === 'deadLetter' ? new DeadLetterFile(config.maxRowBytes, config.deadLetter, shard.id) : null;
+  const deadLetters = config.badRows === 'deadLetter' ? new DeadLetterFile(config.maxRowBytes, config.deadLetter, shard.id, fence) : null;
   const badRows: BadRowPolicy = deadLetters ?? new FailOnBadRow(config.maxRowBytes);
   const delayMs = Number(process.env.LOGSHIP_TEST_BATCH_DELAY_MS ?? 0);
   // Tests hold this many MiB of JS heap per batch, to meet the worker's heap cap.
@@ -138,12 +139,15 @@ export async function exportShard(input: ShardTaskInput): Promise<ShardOutcome> 
       if (!(await holdsShard(db, config.state.table, config.offsetKey, input.runId, shard.index, input.attempt))) {
         await db.query('ROLLBACK');
         inTransaction = false;
-        // Superseded: take back this attempt's parts (attempt-scoped names: never the winner's).
+        // Superseded: take back this attempt's parts and dead letters (attempt-scoped names: never the winner's).
         await Promise.all(writers.map((w) => w.abort()));
+        await deadLetters?.abort();
         return { ...outcome, superseded: true };
       }
       if (config.delete) outcome.deletedRows = (await db.query(shardDelete(table, filters, shard.lo, shard.hi, extra))).rowCount ?? 0;
       await db.query(shardDoneSql(config.state.table), [config.offsetKey, input.runId, shard.index, JSON.stringify(outcome)]);
+      // Delivered at the commit only: wakes the coordinator, which otherwise sees it at its next poll.
+      await db.query('SELECT pg_notify($1, $2)', [shardDoneChannel(config.state.table, config.offsetKey), String(shard.index)]);
     } else if (config.delete && config.state.type === 'postgres') {
       const deleted = await db.query(shardDelete(table, filters, shard.lo, shard.hi, extra));
       outcome.deletedRows = deleted.rowCount ?? 0;

@@ -24,6 +24,8 @@ export interface Queue {
   boss: PgBoss;
   name: string;
   settings: QueueConfig;
+  /** The queue database (for the LISTEN connection of a worker). */
+  target: pg.ClientConfig;
 }
 
 /**
@@ -56,7 +58,7 @@ export async function openQueue(config: Config, log: Logger, connections: number
     // A queue made by an earlier run keeps its first settings: bring them up to this config's.
     await boss.updateQueue(name, { name, ...options, deadLetter: dead });
   });
-  return { boss, name, settings };
+  return { boss, name, settings, target };
 }
 
 /**

@@ -12,7 +12,9 @@ import { addOutcome, checkExporters, emptyReport, planWindow, type RunOptions, t
 import { StopControl } from '../stop.js';
 import { checkDistributedConfig, openQueue, type Queue } from './boss.js';
 import { ShardFence } from './fence.js';
-import { shardJobId, type ShardJobData } from './names.js';
+import { jobsChannel, shardDoneChannel, shardJobId, type ShardJobData } from './names.js';
+import { Wakeup } from './wakeup.js';
+import { connectionTarget } from '../../source/connection.js';
 import { shardJobStates } from './jobs.js';
 import { shardTimeoutWarning } from './shard_timeout.js';
 import { catchUpLateRows, currentSnapshot, horizonStart, nextReads, type Ledger } from '../late_rows.js';
@@ -38,6 +40,8 @@ export async function runDistributed(config: Config, o: RunOptions, report: RunR
   const main = await SourceSession.open(config.source, 'coordinator');
   let store: StateStore | null = null;
   let queue: Queue | null = null;
+  let opening: Promise<Queue> | null = null;
+  let doneWakeup: Promise<Wakeup> | null = null;
   // --work: a worker in this process, stopped when the coordinator is done or told to stop.
   const workerStop = new StopControl({ maxDurationMs: null, stopGraceMs: config.stopGraceMs });
   const untrackWorker = stop.track(() => workerStop.request(stop.reason ?? 'SIGTERM'));
@@ -48,12 +52,19 @@ export async function runDistributed(config: Config, o: RunOptions, report: RunR
     const table = await describeTable(main.current(), config.source);
     store = await createStateStore(config, main);
     await store.open();
-    const fence = new ShardFence(main, config.state.type === 'postgres' ? config.state.table : '', config.offsetKey);
+    const stateTable = config.state.type === 'postgres' ? config.state.table : '';
+    const fence = new ShardFence(main, stateTable, config.offsetKey);
     await fence.ensure();
     await checkExporters(config);
+    // pg-boss's start and queue set-up, and the LISTEN for finished shards, need no plan: they
+    // run while this process plans, rather than after (a fixed cost of every distributed run).
+    opening = openQueue(config, o.log, 2);
+    opening.catch(() => {});
+    doneWakeup = Wakeup.listen(connectionTarget(config.source.url, config.source.password), shardDoneChannel(stateTable, config.offsetKey), o.log);
     const state = await store.load();
     report.offsetBefore = state.offset;
     report.offsetAfter = state.offset;
+    if (state.offset) o.observer?.offset(state.offset);
     const ledger: Ledger = { reads: state.reads, horizonStart: await main.run((c) => horizonStart(c, config)) };
     let run = state.run;
     const resumed = run !== null;
@@ -78,10 +89,13 @@ export async function runDistributed(config: Config, o: RunOptions, report: RunR
     // A shard that may outlive its job's expiry is run again while still running: say so up front.
     const tooLong = shardTimeoutWarning(config, run.shards.filter((x) => !state.done.has(x.index)));
     if (tooLong) o.log.warn({ runId: run.runId }, tooLong);
-    queue = await openQueue(config, o.log, 2);
+    queue = await opening;
+    const wake = await doneWakeup;
+    o.log.debug({ runId: run.runId }, 'queue open');
     const q = queue;
     const s = store;
     await enqueue(q, config, run, state.done);
+    o.log.debug({ runId: run.runId, shards: run.shards.length - state.done.size }, 'shards enqueued');
     if (!d.wait) {
       o.log.info({ runId: run.runId, shards: run.shards.length, done: state.done.size }, 'enqueued; not waiting (a later run --distributed finalizes the offset)');
       report.runs.push({ runId: run.runId, kind: run.kind ?? 'window', resumed, window: run.window, shards: run.shards.length, shardsExportedNow: 0, rows: 0 });
@@ -89,7 +103,7 @@ export async function runDistributed(config: Config, o: RunOptions, report: RunR
       return report;
     }
     await startOwnWorker();
-    if (!(await waitForShards(config, o, q, s, fence, ledger, run, state.done, resumed, report, stop, worker))) return report;
+    if (!(await waitForShards(config, o, q, s, fence, wake, ledger, run, state.done, resumed, report, stop, worker))) return report;
     // Late rows: the ranges just exported (and earlier ones inside the horizon) are checked once
     // the offset is final, and any rows committed into them after their read go out as a late run,
     // through the same queue, workers and fencing. A resumed late run needs no second check.
@@ -101,11 +115,11 @@ export async function runDistributed(config: Config, o: RunOptions, report: RunR
       const lateStarted = Date.now();
       await catchUpLateRows(main, table, config, ledger, offset, report, o.log, async (late) => {
         await store!.beginRun(late);
-        queue ??= await openQueue(config, o.log, 2);
+        queue ??= await opening!;
         await enqueue(queue, config, late, new Map());
         if (!d.wait) return;
         await startOwnWorker();
-        await waitForShards(config, o, queue, store!, fence, ledger, late, new Map(), false, report, stop, worker);
+        await waitForShards(config, o, queue, store!, fence, await doneWakeup!, ledger, late, new Map(), false, report, stop, worker);
       });
       report.late.durationMs += Date.now() - lateStarted;
     }
@@ -113,7 +127,8 @@ export async function runDistributed(config: Config, o: RunOptions, report: RunR
     async function startOwnWorker(): Promise<void> {
       if (!d.work || working) return;
       const { runWorker } = await import('./worker.js');
-      const own = runWorker(config, { log: o.log, concurrency: config.workers, idleExitMs: null, stop: workerStop });
+      // Its exporter counts join this process's metrics; the rows done are counted once, above.
+      const own = runWorker(config, { log: o.log, concurrency: config.workers, idleExitMs: null, stop: workerStop, observer: o.observer });
       own.catch((err: unknown) => (worker.failure = err));
       working = own;
     }
@@ -125,7 +140,10 @@ export async function runDistributed(config: Config, o: RunOptions, report: RunR
     o.progress.stop();
     report.durationMs = Date.now() - started;
     report.rowsPerSec = report.durationMs > 0 ? Math.round((report.rows / report.durationMs) * 1000) : 0;
+    // Opened while planning but not used (an empty window): closed all the same.
+    queue ??= opening ? await opening.catch(() => null) : null;
     await queue?.boss.stop({ graceful: false, wait: true, close: true }).catch(() => {});
+    await (await doneWakeup?.catch(() => null))?.close();
     await store?.close().catch(() => {});
     await main.end();
   }
@@ -137,14 +155,16 @@ export async function runDistributed(config: Config, o: RunOptions, report: RunR
  * late-row check). False when the run stopped (signal, deadline) before all shards were done.
  */
 async function waitForShards(
-  config: Config, o: RunOptions, queue: Queue, store: StateStore, fence: ShardFence, ledger: Ledger,
+  config: Config, o: RunOptions, queue: Queue, store: StateStore, fence: ShardFence, wake: Wakeup, ledger: Ledger,
   run: RunManifest, doneBefore: Map<number, ShardOutcome>, resumed: boolean, report: RunReport, stop: StopControl, worker: { failure: unknown },
 ): Promise<boolean> {
   const entry = { runId: run.runId, kind: run.kind ?? 'window', resumed, window: run.window, shards: run.shards.length, shardsExportedNow: 0, rows: 0 };
   report.runs.push(entry);
   const counted = new Set(doneBefore.keys());
   const todo = run.shards.filter((s) => !counted.has(s.index));
-  o.progress.begin(todo.reduce((sum, x) => sum + x.estimatedRows, 0), todo.length);
+  const expected = todo.reduce((sum, x) => sum + x.estimatedRows, 0);
+  o.progress.begin(expected, todo.length);
+  o.observer?.planned(expected);
   let offset: Bound = checkpointOffset(run, doneBefore);
   let done = doneBefore;
   for (;;) {
@@ -157,6 +177,7 @@ async function waitForShards(
       entry.shardsExportedNow++;
       entry.rows += outcome.rows;
       o.progress.shardFinished(index, outcome.rows);
+      o.observer?.shardRecorded?.(outcome.rows);
     }
     const next = checkpointOffset(run, done);
     if (next.ts !== offset.ts || next.key !== offset.key) {
@@ -165,11 +186,18 @@ async function waitForShards(
       report.offsetAfter = offset;
       o.observer?.offset(offset);
     }
-    if (done.size === run.shards.length) break;
+    if (done.size === run.shards.length) {
+      o.log.debug({ runId: run.runId }, 'all shards done');
+      o.observer?.shardStates?.({ done: done.size, running: 0, failed: 0, queued: 0 });
+      break;
+    }
     // Without its own worker a --work coordinator could wait for ever: its failure is the run's.
     if (worker.failure !== null) throw worker.failure;
     const jobs = (await shardJobStates(queue.boss.getDb(), queue.settings.schema, queue.name, run, config.offsetKey)).filter((j) => !done.has(j.shardIndex));
     const failed = jobs.filter((j) => j.state === 'failed');
+    const running = jobs.filter((j) => j.state === 'active').length;
+    const dead = jobs.filter((j) => j.state === 'failed' || j.state === 'cancelled').length;
+    o.observer?.shardStates?.({ done: done.size, running, failed: dead, queued: run.shards.length - done.size - running - dead });
     // A job completed while its shard is not done: a stale worker completed the job id while a
     // newer attempt was running it. Once that attempt's claim is older than the shard timeout it is
     // presumed dead (a live one stops itself at its expiry), and the shard is sent again.
@@ -191,7 +219,8 @@ async function waitForShards(
       report.status = 'partial';
       return false;
     }
-    await new Promise((r) => setTimeout(r, queue.settings.pollIntervalMs));
+    // A worker's done commit notifies: the last shard is seen at once, not up to a poll later.
+    await wake.wait(queue.settings.pollIntervalMs);
   }
   const reads = nextReads(config, run, done, ledger);
   await store.endRun(run.runId, run.window.end, reads);
@@ -228,4 +257,6 @@ async function enqueue(queue: Queue, config: Config, run: RunManifest, done: Map
       await queue.boss.send(queue.name, data, { id, singletonKey: id });
     }
   }
+  // Idle workers fetch at once instead of at their next poll.
+  await queue.boss.getDb().executeSql('SELECT pg_notify($1, $2)', [jobsChannel(queue.name), run.runId]);
 }

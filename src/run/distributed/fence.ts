@@ -4,6 +4,7 @@ import type { Db } from '../../source/session.js';
 import type { InShardAck } from '../../sinks/delivery/types.js';
 import { shardDoneSql } from '../../state/postgres_store.js';
 import type { RunManifest, ShardOutcome } from '../../state/types.js';
+import type { ShardSpec } from '../../plan/shards.js';
 
 export interface ShardClaim {
   shardIndex: number;
@@ -40,10 +41,18 @@ export class ShardFence {
     }));
   }
 
-  /** The run in progress for this offsetKey (its manifest), or null. */
-  async currentRun(): Promise<RunManifest | null> {
-    const r = await this.db.run((c) => c.query<{ run: RunManifest | null }>(`SELECT run FROM ${this.table} WHERE offset_key = $1`, [this.offsetKey]));
-    return r.rows[0]?.run ?? null;
+  /**
+   * What a worker needs before it claims a job's shard, in one round trip: whether `runId` is still
+   * this offsetKey's run, the shard's spec from its manifest (not the whole manifest: a long
+   * backfill's runs thousands of shards), and whether the shard is already done.
+   */
+  async jobShard(runId: string, shardIndex: number): Promise<{ current: boolean; shard: ShardSpec | null; done: boolean }> {
+    const r = await this.db.run((c) => c.query<{ current: boolean; shard: ShardSpec | null; done: boolean }>(
+      `SELECT coalesce(run->>'runId' = $2, false) AS current,
+              (SELECT x FROM jsonb_array_elements(CASE WHEN run->>'runId' = $2 THEN run->'shards' ELSE '[]'::jsonb END) x WHERE (x->>'index')::int = $3) AS shard,
+              EXISTS (SELECT 1 FROM ${this.table}_shards WHERE offset_key = $1 AND run_id = $2 AND shard_index = $3) AS done
+       FROM ${this.table} WHERE offset_key = $1`, [this.offsetKey, runId, shardIndex]));
+    return r.rows[0] ?? { current: false, shard: null, done: false };
   }
 
   async outcomes(runId: string): Promise<Map<number, ShardOutcome>> {

@@ -27,3 +27,18 @@ export interface ShardJobData {
   runId: string;
   shardIndex: number;
 }
+
+/**
+ * NOTIFY channels (identifiers: at most 63 bytes, so hashed). Notifications only wake a waiter
+ * early; each waiter still polls, so a lost one delays and never hangs.
+ *  - jobs: the coordinator sends it after enqueueing; idle workers fetch at once;
+ *  - shard done: a worker's fenced done commit sends it (in the same transaction, so only a
+ *    committed shard wakes the coordinator).
+ */
+export function jobsChannel(queue: string): string {
+  return `logship_jobs_${createHash('sha256').update(queue).digest('hex').slice(0, 16)}`;
+}
+
+export function shardDoneChannel(stateTable: string, offsetKey: string): string {
+  return `logship_done_${createHash('sha256').update(`${stateTable}\n${offsetKey}`).digest('hex').slice(0, 16)}`;
+}

@@ -9,11 +9,14 @@ import { describeTable, type SourceTable } from '../../source/table.js';
 import type { Logger } from '../../util/log.js';
 import { createShardPool } from '../worker_pool.js';
 import { attemptShardOnPool } from '../shard_attempt.js';
+import { acksInShard } from '../../sinks/registry.js';
 import { StopControl } from '../stop.js';
 import { checkDistributedConfig, openQueue } from './boss.js';
 import { ShardFence, StaleAttemptError } from './fence.js';
-import type { ShardJobData } from './names.js';
+import { jobsChannel, type ShardJobData } from './names.js';
+import { Wakeup } from './wakeup.js';
 import type { ShardOutcome } from '../../state/types.js';
+import type { RunObserver } from '../observer.js';
 
 export interface WorkerOptions {
   log: Logger;
@@ -25,6 +28,8 @@ export interface WorkerOptions {
   stop: StopControl;
   /** Names this process in the claims table and `status`; default host:pid. */
   workerId?: string;
+  /** This process's metrics: its shards' rows, bytes, requests and durations. */
+  observer?: RunObserver;
 }
 
 export interface WorkerReport {
@@ -47,6 +52,7 @@ export async function runWorker(config: Config, o: WorkerOptions): Promise<Worke
   const db = await SourceSession.open(config.source, 'worker');
   const pool = createShardPool(config, o.concurrency, o.log);
   let boss: PgBoss | null = null;
+  let jobsWakeup: Wakeup | null = null;
   try {
     const table = await describeTable(db.current(), config.source);
     const fence = new ShardFence(db, stateTable, config.offsetKey);
@@ -74,6 +80,10 @@ export async function runWorker(config: Config, o: WorkerOptions): Promise<Worke
     };
     const pollingIntervalSeconds = settings.pollIntervalMs / 1000;
     for (let i = 0; i < o.concurrency; i++) workerIds.push(await boss.work<ShardJobData>(queue.name, { batchSize: 1, pollingIntervalSeconds }, handle));
+    // A coordinator notifies after enqueueing: idle workers fetch then, not up to a poll later.
+    jobsWakeup = await Wakeup.listen(queue.target, jobsChannel(queue.name), o.log, () => {
+      if (o.stop.reason === null) for (const id of workerIds) queue.boss.notifyWorker(id);
+    });
     o.log.info({ workerId: report.workerId, queue: queue.name, concurrency: o.concurrency }, 'worker started; waiting for shard jobs');
     await new Promise<void>((resolve) => {
       const timer = setInterval(() => {
@@ -89,6 +99,7 @@ export async function runWorker(config: Config, o: WorkerOptions): Promise<Worke
     return report;
   } finally {
     // Running shards were told to stop by the StopControl; their jobs fail and are retried.
+    await jobsWakeup?.close();
     await boss?.stop({ graceful: true, wait: true, close: true, timeout: 30_000 }).catch(() => {});
     await pool.destroy().catch(() => {});
     await db.end();
@@ -99,21 +110,21 @@ async function exportJob(
   config: Config, table: SourceTable, fence: ShardFence, pool: Piscina, job: PgBoss.Job<ShardJobData>, report: WorkerReport, o: WorkerOptions,
 ): Promise<void> {
   const { runId, shardIndex } = job.data;
-  const run = await fence.currentRun();
+  const { current, shard, done } = await fence.jobShard(runId, shardIndex);
   // A job outliving its run (finished, or reset): nothing left to do; completing it is right.
-  if (!run || run.runId !== runId) {
+  if (!current) {
     o.log.info({ jobId: job.id, runId, shard: shardIndex }, 'job of a run that is no longer current; skipped');
     return;
   }
-  const shard = run.shards.find((s) => s.index === shardIndex);
   if (!shard) throw new Error(`run ${runId} has no shard ${shardIndex}`);
-  if (await fence.isDone(runId, shardIndex)) {
+  if (done) {
     o.log.info({ runId, shard: shardIndex }, 'shard already done (job delivered again); skipped');
     return;
   }
   const attempt = await fence.claim(runId, shardIndex, report.workerId);
   o.log.info({ runId, shard: shardIndex, attempt, jobId: job.id }, 'shard claimed');
-  const acks = await fence.acks(runId, shardIndex);
+  // Only bounded-duplicates exporters resume inside a shard: the others need no round trip here.
+  const acks = config.logExporters.some(acksInShard) ? await fence.acks(runId, shardIndex) : undefined;
   // pg-boss gives up on a handler at the job's expiry and hands the job out again: stop this
   // attempt then too, so a slow but live worker does not go on exporting a shard another now owns.
   // (LOGSHIP_TEST_NO_ATTEMPT_EXPIRY=1, tests only: let a stale attempt run on, to prove the fence stops it.)
@@ -122,10 +133,12 @@ async function exportJob(
   attemptStop.arm();
   const untrack = o.stop.track(() => attemptStop.request(o.stop.reason ?? 'SIGTERM'));
   let outcome: ShardOutcome;
+  const started = Date.now();
   try {
     // The task commits the shard itself, fenced on `attempt` (with its delete, when there is one).
     outcome = await attemptShardOnPool(pool, { config, table, shard, runId, acks, attempt }, {
       progress: () => {},
+      delivery: (exporterId, event) => o.observer?.delivery(exporterId, event),
       ack: (exporterId, ack) => fence.saveAck(runId, shardIndex, attempt, exporterId, ack),
       fence: () => fence.check(runId, shardIndex, attempt),
     }, attemptStop);
@@ -155,5 +168,6 @@ async function exportJob(
   }
   report.shardsDone++;
   report.rows += outcome.rows;
+  o.observer?.shardExported?.(outcome, (Date.now() - started) / 1000);
   o.log.info({ runId, shard: shardIndex, attempt, rows: outcome.rows }, 'shard done');
 }
