@@ -141,6 +141,23 @@ describe('Parquet column-chunk encoder', () => {
     expect(await read(file)).toEqual(expected(rows));
   });
 
+  it('keeps a dictionary of thousands of byte strings (shared prefixes, empty string, non-ASCII) and reads them back exactly', async () => {
+    const columns: ParquetColumn[] = [{ name: 'v', kind: 'string', from: 'field', field: 'v', sql: 'x' }, { name: 'key', kind: 'string', from: 'key', required: true }];
+    const r = prng(5);
+    const values: (string | null)[] = [];
+    // A new value every 8 rows or so: the dictionary is worth keeping; 2 000 distinct in all.
+    for (let i = 0; i < 20_000; i++) values.push(r() < 0.02 ? null : i % 3 === 0 ? '' : `flow.ü${Math.floor(i / 8) % 2000}`);
+    const b = new RowBatchBuilder(values.length, 1 << 30, null, 1);
+    values.forEach((v, i) => {
+      b.addStrings(`k${i}`, 0, '{}');
+      const bytes = Buffer.from(v ?? '');
+      b.addWire(bytes, 0, v === null ? -1 : bytes.length);
+    });
+    const file = await encode(columns, [b.take()], 'ZSTD', 20_000);
+    expect(parquetMetadata(file).row_groups[0]!.columns[0]!.meta_data!.encodings).toContain('RLE_DICTIONARY');
+    expect((await read(file)).map((x) => x.v)).toEqual(values);
+  });
+
   it('writes a valid empty file when a part gets no rows', async () => {
     const file = await encode(WIRED, [], 'ZSTD', 100);
     expect(Number(parquetMetadata(file).num_rows)).toBe(0);

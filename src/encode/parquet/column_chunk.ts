@@ -1,5 +1,6 @@
 import type { ColumnChunk } from 'hyparquet';
 import type { ParquetColumn } from '../../source/table.js';
+import { ByteDictionary } from './byte_dictionary.js';
 import { ByteSink } from './byte_sink.js';
 import { Encoding, writePageHeader } from './page_header.js';
 import { bitWidthFor, writeHybrid } from './rle_hybrid.js';
@@ -49,9 +50,9 @@ export class ColumnChunkBuilder {
   private cutBytes: number[] = [];
   private cutNonNull: number[] = [];
   private pageStart = 0;
-  // Dictionary attempt (byte arrays only): entries keyed by a latin1 view of their bytes.
-  private dict: Map<string, number> | null = null;
-  private readonly dictPlain = new ByteSink(1 << 12);
+  // Dictionary attempt (byte arrays only); null once given up for this chunk.
+  private readonly dictionary: ByteDictionary | null;
+  private dict: ByteDictionary | null = null;
   private indices: Int32Array;
   private readonly scratch = new ByteSink(1 << 16);
 
@@ -60,6 +61,7 @@ export class ColumnChunkBuilder {
     this.optional = !column.required;
     this.defs = new Uint8Array(this.optional ? capacity : 0);
     this.indices = new Int32Array(this.type === 'BYTE_ARRAY' ? capacity : 0);
+    this.dictionary = this.type === 'BYTE_ARRAY' ? new ByteDictionary(MAX_DICT_ENTRIES) : null;
     this.reset();
   }
 
@@ -71,8 +73,8 @@ export class ColumnChunkBuilder {
     this.cutBytes.length = 0;
     this.cutNonNull.length = 0;
     this.pageStart = 0;
-    this.dict = this.type === 'BYTE_ARRAY' ? new Map() : null;
-    this.dictPlain.reset();
+    this.dictionary?.reset();
+    this.dict = this.dictionary;
   }
 
   addNull(): void {
@@ -87,7 +89,7 @@ export class ColumnChunkBuilder {
     v.u32(end - start);
     const at = v.length;
     v.bytes(src, start, end);
-    if (this.dict) this.dictAdd(v.buf.toString('latin1', at, v.length), src, start, end);
+    if (this.dict) this.dictAdd(v.buf, at, v.length);
     this.valueAdded();
   }
 
@@ -98,7 +100,7 @@ export class ColumnChunkBuilder {
     v.u32(0);
     const n = v.utf8(s);
     v.buf.writeUInt32LE(n, lenAt);
-    if (this.dict) this.dictAdd(v.buf.toString('latin1', lenAt + 4, v.length), v.buf, lenAt + 4, v.length);
+    if (this.dict) this.dictAdd(v.buf, lenAt + 4, v.length);
     this.valueAdded();
   }
 
@@ -157,19 +159,14 @@ export class ColumnChunkBuilder {
     }
   }
 
-  private dictAdd(key: string, src: Uint8Array, start: number, end: number): void {
+  private dictAdd(src: Uint8Array, start: number, end: number): void {
     const dict = this.dict!;
-    let index = dict.get(key);
-    if (index === undefined) {
-      index = dict.size;
-      if (index >= MAX_DICT_ENTRIES || this.dictPlain.length > MAX_DICT_BYTES || (index >= DICT_PROBATION && index * 4 > this.nonNull)) {
-        // Mostly distinct values (ids, messages): PLAIN it is, for the rest of this chunk.
-        this.dict = null;
-        return;
-      }
-      dict.set(key, index);
-      this.dictPlain.u32(end - start);
-      this.dictPlain.bytes(src, start, end);
+    const before = dict.size;
+    const index = dict.indexOf(src, start, end);
+    if (index < 0 || (index === before && (dict.plain.length > MAX_DICT_BYTES || (index >= DICT_PROBATION && index * 4 > this.nonNull)))) {
+      // Mostly distinct values (ids, messages): PLAIN it is, for the rest of this chunk.
+      this.dict = null;
+      return;
     }
     this.indices[this.nonNull] = index;
   }
@@ -187,10 +184,10 @@ export class ColumnChunkBuilder {
     const encodings = ['RLE'];
     const dict = this.dict;
     const bitWidth = dict ? bitWidthFor(Math.max(0, dict.size - 1)) : 0;
-    const useDict = dict !== null && dict.size > 0 && this.dictPlain.length + Math.ceil((this.nonNull * bitWidth) / 8) + 16 < this.values.length;
+    const useDict = dict !== null && dict.size > 0 && dict.plain.length + Math.ceil((this.nonNull * bitWidth) / 8) + 16 < this.values.length;
     if (useDict) {
       dictionaryPageOffset = BigInt(fileOffset + out.length);
-      uncompressed += this.page(out, 'dictionary', this.dictPlain.view(), dict.size, Encoding.PLAIN, compress);
+      uncompressed += this.page(out, 'dictionary', dict.plain.view(), dict.size, Encoding.PLAIN, compress);
       dataPageOffset = fileOffset + out.length;
       const p = this.scratch;
       p.reset();
