@@ -122,6 +122,16 @@ describe('Parquet column-chunk encoder', () => {
     expect(chunk(0, 'level').encodings).toContain('RLE_DICTIONARY');
     expect(chunk(0, 'id').encodings).not.toContain('RLE_DICTIONARY');
     expect(chunk(0, 'key').encodings).not.toContain('RLE_DICTIONARY');
+    // Statistics per chunk: null counts, exact numeric min/max, byte-array min/max from the dictionary.
+    const first = rows.slice(0, 5000);
+    const nonNull = <T,>(xs: (T | null)[]) => xs.filter((x): x is T => x !== null);
+    expect(chunk(0, 'n').statistics).toMatchObject({ null_count: BigInt(first.filter((r) => r.n === null).length), min_value: Math.min(...nonNull(first.map((r) => r.n))), max_value: Math.max(...nonNull(first.map((r) => r.n))) });
+    const bigs = nonNull(first.map((r) => r.big)).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    expect(chunk(0, 'big').statistics).toMatchObject({ min_value: bigs[0], max_value: bigs.at(-1) });
+    expect(chunk(0, 'level').statistics).toMatchObject({ null_count: BigInt(first.filter((r) => r.level === null).length), min_value: 'DEBUG', max_value: 'WARN' });
+    // Timestamps: hyparquet shows them as Dates (ms); the last group spans rows 10 000–11 999.
+    expect(chunk(2, 'ts').statistics).toMatchObject({ null_count: 0n, min_value: new Date(Math.floor(rows[10_000]!.ts / 1000)), max_value: new Date(Math.floor(rows[11_999]!.ts / 1000)) });
+    expect(chunk(2, 'id').statistics!.min_value).toBeUndefined();
     // Rows with ~480 KB ids push the id chunk past 1 MiB: it is cut into several pages.
     expect(Number(chunk(0, 'id').total_uncompressed_size)).toBeGreaterThan(2 << 20);
   });

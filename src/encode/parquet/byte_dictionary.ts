@@ -58,4 +58,18 @@ export class ByteDictionary {
     this.slots[s] = e + 1;
     return e;
   }
+
+  /** The smallest and largest entry, in Parquet's (unsigned byte-wise) order. */
+  minMax(): [Buffer, Buffer] {
+    const entry = (e: number) => this.plain.buf.subarray(this.starts[e]!, this.starts[e]! + this.lens[e]!);
+    let lo = entry(0);
+    let hi = lo;
+    for (let e = 1; e < this.size; e++) {
+      const v = entry(e);
+      if (Buffer.compare(v, lo) < 0) lo = v;
+      if (Buffer.compare(v, hi) > 0) hi = v;
+    }
+    // Copies: the dictionary's buffer is reused by the next row group.
+    return [Buffer.from(lo), Buffer.from(hi)];
+  }
 }

@@ -1,4 +1,4 @@
-import type { ColumnChunk } from 'hyparquet';
+import type { ColumnChunk, Statistics } from 'hyparquet';
 import type { ParquetColumn } from '../../source/table.js';
 import { ByteDictionary } from './byte_dictionary.js';
 import { ByteSink } from './byte_sink.js';
@@ -55,6 +55,11 @@ export class ColumnChunkBuilder {
   private dict: ByteDictionary | null = null;
   private indices: Int32Array;
   private readonly scratch = new ByteSink(1 << 16);
+  // Statistics for readers that skip row groups: numeric min/max as they arrive (NaN left out).
+  private min = Number.POSITIVE_INFINITY;
+  private max = Number.NEGATIVE_INFINITY;
+  private bigMin: bigint | null = null;
+  private bigMax: bigint | null = null;
 
   constructor(readonly column: ParquetColumn, private capacity: number) {
     this.type = physicalType(column.kind);
@@ -75,6 +80,10 @@ export class ColumnChunkBuilder {
     this.pageStart = 0;
     this.dictionary?.reset();
     this.dict = this.dictionary;
+    this.min = Number.POSITIVE_INFINITY;
+    this.max = Number.NEGATIVE_INFINITY;
+    this.bigMin = null;
+    this.bigMax = null;
   }
 
   addNull(): void {
@@ -105,22 +114,30 @@ export class ColumnChunkBuilder {
   }
 
   addInt32(x: number): void {
+    if (x < this.min) this.min = x;
+    if (x > this.max) this.max = x;
     this.values.i32(x);
     this.valueAdded();
   }
 
   /** An INT64 exactly representable as a double (timestamps in µs, most counters). */
   addInt64(x: number): void {
+    if (x < this.min) this.min = x;
+    if (x > this.max) this.max = x;
     this.values.i64(x);
     this.valueAdded();
   }
 
   addBigInt64(x: bigint): void {
+    if (this.bigMin === null || x < this.bigMin) this.bigMin = x;
+    if (this.bigMax === null || x > this.bigMax) this.bigMax = x;
     this.values.big64(x);
     this.valueAdded();
   }
 
   addDouble(x: number): void {
+    if (x < this.min) this.min = x;
+    if (x > this.max) this.max = x;
     this.values.f64(x);
     this.valueAdded();
   }
@@ -226,9 +243,31 @@ export class ColumnChunkBuilder {
         total_uncompressed_size: BigInt(uncompressed),
         total_compressed_size: BigInt(out.length - chunkStart),
         data_page_offset: BigInt(dataPageOffset),
+        statistics: this.statistics(useDict ? dict : null),
         ...(dictionaryPageOffset === undefined ? {} : { dictionary_page_offset: dictionaryPageOffset }),
       },
     };
+  }
+
+  /**
+   * Null count, and min/max where they come cheap: numbers as tracked, byte arrays only when
+   * dictionary-encoded (the comparison runs over the entries, not every value).
+   */
+  private statistics(dict: ByteDictionary | null): Statistics {
+    const stats: Statistics = { null_count: BigInt(this.rows - this.nonNull) };
+    if (this.type === 'INT64') {
+      let lo = this.min <= this.max ? BigInt(this.min) : null;
+      let hi = this.min <= this.max ? BigInt(this.max) : null;
+      if (this.bigMin !== null && (lo === null || this.bigMin < lo)) lo = this.bigMin;
+      if (this.bigMax !== null && (hi === null || this.bigMax > hi)) hi = this.bigMax;
+      if (lo !== null && hi !== null) Object.assign(stats, { min_value: lo, max_value: hi });
+    } else if ((this.type === 'INT32' || this.type === 'DOUBLE') && this.min <= this.max) {
+      Object.assign(stats, { min_value: this.min, max_value: this.max });
+    } else if (this.type === 'BYTE_ARRAY' && dict !== null && dict.size > 0) {
+      const [lo, hi] = dict.minMax();
+      Object.assign(stats, { min_value: lo, max_value: hi });
+    }
+    return stats;
   }
 
   /** Definition levels of rows [r0, r1), length-prefixed as data page v1 wants; none if REQUIRED. */
