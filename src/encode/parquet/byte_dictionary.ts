@@ -1,5 +1,7 @@
 import { ByteSink } from './byte_sink.js';
 
+const MAX_PROBES = 32;
+
 /**
  * A dictionary of byte strings, looked up by their bytes: an open-addressing hash table over the
  * entries' PLAIN encoding (which is the dictionary page as written). No JS string is made per
@@ -30,16 +32,28 @@ export class ByteDictionary {
     this.plain.reset();
   }
 
-  /** The entry index of src[start, end), added if new; -1 when the dictionary is full. */
+  /** The entry index of src[start, end), added if new; -1 when full or when probes run long. */
   indexOf(src: Uint8Array, start: number, end: number): number {
-    // FNV-1a over the bytes.
-    let h = 0x811c9dc5;
-    for (let i = start; i < end; i++) h = Math.imul(h ^ src[i]!, 0x01000193);
+    // FNV-1a over the length and at most 24 bytes (first, middle and last 8): values are mostly
+    // short and repeated. Values that differ elsewhere collide; a probe run past MAX_PROBES gives
+    // the dictionary up (-1) rather than let such a column cost a long compare chain per value.
     const len = end - start;
+    let h = Math.imul(0x811c9dc5 ^ len, 0x01000193);
+    if (len <= 24) {
+      for (let i = start; i < end; i++) h = Math.imul(h ^ src[i]!, 0x01000193);
+    } else {
+      const mid = start + ((len - 8) >> 1);
+      for (let i = start; i < start + 8; i++) h = Math.imul(h ^ src[i]!, 0x01000193);
+      for (let i = mid; i < mid + 8; i++) h = Math.imul(h ^ src[i]!, 0x01000193);
+      for (let i = end - 8; i < end; i++) h = Math.imul(h ^ src[i]!, 0x01000193);
+    }
+    h ^= h >>> 15;
+    let probes = 0;
     const bytes = this.plain.buf;
     for (let s = h & this.mask; ; s = (s + 1) & this.mask) {
       const e = this.slots[s]! - 1;
       if (e < 0) break;
+      if (++probes > MAX_PROBES) return -1;
       if (this.lens[e] !== len) continue;
       const at = this.starts[e]!;
       let i = 0;
