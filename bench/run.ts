@@ -130,9 +130,17 @@ async function main(): Promise<void> {
     interface Scenario { name: string; baseline: string; logship: number[]; shell: number[]; ratios: number[]; peakRssBytes: number[]; cpuSeconds: number[]; planningMs: number[]; outBytes: number; workersUsed: number }
     const scenarios: Scenario[] = [];
     let k = 0;
-    for (const workers of list(values.workers!)) for (const chunk of list(values.chunk!)) for (const format of list(values.format!)) for (const compression of list(values.compression!)) for (const stream of list(values.stream!)) {
+    // Parquet compresses its pages (ZSTD by default), never the file: it runs once, as `none`.
+    const specs: { workers: string; chunk: string; format: string; compression: string; stream: string; sc: Scenario }[] = [];
+    for (const workers of list(values.workers!)) for (const chunk of list(values.chunk!)) for (const format of list(values.format!)) for (const compression of format === 'parquet' ? ['none'] : list(values.compression!)) for (const stream of list(values.stream!)) {
       const sc: Scenario = { name: '', baseline: '', logship: [], shell: [], ratios: [], peakRssBytes: [], cpuSeconds: [], planningMs: [], outBytes: 0, workersUsed: 0 };
-      for (let pair = 0; pair < pairs; pair++) {
+      specs.push({ workers, chunk, format, compression, stream, sc });
+      scenarios.push(sc);
+    }
+    // Round-robin: pair p of every scenario runs before pair p + 1 of any, so scenarios compared
+    // with each other (NDJSON against Parquet) see the same moments of a shared machine.
+    for (let pair = 0; pair < pairs; pair++) {
+      for (const { workers, chunk, format, compression, stream, sc } of specs) {
         const shell = await shellBaseline(compression);
         const dir = path.join(work, `s${++k}`);
         fs.mkdirSync(dir);
@@ -151,7 +159,7 @@ async function main(): Promise<void> {
         if (rep.rows !== n) throw new Error(`scenario ${k} exported ${rep.rows} rows, expected ${n}`);
         const planned = (r.stderr.split('\n').find((l) => l.includes('"planned"')) ?? '{}');
         sc.workersUsed = (JSON.parse(planned) as { workers?: number }).workers ?? Number(workers);
-        sc.name = `logship ${format}+${compression}, workers=${workers === 'auto' ? `auto (${sc.workersUsed})` : workers}, fetchSize=${chunk}${stream === 'copy' ? '' : `, ${stream}`}`;
+        sc.name = `logship ${format === 'parquet' ? 'parquet (ZSTD pages)' : `${format}+${compression}`}, workers=${workers === 'auto' ? `auto (${sc.workersUsed})` : workers}, fetchSize=${chunk}${stream === 'copy' ? '' : `, ${stream}`}`;
         sc.baseline = shell.name;
         sc.shell.push(shell.seconds);
         sc.logship.push(r.seconds);
@@ -163,7 +171,6 @@ async function main(): Promise<void> {
         log(`pair ${pair + 1}/${pairs}: ${shell.name} ${shell.seconds.toFixed(2)} s, ${sc.name} ${r.seconds.toFixed(2)} s (planning ${rep.planningMs} ms): ${(shell.seconds / r.seconds).toFixed(2)}×`);
         fs.rmSync(dir, { recursive: true, force: true });
       }
-      scenarios.push(sc);
     }
 
     // Elasticsearch `_bulk` throughput against a fast local endpoint in its own process.
@@ -202,6 +209,13 @@ async function main(): Promise<void> {
     for (const s of scenarios) {
       const t = median(s.logship);
       lines.push(`| ${s.name} | ${s.baseline.replace(/\|/g, '\\|')} | ${t.toFixed(2)} s | ${median(s.shell).toFixed(2)} s | **${median(s.ratios).toFixed(2)}×** | ${s.ratios.map((x) => x.toFixed(2)).join(', ')} | ${Math.round(n / t).toLocaleString('en-US')} | ${Math.round(Math.max(...s.peakRssBytes) / 1048576)} MiB | ${median(s.cpuSeconds).toFixed(1)} | ${Math.round(median(s.planningMs))} ms |`);
+    }
+    // Issue 15's Parquet target compares the two formats' rows/s pair by pair (same moments).
+    const ndjsonGzip = scenarios.find((s) => s.name.includes('ndjson+gzip'));
+    const parquet = scenarios.find((s) => s.name.includes('parquet'));
+    if (ndjsonGzip && parquet) {
+      const perPair = parquet.logship.map((t, i) => ndjsonGzip.logship[i]! / t);
+      lines.push('', `Parquet (ZSTD pages) rows/s ÷ NDJSON+gzip rows/s, pair by pair: ${perPair.map((x) => `${(100 * x).toFixed(0)}%`).join(', ')}; median **${(100 * median(perPair)).toFixed(0)}%**. Load average at the end: ${os.loadavg().map((x) => x.toFixed(1)).join(', ')}.`);
     }
     lines.push('', '## Reference points (one run each)', '', '| contender | wall | rows/s | output | peak RSS | CPU s |', '|---|---:|---:|---:|---:|---:|');
     for (const b of baselines) lines.push(`| ${b.name} | ${b.seconds.toFixed(2)} s | ${Math.round(n / b.seconds).toLocaleString('en-US')} | ${mb(b.outBytes)} | ${b.peakRssBytes === null ? '–' : `${Math.round(b.peakRssBytes / 1048576)} MiB`} | ${b.cpuSeconds === null ? '–' : b.cpuSeconds.toFixed(1)} |`);

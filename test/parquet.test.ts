@@ -86,6 +86,45 @@ describe('Parquet output', () => {
     for (const x of raw) expect(String(x.timestamp)).toBe(exact.get(x.key as string));
   });
 
+  it('reads the fields as PostgreSQL text columns (COPY) and writes what the document path writes, 10 MB message and odd values included', async () => {
+    const { url: oddUrl, client: c } = await freshDatabase('parquet_wire');
+    await seedKestraLogs(c, { rows: 900, start: isoAgo(3000), spanSeconds: 2400 });
+    const at = (m: number) => `to_char(now() - interval '${m} minutes', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`;
+    await c.query(`INSERT INTO logs (key, value) VALUES
+      ('odd-10mb', jsonb_build_object('namespace','n.big','flowId','f','level','ERROR','timestamp', ${at(9)}, 'message', repeat('é✓x', 1398102))),
+      ('odd-text', jsonb_build_object('namespace','n.ö','flowId','f "q" \\ b','level','INFO','timestamp', ${at(8)}, 'message', E'tab\there\nnewline 🚀 日本', 'taskId', '', 'attemptNumber', '7')),
+      ('odd-null', jsonb_build_object('namespace','n','flowId','f','level','WARN','timestamp', ${at(7)}, 'taskId', 'null'::jsonb, 'attemptNumber', 'null'::jsonb, 'thread', 42)),
+      ('odd-json', jsonb_build_object('namespace','n','flowId','f','level','WARN','timestamp', ${at(6)}, 'message', jsonb_build_object('k', jsonb_build_array(1, 'x')), 'attemptNumber', 2))`);
+    const read = async (stream: 'copy' | 'cursor') => {
+      const dir = tempDir(`pq-wire-${stream}`);
+      const cfg = writeConfig(dir, {
+        source: { url: oddUrl, stream }, lookbackPeriod: 'P1D', workers: 1, offsetKey: `w-${stream}`,
+        logExporters: [{ id: 'pq', type: 'file', directory: path.join(dir, 'out'), format: 'PARQUET', rowGroupSize: 250 }],
+      });
+      expect((await runCli(['run', '--config', cfg])).code).toBe(0);
+      const files = listParts(path.join(dir, 'out'));
+      const rows = (await readAll(files)).sort((a, b) => (String(a.key) < String(b.key) ? -1 : 1));
+      const b = fs.readFileSync(files[0]!);
+      return { rows, groups: parquetMetadata(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength)).row_groups.length };
+    };
+    const copy = await read('copy');
+    const cursor = await read('cursor');
+    expect(copy.rows).toHaveLength(904);
+    expect(copy.groups).toBeGreaterThan(2);
+    const byKey = (rows: Record<string, unknown>[], k: string) => rows.find((r) => r.key === k)!;
+    expect((byKey(copy.rows, 'odd-10mb').message as string)).toBe('é✓x'.repeat(1398102));
+    expect(byKey(copy.rows, 'odd-text')).toMatchObject({ namespace: 'n.ö', flowId: 'f "q" \\ b', message: 'tab\there\nnewline 🚀 日本', taskId: '', attemptNumber: 7 });
+    // JSON null is null; a number in a string column is its text; JSON null in an INT32 column too.
+    expect(byKey(copy.rows, 'odd-null')).toMatchObject({ taskId: null, attemptNumber: null, thread: '42', message: null });
+    // A non-string value keeps its JSON text: as PostgreSQL writes it (COPY) or as JSON.stringify does (cursor).
+    expect(byKey(copy.rows, 'odd-json')).toMatchObject({ message: '{"k": [1, "x"]}', attemptNumber: 2 });
+    expect(byKey(cursor.rows, 'odd-json')).toMatchObject({ message: '{"k":[1,"x"]}', attemptNumber: 2 });
+    // Everything else is identical, value for value, on both paths.
+    const withoutJson = (rows: Record<string, unknown>[]) => rows.map((r) => (r.key === 'odd-json' ? { ...r, message: null } : r));
+    expect(withoutJson(copy.rows)).toEqual(withoutJson(cursor.rows));
+    await c.end();
+  });
+
   it.each(['SNAPPY', 'GZIP', 'NONE'])('writes readable files with parquetCompression %s', async (codec) => {
     const dir = tempDir(`pq-${codec}`);
     expect((await runCli(['run', '--config', config(dir, { parquetCompression: codec })])).code).toBe(0);
@@ -118,6 +157,34 @@ describe('Parquet output', () => {
     expect(keys).toEqual((await expectedRows()).map((e) => e.key));
   });
 
+  it('reads a mapped table of simple column types as text columns, equal to the document path value for value', async () => {
+    const { url: mUrl, client: c } = await freshDatabase('parquet_wire_mapped', false);
+    await c.query(`CREATE TABLE ev (id bigint PRIMARY KEY, at timestamptz NOT NULL, local timestamp, n smallint, big bigint, ok boolean, r real, d double precision, num numeric, note text, tag varchar(8))`);
+    await c.query(`INSERT INTO ev SELECT g, now() - interval '1 hour' + g * interval '1.000001 s', CASE WHEN g % 11 = 0 THEN 'infinity' ELSE '2001-02-03 04:05:06.789012'::timestamp + g * interval '1 day' END,
+      CASE WHEN g % 5 = 0 THEN NULL ELSE (g % 30000) - 15000 END, CASE WHEN g = 7 THEN 9007199254740993 ELSE -g * 10000000000 END, CASE WHEN g % 3 = 0 THEN NULL ELSE g % 2 = 0 END,
+      g / 7.0, g / 3.0, g / 8.0, CASE WHEN g % 7 = 0 THEN NULL ELSE 'nöté ' || g END, 't' || (g % 4) FROM generate_series(1, 1200) g`);
+    const read = async (stream: 'copy' | 'cursor') => {
+      const dir = tempDir(`pq-mapped-${stream}`);
+      const cfg = writeConfig(dir, {
+        source: { url: mUrl, table: 'ev', stream, columns: { timestamp: 'at', key: 'id', level: null, namespace: null, tenant: null, body: null } },
+        lookbackPeriod: 'P1D', workers: 1, offsetKey: `m-${stream}`, logExporters: [{ id: 'pq', type: 'file', directory: path.join(dir, 'out'), format: 'PARQUET', rowGroupSize: 500 }],
+      });
+      expect((await runCli(['run', '--config', cfg])).code).toBe(0);
+      return (await readAll(listParts(path.join(dir, 'out')))).sort((x, y) => Number(x.id) - Number(y.id));
+    };
+    const copy = await read('copy');
+    expect(copy).toHaveLength(1200);
+    const cursor = await read('cursor');
+    // The document path goes through a JS number and rounds a bigint beyond 2^53; the text does not.
+    expect(cursor[6]!.big).toBe(9007199254740992n);
+    expect(copy).toEqual(cursor.map((r) => (r.id === 7n ? { ...r, big: 9007199254740993n } : r)));
+    // Beyond 2^53, exact; infinity (no µs value) is null; real keeps its float4 digits.
+    expect(copy[6]).toMatchObject({ id: 7n, big: 9007199254740993n, ok: false, r: 1, tag: 't3' });
+    expect(copy[10]).toMatchObject({ local: null, n: 11 - 15000 });
+    expect(copy[0]!.local).toEqual(new Date(Date.UTC(2001, 1, 4, 4, 5, 6, 789)));
+    await c.end();
+  });
+
   it('derives the schema of a mapped table from its PostgreSQL types', async () => {
     const { url: mappedUrl, client: c } = await freshDatabase('parquet_mapped', false);
     await c.query(`CREATE TABLE ev (id bigint PRIMARY KEY, at timestamptz NOT NULL, n int, big bigint, ok boolean, score double precision, tags jsonb, note text)`);
@@ -135,9 +202,10 @@ describe('Parquet output', () => {
     expect(Object.fromEntries(meta.schema.slice(1).map((s) => [s.name, s.type]))).toEqual({ id: 'INT64', at: 'INT64', n: 'INT32', big: 'INT64', ok: 'BOOLEAN', score: 'DOUBLE', tags: 'BYTE_ARRAY', note: 'BYTE_ARRAY' });
     const rows = (await readAll(files)).sort((x, y) => Number(x.id) - Number(y.id));
     expect(rows).toHaveLength(1500);
-    // JSON columns are annotated as such and hold the JSON text.
+    // JSON columns are annotated as such and hold the JSON text (which the reader parses), not
+    // a JSON string of that text.
     expect(meta.schema.find((e) => e.name === 'tags')).toMatchObject({ converted_type: 'JSON' });
-    expect(rows[4]).toMatchObject({ id: 5n, n: null, big: 50000000000n, ok: false, tags: '{"g":5}', note: 'nöté 5' });
+    expect(rows[4]).toMatchObject({ id: 5n, n: null, big: 50000000000n, ok: false, tags: { g: 5 }, note: 'nöté 5' });
     expect(meta.schema.find((e) => e.name === 'at')).toMatchObject({ type: 'INT64', logical_type: { type: 'TIMESTAMP', unit: 'MICROS' } });
     expect(rows[6]!.note).toBeNull();
     expect(rows[2]!.score).toBeCloseTo(1);

@@ -55,6 +55,12 @@ function exportersFor(config: Config): Promise<Exporter[]> {
   return exporters.list;
 }
 
+/** A Parquet exporter's columns, read by PostgreSQL straight from the row (see ParquetColumn.sql). */
+function wireColumns(config: Config, table: SourceTable): string[] {
+  if (!config.logExporters.some((e) => (e as { format?: string }).format === 'PARQUET')) return [];
+  return table.parquet.flatMap((c) => (c.sql === undefined ? [] : [c.sql]));
+}
+
 export function filtersOf(config: Config): Filters {
   return { logLevelFilter: config.logLevelFilter, namespace: config.namespace, tenantId: config.tenantId, resources: config.resources };
 }
@@ -100,9 +106,10 @@ export async function exportShard(input: ShardTaskInput): Promise<ShardOutcome> 
     // The first statement fixes the transaction's snapshot: the COPY below reads in it.
     const snapshot = (await db.query<{ s: string }>('SELECT pg_current_snapshot()::text AS s')).rows[0]!.s;
     const extra = !shard.late ? [] : shard.late.keys ? [keyIn(table, shard.late.keys)] : [committedAfter(parseSnapshot(shard.late.since), parseSnapshot(snapshot))];
-    const sql = shardSelect(table, filters, shard.lo, shard.hi, ordered, config.source.stream, extra);
+    const wire = config.source.stream === 'copy' ? wireColumns(config, table) : [];
+    const sql = shardSelect(table, filters, shard.lo, shard.hi, ordered, config.source.stream, extra, wire);
     const batches = config.source.stream === 'copy'
-      ? readWithCopy(db, sql, config.source.fetchSize, { badRows, jsonbBody: table.bodyIsJsonb })
+      ? readWithCopy(db, sql, config.source.fetchSize, { badRows, jsonbBody: table.bodyIsJsonb, wireColumns: wire.length })
       : readWithCursor(db, sql, config.source.fetchSize, { badRows });
     for await (const batch of batches) {
       if (writers.length === 1) await writers[0]!.write(batch);

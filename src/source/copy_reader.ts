@@ -8,6 +8,8 @@ export interface CopyReadOptions {
   badRows?: BadRowPolicy;
   /** The document column is jsonb (a version byte precedes its text) rather than text. */
   jsonbBody?: boolean;
+  /** Text columns the query selects after the document (RowBatch.wire), e.g. Parquet's. */
+  wireColumns?: number;
 }
 
 const SIGNATURE = Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1');
@@ -20,7 +22,8 @@ const NO_BATCHES: RowBatch[] = [];
 /**
  * The fast path: `COPY (query) TO STDOUT (FORMAT binary)` lets PostgreSQL produce the JSON text
  * and ship it length-prefixed, so no row is parsed into a JS object and no byte is unescaped.
- * The query must select (key as text, event time as timestamp/timestamptz, document as jsonb).
+ * The query must select (key as text, event time as timestamp/timestamptz, document as jsonb),
+ * then `wireColumns` text columns.
  */
 export async function* readWithCopy(client: pg.Client, selectSql: string, fetchSize: number, o: CopyReadOptions = {}): AsyncGenerator<RowBatch> {
   const copy = new CopyOutQuery(`COPY (${selectSql}) TO STDOUT (FORMAT binary)`, new CopyBinaryParser(fetchSize, o));
@@ -66,11 +69,18 @@ export class CopyBinaryParser implements CopyPayloadSink {
   private readonly badRows: BadRowPolicy;
   /** Bytes before the document's text: jsonb's version byte, or none for text. */
   private readonly bodySkip: number;
+  private readonly wireWidth: number;
+  private readonly fields: number;
+  /** Where the current tuple's wire values start (-1 = NULL length), found before it is added. */
+  private readonly wireAt: Int32Array;
 
   constructor(fetchSize: number, o: CopyReadOptions = {}) {
     this.badRows = o.badRows ?? new FailOnBadRow();
     this.bodySkip = o.jsonbBody === false ? 0 : 1;
-    this.builder = new RowBatchBuilder(fetchSize, undefined, this.badRows);
+    this.wireWidth = o.wireColumns ?? 0;
+    this.fields = 3 + this.wireWidth;
+    this.wireAt = new Int32Array(this.wireWidth);
+    this.builder = new RowBatchBuilder(fetchSize, undefined, this.badRows, this.wireWidth);
   }
 
   /** Parses a chunk; returns the batches it completed. */
@@ -137,7 +147,7 @@ export class CopyBinaryParser implements CopyPayloadSink {
         this.finished = true;
         return len;
       }
-      if (fields !== 3) throw new CorruptRowError(`COPY tuple has ${fields} fields, expected 3`);
+      if (fields !== this.fields) throw new CorruptRowError(`COPY tuple has ${fields} fields, expected ${this.fields}`);
       // key
       if (pos + 6 > len) {
         this.need(6, pos);
@@ -159,22 +169,51 @@ export class CopyBinaryParser implements CopyPayloadSink {
       }
       const bodyLen = buf.readInt32BE(bodyLenAt);
       const bodyStart = bodyLenAt + 4;
-      const end = bodyStart + Math.max(0, bodyLen);
+      let end = bodyStart + Math.max(0, bodyLen);
       if (end > len) {
         this.need(end - pos, pos);
         break;
+      }
+      if (this.wireWidth > 0) {
+        end = this.scanWire(buf, end, len);
+        if (end < 0) {
+          this.need(-end - pos, pos);
+          break;
+        }
       }
       if (keyLen < 0 || bodyLen < 0 || bodyLen - this.bodySkip > this.badRows.maxRowBytes) {
         this.reject(buf, keyStart, keyLen, tsMicros, bodyStart, bodyLen);
       } else {
         if (this.bodySkip === 1 && buf[bodyStart] !== JSONB_VERSION) throw new CorruptRowError(`row key=${JSON.stringify(buf.toString('utf8', keyStart, keyStart + keyLen))}: unknown jsonb binary version ${buf[bodyStart]}`);
-        this.builder.add(buf, keyStart, keyStart + keyLen, tsMicros, bodyStart + this.bodySkip, end);
+        this.builder.add(buf, keyStart, keyStart + keyLen, tsMicros, bodyStart + this.bodySkip, bodyStart + bodyLen);
+        for (let k = 0; k < this.wireWidth; k++) {
+          const at = this.wireAt[k]!;
+          this.builder.addWire(buf, at, at < 0 ? -1 : buf.readInt32BE(at - 4));
+        }
         if (this.builder.full) this.out.push(this.builder.take());
       }
       pos = end;
       this.needed = 0;
     }
     return pos;
+  }
+
+  /**
+   * Finds the wire fields from `p` on (positions in wireAt); returns where the tuple ends, or
+   * minus the position the buffer must reach when the tuple is cut.
+   */
+  private scanWire(buf: Buffer, p: number, len: number): number {
+    for (let k = 0; k < this.wireWidth; k++) {
+      if (p + 4 > len) return -(p + 4);
+      const n = buf.readInt32BE(p);
+      p += 4;
+      this.wireAt[k] = n < 0 ? -1 : p;
+      if (n > 0) {
+        if (p + n > len) return -(p + n);
+        p += n;
+      }
+    }
+    return p;
   }
 
   private reject(buf: Buffer, keyStart: number, keyLen: number, tsMicros: number, bodyStart: number, bodyLen: number): void {

@@ -71,9 +71,10 @@ export function orderBy(t: SourceTable): string {
  * jsonb as a version byte plus its text. The cursor path gets text: µs since 1970 and jsonb text.
  * Unordered by default: shards are already time ranges, and sorting each one costs PostgreSQL
  * about a quarter of the export time (see the README's Performance section).
+ * `wire`: text expressions selected after the document (COPY only; see RowBatch.wire).
  */
-export function shardSelect(t: SourceTable, f: Filters, lo: Bound, hi: Bound, ordered: boolean, mode: 'copy' | 'cursor', extra: string[] = []): string {
-  const columns = mode === 'copy' ? `${t.keyText}, ${t.ts}, ${t.body}` : `${t.key}::text, (extract(epoch from ${t.ts}) * 1000000)::int8, (${t.body})::text`;
+export function shardSelect(t: SourceTable, f: Filters, lo: Bound, hi: Bound, ordered: boolean, mode: 'copy' | 'cursor', extra: string[] = [], wire: string[] = []): string {
+  const columns = mode === 'copy' ? [`${t.keyText}, ${t.ts}, ${t.body}`, ...wire].join(', ') : `${t.key}::text, (extract(epoch from ${t.ts}) * 1000000)::int8, (${t.body})::text`;
   return `SELECT ${columns} FROM ${t.name} t ${whereClause([...filterConditions(t, f), ...rangeConditions(t, lo, hi), ...extra])}${ordered ? ` ${orderBy(t)}` : ''}`;
 }
 

@@ -2,6 +2,20 @@ import { isUtf8 } from 'node:buffer';
 import type { BadRowPolicy } from './bad_rows.js';
 
 /**
+ * Extra columns PostgreSQL sent with each row, as its text output (the Parquet columns, see
+ * ParquetColumn.sql): value k of row i is bytes[starts[i * width + k], + lens[…]), NULL when the
+ * length is -1. They are read from byte ranges, never turned into JS strings on the way.
+ */
+export class WireValues {
+  constructor(
+    readonly width: number,
+    readonly bytes: Buffer,
+    readonly starts: Int32Array,
+    readonly lens: Int32Array,
+  ) {}
+}
+
+/**
  * A run of rows in columnar form. `body` already holds NDJSON (each document followed by "\n"),
  * so the NDJSON encoder hands out sub-slices without copying, and no per-row objects exist.
  */
@@ -16,6 +30,8 @@ export class RowBatch {
     readonly keyEnds: Int32Array,
     /** Event time of each row in microseconds since the epoch. */
     readonly tsMicros: Float64Array,
+    /** Extra columns read with the rows, when the reader was asked for some. */
+    readonly wire: WireValues | null = null,
   ) {}
 
   start(i: number): number {
@@ -52,6 +68,11 @@ export class RowBatchBuilder {
   private ends: Int32Array;
   private keyEnds: Int32Array;
   private ts: Float64Array;
+  private wireBytes: Buffer;
+  private wireLen = 0;
+  private wireStarts: Int32Array;
+  private wireLens: Int32Array;
+  private wireFilled = 0;
   count = 0;
 
   constructor(
@@ -59,7 +80,12 @@ export class RowBatchBuilder {
     private readonly maxBytes = 4 * 1024 * 1024,
     /** Where rows that fail the UTF-8 check go; null = fail naming the row. */
     private readonly badRows: BadRowPolicy | null = null,
+    /** Extra (wire) columns per row: each row's add is followed by this many addWire calls. */
+    private readonly wireWidth = 0,
   ) {
+    this.wireBytes = Buffer.allocUnsafe(wireWidth > 0 ? Math.min(maxBytes, 1 << 18) : 0);
+    this.wireStarts = new Int32Array(maxRows * wireWidth);
+    this.wireLens = new Int32Array(maxRows * wireWidth);
     this.body = Buffer.allocUnsafe(Math.min(maxBytes, 1 << 20));
     this.keys = Buffer.allocUnsafe(Math.min(maxRows * 24, 1 << 20));
     this.ends = new Int32Array(maxRows);
@@ -92,6 +118,24 @@ export class RowBatchBuilder {
     this.count++;
   }
 
+  /** The next wire value of the row just added: src[start, start + len), or NULL when len < 0. */
+  addWire(src: Buffer, start: number, len: number): void {
+    const k = this.wireFilled++;
+    if (len < 0) {
+      this.wireStarts[k] = this.wireLen;
+      this.wireLens[k] = -1;
+      return;
+    }
+    if (this.wireLen + len > this.wireBytes.length) this.wireBytes = grow(this.wireBytes, this.wireLen, this.wireLen + len);
+    const b = this.wireBytes;
+    let w = this.wireLen;
+    if (len < 32) for (let i = start, e = start + len; i < e; i++) b[w++] = src[i]!;
+    else w += src.copy(b, w, start, start + len);
+    this.wireStarts[k] = this.wireLen;
+    this.wireLens[k] = len;
+    this.wireLen = w;
+  }
+
   /** The simple path's entry: strings from a row-mode query. */
   addStrings(key: string, tsMicros: number, body: string): void {
     const bodyNeed = Buffer.byteLength(body) + 1;
@@ -116,6 +160,7 @@ export class RowBatchBuilder {
       this.keys.subarray(0, this.keysLen),
       this.keyEnds.slice(0, this.count),
       this.ts.slice(0, this.count),
+      this.wireWidth === 0 ? null : this.takeWire(),
     );
     const checked = checkUtf8(batch, this.badRows);
     // Reuse the size the last batch needed, but not a one-off giant row's size.
@@ -125,6 +170,16 @@ export class RowBatchBuilder {
     this.keysLen = 0;
     this.count = 0;
     return checked;
+  }
+
+  private takeWire(): WireValues {
+    const n = this.count * this.wireWidth;
+    if (this.wireFilled !== n) throw new Error(`row batch has ${this.wireFilled} wire values for ${this.count} rows of ${this.wireWidth}`);
+    const wire = new WireValues(this.wireWidth, this.wireBytes.subarray(0, this.wireLen), this.wireStarts.slice(0, n), this.wireLens.slice(0, n));
+    this.wireBytes = Buffer.allocUnsafe(Math.max(1 << 12, Math.min(this.wireBytes.length, this.maxBytes + (1 << 16))));
+    this.wireLen = 0;
+    this.wireFilled = 0;
+    return wire;
   }
 }
 
@@ -157,9 +212,13 @@ function checkUtf8(batch: RowBatch, policy: BadRowPolicy | null): RowBatch {
   }
   if (kept === batch.count) return batch;
   // Rebuilt from the good rows; they all passed the check, so the policy is never consulted again.
-  const b = new RowBatchBuilder(Math.max(1, kept), batch.bytes + 1);
+  const wire = batch.wire;
+  const b = new RowBatchBuilder(Math.max(1, kept), batch.bytes + 1, null, wire?.width ?? 0);
   for (let i = 0; i < batch.count; i++) {
-    if (keep[i]) b.addFrom(batch.keyBytes, i === 0 ? 0 : batch.keyEnds[i - 1]!, batch.keyEnds[i]!, batch.tsMicros[i]!, batch.body, batch.start(i), batch.ends[i]! - 1);
+    if (!keep[i]) continue;
+    b.addFrom(batch.keyBytes, i === 0 ? 0 : batch.keyEnds[i - 1]!, batch.keyEnds[i]!, batch.tsMicros[i]!, batch.body, batch.start(i), batch.ends[i]! - 1);
+    // Wire values come from the row's document or columns, which passed the check with it.
+    if (wire) for (let k = i * wire.width; k < (i + 1) * wire.width; k++) b.addWire(wire.bytes, wire.starts[k]!, wire.lens[k]!);
   }
   return b.take();
 }

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { escapeIdentifier } from 'pg';
+import { escapeIdentifier, escapeLiteral } from 'pg';
 import { ConfigError } from '../config/errors.js';
 import { quote } from '../config/reader.js';
 import type { SourceConfig } from '../config/types.js';
@@ -12,6 +12,11 @@ export interface ParquetColumn {
   /** Top-level field of the document, for from = 'field'. */
   field?: string;
   required?: boolean;
+  /**
+   * For a field: an SQL expression giving its value as text, which the COPY reader selects after
+   * the document (RowBatch.wire) when a Parquet exporter runs, so the document is not parsed.
+   */
+  sql?: string;
 }
 
 /** Kestra's log document as columns (timestamp and key come from the row, exact to the µs). */
@@ -25,6 +30,20 @@ const KESTRA_PARQUET: ParquetColumn[] = [
 
 /** For bench/parquet_writers.ts, which encodes Kestra rows without a database. */
 export const KESTRA_PARQUET_FOR_BENCH = KESTRA_PARQUET;
+
+/**
+ * A mapped table's column as text that parses to what `to_jsonb(row)` would have given it, or
+ * undefined when only the document has it right (json, arrays, char(n)'s padding, DateStyle-
+ * dependent dates and times…). Timestamps go as µs since the epoch.
+ */
+function wireSql(column: string, pgType: string, kind: ParquetColumn['kind']): string | undefined {
+  const t = pgType.replace(/\(.*\)/, '');
+  const c = `t.${escapeIdentifier(column)}`;
+  if (kind === 'timestamp') return `CASE WHEN isfinite(${c}) THEN (extract(epoch from ${c}) * 1000000)::int8::text END`;
+  if (kind === 'int32' || kind === 'int64' || kind === 'double' || kind === 'boolean') return `${c}::text`;
+  if (kind === 'string' && ['text', 'character varying', 'name', 'citext'].includes(t)) return `${c}::text`;
+  return undefined;
+}
 
 function parquetKind(pgType: string): ParquetColumn['kind'] {
   const t = pgType.replace(/\(.*\)/, '').replace(/\[\]$/, '[]');
@@ -84,6 +103,17 @@ async function quotingHint(client: pg.Client, name: string): Promise<string> {
   const hit = r.rows[0];
   if (hit) return ` (unquoted names are folded to lower case; to use the existing table write table: '${hit.quoted}')`;
   return ' (unquoted names are folded to lower case; quote mixed-case or spaced names, e.g. table: \'"MyLogs"\')';
+}
+
+/** The whole row is the document: one column per table column, typed from PostgreSQL. */
+function mappedParquet(cols: ColumnInfo[]): ParquetColumn[] {
+  const columns = cols.map((c): ParquetColumn => {
+    const kind = parquetKind(c.type);
+    return { name: c.name, kind, from: 'field', field: c.name, sql: wireSql(c.name, c.type, kind) };
+  });
+  // Wire columns only pay when no column needs the parsed document anyway.
+  if (columns.some((c) => c.sql === undefined)) for (const c of columns) delete c.sql;
+  return columns;
 }
 
 export async function describeTable(client: pg.Client, source: SourceConfig): Promise<SourceTable> {
@@ -160,10 +190,11 @@ export async function describeTable(client: pg.Client, source: SourceConfig): Pr
     bodyIsJsonb: body?.type !== 'json',
     keyText: keyIsText ? `t.${q(key.name)}` : `t.${q(key.name)}::text`,
     parquet: isKestra
-      ? KESTRA_PARQUET
+      // Kestra's fields as text from its jsonb document: `->>` gives a string's value, another
+      // value's JSON text, and NULL for JSON null or a missing field, as the document path did.
+      ? KESTRA_PARQUET.map((c) => (c.from === 'field' ? { ...c, sql: `t.${q(body!.name)}->>${escapeLiteral(c.field!)}` } : c))
       : body
         ? [{ name: 'key', kind: 'string', from: 'key', required: true }, { name: 'timestamp', kind: 'timestamp', from: 'ts', required: true }, { name: body.name, kind: 'json', from: 'document' }]
-        // The whole row is the document: one column per table column, typed from PostgreSQL.
-        : cols.rows.map((c) => ({ name: c.name, kind: parquetKind(c.type), from: 'field', field: c.name })),
+        : mappedParquet(cols.rows),
   };
 }
