@@ -6,23 +6,13 @@ import { seedKestraLogs } from '../src/demo/seed.js';
 import { committedAfter, committedAfterByAge, comparable, comparableByAge, parseSnapshot, stableXid } from '../src/source/snapshots.js';
 import { freshDatabase, isoAgo, sourceDocs } from './helpers/db.js';
 import { exportedDocs, listParts, listTempFiles, runCli, startCli, tempDir, writeConfig } from './helpers/cli.js';
+import { seeded } from './helpers/seeded.js';
 
 const opened: pg.Client[] = [];
 afterAll(async () => {
   await Promise.all(opened.map((c) => c.end()));
 });
 
-/** mulberry32: a seeded PRNG, so every "random" moment and timestamp is the same on every run. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

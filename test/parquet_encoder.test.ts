@@ -7,18 +7,8 @@ import { writeHybrid } from '../src/encode/parquet/rle_hybrid.js';
 import type { OutputOptions, ParquetCodec } from '../src/config/types.js';
 import { RowBatchBuilder, type RowBatch } from '../src/source/row_batch.js';
 import type { ParquetColumn, SourceTable } from '../src/source/table.js';
+import { seeded as prng } from './helpers/seeded.js';
 
-/** Seeded PRNG (mulberry32): every run encodes the same rows. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const options = (codec: ParquetCodec, rowGroupSize: number): OutputOptions => ({
   format: 'PARQUET', parquetCompression: codec, rowGroupSize, compression: 'none', compressionLevel: 0, maxLinesPerFile: 1e9, maxBytesPerFile: 1e12, logFilePrefix: 'p', keyTemplate: '{part}',
