@@ -80,6 +80,11 @@ export interface InShardAck {
   delivered: number;
   deadLettered: number;
   deadLetterBytes: number;
+  /**
+   * Distributed mode: the attempt whose dead-letter file (`{exporter}-{shard}-a{n}.ndjson`) holds
+   * those bytes; absent for a local run's file. A later attempt copies that prefix into its own.
+   */
+  deadLetterAttempt?: number;
 }
 
 /** What the core reports per request, for metrics (aggregated in the main thread, never per row). */

@@ -7,7 +7,7 @@ import { backoffDelay, sleep } from './backoff.js';
 import { DeadLetterFile } from './dead_letters.js';
 import { decideTransportError, type Decision } from './decision.js';
 import type { DeliveryOptions } from './options.js';
-import type { DeadLetterSubject, DeliveryEvent, DeliveryDriver, DeliveryRequest, RequestBuilder, ShardDeliveryContext } from './types.js';
+import type { DeadLetterSubject, DeliveryEvent, DeliveryDriver, DeliveryRequest, InShardAck, RequestBuilder, ShardDeliveryContext } from './types.js';
 
 /**
  * The rows one request covers, in read order. Rows the builder refused (too large to ever send)
@@ -57,7 +57,11 @@ export class BatchedShardWriter<R extends DeliveryRequest, Res> implements Shard
   ) {
     this.builder = driver.newBuilder(shard);
     const resume = context?.resume;
-    this.deadLetters = new DeadLetterFile(options.deadLetter, exporterId, shard.id, resume ? { bytes: resume.deadLetterBytes, count: resume.deadLettered } : undefined);
+    this.deadLetters = new DeadLetterFile(
+      options.deadLetter, exporterId, shard.id,
+      resume ? { bytes: resume.deadLetterBytes, count: resume.deadLettered, attempt: resume.deadLetterAttempt } : undefined,
+      context?.fence?.attempt,
+    );
     this.delivered = resume?.delivered ?? 0;
     this.skipTs = resume ? tsToMicros(resume.ts) : -Infinity;
     this.skipKey = resume ? Buffer.from(resume.key) : null;
@@ -89,6 +93,10 @@ export class BatchedShardWriter<R extends DeliveryRequest, Res> implements Shard
     if (this.failure) throw this.failure;
     await this.acks;
     if (this.failure) throw this.failure;
+    // Resumed from another attempt's file and acknowledged nothing since: the stored ack still
+    // names that file. Restate it naming this attempt's copy (fenced) before that file goes.
+    const resume = this.context?.resume;
+    if (resume && this.context?.acknowledge && !this.deadLetters.acknowledgedOwn) await this.acknowledge(resume.ts, resume.key, this.delivered);
     await this.deadLetters.finish();
     return { exporterId: this.exporterId, rows: this.delivered, bytes: this.bytes, parts: [], removed: [], deadLettered: this.deadLetters.count };
   }
@@ -99,7 +107,7 @@ export class BatchedShardWriter<R extends DeliveryRequest, Res> implements Shard
     this.wake();
     await Promise.allSettled(this.inflight);
     await this.acks.catch(() => {});
-    this.deadLetters.close();
+    await this.deadLetters.abort();
   }
 
   private observe(event: DeliveryEvent): void {
@@ -230,13 +238,7 @@ export class BatchedShardWriter<R extends DeliveryRequest, Res> implements Shard
           for (const d of span.dead) this.deadLetters.append(d.record, d.document);
           span.dead = [];
         }
-        if (this.context?.acknowledge) {
-          await this.deadLetters.sync();
-          await this.context.acknowledge({
-            ts: microsToTs(last.lastTsMicros), key: last.lastKey, delivered,
-            deadLettered: this.deadLetters.count, deadLetterBytes: this.deadLetters.bytes,
-          });
-        }
+        if (this.context?.acknowledge) await this.acknowledge(microsToTs(last.lastTsMicros), last.lastKey, delivered);
         this.delivered = delivered;
         this.outstanding.splice(0, n);
       })
@@ -245,6 +247,16 @@ export class BatchedShardWriter<R extends DeliveryRequest, Res> implements Shard
         this.abort$.abort();
       })
       .finally(() => this.wake());
+  }
+
+  /** Stores the acknowledged prefix, its dead letters durable first and the file that holds them named. */
+  private async acknowledge(ts: string, key: string, delivered: number): Promise<void> {
+    await this.deadLetters.sync();
+    // Before the call: the ack may be stored even if its answer is lost, so the file keeps this length.
+    this.deadLetters.offered();
+    const ack: InShardAck = { ts, key, delivered, deadLettered: this.deadLetters.count, deadLetterBytes: this.deadLetters.bytes };
+    if (this.deadLetters.attempt !== undefined) ack.deadLetterAttempt = this.deadLetters.attempt;
+    await this.context!.acknowledge!(ack);
   }
 
   private wake(): void {
