@@ -262,6 +262,32 @@ describe('Parquet-only runs read no document', () => {
     expect(exportedDocs(path.join(mixed.dir, 'nd'))).toHaveLength(6002);
   });
 
+  it('with delete: true, exports then deletes the rows, and late rows both by key lookup and by scan, read without documents', async () => {
+    const { url: dUrl, client: c } = await freshDatabase('parquet_nodoc_delete');
+    await seedKestraLogs(c, { rows: 2000, start: isoAgo(3000), spanSeconds: 2400 });
+    const keysIn = async () => (await c.query<{ key: string }>('SELECT key FROM logs ORDER BY key')).rows.map((r) => r.key);
+    const all = await keysIn();
+    const dir = tempDir('pq-nodoc-delete');
+    const out = path.join(dir, 'out');
+    const cfg = writeConfig(dir, {
+      source: { url: dUrl }, lookbackPeriod: 'P1D', safetyLag: 'PT0S', workers: 2, rowsPerShard: 1000, delete: true,
+      logExporters: [{ id: 'pq', type: 'file', directory: out, format: 'PARQUET' }],
+    });
+    expect((await runCli(['run', '--config', cfg])).code).toBe(0);
+    expect(await keysIn()).toEqual([]);
+    // Late rows behind the offset: a few (found by key), then many (each range read by a scan).
+    for (const [round, env] of [[1, {}], [2, { LOGSHIP_TEST_MAX_KEYED_LATE_ROWS: '0' }]] as const) {
+      await seedKestraLogs(c, { rows: 300, start: isoAgo(2900), spanSeconds: 2000, seq: round * 1_000_000 });
+      all.push(...(await keysIn()));
+      const report = path.join(dir, `r${round}.json`);
+      expect((await runCli(['run', '--config', cfg, '--report', report], { env })).code).toBe(0);
+      expect(JSON.parse(fs.readFileSync(report, 'utf8'))).toMatchObject({ late: { rows: 300 }, deletedRows: 300 });
+      expect(await keysIn()).toEqual([]);
+    }
+    expect((await readAll(listParts(out))).map((r) => r.key as string).sort()).toEqual(all.sort());
+    await c.end();
+  });
+
   it('dead-letters a NULL body, a non-UTF-8 field and an over-maxRowBytes row with their fields, and exports every other row', async () => {
     // SQL_ASCII (the only encoding that can hold non-UTF-8 text) and a Kestra-shaped table whose
     // document may be NULL (Kestra's own derives NOT NULL columns from it).
