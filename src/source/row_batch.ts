@@ -255,7 +255,7 @@ function checkUtf8(batch: RowBatch, policy: BadRowPolicy | null): RowBatch {
 }
 
 /** Row i's wire values as (name, raw bytes) pairs, for a dead-letter record. */
-export function fieldsOf(wire: WireValues, i: number, names: readonly string[]): [string, Buffer | null][] {
+function fieldsOf(wire: WireValues, i: number, names: readonly string[]): [string, Buffer | null][] {
   return names.map((name, k): [string, Buffer | null] => {
     const at = i * wire.width + k;
     const len = wire.lens[at]!;
