@@ -1,13 +1,13 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type pg from 'pg';
+import pg from 'pg';
 import { parquetMetadata, parquetReadObjects } from 'hyparquet';
 import { compressors } from 'hyparquet-compressors';
 import { seedKestraLogs } from '../src/demo/seed.js';
 import { freshDatabase, isoAgo } from './helpers/db.js';
-import { listParts, listTempFiles, runCli, startCli, tempDir, writeConfig } from './helpers/cli.js';
-import { killWhen } from './helpers/wait.js';
+import { exportedDocs, listParts, listTempFiles, runCli, startCli, tempDir, writeConfig } from './helpers/cli.js';
+import { killWhen, waitFor } from './helpers/wait.js';
 
 let url: string;
 let client: pg.Client;
@@ -209,6 +209,138 @@ describe('Parquet output', () => {
     expect(meta.schema.find((e) => e.name === 'at')).toMatchObject({ type: 'INT64', logical_type: { type: 'TIMESTAMP', unit: 'MICROS' } });
     expect(rows[6]!.note).toBeNull();
     expect(rows[2]!.score).toBeCloseTo(1);
+    await c.end();
+  });
+});
+
+/** The COPY a running export's worker sent, as pg_stat_activity shows it (also once it is idle in its transaction). */
+async function copyStatementOf(run: ReturnType<typeof startCli>, db: pg.Client): Promise<string> {
+  let seen = '';
+  await waitFor('the worker COPY in pg_stat_activity', async () => {
+    if (run.child.exitCode !== null) throw new Error('the run ended before its COPY was seen');
+    const r = await db.query<{ query: string }>(`SELECT query FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND query LIKE 'COPY (SELECT %'`);
+    seen = r.rows[0]?.query ?? '';
+    return seen !== '';
+  });
+  return seen;
+}
+
+interface DeadLine { key: string | null; timestamp: string; reason: string; raw: string | null; fields?: Record<string, string | null> }
+
+function deadLetters(dir: string): DeadLine[] {
+  return listParts(dir).filter((f) => path.basename(f).startsWith('bad-rows-'))
+    .flatMap((f) => fs.readFileSync(f, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as DeadLine))
+    .sort((a, b) => String(a.key).localeCompare(String(b.key)));
+}
+
+const KESTRA_FIELDS = ['level', 'tenantId', 'namespace', 'flowId', 'taskId', 'executionId', 'taskRunId', 'attemptNumber', 'triggerId', 'thread', 'message', 'executionKind'];
+
+describe('Parquet-only runs read no document', () => {
+  it('selects only the fields when every exporter is Parquet, the document too beside an NDJSON exporter, and writes the same Parquet both ways', async () => {
+    const run = async (label: string, ndjsonToo: boolean) => {
+      const dir = tempDir(`pq-nodoc-${label}`);
+      const exporters = [
+        { id: 'pq', type: 'file', directory: path.join(dir, 'out'), format: 'PARQUET', rowGroupSize: 700 },
+        ...(ndjsonToo ? [{ id: 'nd', type: 'file', directory: path.join(dir, 'nd'), format: 'NDJSON' }] : []),
+      ];
+      const cfg = writeConfig(dir, { source: { url, fetchSize: 100 }, lookbackPeriod: 'P1D', workers: 1, rowsPerShard: 1000, offsetKey: `nodoc-${label}`, logExporters: exporters });
+      // Slowed between batches so the COPY is still the worker's statement when it is looked up.
+      const started = startCli(['run', '--config', cfg], { env: { LOGSHIP_TEST_BATCH_DELAY_MS: '20' } });
+      const copy = await copyStatementOf(started, client);
+      expect((await started.done).code).toBe(0);
+      const rows = (await readAll(listParts(path.join(dir, 'out')))).sort((a, b) => (String(a.key) < String(b.key) ? -1 : 1));
+      return { copy, rows, dir };
+    };
+    const parquetOnly = await run('only', false);
+    const mixed = await run('mixed', true);
+    // In the document's place: '' or NULL (a NULL body), so PostgreSQL never prints the jsonb.
+    expect(parquetOnly.copy).toMatch(/^COPY \(SELECT t\."key", t\."timestamp", CASE WHEN t\."value" IS NULL THEN NULL ELSE ''::text END, t\."value"->>'level', /);
+    expect(mixed.copy).toMatch(/^COPY \(SELECT t\."key", t\."timestamp", t\."value", t\."value"->>'level', /);
+    expect(parquetOnly.rows).toHaveLength(6002);
+    expect(parquetOnly.rows).toEqual(mixed.rows);
+    expect((parquetOnly.rows.find((x) => x.key === 'big-one')!.message as string).length).toBe(2 * 349526);
+    expect(exportedDocs(path.join(mixed.dir, 'nd'))).toHaveLength(6002);
+  });
+
+  it('with delete: true, exports then deletes the rows, and late rows both by key lookup and by scan, read without documents', async () => {
+    const { url: dUrl, client: c } = await freshDatabase('parquet_nodoc_delete');
+    await seedKestraLogs(c, { rows: 2000, start: isoAgo(3000), spanSeconds: 2400 });
+    const keysIn = async () => (await c.query<{ key: string }>('SELECT key FROM logs ORDER BY key')).rows.map((r) => r.key);
+    const all = await keysIn();
+    const dir = tempDir('pq-nodoc-delete');
+    const out = path.join(dir, 'out');
+    const cfg = writeConfig(dir, {
+      source: { url: dUrl }, lookbackPeriod: 'P1D', safetyLag: 'PT0S', workers: 2, rowsPerShard: 1000, delete: true,
+      logExporters: [{ id: 'pq', type: 'file', directory: out, format: 'PARQUET' }],
+    });
+    expect((await runCli(['run', '--config', cfg])).code).toBe(0);
+    expect(await keysIn()).toEqual([]);
+    // Late rows behind the offset: a few (found by key), then many (each range read by a scan).
+    for (const [round, env] of [[1, {}], [2, { LOGSHIP_TEST_MAX_KEYED_LATE_ROWS: '0' }]] as const) {
+      await seedKestraLogs(c, { rows: 300, start: isoAgo(2900), spanSeconds: 2000, seq: round * 1_000_000 });
+      all.push(...(await keysIn()));
+      const report = path.join(dir, `r${round}.json`);
+      expect((await runCli(['run', '--config', cfg, '--report', report], { env })).code).toBe(0);
+      expect(JSON.parse(fs.readFileSync(report, 'utf8'))).toMatchObject({ late: { rows: 300 }, deletedRows: 300 });
+      expect(await keysIn()).toEqual([]);
+    }
+    expect((await readAll(listParts(out))).map((r) => r.key as string).sort()).toEqual(all.sort());
+    await c.end();
+  });
+
+  it('dead-letters a NULL body, a non-UTF-8 field and an over-maxRowBytes row with their fields, and exports every other row', async () => {
+    // SQL_ASCII (the only encoding that can hold non-UTF-8 text) and a Kestra-shaped table whose
+    // document may be NULL (Kestra's own derives NOT NULL columns from it).
+    const { url: baseUrl, client: admin } = await freshDatabase('parquet_nodoc_admin', false);
+    const name = `t_parquet_nodoc_${process.pid}`;
+    await admin.query(`CREATE DATABASE ${name} ENCODING 'SQL_ASCII' TEMPLATE template0 LC_COLLATE 'C' LC_CTYPE 'C'`);
+    await admin.end();
+    const asciiUrl = baseUrl.replace(/\/[^/]+$/, `/${name}`);
+    const c = new pg.Client({ connectionString: asciiUrl, client_encoding: 'SQL_ASCII' } as never);
+    await c.connect();
+    await c.query("SET TimeZone = 'UTC'");
+    await c.query(`CREATE TABLE logs (key varchar(30) PRIMARY KEY, value jsonb, "timestamp" timestamptz NOT NULL, flow_id text, execution_id text)`);
+    await c.query(`INSERT INTO logs (key, value, "timestamp") SELECT 'ok-' || lpad(g::text, 3, '0'), jsonb_build_object('namespace', 'n', 'flowId', 'f', 'level', 'INFO', 'message', 'fine ' || g),
+      now() - interval '30 minutes' + g * interval '1 s' FROM generate_series(1, 50) g`);
+    await c.query(`INSERT INTO logs (key, value, "timestamp") VALUES
+      ('null-body', NULL, now() - interval '9 minutes'),
+      ('bad-field', jsonb_build_object('namespace', 'n', 'level', 'WARN', 'message', convert_from('\\x6869ff'::bytea, 'SQL_ASCII')), now() - interval '8 minutes'),
+      ('too-big', jsonb_build_object('namespace', 'n', 'flowId', 'f', 'level', 'INFO', 'message', repeat('x', 5000)), now() - interval '7 minutes')`);
+    const run = async (label: string, ndjsonToo: boolean) => {
+      const dir = tempDir(`pq-nodoc-bad-${label}`);
+      const cfg = writeConfig(dir, {
+        source: { url: asciiUrl, columns: { timestamp: 'timestamp', key: 'key', body: 'value', level: null, namespace: null, tenant: null } },
+        lookbackPeriod: 'P1D', workers: 1, maxRowBytes: 4096, deadLetter: path.join(dir, 'dead'), offsetKey: `bad-${label}`,
+        logExporters: [
+          { id: 'pq', type: 'file', directory: path.join(dir, 'out'), format: 'PARQUET' },
+          ...(ndjsonToo ? [{ id: 'nd', type: 'file', directory: path.join(dir, 'nd'), format: 'NDJSON' }] : []),
+        ],
+      });
+      const r = await runCli(['run', '--config', cfg]);
+      expect(r.code).toBe(3);
+      const keys = (await readAll(listParts(path.join(dir, 'out')))).map((x) => x.key as string).sort();
+      return { keys, dead: deadLetters(path.join(dir, 'dead')) };
+    };
+    const good = Array.from({ length: 50 }, (_, i) => `ok-${String(i + 1).padStart(3, '0')}`);
+    const b64 = (s: string | Buffer) => Buffer.from(s).toString('base64');
+    const only = await run('only', false);
+    expect(only.keys).toEqual(good);
+    const nulls = Object.fromEntries(KESTRA_FIELDS.map((f) => [f, null]));
+    expect(only.dead.map(({ timestamp: _t, ...rest }) => rest)).toEqual([
+      { key: 'bad-field', reason: 'field message is not valid UTF-8', raw: null, fields: { ...nulls, namespace: b64('n'), level: b64('WARN'), message: b64(Buffer.from([0x68, 0x69, 0xff])) } },
+      { key: 'null-body', reason: 'body is NULL', raw: null, fields: nulls },
+      // The fields' bytes: INFO + n + f + 5000 x.
+      { key: 'too-big', reason: 'fields are 5006 bytes, over maxRowBytes (4096)', raw: null, fields: { ...nulls, namespace: b64('n'), flowId: b64('f'), level: b64('INFO'), message: b64('x'.repeat(5000)) } },
+    ]);
+    expect(Object.keys(only.dead[0]!.fields!)).toEqual(KESTRA_FIELDS);
+    // Beside an NDJSON exporter the document is read, and dead letters keep it whole.
+    const mixed = await run('mixed', true);
+    expect(mixed.keys).toEqual(good);
+    expect(mixed.dead.map((d) => [d.key, d.reason, d.raw === null ? null : Buffer.from(d.raw, 'base64').length, 'fields' in d])).toEqual([
+      ['bad-field', 'body is not valid UTF-8', expect.any(Number), false],
+      ['null-body', 'body is NULL', null, false],
+      ['too-big', expect.stringMatching(/^body is \d+ bytes, over maxRowBytes \(4096\)$/), expect.any(Number), false],
+    ]);
     await c.end();
   });
 });

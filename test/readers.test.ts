@@ -102,18 +102,19 @@ describe('COPY binary reader (fast path)', () => {
     }
   });
 
-  it('carries Parquet wire columns (NULLs, empty strings, a 300 KB value) through a stream fed one byte at a time', async () => {
+  it.each([false, true])('carries Parquet wire columns (NULLs, empty strings, a 300 KB value) through a stream fed one byte at a time (without the document: %s)', async (withoutDocument) => {
     await client.query(`INSERT INTO logs (key, value) VALUES ('wide-wire', jsonb_build_object('namespace','n','flowId','f','level','INFO','timestamp','2026-01-01T00:00:01Z','message', repeat('äb', 100000), 'taskId', ''))`);
     const wire = table.parquet.flatMap((c) => (c.sql ? [c.sql] : []));
     expect(wire).toHaveLength(12);
-    const sql = shardSelect(table, noFilters, all.lo, all.hi, true, 'copy', [], wire);
+    const names = table.parquet.flatMap((c) => (c.sql ? [c.name] : []));
+    const sql = shardSelect(table, noFilters, all.lo, all.hi, true, 'copy', [], wire, withoutDocument);
     const raw: Buffer[] = [];
     for await (const c of client.query(copyTo(`COPY (${sql} LIMIT 400) TO STDOUT (FORMAT binary)`)) as AsyncIterable<Buffer>) raw.push(c);
     const whole = Buffer.concat(raw);
     const expected = await client.query<{ k: string; v: (string | null)[] }>(`SELECT key AS k, ARRAY[${wire.join(', ')}] AS v FROM logs t ORDER BY "timestamp", key COLLATE "C" LIMIT 400`);
     await client.query(`DELETE FROM logs WHERE key = 'wide-wire'`);
     for (const chunk of [1, 4093]) {
-      const parser = new CopyBinaryParser(150, { wireColumns: wire.length });
+      const parser = new CopyBinaryParser(150, withoutDocument ? { withoutDocument: names } : { wireColumns: wire.length });
       const batches: RowBatch[] = [];
       for (let i = 0; i < whole.length; i += chunk) batches.push(...parser.push(whole.subarray(i, i + chunk)));
       const last = parser.end();
@@ -124,7 +125,11 @@ describe('COPY binary reader (fast path)', () => {
           const v: (string | null)[] = [];
           for (let k = i * 12; k < (i + 1) * 12; k++) v.push(b.wire!.lens[k]! < 0 ? null : b.wire!.bytes.toString('utf8', b.wire!.starts[k]!, b.wire!.starts[k]! + b.wire!.lens[k]!));
           got.push({ k: b.key(i), v });
+          // Without documents a row's size is its fields' bytes (what maxBytesPerFile and progress count).
+          if (withoutDocument) expect(b.ends[i]! - b.start(i)).toBe(v.reduce((n, x) => n + (x === null ? 0 : Buffer.byteLength(x)), 0));
         }
+        expect(b.documents).toBe(!withoutDocument);
+        if (withoutDocument) expect(b.body.length).toBe(0);
       }
       expect(got).toEqual(expected.rows);
       expect(got.find((r) => r.k === 'wide-wire')!.v[10]).toBe('äb'.repeat(100000));

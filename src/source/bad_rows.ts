@@ -10,8 +10,13 @@ export interface BadRow {
   key: Buffer | null;
   tsMicros: number;
   reason: string;
-  /** Raw document bytes as the source sent them; null when the body is NULL. */
+  /** Raw document bytes as the source sent them; null when the body is NULL or was not read. */
   raw: Buffer | null;
+  /**
+   * When the document was not read (a Parquet-only run): each exported field's name and its raw
+   * bytes as PostgreSQL sent them (null for SQL NULL), in the Parquet columns' order.
+   */
+  fields?: [string, Buffer | null][];
 }
 
 /**
@@ -21,6 +26,10 @@ export interface BadRow {
 export interface BadRowPolicy {
   readonly maxRowBytes: number;
   reject(row: BadRow): void;
+}
+
+function base64OrNull(b: Buffer | null): string {
+  return b === null ? 'null' : `"${b.toString('base64')}"`;
 }
 
 export function describeKey(key: Buffer | null): string {
@@ -48,9 +57,10 @@ export interface BadRowFence {
 
 /**
  * `badRows: deadLetter`: each bad row becomes one NDJSON line (key, timestamp, reason, raw bytes
- * as base64) in a temp file beside the shard's dead-letter file. `commit` fsyncs and renames it
- * into place before the shard is checkpointed, so a shard's rerun replaces its file whole:
- * exactly one line per bad row, whatever attempts came before.
+ * as base64; each field's bytes instead when the document was not read) in a temp file beside
+ * the shard's dead-letter file. `commit` fsyncs and renames it into place before the shard is
+ * checkpointed, so a shard's rerun replaces its file whole: exactly one line per bad row,
+ * whatever attempts came before.
  *
  * In distributed mode two attempts of a shard may run at once (a stalled worker wakes after its
  * job was handed out again), so attempt n writes `bad-rows-{shard}-a{n}.ndjson`: never the name
@@ -86,7 +96,8 @@ export class DeadLetterFile implements BadRowPolicy {
       timestamp: microsToTs(row.tsMicros),
       reason: row.reason,
     };
-    const line = `${JSON.stringify(head).slice(0, -1)},"raw":${row.raw === null ? 'null' : `"${row.raw.toString('base64')}"`}}\n`;
+    const fields = row.fields === undefined ? '' : `,"fields":{${row.fields.map(([name, v]) => `${JSON.stringify(name)}:${base64OrNull(v)}`).join(',')}}`;
+    const line = `${JSON.stringify(head).slice(0, -1)},"raw":${base64OrNull(row.raw)}${fields}}\n`;
     fs.writeSync(this.fd, line);
     this.count++;
   }

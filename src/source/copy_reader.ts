@@ -10,6 +10,13 @@ export interface CopyReadOptions {
   jsonbBody?: boolean;
   /** Text columns the query selects after the document (RowBatch.wire), e.g. Parquet's. */
   wireColumns?: number;
+  /**
+   * The wire columns' names when the query selected no document (shardSelect's
+   * `withoutDocument`: '' or NULL in its place). Rows then carry no document: a NULL there is a
+   * NULL body, maxRowBytes applies to the sum of the wire values' bytes, UTF-8 is checked on the
+   * key and those values, and a bad row is dead-lettered with its fields.
+   */
+  withoutDocument?: readonly string[];
 }
 
 const SIGNATURE = Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1');
@@ -73,14 +80,19 @@ export class CopyBinaryParser implements CopyPayloadSink {
   private readonly fields: number;
   /** Where the current tuple's wire values start (-1 = NULL length), found before it is added. */
   private readonly wireAt: Int32Array;
+  /** The current tuple's wire values' bytes, summed by scanWire. */
+  private wireSize = 0;
+  private readonly fieldNames: readonly string[] | null;
 
   constructor(fetchSize: number, o: CopyReadOptions = {}) {
     this.badRows = o.badRows ?? new FailOnBadRow();
-    this.bodySkip = o.jsonbBody === false ? 0 : 1;
-    this.wireWidth = o.wireColumns ?? 0;
+    this.fieldNames = o.withoutDocument ?? null;
+    // Without documents, the document's place holds '' (no version byte, whatever the column).
+    this.bodySkip = o.jsonbBody === false || this.fieldNames ? 0 : 1;
+    this.wireWidth = this.fieldNames?.length ?? o.wireColumns ?? 0;
     this.fields = 3 + this.wireWidth;
     this.wireAt = new Int32Array(this.wireWidth);
-    this.builder = new RowBatchBuilder(fetchSize, undefined, this.badRows, this.wireWidth);
+    this.builder = new RowBatchBuilder(fetchSize, undefined, this.badRows, this.wireWidth, this.fieldNames);
   }
 
   /** Parses a chunk; returns the batches it completed. */
@@ -181,16 +193,18 @@ export class CopyBinaryParser implements CopyPayloadSink {
           break;
         }
       }
-      if (keyLen < 0 || bodyLen < 0 || bodyLen - this.bodySkip > this.badRows.maxRowBytes) {
+      if (this.fieldNames !== null) {
+        if (keyLen < 0 || bodyLen < 0 || this.wireSize > this.badRows.maxRowBytes) this.rejectFields(buf, keyStart, keyLen, tsMicros, bodyLen);
+        else {
+          this.builder.addSized(buf, keyStart, keyStart + keyLen, tsMicros, this.wireSize);
+          this.addWireValues(buf);
+        }
+      } else if (keyLen < 0 || bodyLen < 0 || bodyLen - this.bodySkip > this.badRows.maxRowBytes) {
         this.reject(buf, keyStart, keyLen, tsMicros, bodyStart, bodyLen);
       } else {
         if (this.bodySkip === 1 && buf[bodyStart] !== JSONB_VERSION) throw new CorruptRowError(`row key=${JSON.stringify(buf.toString('utf8', keyStart, keyStart + keyLen))}: unknown jsonb binary version ${buf[bodyStart]}`);
         this.builder.add(buf, keyStart, keyStart + keyLen, tsMicros, bodyStart + this.bodySkip, bodyStart + bodyLen);
-        for (let k = 0; k < this.wireWidth; k++) {
-          const at = this.wireAt[k]!;
-          this.builder.addWire(buf, at, at < 0 ? -1 : buf.readInt32BE(at - 4));
-        }
-        if (this.builder.full) this.out.push(this.builder.take());
+        this.addWireValues(buf);
       }
       pos = end;
       this.needed = 0;
@@ -203,6 +217,7 @@ export class CopyBinaryParser implements CopyPayloadSink {
    * minus the position the buffer must reach when the tuple is cut.
    */
   private scanWire(buf: Buffer, p: number, len: number): number {
+    let size = 0;
     for (let k = 0; k < this.wireWidth; k++) {
       if (p + 4 > len) return -(p + 4);
       const n = buf.readInt32BE(p);
@@ -211,9 +226,31 @@ export class CopyBinaryParser implements CopyPayloadSink {
       if (n > 0) {
         if (p + n > len) return -(p + n);
         p += n;
+        size += n;
       }
     }
+    this.wireSize = size;
     return p;
+  }
+
+  /** The just-added row's wire values (found by scanWire), then the batch out if it is full. */
+  private addWireValues(buf: Buffer): void {
+    for (let k = 0; k < this.wireWidth; k++) {
+      const at = this.wireAt[k]!;
+      this.builder.addWire(buf, at, at < 0 ? -1 : buf.readInt32BE(at - 4));
+    }
+    if (this.builder.full) this.out.push(this.builder.take());
+  }
+
+  /** A bad row read without its document: its record keeps the fields' raw bytes instead. */
+  private rejectFields(buf: Buffer, keyStart: number, keyLen: number, tsMicros: number, bodyLen: number): void {
+    const key = keyLen < 0 ? null : Buffer.from(buf.subarray(keyStart, keyStart + keyLen));
+    const fields = this.fieldNames!.map((name, k): [string, Buffer | null] => {
+      const at = this.wireAt[k]!;
+      return [name, at < 0 ? null : Buffer.from(buf.subarray(at, at + buf.readInt32BE(at - 4)))];
+    });
+    const reason = keyLen < 0 ? 'key is NULL' : bodyLen < 0 ? 'body is NULL' : `fields are ${this.wireSize} bytes, over maxRowBytes (${this.badRows.maxRowBytes})`;
+    this.badRows.reject({ key, tsMicros, reason, raw: null, fields });
   }
 
   private reject(buf: Buffer, keyStart: number, keyLen: number, tsMicros: number, bodyStart: number, bodyLen: number): void {

@@ -72,9 +72,12 @@ export function orderBy(t: SourceTable): string {
  * Unordered by default: shards are already time ranges, and sorting each one costs PostgreSQL
  * about a quarter of the export time (see the README's Performance section).
  * `wire`: text expressions selected after the document (COPY only; see RowBatch.wire).
+ * `withoutDocument` (COPY with wire columns that cover every exported value): the document's
+ * place holds '' or, when the document is NULL, NULL, so PostgreSQL never turns it into text.
  */
-export function shardSelect(t: SourceTable, f: Filters, lo: Bound, hi: Bound, ordered: boolean, mode: 'copy' | 'cursor', extra: string[] = [], wire: string[] = []): string {
-  const columns = mode === 'copy' ? [`${t.keyText}, ${t.ts}, ${t.body}`, ...wire].join(', ') : `${t.key}::text, (extract(epoch from ${t.ts}) * 1000000)::int8, (${t.body})::text`;
+export function shardSelect(t: SourceTable, f: Filters, lo: Bound, hi: Bound, ordered: boolean, mode: 'copy' | 'cursor', extra: string[] = [], wire: string[] = [], withoutDocument = false): string {
+  const document = withoutDocument ? `CASE WHEN ${t.bodyNull} THEN NULL ELSE ''::text END` : t.body;
+  const columns = mode === 'copy' ? [`${t.keyText}, ${t.ts}, ${document}`, ...wire].join(', ') : `${t.key}::text, (extract(epoch from ${t.ts}) * 1000000)::int8, (${t.body})::text`;
   return `SELECT ${columns} FROM ${t.name} t ${whereClause([...filterConditions(t, f), ...rangeConditions(t, lo, hi), ...extra])}${ordered ? ` ${orderBy(t)}` : ''}`;
 }
 

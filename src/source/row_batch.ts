@@ -18,6 +18,10 @@ export class WireValues {
 /**
  * A run of rows in columnar form. `body` already holds NDJSON (each document followed by "\n"),
  * so the NDJSON encoder hands out sub-slices without copying, and no per-row objects exist.
+ *
+ * A batch read without documents (`documents` false: a Parquet-only run, whose values all come
+ * as wire columns) has an empty body; its `ends` still count each row's size, the bytes of its
+ * wire values, so size caps and progress keep measuring what is exported.
  */
 export class RowBatch {
   constructor(
@@ -32,6 +36,8 @@ export class RowBatch {
     readonly tsMicros: Float64Array,
     /** Extra columns read with the rows, when the reader was asked for some. */
     readonly wire: WireValues | null = null,
+    /** False when the rows were read without their documents (body is empty, see above). */
+    readonly documents = true,
   ) {}
 
   start(i: number): number {
@@ -44,6 +50,7 @@ export class RowBatch {
 
   /** Document i without its trailing newline. */
   doc(i: number): Buffer {
+    if (!this.documents) throw new Error('this batch was read without documents (a Parquet-only run)');
     return this.body.subarray(this.start(i), this.ends[i]! - 1);
   }
 
@@ -58,6 +65,7 @@ export class CorruptRowError extends Error {
 }
 
 const NEWLINE = 0x0a;
+const NO_BYTES = Buffer.alloc(0);
 
 /** Accumulates rows into a RowBatch; grows its buffers geometrically, never per row. */
 export class RowBatchBuilder {
@@ -82,11 +90,16 @@ export class RowBatchBuilder {
     private readonly badRows: BadRowPolicy | null = null,
     /** Extra (wire) columns per row: each row's add is followed by this many addWire calls. */
     private readonly wireWidth = 0,
+    /**
+     * The wire columns' names when rows come without documents (rows go in with addSized, and a
+     * bad row is dead-lettered with its fields); null when every row has its document.
+     */
+    private readonly fieldNames: readonly string[] | null = null,
   ) {
     this.wireBytes = Buffer.allocUnsafe(wireWidth > 0 ? Math.min(maxBytes, 1 << 18) : 0);
     this.wireStarts = new Int32Array(maxRows * wireWidth);
     this.wireLens = new Int32Array(maxRows * wireWidth);
-    this.body = Buffer.allocUnsafe(Math.min(maxBytes, 1 << 20));
+    this.body = Buffer.allocUnsafe(fieldNames ? 0 : Math.min(maxBytes, 1 << 20));
     this.keys = Buffer.allocUnsafe(Math.min(maxRows * 24, 1 << 20));
     this.ends = new Int32Array(maxRows);
     this.keyEnds = new Int32Array(maxRows);
@@ -108,6 +121,22 @@ export class RowBatchBuilder {
     bodySrc.copy(this.body, this.bodyLen, bodyStart, bodyEnd);
     this.bodyLen += bodyNeed;
     this.body[this.bodyLen - 1] = NEWLINE;
+    const keyNeed = keyEnd - keyStart;
+    if (this.keysLen + keyNeed > this.keys.length) this.keys = grow(this.keys, this.keysLen, this.keysLen + keyNeed);
+    keySrc.copy(this.keys, this.keysLen, keyStart, keyEnd);
+    this.keysLen += keyNeed;
+    this.ends[this.count] = this.bodyLen;
+    this.keyEnds[this.count] = this.keysLen;
+    this.ts[this.count] = tsMicros;
+    this.count++;
+  }
+
+  /**
+   * A row without its document (`fieldNames` set): `size` (its wire values' bytes) counts toward
+   * the batch's byte cap and ends[] as a document's bytes would; its wire values follow.
+   */
+  addSized(keySrc: Buffer, keyStart: number, keyEnd: number, tsMicros: number, size: number): void {
+    this.bodyLen += size;
     const keyNeed = keyEnd - keyStart;
     if (this.keysLen + keyNeed > this.keys.length) this.keys = grow(this.keys, this.keysLen, this.keysLen + keyNeed);
     keySrc.copy(this.keys, this.keysLen, keyStart, keyEnd);
@@ -153,18 +182,20 @@ export class RowBatchBuilder {
 
   /** Hands out the batch and starts a fresh one (the batch keeps its buffers). */
   take(): RowBatch {
+    const documents = this.fieldNames === null;
     const batch = new RowBatch(
       this.count,
-      this.body.subarray(0, this.bodyLen),
+      documents ? this.body.subarray(0, this.bodyLen) : NO_BYTES,
       this.ends.slice(0, this.count),
       this.keys.subarray(0, this.keysLen),
       this.keyEnds.slice(0, this.count),
       this.ts.slice(0, this.count),
       this.wireWidth === 0 ? null : this.takeWire(),
+      documents,
     );
-    const checked = checkUtf8(batch, this.badRows);
+    const checked = documents ? checkUtf8(batch, this.badRows) : checkFieldsUtf8(batch, this.badRows, this.fieldNames!);
     // Reuse the size the last batch needed, but not a one-off giant row's size.
-    this.body = Buffer.allocUnsafe(Math.max(1 << 16, Math.min(this.body.length, this.maxBytes + (1 << 16))));
+    if (documents) this.body = Buffer.allocUnsafe(Math.max(1 << 16, Math.min(this.body.length, this.maxBytes + (1 << 16))));
     this.keys = Buffer.allocUnsafe(Math.max(1 << 12, Math.min(this.keys.length, 1 << 20)));
     this.bodyLen = 0;
     this.keysLen = 0;
@@ -219,6 +250,51 @@ function checkUtf8(batch: RowBatch, policy: BadRowPolicy | null): RowBatch {
     b.addFrom(batch.keyBytes, i === 0 ? 0 : batch.keyEnds[i - 1]!, batch.keyEnds[i]!, batch.tsMicros[i]!, batch.body, batch.start(i), batch.ends[i]! - 1);
     // Wire values come from the row's document or columns, which passed the check with it.
     if (wire) for (let k = i * wire.width; k < (i + 1) * wire.width; k++) b.addWire(wire.bytes, wire.starts[k]!, wire.lens[k]!);
+  }
+  return b.take();
+}
+
+/** Row i's wire values as (name, raw bytes) pairs, for a dead-letter record. */
+function fieldsOf(wire: WireValues, i: number, names: readonly string[]): [string, Buffer | null][] {
+  return names.map((name, k): [string, Buffer | null] => {
+    const at = i * wire.width + k;
+    const len = wire.lens[at]!;
+    return [name, len < 0 ? null : Buffer.from(wire.bytes.subarray(wire.starts[at]!, wire.starts[at]! + len))];
+  });
+}
+
+/**
+ * checkUtf8 for a batch read without documents: what is exported is the key and the wire values,
+ * so those are checked (one isUtf8 pass over each buffer; row by row only when one fails). A bad
+ * row's dead-letter record carries its fields, as there is no document to keep.
+ */
+function checkFieldsUtf8(batch: RowBatch, policy: BadRowPolicy | null, names: readonly string[]): RowBatch {
+  const wire = batch.wire!;
+  if (isUtf8(wire.bytes) && isUtf8(batch.keyBytes)) return batch;
+  const keep = new Uint8Array(batch.count);
+  let kept = 0;
+  for (let i = 0; i < batch.count; i++) {
+    const key = batch.keyBytes.subarray(i === 0 ? 0 : batch.keyEnds[i - 1]!, batch.keyEnds[i]!);
+    let reason = isUtf8(key) ? null : 'key is not valid UTF-8';
+    for (let k = 0; reason === null && k < wire.width; k++) {
+      const at = i * wire.width + k;
+      const len = wire.lens[at]!;
+      if (len > 0 && !isUtf8(wire.bytes.subarray(wire.starts[at]!, wire.starts[at]! + len))) reason = `field ${names[k]} is not valid UTF-8`;
+    }
+    if (reason === null) {
+      keep[i] = 1;
+      kept++;
+      continue;
+    }
+    if (!policy) throw new CorruptRowError(`row key=${JSON.stringify(key.toString('utf8'))}: ${reason}`);
+    policy.reject({ key: Buffer.from(key), tsMicros: batch.tsMicros[i]!, reason, raw: null, fields: fieldsOf(wire, i, names) });
+  }
+  if (kept === batch.count) return batch;
+  const b = new RowBatchBuilder(Math.max(1, kept), batch.bytes + 1, null, wire.width, names);
+  for (let i = 0; i < batch.count; i++) {
+    if (!keep[i]) continue;
+    b.addSized(batch.keyBytes, i === 0 ? 0 : batch.keyEnds[i - 1]!, batch.keyEnds[i]!, batch.tsMicros[i]!, batch.ends[i]! - batch.start(i));
+    for (let k = i * wire.width; k < (i + 1) * wire.width; k++) b.addWire(wire.bytes, wire.starts[k]!, wire.lens[k]!);
   }
   return b.take();
 }

@@ -75,6 +75,12 @@ export interface SourceTable {
   /** Expression yielding the exported document: jsonb, or json text when `bodyIsJsonb` is false. */
   body: string;
   bodyIsJsonb: boolean;
+  /**
+   * SQL boolean: the row's document is NULL. Selected instead of the document when no exporter
+   * needs it (Parquet only, see shardSelect), so a NULL body is still a bad row; `false` when
+   * the whole row is the document.
+   */
+  bodyNull: string;
   /** The key as text: the bare column when it already is text (so COPY sends its bytes as is). */
   keyText: string;
   /** Columns a Parquet file gets: Kestra's fields, the table's own columns, or key/time/document. */
@@ -188,6 +194,7 @@ export async function describeTable(client: pg.Client, source: SourceConfig): Pr
     deleted: deleted && `t.${q(deleted.name)}`,
     body: bodyExpr,
     bodyIsJsonb: body?.type !== 'json',
+    bodyNull: body ? `t.${q(body.name)} IS NULL` : 'false',
     keyText: keyIsText ? `t.${q(key.name)}` : `t.${q(key.name)}::text`,
     parquet: isKestra
       // Kestra's fields as text from its jsonb document: `->>` gives a string's value, another
