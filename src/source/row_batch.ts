@@ -121,14 +121,7 @@ export class RowBatchBuilder {
     bodySrc.copy(this.body, this.bodyLen, bodyStart, bodyEnd);
     this.bodyLen += bodyNeed;
     this.body[this.bodyLen - 1] = NEWLINE;
-    const keyNeed = keyEnd - keyStart;
-    if (this.keysLen + keyNeed > this.keys.length) this.keys = grow(this.keys, this.keysLen, this.keysLen + keyNeed);
-    keySrc.copy(this.keys, this.keysLen, keyStart, keyEnd);
-    this.keysLen += keyNeed;
-    this.ends[this.count] = this.bodyLen;
-    this.keyEnds[this.count] = this.keysLen;
-    this.ts[this.count] = tsMicros;
-    this.count++;
+    this.endRow(keySrc, keyStart, keyEnd, tsMicros);
   }
 
   /**
@@ -137,6 +130,11 @@ export class RowBatchBuilder {
    */
   addSized(keySrc: Buffer, keyStart: number, keyEnd: number, tsMicros: number, size: number): void {
     this.bodyLen += size;
+    this.endRow(keySrc, keyStart, keyEnd, tsMicros);
+  }
+
+  /** Closes the row whose document (or size) is in: its key, its time and where it ends. */
+  private endRow(keySrc: Buffer, keyStart: number, keyEnd: number, tsMicros: number): void {
     const keyNeed = keyEnd - keyStart;
     if (this.keysLen + keyNeed > this.keys.length) this.keys = grow(this.keys, this.keysLen, this.keysLen + keyNeed);
     keySrc.copy(this.keys, this.keysLen, keyStart, keyEnd);
