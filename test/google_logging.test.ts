@@ -199,9 +199,9 @@ describe('google-logging exporter', () => {
   });
 
   it('an unreachable endpoint is retried, then fails with one line naming the exporter, exit 1, offset unmoved', async () => {
-    const closed = await startServer();
-    const endpoint = closed.url;
-    await closed.stop();
+    // Port 1: nothing listens there, and no other test's server can be given it (a port freed by
+    // stopping a server could be, and that test would then receive this one's requests).
+    const endpoint = 'http://127.0.0.1:1';
     const dir = tempDir('gcl-down');
     const file = writeConfig(dir, {
       source: { url }, lookbackPeriod: 'P1D', workers: 1, offsetKey: 'gcl-down', shardAttempts: 1,
