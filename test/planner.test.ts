@@ -112,6 +112,21 @@ describe('shard planner', () => {
     expect(b).toEqual(a);
   });
 
+  it('plans one worker\'s whole-table read as one shard from the planner\'s statistics, without a sample, and the shard holds every row', async () => {
+    const o = { offsetKey: 'k', workers: 1, rowsPerShard: 2000, autoShardSize: true, exactRowLimit: 0 };
+    const plan = await planShards(client, table, noFilters, start, end, o);
+    expect(plan.reads).toBe('table-scan');
+    expect(plan.method).toBe('statistics');
+    expect(plan.shards).toHaveLength(1);
+    expect(plan.shards[0]).toMatchObject({ lo: start, hi: end });
+    // ANALYZE saw all 20 000 rows; the estimate comes from its histogram, not a count.
+    expect(plan.totalRows).toBeGreaterThan(15_000);
+    expect(plan.totalRows).toBeLessThan(25_000);
+    expect(await actualCounts(plan.shards)).toEqual([20_000]);
+    // Two workers need a cut, so they still sample.
+    expect((await planShards(client, table, noFilters, start, end, { ...o, workers: 2 })).method).toBe('sample');
+  });
+
   it('plans nothing for an empty window', async () => {
     const plan = await planShards(client, table, noFilters, { ts: '2020-01-01T00:00:00.000000Z', key: null }, { ts: '2020-01-02T00:00:00.000000Z', key: null }, { offsetKey: 'k', workers: 2, rowsPerShard: 1000 });
     expect(plan).toMatchObject({ totalRows: 0, method: 'empty', shards: [] });

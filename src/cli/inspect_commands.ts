@@ -46,7 +46,7 @@ export async function planCommand(config: Config, json: boolean, distributed = f
       window: window ? { start: window.start, end: window.end, fromLookback: window.fromLookback } : null,
       emptyWindowReason: window ? null : await emptyWindowReason(client, offset, config.lookbackPeriod, config.safetyLag),
       rows: plan?.totalRows ?? 0,
-      rowsEstimated: plan?.method === 'sample',
+      rowsEstimated: plan?.method === 'sample' || plan?.method === 'statistics',
       method: plan?.method ?? 'empty',
       shardReads: plan?.reads ?? null,
       workers: config.workers,
@@ -64,7 +64,7 @@ export async function planCommand(config: Config, json: boolean, distributed = f
     if (!window) lines.push(`window: empty: ${await emptyWindowReason(client, offset, config.lookbackPeriod, config.safetyLag)}`);
     else {
       lines.push(`window: [${formatBound(window.start)}, ${formatBound(window.end)})${window.fromLookback ? ` (start from lookbackPeriod ${config.lookbackPeriod})` : ''}`);
-      const rows = out.rowsEstimated ? `~${formatCount(out.rows)} (estimated from a page sample)` : `${formatCount(out.rows)} (counted)`;
+      const rows = out.rowsEstimated ? `~${formatCount(out.rows)} (estimated from ${out.method === 'statistics' ? "the planner's statistics: one shard, no cut to place" : 'a page sample'})` : `${formatCount(out.rows)} (counted)`;
       lines.push(`rows: ${rows} in ${out.shards.length} shards, ${config.workers} workers (${out.workersReason}); shards read by ${out.shardReads === 'index' ? 'a timestamp index range' : 'a scan of the whole table'}`);
       for (const s of out.shards) {
         lines.push(`  shard ${s.index}: ${out.rowsEstimated ? '~' : ''}${formatCount(s.estimatedRows)} rows  [${formatBound(s.lo)}, ${formatBound(s.hi)})`);

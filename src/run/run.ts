@@ -105,13 +105,21 @@ export async function runExport(wanted: Config, o: RunOptions, report: RunReport
   const stop = o.stop ?? new StopControl({ maxDurationMs: wanted.maxDurationMs, stopGraceMs: wanted.stopGraceMs });
   stop.arm();
 
-  const main = await SourceSession.open(wanted.source, 'main');
+  // The worker threads boot (~250 ms: Node's bootstrap, then pg and the encoders) while this
+  // thread connects, reads the state and plans, instead of after: on a one-shard run that was
+  // the gap between starting and the first row read. A role short of sessions runs fewer shards
+  // at once than there are threads; the spare threads idle.
+  let pool: Piscina | null = createShardPool(wanted, wanted.workers, o.log);
+  const main = await SourceSession.open(wanted.source, 'main').catch(async (err: unknown) => {
+    await pool?.destroy().catch(() => {});
+    throw err;
+  });
   let store: StateStore | null = null;
-  let pool: Piscina | null = null;
   let lateCheck: LateCheck | null = null;
   try {
-    const workers = await affordableWorkers(main.current(), wanted.workers, (message) => o.log.warn(message));
-    const spareSessions = ((await freeConnections(main.current()))?.free ?? Infinity) - workers;
+    const budget = await freeConnections(main.current());
+    const workers = affordableWorkers(budget, wanted.workers, (message) => o.log.warn(message));
+    const spareSessions = (budget?.free ?? Infinity) - workers;
     const config = workers === wanted.workers ? wanted : { ...wanted, workers };
     await passRawBytesFromSqlAscii(main.current());
     const table = await describeTable(main.current(), config.source);
@@ -122,7 +130,6 @@ export async function runExport(wanted: Config, o: RunOptions, report: RunReport
     report.offsetBefore = state.offset;
     if (state.offset) o.observer?.offset(state.offset);
     report.offsetAfter = state.offset;
-    pool = createShardPool(config, config.workers, o.log);
 
     const ledger: Ledger = { reads: state.reads, horizonStart: await main.run((c) => horizonStart(c, config)) };
     let offset = state.offset;
@@ -146,7 +153,7 @@ export async function runExport(wanted: Config, o: RunOptions, report: RunReport
         runId: randomUUID(), createdAt: new Date().toISOString(), kind: 'window',
         window: { start: window.start, end: window.end }, totalRows: plan.totalRows, shards: plan.shards, snapshot,
       };
-      o.log.info({ runId: run.runId, start: window.start, end: window.end, rows: plan.totalRows, shards: plan.shards.length, method: plan.method, rowsEstimated: plan.method === 'sample', shardReads: plan.reads, workers: config.workers, workersReason: config.workersReason }, 'planned');
+      o.log.info({ runId: run.runId, start: window.start, end: window.end, rows: plan.totalRows, shards: plan.shards.length, method: plan.method, rowsEstimated: plan.method === 'sample' || plan.method === 'statistics', shardReads: plan.reads, workers: config.workers, workersReason: config.workersReason }, 'planned');
       const scanWarning = tableScanWarning(table, plan, { ...config, autoShardSize: !config.rowsPerShardSet });
       if (scanWarning) o.log.warn(scanWarning);
       await store.beginRun(run);

@@ -39,9 +39,8 @@ export async function freeConnections(client: pg.Client): Promise<{ free: number
   return candidates.reduce((a, b) => (b.free < a.free ? b : a));
 }
 
-/** The workers a run can actually have: `wanted`, or fewer (with a warning) when sessions are short. */
-export async function affordableWorkers(client: pg.Client, wanted: number, warn: (message: string) => void): Promise<number> {
-  const budget = await freeConnections(client);
+/** The workers a run can actually have (`budget` from freeConnections): `wanted`, or fewer (with a warning) when sessions are short. */
+export function affordableWorkers(budget: { free: number; limit: string } | null, wanted: number, warn: (message: string) => void): number {
   if (!budget || budget.free >= wanted) return wanted;
   if (budget.free < 1) {
     throw new KindedError('source-unavailable', `source: no session left for a worker: ${budget.limit}`);
