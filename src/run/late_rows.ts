@@ -83,32 +83,39 @@ function before(t: SourceTable, b: Bound): string {
 }
 
 /**
- * The ranges holding rows committed after their snapshot, in ONE scan of the horizon: each row
- * finds its range by a binary search written as nested CASEs (log2(ranges) comparisons), then
- * that range's visibility test decides. One EXISTS per range would scan the table once per range
- * wherever no timestamp index serves the range.
+ * The SQL of one check of `ranges` as seen from snapshot `now`: `conditions` select the rows of
+ * the ranges' union that may be late, `tree` (an int expression) names the range a row is late
+ * for, by its index in `sorted`, or is NULL. Each row finds its range by a binary search written
+ * as nested CASEs (log2(ranges) comparisons), then that range's visibility test decides. One
+ * EXISTS per range would scan the table once per range wherever no timestamp index serves it.
+ * `age` is the row's age(xmin), as an expression or a column that holds it.
  */
-async function rangesWithLateRows(client: pg.Client, t: SourceTable, config: Config, ranges: ReadRange[], now: Snapshot, stable: bigint): Promise<{ range: ReadRange; keys: string[] | null }[]> {
+export function lateCheckSql(t: SourceTable, config: Config, ranges: ReadRange[], now: Snapshot, stable: bigint, age = 'age(t.xmin)'): { sorted: ReadRange[]; conditions: string[]; tree: string } {
   const sorted = [...ranges].sort((a, b) => compareBounds(a.lo, b.lo));
   const lo = sorted[0]!.lo;
   const hi = sorted.reduce((m, r) => (compareBounds(r.hi, m) > 0 ? r.hi : m), sorted[0]!.hi);
   // Nearly every row is old: one age() test against the union of the ranges' snapshots drops it
   // before the range's row comparisons, and the tree, are evaluated at all.
   const anyLate = committedAfterByAge(oldestOf(sorted.map((r) => parseSnapshot(r.snapshot))), now, stable, 'age(t.xmin)');
-  const where = whereClause([anyLate, ...filterConditions(t, filtersOf(config)), ...rangeConditions(t, lo, hi)]);
-  // The inner query yields the row's time and key under their own names (so t.ts and t.keyOrdered
-  // still apply to it) and its age once; OFFSET 0 keeps the planner from inlining it into every
-  // branch of the tree.
-  const leaf = (i: number) => `CASE WHEN ${committedAfterByAge(parseSnapshot(sorted[i]!.snapshot), now, stable, 't.logship_age')} THEN ${i} END`;
+  const leaf = (i: number) => `CASE WHEN ${committedAfterByAge(parseSnapshot(sorted[i]!.snapshot), now, stable, age)} THEN ${i} END`;
   const tree = (from: number, to: number): string => {
     if (to - from === 1) return leaf(from);
     const mid = (from + to) >> 1;
     return `CASE WHEN ${before(t, sorted[mid]!.lo)} THEN ${tree(from, mid)} ELSE ${tree(mid, to)} END`;
   };
-  const rows = `SELECT ${t.ts}, ${t.key}, age(t.xmin) AS logship_age FROM ${t.name} t ${where} OFFSET 0`;
+  return { sorted, conditions: [anyLate, ...filterConditions(t, filtersOf(config)), ...rangeConditions(t, lo, hi)], tree: tree(0, sorted.length) };
+}
+
+/** The ranges holding rows committed after their snapshot, in ONE scan of the horizon. */
+async function rangesWithLateRows(client: pg.Client, t: SourceTable, config: Config, ranges: ReadRange[], now: Snapshot, stable: bigint): Promise<LateHit[]> {
+  // The inner query yields the row's time and key under their own names (so t.ts and t.keyOrdered
+  // still apply to it) and its age once; OFFSET 0 keeps the planner from inlining it into every
+  // branch of the tree.
+  const { sorted, conditions, tree } = lateCheckSql(t, config, ranges, now, stable, 't.logship_age');
+  const rows = `SELECT ${t.ts}, ${t.key}, age(t.xmin) AS logship_age FROM ${t.name} t ${whereClause(conditions)} OFFSET 0`;
   const r = await client.query<{ i: number; keys: string[] | null }>(
     `SELECT s.i, CASE WHEN count(*) <= ${MAX_KEYED_ROWS} THEN array_agg(s.k) END AS keys
-       FROM (SELECT ${tree(0, sorted.length)} AS i, ${t.key}::text AS k FROM (${rows}) t) s WHERE s.i IS NOT NULL GROUP BY s.i`);
+       FROM (SELECT ${tree} AS i, ${t.key}::text AS k FROM (${rows}) t) s WHERE s.i IS NOT NULL GROUP BY s.i`);
   // A row in a gap between stored ranges can only flag a neighbour, whose late read then finds
   // nothing of its own: the key list is a hint, the range conditions still apply.
   return r.rows.map((row) => ({
@@ -124,10 +131,62 @@ async function rangesWithLateRows(client: pg.Client, t: SourceTable, config: Con
  */
 const MAX_KEYED_ROWS = Number(process.env.LOGSHIP_TEST_MAX_KEYED_LATE_ROWS ?? 2000);
 
+/** A range that holds late rows, and their keys when few enough to be looked up (null: scan the range). */
+export interface LateHit {
+  range: ReadRange;
+  keys: string[] | null;
+}
+
 /** What one check of the ledger found: the ranges holding late rows, as seen from snapshot `until`. */
 export interface LateFinding {
   until: string;
-  hits: { range: ReadRange; keys: string[] | null }[];
+  hits: LateHit[];
+}
+
+/**
+ * What a check needs from the transaction it reads in (REPEATABLE READ, before its scan): its
+ * snapshot, the xid its age() measures from, and the ranges whose rows it can still tell apart.
+ */
+export async function checkBasis(c: pg.Client, reads: ReadRange[]): Promise<{ until: string; now: Snapshot; stable: bigint; candidates: ReadRange[] }> {
+  const until = await currentSnapshot(c);
+  const now = parseSnapshot(until);
+  // age() measures from an xid fixed at its first call in a transaction: learn it from one
+  // normal xid's age, here, so the check's bounds are ages from the same xid.
+  const probe = now.xmax % (1n << 32n) >= 4n ? now.xmax - 1n : now.xmax - 4n;
+  const probed = await c.query<{ a: number }>('SELECT age($1::text::xid) AS a', [String(probe % (1n << 32n))]);
+  const stable = stableXid(now, probe, probed.rows[0]!.a);
+  const candidates = reads.filter((r) => comparable(parseSnapshot(r.snapshot), now) && comparableByAge(parseSnapshot(r.snapshot), stable));
+  return { until, now, stable, candidates };
+}
+
+/** Ranges a check had to leave out: read too many transactions ago to compare xmins. */
+export function warnUncheckable(reads: ReadRange[], checkedIds: ReadonlySet<string>, log: Logger): void {
+  for (const r of reads) {
+    if (!checkedIds.has(r.id)) log.warn({ range: r.id }, 'range read too many transactions ago (over 2^31) to tell late rows apart by xmin; it is no longer checked');
+  }
+}
+
+/**
+ * Late rows met by a window shard's scan that also checks the ledger (lateCheckSql folded into
+ * the shard's query, see shardSelect): per range, the rows and, up to MAX_KEYED_ROWS, their keys.
+ */
+export class LateKeys {
+  private readonly byRange = new Map<number, { rows: number; keys: string[] | null }>();
+
+  add(range: number, keyBytes: Buffer, start: number, end: number): void {
+    let entry = this.byRange.get(range);
+    if (!entry) this.byRange.set(range, (entry = { rows: 0, keys: [] }));
+    entry.rows++;
+    if (entry.keys === null) return;
+    // A NULL key or one that is not UTF-8 cannot be looked up: the range is then scanned.
+    const key = start < 0 ? null : keyBytes.toString('utf8', start, end);
+    if (key === null || key.includes('\uFFFD') || entry.rows > MAX_KEYED_ROWS) entry.keys = null;
+    else entry.keys.push(key);
+  }
+
+  hits(sorted: ReadRange[]): LateHit[] {
+    return [...this.byRange].sort((a, b) => a[0] - b[0]).map(([i, e]) => ({ range: sorted[i]!, keys: e.keys }));
+  }
 }
 
 /**
@@ -141,23 +200,14 @@ export async function findLateRows(db: Db, table: SourceTable, config: Config, r
   const finding = await db.run(async (c) => {
     await c.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
     try {
-      const until = await currentSnapshot(c);
-      const now = parseSnapshot(until);
-      // age() measures from an xid fixed at its first call in a transaction: learn it from one
-      // normal xid's age, here, so the check's bounds are ages from the same xid.
-      const probe = now.xmax % (1n << 32n) >= 4n ? now.xmax - 1n : now.xmax - 4n;
-      const probed = await c.query<{ a: number }>('SELECT age($1::text::xid) AS a', [String(probe % (1n << 32n))]);
-      const stable = stableXid(now, probe, probed.rows[0]!.a);
-      const candidates = reads.filter((r) => comparable(parseSnapshot(r.snapshot), now) && comparableByAge(parseSnapshot(r.snapshot), stable));
+      const { until, now, stable, candidates } = await checkBasis(c, reads);
       const hits = candidates.length > 0 ? await rangesWithLateRows(c, table, config, candidates, now, stable) : [];
       return { until, hits, checked: candidates };
     } finally {
       await c.query('COMMIT');
     }
   });
-  for (const r of reads) {
-    if (!finding.checked.includes(r)) log.warn({ range: r.id }, 'range read too many transactions ago (over 2^31) to tell late rows apart by xmin; it is no longer checked');
-  }
+  warnUncheckable(reads, new Set(finding.checked.map((r) => r.id)), log);
   report.late.rangesChecked += finding.checked.length;
   report.late.checkMs += Date.now() - started;
   return { until: finding.until, hits: finding.hits };

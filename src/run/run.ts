@@ -14,7 +14,7 @@ import { createExporter, maxShardLeadMs } from '../sinks/registry.js';
 import { checkpointOffset } from '../state/checkpoint.js';
 import { createStateStore } from '../state/create.js';
 import type { ReadRange, RunManifest, ShardAcks, ShardOutcome, StateStore } from '../state/types.js';
-import { currentSnapshot, findLateRows, horizonStart, lateRun, nextReads, type Ledger, type LateFinding } from './late_rows.js';
+import { currentSnapshot, findLateRows, horizonStart, lateRun, nextReads, warnUncheckable, type Ledger, type LateFinding } from './late_rows.js';
 import { redact } from '../config/secrets.js';
 import type { Logger } from '../util/log.js';
 import type { RunObserver } from './observer.js';
@@ -138,17 +138,18 @@ export async function runExport(wanted: Config, o: RunOptions, report: RunReport
       offset = await executeRun(config, table, store, pool, state.run, state.done, state.acks, true, report, o, stop, ledger);
     }
     if (report.stopped || !stop.mayStart(null)) return stopEarly(report, stop);
-    lateCheck = o.fixedWindow ? null : LateCheck.start(config, table, ledger, spareSessions, report, o.log);
 
     // Taken before planning: if the window plans no shards, this is the read that covered it.
     const snapshot = ledger.horizonStart === null ? undefined : await main.run((c) => currentSnapshot(c));
     const window = o.fixedWindow ?? (await main.run((c) => computeWindow(c, offset, config.lookbackPeriod, config.safetyLag)));
     if (!window) {
+      lateCheck = o.fixedWindow ? null : LateCheck.start(config, table, ledger, spareSessions, report, o.log, null);
       o.log.info({ offset, reason: await main.run((c) => emptyWindowReason(c, offset, config.lookbackPeriod, config.safetyLag)) }, 'nothing to export: the window is empty');
     } else {
       const planStarted = Date.now();
       const plan = await main.run((c) => planWindow(c, table, config, window));
       report.planningMs += Date.now() - planStarted;
+      lateCheck = o.fixedWindow ? null : LateCheck.start(config, table, ledger, spareSessions, report, o.log, plan);
       const run: RunManifest = {
         runId: randomUUID(), createdAt: new Date().toISOString(), kind: 'window',
         window: { start: window.start, end: window.end }, totalRows: plan.totalRows, shards: plan.shards, snapshot,
@@ -157,7 +158,7 @@ export async function runExport(wanted: Config, o: RunOptions, report: RunReport
       const scanWarning = tableScanWarning(table, plan, { ...config, autoShardSize: !config.rowsPerShardSet });
       if (scanWarning) o.log.warn(scanWarning);
       await store.beginRun(run);
-      offset = await executeRun(config, table, store, pool, run, new Map(), new Map(), false, report, o, stop, ledger);
+      offset = await executeRun(config, table, store, pool, run, new Map(), new Map(), false, report, o, stop, ledger, lateCheck);
     }
     if (offset && lateCheck) {
       const lateStarted = Date.now();
@@ -189,22 +190,38 @@ export async function runExport(wanted: Config, o: RunOptions, report: RunReport
 }
 
 /**
- * The late-row check of the ledger's ranges (those of earlier runs), started before the window's
- * shards: the ranges it checks lie before the offset, where the window's shards never read, so it
- * needs nothing from them. On a session of its own (when the server has one to spare) its scan of
- * the horizon runs while the shards export instead of after them; otherwise it runs on the main
- * session once the window is done, as the state store then has no use for it.
+ * The late-row check of the ledger's ranges (those of earlier runs). The ranges lie before the
+ * offset, where the window's shards never read, so it needs nothing from them. Three ways, the
+ * cheapest that applies:
+ * - carried by the window's first shard when every shard scans the whole table anyway (no index
+ *   serves a timestamp range): its query also selects the late rows (shardSelect's `late`), one
+ *   condition per row instead of a second scan of the table;
+ * - on a session of its own beside the window's shards, when the server has one to spare;
+ * - on the main session once the window is done (the state store then has no use for it).
+ * A carried check that did not finish (its shard stopped at a deadline, say) runs the last way.
  */
 class LateCheck {
   private session: SourceSession | null = null;
   private early: Promise<LateFinding | null> | null = null;
+  private carried: LateFinding | null = null;
 
-  private constructor(private readonly check: (db: Db) => Promise<LateFinding | null>) {}
+  private constructor(
+    private readonly check: (db: Db) => Promise<LateFinding | null>,
+    /** The window shard that carries the check, and the ranges it checks; null when none does. */
+    private readonly carrier: { shard: number; reads: ReadRange[] } | null,
+    private readonly report: RunReport,
+    private readonly log: Logger,
+  ) {}
 
-  static start(config: Config, table: SourceTable, ledger: Ledger, spareSessions: number, report: RunReport, log: Logger): LateCheck | null {
+  static start(config: Config, table: SourceTable, ledger: Ledger, spareSessions: number, report: RunReport, log: Logger, plan: ShardPlan | null): LateCheck | null {
     if (ledger.horizonStart === null || ledger.reads.length === 0) return null;
     const reads = [...ledger.reads];
-    const c = new LateCheck((db) => findLateRows(db, table, config, reads, report, log));
+    const check = (db: Db) => findLateRows(db, table, config, reads, report, log);
+    if (plan && plan.reads === 'table-scan' && plan.shards.length > 0 && config.source.stream === 'copy') {
+      log.info({ ranges: reads.length, session: 'shard', shard: plan.shards[0]!.index }, 'every shard scans the whole table: the first one also checks the exported ranges for late rows');
+      return new LateCheck(check, { shard: plan.shards[0]!.index, reads }, report, log);
+    }
+    const c = new LateCheck(check, null, report, log);
     const concurrent = spareSessions >= 1;
     log.info({ ranges: reads.length, session: concurrent ? 'own' : 'main' }, concurrent
       ? 'checking exported ranges for late rows on a session of its own, beside the window'
@@ -217,7 +234,21 @@ class LateCheck {
     return c;
   }
 
+  /** The ranges shard `index` checks in its own scan, if it carries the check. */
+  readsFor(index: number): ReadRange[] | undefined {
+    return this.carrier?.shard === index ? this.carrier.reads : undefined;
+  }
+
+  /** What the carrying shard's scan found (ShardOutcome.lateCheck). */
+  carriedBy(found: NonNullable<ShardOutcome['lateCheck']>): void {
+    if (!this.carrier) return;
+    warnUncheckable(this.carrier.reads, new Set(found.checked), this.log);
+    this.report.late.rangesChecked += found.checked.length;
+    this.carried = { until: found.until, hits: found.hits };
+  }
+
   finding(main: Db): Promise<LateFinding | null> {
+    if (this.carried) return Promise.resolve(this.carried);
     return this.early ?? this.check(main);
   }
 
@@ -251,6 +282,7 @@ export async function checkExporters(config: Config): Promise<void> {
 async function executeRun(
   config: Config, table: SourceTable, store: StateStore, pool: Piscina, run: RunManifest,
   done: Map<number, ShardOutcome>, acks: ShardAcks, resumed: boolean, report: RunReport, o: RunOptions, stop: StopControl, ledger: Ledger,
+  lateCheck: LateCheck | null = null,
 ): Promise<Bound> {
   const todo = run.shards.filter((s) => !done.has(s.index));
   const entry = { runId: run.runId, kind: run.kind ?? 'window', resumed, window: run.window, shards: run.shards.length, shardsExportedNow: 0, rows: 0 };
@@ -273,7 +305,7 @@ async function executeRun(
   const pace = new ShardPace();
   const lead = shardLead(config, todo, done);
 
-  const attemptShard = (shard: ShardSpec): Promise<ShardOutcome> => attemptShardOnPool(pool, { config, table, shard, runId: run.runId, acks: acks.get(shard.index) }, {
+  const attemptShard = (shard: ShardSpec): Promise<ShardOutcome> => attemptShardOnPool(pool, { config, table, shard, runId: run.runId, acks: acks.get(shard.index), lateCheck: lateCheck?.readsFor(shard.index) }, {
     progress: (index, rows) => o.progress.update(index, rows),
     delivery: (exporterId, event) => o.observer?.delivery(exporterId, event),
     ack: (exporterId, ack) => recordAck(shard.index, exporterId, ack),
@@ -290,12 +322,13 @@ async function executeRun(
       const shardStarted = Date.now();
       try {
         const shardStarted = Date.now();
-        const outcome = await withRetries(
+        const { lateCheck: carried, ...outcome } = await withRetries(
           { attempts: config.shardAttempts, firstDelayMs: 1000, maxDelayMs: 30_000 },
           (err) => failure === null && !stop.stopping && shardRetryDecision(err) === 'retry',
           () => attemptShard(shard),
           (err, n) => o.log.warn({ shard: shard.index, attempt: n, error: redact(errorMessage(err)) }, 'shard failed; retrying it (a shard rerun overwrites its own parts)'),
         );
+        if (carried) lateCheck?.carriedBy(carried);
         pace.record(outcome.rows, Date.now() - shardStarted);
         done.set(shard.index, outcome);
         const offset = checkpointOffset(run, done);

@@ -17,7 +17,8 @@ import type { Exporter, ShardWriter } from '../sinks/types.js';
 import { shardDoneSql } from '../state/postgres_store.js';
 import { holdsShard } from './distributed/fence.js';
 import { shardDoneChannel } from './distributed/names.js';
-import type { ShardOutcome } from '../state/types.js';
+import type { ReadRange, ShardOutcome } from '../state/types.js';
+import { checkBasis, LateKeys, lateCheckSql } from './late_rows.js';
 import { ShardStoppedError } from './stop.js';
 
 export interface ShardTaskInput {
@@ -30,6 +31,11 @@ export interface ShardTaskInput {
   acks?: Record<string, InShardAck>;
   /** Distributed mode: this attempt's number in `<state.table>_claims`; the done commit is fenced on it. */
   attempt?: number;
+  /**
+   * Earlier runs' ranges to check for late rows in this shard's own scan (a window shard that
+   * scans the whole table anyway): the check then costs a condition per row instead of a scan.
+   */
+  lateCheck?: ReadRange[];
 }
 
 const PROGRESS_EVERY_MS = 250;
@@ -71,6 +77,19 @@ function documentFreeFields(config: Config, table: SourceTable): string[] | null
   if (!config.logExporters.every((e) => (e as { format?: string }).format === 'PARQUET')) return null;
   if (table.parquet.some((c) => (c.from === 'field' || c.from === 'document') && c.sql === undefined)) return null;
   return table.parquet.flatMap((c) => (c.sql === undefined ? [] : [c.name]));
+}
+
+/**
+ * The late-row check a window shard carries, set up in its read transaction (whose snapshot is
+ * the check's `until`): the SQL folded into its query, or none when no range can be compared.
+ */
+async function foldedLateCheck(db: pg.Client, table: SourceTable, config: Config, reads: ReadRange[]) {
+  const { now, stable, candidates } = await checkBasis(db, reads);
+  const keys = new LateKeys();
+  const checked = candidates.map((r) => r.id);
+  if (candidates.length === 0) return { sql: undefined, keys, sorted: [], checked };
+  const { sorted, conditions, tree } = lateCheckSql(table, config, candidates, now, stable);
+  return { sql: { conditions, tree }, keys, sorted, checked };
 }
 
 export function filtersOf(config: Config): Filters {
@@ -120,9 +139,10 @@ export async function exportShard(input: ShardTaskInput): Promise<ShardOutcome> 
     const extra = !shard.late ? [] : shard.late.keys ? [keyIn(table, shard.late.keys)] : [committedAfter(parseSnapshot(shard.late.since), parseSnapshot(snapshot))];
     const wire = config.source.stream === 'copy' ? wireColumns(config, table) : [];
     const withoutDocument = documentFreeFields(config, table) ?? undefined;
-    const sql = shardSelect(table, filters, shard.lo, shard.hi, ordered, config.source.stream, extra, wire, withoutDocument !== undefined);
+    const late = input.lateCheck && config.source.stream === 'copy' && !shard.late ? await foldedLateCheck(db, table, config, input.lateCheck) : null;
+    const sql = shardSelect(table, filters, shard.lo, shard.hi, ordered, config.source.stream, extra, wire, withoutDocument !== undefined, late?.sql);
     const batches = config.source.stream === 'copy'
-      ? readWithCopy(db, sql, config.source.fetchSize, { badRows, jsonbBody: table.bodyIsJsonb, wireColumns: wire.length, withoutDocument })
+      ? readWithCopy(db, sql, config.source.fetchSize, { badRows, jsonbBody: table.bodyIsJsonb, wireColumns: wire.length, withoutDocument, lateRows: late?.sql ? late.keys : undefined })
       : readWithCursor(db, sql, config.source.fetchSize, { badRows });
     for await (const batch of batches) {
       if (writers.length === 1) await writers[0]!.write(batch);
@@ -149,6 +169,7 @@ export async function exportShard(input: ShardTaskInput): Promise<ShardOutcome> 
     await deadLetters?.commit();
     // A keyed catch-up exported exactly the rows its check saw in snapshot `until`.
     const outcome: ShardOutcome = { rows, deletedRows: null, exporters: results, snapshot: shard.late?.until ?? snapshot, badRows: deadLetters?.count ?? 0 };
+    if (late) outcome.lateCheck = { until: snapshot, hits: late.sql ? late.keys.hits(late.sorted) : [], checked: late.checked };
     if (input.attempt !== undefined && config.state.type === 'postgres') {
       // Distributed: the done commit (and the delete, in the read's snapshot) happens only while
       // this attempt still holds the shard, and the claim row stays locked until the commit.

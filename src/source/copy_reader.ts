@@ -17,6 +17,16 @@ export interface CopyReadOptions {
    * key and those values, and a bad row is dead-lettered with its fields.
    */
   withoutDocument?: readonly string[];
+  /**
+   * The query also selects late-row candidates of earlier ranges (shardSelect's `late`): its last
+   * column tags each tuple, and the late rows' keys go here instead of into the batches.
+   */
+  lateRows?: LateRowSink;
+}
+
+/** Receives the key bytes [start, end) of a late row of range `range` (start -1: a NULL key). */
+export interface LateRowSink {
+  add(range: number, keyBytes: Buffer, start: number, end: number): void;
 }
 
 const SIGNATURE = Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1');
@@ -83,6 +93,7 @@ export class CopyBinaryParser implements CopyPayloadSink {
   /** The current tuple's wire values' bytes, summed by scanWire. */
   private wireSize = 0;
   private readonly fieldNames: readonly string[] | null;
+  private readonly lateRows: LateRowSink | null;
 
   constructor(fetchSize: number, o: CopyReadOptions = {}) {
     this.badRows = o.badRows ?? new FailOnBadRow();
@@ -90,7 +101,8 @@ export class CopyBinaryParser implements CopyPayloadSink {
     // Without documents, the document's place holds '' (no version byte, whatever the column).
     this.bodySkip = o.jsonbBody === false || this.fieldNames ? 0 : 1;
     this.wireWidth = this.fieldNames?.length ?? o.wireColumns ?? 0;
-    this.fields = 3 + this.wireWidth;
+    this.lateRows = o.lateRows ?? null;
+    this.fields = 3 + this.wireWidth + (this.lateRows ? 1 : 0);
     this.wireAt = new Int32Array(this.wireWidth);
     this.builder = new RowBatchBuilder(fetchSize, undefined, this.badRows, this.wireWidth, this.fieldNames);
   }
@@ -191,6 +203,26 @@ export class CopyBinaryParser implements CopyPayloadSink {
         if (end < 0) {
           this.need(-end - pos, pos);
           break;
+        }
+      }
+      if (this.lateRows !== null) {
+        // The tag: -1 the shard's own row, k >= 0 a late row of range k, NULL neither.
+        if (end + 4 > len) {
+          this.need(end + 4 - pos, pos);
+          break;
+        }
+        const tagLen = buf.readInt32BE(end);
+        if (tagLen >= 0 && end + 4 + tagLen > len) {
+          this.need(end + 4 + tagLen - pos, pos);
+          break;
+        }
+        const tag = tagLen === 4 ? buf.readInt32BE(end + 4) : -2;
+        end += 4 + Math.max(0, tagLen);
+        if (tag !== -1) {
+          if (tag >= 0) this.lateRows.add(tag, buf, keyLen < 0 ? -1 : keyStart, keyStart + keyLen);
+          pos = end;
+          this.needed = 0;
+          continue;
         }
       }
       if (this.fieldNames !== null) {

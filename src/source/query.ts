@@ -74,11 +74,21 @@ export function orderBy(t: SourceTable): string {
  * `wire`: text expressions selected after the document (COPY only; see RowBatch.wire).
  * `withoutDocument` (COPY with wire columns that cover every exported value): the document's
  * place holds '' or, when the document is NULL, NULL, so PostgreSQL never turns it into text.
+ * `late` (COPY only; see lateCheckSql): the same scan also selects the rows of earlier ranges that
+ * may be late, and a last int column tells them apart: -1 for the shard's own rows, the range's
+ * index for a late row (sent without its document), NULL for a row that is neither.
  */
-export function shardSelect(t: SourceTable, f: Filters, lo: Bound, hi: Bound, ordered: boolean, mode: 'copy' | 'cursor', extra: string[] = [], wire: string[] = [], withoutDocument = false): string {
+export function shardSelect(t: SourceTable, f: Filters, lo: Bound, hi: Bound, ordered: boolean, mode: 'copy' | 'cursor', extra: string[] = [], wire: string[] = [], withoutDocument = false, late?: { conditions: string[]; tree: string }): string {
   const document = withoutDocument ? `CASE WHEN ${t.bodyNull} THEN NULL ELSE ''::text END` : t.body;
-  const columns = mode === 'copy' ? [`${t.keyText}, ${t.ts}, ${document}`, ...wire].join(', ') : `${t.key}::text, (extract(epoch from ${t.ts}) * 1000000)::int8, (${t.body})::text`;
-  return `SELECT ${columns} FROM ${t.name} t ${whereClause([...filterConditions(t, f), ...rangeConditions(t, lo, hi), ...extra])}${ordered ? ` ${orderBy(t)}` : ''}`;
+  const order = ordered ? ` ${orderBy(t)}` : '';
+  if (mode === 'cursor') {
+    return `SELECT ${t.key}::text, (extract(epoch from ${t.ts}) * 1000000)::int8, (${t.body})::text FROM ${t.name} t ${whereClause([...filterConditions(t, f), ...rangeConditions(t, lo, hi), ...extra])}${order}`;
+  }
+  if (!late) return `SELECT ${[`${t.keyText}, ${t.ts}, ${document}`, ...wire].join(', ')} FROM ${t.name} t ${whereClause([...filterConditions(t, f), ...rangeConditions(t, lo, hi), ...extra])}${order}`;
+  const own = `(${[...rangeConditions(t, lo, hi), ...extra].join(' AND ')})`;
+  const columns = [`${t.keyText}, ${t.ts}, CASE WHEN ${own} THEN ${document} END`, ...wire, `CASE WHEN ${own} THEN -1 ELSE ${late.tree} END`];
+  // Filters first: both branches share them (the late conditions repeat them, harmlessly).
+  return `SELECT ${columns.join(', ')} FROM ${t.name} t ${whereClause([...filterConditions(t, f), `(${own} OR (${late.conditions.join(' AND ')}))`])}${order}`;
 }
 
 /** `extra`: the same additional conditions the shard was read with (a late catch-up's). */

@@ -2,6 +2,7 @@ import type { Bound } from '../plan/keyset.js';
 import type { ShardSpec } from '../plan/shards.js';
 import type { InShardAck } from '../sinks/delivery/types.js';
 import type { ExporterShardResult } from '../sinks/types.js';
+import type { LateHit } from '../run/late_rows.js';
 
 /** Stored before any shard starts: a rerun after a crash finishes exactly this work. */
 export interface RunManifest {
@@ -26,6 +27,8 @@ export interface ShardOutcome {
   badRows?: number;
   /** Distributed mode: a newer attempt held the shard, so this one recorded nothing and took its parts back. Never stored. */
   superseded?: true;
+  /** The late-row check this shard's scan carried (ShardTaskInput.lateCheck): what it found, from its snapshot. Never stored. */
+  lateCheck?: { until: string; hits: LateHit[]; checked: string[] };
 }
 
 /**
