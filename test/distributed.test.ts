@@ -461,13 +461,19 @@ describe('run --distributed with worker processes', () => {
     const stored = await client.query<{ reads: unknown[] }>('SELECT reads FROM logship_state');
     expect(stored.rows[0]!.reads).toHaveLength(3); // the three shards' ranges, with their snapshots
 
-    // Rows stamped inside the exported hour, committed after it was read: late rows.
+    // Rows stamped inside the exported hour, committed after it was read: late rows; and new rows
+    // for the second run's window, so the check runs beside that window's shards.
     await seedKestraLogs(client, { rows: 50, start: isoAgo(3000), spanSeconds: 1800, seq: 1_000_000 });
+    // (Inside the default safetyLag of 30 s after the first run's window end, outside it now.)
+    await new Promise((r) => setTimeout(r, 1500));
+    await seedKestraLogs(client, { rows: 300, start: isoAgo(31), spanSeconds: 0.5, seq: 2_000_000 });
     const reportFile = path.join(dir, 'second.json');
     const second = await within('the second run', runCli(['run', '--config', cfg, '--distributed', '--work', '--report', reportFile]), 100_000);
     expect(second.code, second.stderr).toBe(0);
-    const report = JSON.parse(fs.readFileSync(reportFile, 'utf8')) as { late: { rows: number; rangesCaughtUp: number }; runs: { kind: string }[] };
+    expect(second.stderr.split('\n').filter((l) => l.includes('"session"')).map((l) => JSON.parse(l).session)).toEqual(['own']);
+    const report = JSON.parse(fs.readFileSync(reportFile, 'utf8')) as { late: { rows: number; rangesCaughtUp: number; rangesChecked: number }; runs: { kind: string }[] };
     expect(report.late.rows).toBe(50);
+    expect(report.late.rangesChecked).toBe(3); // run 1's ranges, not the ones the second run just exported
     expect(report.late.rangesCaughtUp).toBeGreaterThanOrEqual(1);
     expect(report.runs.map((r) => r.kind)).toContain('late');
     expect(listParts(out).map((f) => path.basename(f)).filter((n) => /-late1-a1-\d{5}\./.test(n)).length).toBeGreaterThanOrEqual(1);

@@ -228,18 +228,3 @@ export function lateRun(finding: LateFinding | null, offset: Bound, report: RunR
   log.info({ runId: run.runId, ranges: shards.length }, 'late rows found in exported ranges; exporting them as extra parts of their shards');
   return run;
 }
-
-/**
- * Finds the ranges of the ledger that hold rows committed after their snapshot (one scan) and
- * exports those rows as extra shards of the ranges they belong to (by key when they are few, so
- * no second scan is needed), `${id}-late${n}`, through the same manifest, exporters and checkpoints as any
- * shard: a crash mid-catch-up resumes it, and each late row is exported exactly once.
- */
-export async function catchUpLateRows(
-  db: Db, table: SourceTable, config: Config, ledger: Ledger, offset: Bound, report: RunReport, log: Logger,
-  execute: (run: RunManifest) => Promise<unknown>,
-): Promise<void> {
-  if (ledger.horizonStart === null) return;
-  const run = lateRun(await findLateRows(db, table, config, ledger.reads, report, log), offset, report, log);
-  if (run) await execute(run);
-}
