@@ -431,7 +431,10 @@ describe('run --distributed with worker processes', () => {
     }
     const r = await coordinator.done;
     for (const w of workers) w.child.kill('SIGTERM');
-    for (const w of workers) expect((await within('a worker to stop', w.done)).code).toBe(0);
+    for (const w of workers) {
+      const stopped = await within('a worker to stop', w.done);
+      expect(stopped.code, stopped.stderr.slice(-2000)).toBe(0);
+    }
     expect(r.code, r.stderr).toBe(0);
     expect(rounds).toBeGreaterThanOrEqual(2); // the run really overlapped the inserts
 
