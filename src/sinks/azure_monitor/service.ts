@@ -26,9 +26,13 @@ export class AzureMonitorService {
     const identity = await import('@azure/identity');
     const { LogsIngestionClient } = await import('@azure/monitor-ingestion');
     const sp = config.servicePrincipal;
+    // The token requests' own retries off too: check() and each upload already retry an
+    // unreachable Entra ID with logship's backoff; the credential's three tries under each of
+    // ours multiplied the wait (and a refusal is final either way).
+    const noRetries = { retryOptions: { maxRetries: 0 } };
     const credential: TokenCredential = sp
-      ? new identity.ClientSecretCredential(sp.tenantId, sp.clientId, sp.clientSecret, { authorityHost: config.authorityHost, disableInstanceDiscovery: config.authorityHost !== 'https://login.microsoftonline.com' })
-      : new identity.DefaultAzureCredential({ authorityHost: config.authorityHost });
+      ? new identity.ClientSecretCredential(sp.tenantId, sp.clientId, sp.clientSecret, { ...noRetries, authorityHost: config.authorityHost, disableInstanceDiscovery: config.authorityHost !== 'https://login.microsoftonline.com' })
+      : new identity.DefaultAzureCredential({ ...noRetries, authorityHost: config.authorityHost });
     const client = new LogsIngestionClient(config.endpoint, credential, { audience: config.audience, retryOptions: { maxRetries: 0 } });
     return new AzureMonitorService(config, credential, client);
   }
