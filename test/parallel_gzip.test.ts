@@ -36,10 +36,17 @@ async function gzipThrough(input: Buffer, writeSizes: number[]): Promise<Buffer>
   return Buffer.concat(out);
 }
 
-describe('parallel gzip (one member per 1 MiB block)', () => {
+describe('parallel gzip (one member per 1 MiB block, or per batch-sized write)', () => {
   it('round-trips through zlib and the gzip command, across block edges and writes of every size', async () => {
     const dir = tempDir('pgzip');
-    for (const [size, writes] of [[0, [1]], [1, [1]], [1024 * 1024, [1024 * 1024]], [1024 * 1024 + 1, [7, 65536, 1]], [5 * 1024 * 1024 + 333, [300_000, 1_500_000, 17]]] as const) {
+    const MiB = 1024 * 1024;
+    // [input size, write sizes (cycled), gzip members]
+    for (const [size, writes, members] of [
+      [0, [1], 1], [1, [1], 1], [MiB, [MiB], 1], [MiB + 1, [7, 65536, 1], 2], [5 * MiB + 333, [300_000, 1_500_000, 17], 6],
+      // Batch-sized writes deflate from their own bytes, one member each (under 2 MiB), no copy.
+      [5 * MiB + 333, [1_900_000], 3],
+      [5 * MiB, [3 * MiB], 5],
+    ] as const) {
       const input = logLike(size, size + 1);
       const gz = await gzipThrough(input, [...writes]);
       expect(zlib.gunzipSync(gz).equals(input)).toBe(true);
@@ -47,8 +54,8 @@ describe('parallel gzip (one member per 1 MiB block)', () => {
       fs.writeFileSync(file, gz);
       // The system's gunzip reads every member, as any gzip reader must.
       expect(execFileSync('gzip', ['-dc', file], { maxBuffer: 64 * 1024 * 1024 }).equals(input)).toBe(true);
-      // Members start at 1 MiB input boundaries: ceil(size / 1 MiB) of them (one, empty, for no input).
-      expect(countMembers(gz)).toBe(Math.max(1, Math.ceil(size / (1024 * 1024))));
+      // Members start at 1 MiB input boundaries, or at a large write's own (one, empty, for no input).
+      expect(countMembers(gz)).toBe(members);
     }
   });
 
