@@ -12,13 +12,7 @@ export function formatBytes(n: number): string {
   return `${v.toFixed(v < 10 ? 2 : 1)} ${units[u]}`;
 }
 
-/** 1,234,567. By hand: the first toLocaleString loads ICU data, ~30 ms of every run's exit (profiled). */
-export function formatCount(n: number): string {
-  const neg = n < 0;
-  const [int, frac] = String(Math.abs(n)).split('.');
-  const grouped = int!.replace(/\B(?=(\d{3})+(?!\d))/g, ',');
-  return `${neg ? '-' : ''}${grouped}${frac ? `.${frac}` : ''}`;
-}
+export { formatCount } from '../util/numbers.js';
 
 export function formatBound(b: Bound | null): string {
   if (!b) return '(none)';

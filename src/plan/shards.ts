@@ -2,6 +2,7 @@ import type pg from 'pg';
 import { escapeLiteral } from 'pg';
 import { filterConditions, orderBy, rangeConditions, whereClause, type Filters } from '../source/query.js';
 import type { SourceTable } from '../source/table.js';
+import { formatCount } from '../util/numbers.js';
 import { boundEquals, shardId, TS_TEXT, type Bound } from './keyset.js';
 
 export interface ShardSpec {
@@ -215,7 +216,7 @@ export function tableScanWarning(t: SourceTable, plan: ShardPlan, o: Pick<PlanOp
   if (plan.reads !== 'table-scan' || plan.totalRows <= Math.max(o.rowsPerShard, warnAbove) * o.workers) return null;
   const column = t.ts.replace(/^t\./, '');
   const effect = o.autoShardSize
-    ? `so logship plans one shard per worker (${plan.shards.length} of ~${Math.round(plan.totalRows / Math.max(1, plan.shards.length)).toLocaleString('en-US')} rows) instead of one per rowsPerShard rows, and a rerun after a crash redoes whole shards`
+    ? `so logship plans one shard per worker (${plan.shards.length} of ~${formatCount(Math.round(plan.totalRows / Math.max(1, plan.shards.length)))} rows) instead of one per rowsPerShard rows, and a rerun after a crash redoes whole shards`
     : `so each of the ${plan.shards.length} shards (rowsPerShard is set) scans all of it`;
   return `source.table ${t.name} has no index PostgreSQL can use for a ${column} range: every shard's read scans the whole table, ${effect}; CREATE INDEX CONCURRENTLY ON ${t.name} (${column}) lets shards read only their range`;
 }

@@ -1,4 +1,5 @@
 import type { Logger } from '../util/log.js';
+import { formatCount } from '../util/numbers.js';
 
 export interface ProgressOptions {
   tty: boolean;
@@ -76,7 +77,7 @@ export class Progress {
       const frac = this.expected > 0 ? Math.min(1, rows / this.expected) : 0;
       const width = 28;
       const filled = Math.round(frac * width);
-      const bar = `[${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${(frac * 100).toFixed(1)}% ${rows.toLocaleString('en-US')}/${this.expected.toLocaleString('en-US')} rows  ${Math.round(rate).toLocaleString('en-US')} rows/s  shards ${this.shardsDone}/${this.shardsTotal}  ETA ${formatSeconds(eta)}`;
+      const bar = `[${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${(frac * 100).toFixed(1)}% ${formatCount(rows)}/${formatCount(this.expected)} rows  ${formatCount(Math.round(rate))} rows/s  shards ${this.shardsDone}/${this.shardsTotal}  ETA ${formatSeconds(eta)}`;
       this.o.stream.write(`\r${bar.padEnd(this.lastBarLength)}`);
       this.lastBarLength = bar.length;
     } else {
