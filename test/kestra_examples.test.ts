@@ -10,7 +10,7 @@ import YAML from 'yaml';
 import { ConfigError } from '../src/config/errors.js';
 import { loadConfigText } from '../src/config/load.js';
 import { cameFromSecret, redact } from '../src/config/secrets.js';
-import { applyUrlMap } from '../src/config/url_map.js';
+import { applyUrlMap, urlMapOf } from '../src/config/url_map.js';
 import { createKestraAuditSchema, seedKestraAudit, seedKestraLogs } from '../src/demo/seed.js';
 import { exportedDocs, normalize, runCli, tempDir } from './helpers/cli.js';
 import { freshDatabase, isoAgo } from './helpers/db.js';
@@ -316,6 +316,29 @@ describe('pointing a flow elsewhere without editing it: --url-map and its errors
     const r = await runCli(['plan', '--config', path.join(FLOWS, '09-elasticsearch.yaml'), '--url-map', 'https://elastic.example.org:9200=http://127.0.0.1:9'], { env: { ES_PASSWORD } });
     expect(r.code).toBe(2);
     expect(r.stderr).toBe('logship: --url-map: https://elastic.example.org:9200 matches no URL in the config\n');
+  });
+
+  it('takes LOGSHIP_URL_MAP (FROM=TO entries separated by whitespace) after the flags: a flag wins for the same FROM', () => {
+    const env = { LOGSHIP_URL_MAP: ' https://a.example.com=http://127.0.0.1:2\n\thttps://b.example.com=http://127.0.0.1:3 ' };
+    expect(urlMapOf(['https://a.example.com=http://127.0.0.1:4'], env)).toEqual([
+      { from: 'https://a.example.com', to: 'http://127.0.0.1:4' },
+      { from: 'https://b.example.com', to: 'http://127.0.0.1:3', option: 'LOGSHIP_URL_MAP' },
+    ]);
+    expect(urlMapOf(undefined, {})).toEqual([]);
+    expect(() => urlMapOf(undefined, { LOGSHIP_URL_MAP: 'https://a.example.com' })).toThrow('LOGSHIP_URL_MAP: must be FROM=TO, two http:// or https:// URLs (got "https://a.example.com")');
+  });
+
+  it('points a flow elsewhere by LOGSHIP_URL_MAP alone, and names the variable when its FROM matches nothing (exit 2)', async () => {
+    const flow = path.join(FLOWS, '09-elasticsearch.yaml');
+    const config = loadConfigText(fs.readFileSync(flow, 'utf8'), {
+      secrets: { env: { ES_PASSWORD }, secretsDir: undefined },
+      urlMap: urlMapOf(undefined, { LOGSHIP_URL_MAP: `${ELASTIC}=http://127.0.0.1:2` }),
+    });
+    expect(JSON.stringify(config.logExporters)).toContain('"http://127.0.0.1:2"');
+    expect(JSON.stringify(config.logExporters)).not.toContain(ELASTIC);
+    const typo = await runCli(['plan', '--config', flow], { env: { ES_PASSWORD, LOGSHIP_URL_MAP: 'https://elastic.example.org:9200=http://127.0.0.1:9' } });
+    expect(typo.code).toBe(2);
+    expect(typo.stderr).toBe('logship: LOGSHIP_URL_MAP: https://elastic.example.org:9200 matches no URL in the config\n');
   });
 
   it('names the option when an Azure Monitor tenantId is not one Entra ID accepts', () => {

@@ -6,7 +6,7 @@ import { ConfigError, errorMessage } from '../config/errors.js';
 import { checkFileLocation } from '../config/fs_checks.js';
 import { loadConfigFile } from '../config/load.js';
 import { redact } from '../config/secrets.js';
-import { parseUrlMap } from '../config/url_map.js';
+import { urlMapOf } from '../config/url_map.js';
 import { parseCliVariables } from '../config/variables.js';
 import { checkMaxDuration } from '../config/schema.js';
 import { SIGNAL_EXIT } from '../run/stop.js';
@@ -130,7 +130,7 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   if (!values.config) throw new ConfigError('--config', 'is required');
-  const config = loadConfigFile(values.config, { task: values.task, variables: parseCliVariables(values.var), urlMap: parseUrlMap(values['url-map']) });
+  const config = loadConfigFile(values.config, { task: values.task, variables: parseCliVariables(values.var), urlMap: urlMapOf(values['url-map']) });
   if (values['max-duration'] !== undefined) config.maxDurationMs = checkMaxDuration('--max-duration', values['max-duration'], config.stopGraceMs);
   // Commands load on demand so that none pays for another's dependencies.
   if (command === 'plan') await (await import('./inspect_commands.js')).planCommand(config, values.json === true, values.distributed === true);

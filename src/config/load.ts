@@ -66,8 +66,9 @@ export function loadConfigText(text: string, options: LoadOptions = {}, origin =
     // Variables first: a variable's value may hold {{ secret('X') }}, resolved and redacted next.
     return parseConfig(applyUrlMap(resolveSecrets(resolveVariables(native, variables), secrets), options.urlMap ?? []));
   } catch (err) {
-    // Point errors from a Kestra flow at the task's own location in the file.
-    if (prefix && err instanceof ConfigError && err.path && !err.path.startsWith('--')) {
+    // Point errors from a Kestra flow at the task's own location in the file (not those of a
+    // command-line flag or an environment variable such as LOGSHIP_URL_MAP).
+    if (prefix && err instanceof ConfigError && err.path && !err.path.startsWith('--') && !/^[A-Z][A-Z0-9_]*$/.test(err.path)) {
       throw new ConfigError(`${prefix}.${err.path}`, err.message.slice(err.path.length + 2));
     }
     throw err;

@@ -5,21 +5,34 @@ import { deriveFromSecret } from './secrets.js';
 export interface UrlRewrite {
   from: string;
   to: string;
+  /** Where it was given, for errors: `--url-map` (the default) or `LOGSHIP_URL_MAP`. */
+  option?: string;
 }
 
 const HTTP_URL = /^https?:\/\/[^/=\s]+/;
 
 /** `--url-map FROM=TO`, repeatable: split at the first `=`; both sides are http(s) URLs. */
-export function parseUrlMap(values: string[] | undefined): UrlRewrite[] {
+export function parseUrlMap(values: string[] | undefined, option = '--url-map'): UrlRewrite[] {
   return (values ?? []).map((v) => {
     const at = v.indexOf('=');
     const from = at < 0 ? '' : v.slice(0, at);
     const to = at < 0 ? '' : v.slice(at + 1);
     if (!HTTP_URL.test(from) || !HTTP_URL.test(to)) {
-      throw new ConfigError('--url-map', `must be FROM=TO, two http:// or https:// URLs (got ${JSON.stringify(v.length > 60 ? `${v.slice(0, 57)}...` : v)})`);
+      throw new ConfigError(option, `must be FROM=TO, two http:// or https:// URLs (got ${JSON.stringify(v.length > 60 ? `${v.slice(0, 57)}...` : v)})`);
     }
-    return { from, to };
+    return option === '--url-map' ? { from, to } : { from, to, option };
   });
+}
+
+/**
+ * The flags' rewrites, then `LOGSHIP_URL_MAP`'s (FROM=TO entries separated by whitespace, for a
+ * container whose command line is fixed): for one FROM given both ways, the flag wins.
+ */
+export function urlMapOf(flags: string[] | undefined, env: NodeJS.ProcessEnv = process.env): UrlRewrite[] {
+  const fromEnv = (env.LOGSHIP_URL_MAP ?? '').split(/\s+/).filter(Boolean);
+  const given = parseUrlMap(flags);
+  const flagged = new Set(given.map((r) => r.from));
+  return [...given, ...parseUrlMap(fromEnv, 'LOGSHIP_URL_MAP').filter((r) => !flagged.has(r.from))];
 }
 
 /**
@@ -49,6 +62,6 @@ export function applyUrlMap(node: unknown, rewrites: readonly UrlRewrite[]): unk
   };
   const out = walk(node);
   const unused = rewrites.find((r) => !used.has(r.from));
-  if (unused) throw new ConfigError('--url-map', `${unused.from} matches no URL in the config`);
+  if (unused) throw new ConfigError(unused.option ?? '--url-map', `${unused.from} matches no URL in the config`);
   return out;
 }
