@@ -156,12 +156,8 @@ async function main(argv: string[]): Promise<number> {
   } else {
     // Checked before the run: a report that cannot be written would turn a finished run into exit 1.
     if (values.report !== undefined) checkFileLocation('--report', values.report, 'logship-report.json');
-    // A local run's worker threads start booting now (~250 ms), while the run's own modules
-    // load (~80 ms) and it connects and plans, rather than after.
-    const pool = values.distributed ? undefined : (await import('../run/worker_pool.js')).createShardPool(config, config.workers, (await import('../util/log.js')).log);
     const { runCommand } = await import('./run_command.js');
     const report = await runCommand(config, {
-      pool,
       report: values.report,
       progressIntervalMs: positiveNumber('--progress-interval', values['progress-interval'], 10) * 1000,
       metricsPort: values['metrics-port'] === undefined ? undefined : portNumber(values['metrics-port']),

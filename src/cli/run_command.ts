@@ -3,7 +3,6 @@ import { errorMessage } from '../config/errors.js';
 import { redact } from '../config/secrets.js';
 import type { Config } from '../config/types.js';
 import { Progress } from '../run/progress.js';
-import type { Piscina } from 'piscina';
 import { emptyReport, runExport, type RunReport } from '../run/run.js';
 import { onStopSignals, StopControl } from '../run/stop.js';
 import { log } from '../util/log.js';
@@ -24,8 +23,6 @@ export interface RunCommandOptions {
   noWait?: boolean;
   /** With `distributed`: this process also works the shard jobs (coordinator and worker at once). */
   work?: boolean;
-  /** A local run's shard pool, started by the caller before this module loaded (see main). */
-  pool?: Piscina;
 }
 
 export async function runCommand(config: Config, o: RunCommandOptions): Promise<RunReport> {
@@ -41,7 +38,7 @@ export async function runCommand(config: Config, o: RunCommandOptions): Promise<
     exiting: 'exiting at once; a rerun resumes from the last checkpoint',
   });
   try {
-    const options = { log, progress, stop, observer: watch?.metrics, pool: o.pool };
+    const options = { log, progress, stop, observer: watch?.metrics };
     if (o.distributed) await (await import('../run/distributed/coordinator.js')).runDistributed(config, options, report, { wait: o.noWait !== true, work: o.work === true });
     else await runExport(config, options, report);
     if (!o.quiet) process.stdout.write(summary(report));

@@ -70,8 +70,6 @@ export interface RunOptions {
   observer?: RunObserver;
   /** Deadline and signals; by default from config.maxDuration and config.stopGrace. */
   stop?: StopControl;
-  /** The shard pool, when the caller started it early (createShardPool, config.workers threads); the run destroys it. */
-  pool?: Piscina;
 }
 
 /**
@@ -111,7 +109,7 @@ export async function runExport(wanted: Config, o: RunOptions, report: RunReport
   // thread connects, reads the state and plans, instead of after: on a one-shard run that was
   // the gap between starting and the first row read. A role short of sessions runs fewer shards
   // at once than there are threads; the spare threads idle.
-  let pool: Piscina | null = o.pool ?? createShardPool(wanted, wanted.workers, o.log);
+  let pool: Piscina | null = createShardPool(wanted, wanted.workers, o.log);
   const main = await SourceSession.open(wanted.source, 'main').catch(async (err: unknown) => {
     await pool?.destroy().catch(() => {});
     throw err;
