@@ -133,6 +133,32 @@ describe('deadlines and signals, then a rerun: nothing lost, nothing duplicated'
     expect(exportedDocs(out)).toEqual(await sourceDocs(client));
   }, 240_000);
 
+  it('SIGTERM mid-COPY when the role has no session left to cancel it: the shard drains its COPY, stops, exits 143; the rerun completes the multiset', async () => {
+    const { client, out } = await setup('sigterm_nocancel', 6000);
+    // Two sessions: the run's own and its one worker's. The COPY's cancel needs a third.
+    const role = 'nocancel';
+    await client.query(`CREATE ROLE ${role} LOGIN CONNECTION LIMIT 2 PASSWORD 'pw'`);
+    await client.query(`GRANT SELECT, DELETE ON logs TO ${role}; GRANT CREATE ON SCHEMA public TO ${role}`);
+    const url = (client as unknown as { connectionParameters: { port: number; database: string } }).connectionParameters;
+    const dir = tempDir('sigterm-nocancel-cfg');
+    const cfg = writeConfig(dir, {
+      source: { url: `postgres://${role}:pw@127.0.0.1:${url.port}/${url.database}`, fetchSize: 50 }, lookbackPeriod: 'P1D', workers: 1, rowsPerShard: 1000, stopGrace: 'PT1S',
+      state: { type: 'file', path: path.join(dir, 'state.json') },
+      logExporters: [{ id: 'files', type: 'file', directory: out, maxLinesPerFile: 300 }],
+    });
+    const { child, done } = startCli(['run', '--config', cfg], { env: SLOW });
+    // Mid-shard: its first part is being written while the COPY is paused behind the slow batches.
+    await waitFor(async () => listTempFiles(out).length > 0 || child.exitCode !== null);
+    expect(child.exitCode).toBeNull();
+    child.kill('SIGTERM');
+    const r = await done;
+    expect(r.code, r.stderr).toBe(143);
+    expect(listTempFiles(out)).toEqual([]);
+    const rerun = await runCli(['run', '--config', cfg]);
+    expect(rerun.code, rerun.stderr).toBe(0);
+    expect(exportedDocs(out)).toEqual(await sourceDocs(client));
+  }, 120_000);
+
   it('a second SIGINT exits at once with 130; the rerun still completes the multiset', async () => {
     const { client, out, cfg } = await setup('sigint2', 8000);
     // 5 s per batch: the graceful stop (which waits for the next batch) is still under way when

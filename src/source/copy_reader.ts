@@ -67,10 +67,15 @@ async function cancelCopy(client: pg.Client, copy: CopyOutQuery): Promise<void> 
   try {
     await canceller.connect();
     await canceller.query('SELECT pg_cancel_backend($1)', [pid]);
+  } catch {
+    // No session for the cancel (the role's or server's connection limit, say): the COPY is then
+    // drained to its end below instead. Left paused, it would hold the connection for ever, and
+    // the shard's ROLLBACK, queued behind it, would never run.
   } finally {
     await canceller.end().catch(() => {});
   }
-  // 57014 query_canceled (or the COPY had just finished): either way the connection is free.
+  // 57014 query_canceled (or the COPY had just finished, or it ran to its end): either way the
+  // connection is free.
   await copy.discard();
 }
 
