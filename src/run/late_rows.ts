@@ -3,11 +3,13 @@ import type pg from 'pg';
 import { escapeLiteral } from 'pg';
 import type { Config } from '../config/types.js';
 import { isoDurationMillis } from '../config/units.js';
+import { errorMessage } from '../config/errors.js';
+import { redact } from '../config/secrets.js';
 import { shardId, TS_TEXT, type Bound } from '../plan/keyset.js';
-import type { ShardSpec } from '../plan/shards.js';
+import type { ShardPlan, ShardSpec } from '../plan/shards.js';
 import { filterConditions, rangeConditions, whereClause } from '../source/query.js';
 import { committedAfterByAge, comparable, comparableByAge, oldestOf, parseSnapshot, stableXid, type Snapshot } from '../source/snapshots.js';
-import type { Db } from '../source/session.js';
+import { SourceSession, type Db } from '../source/session.js';
 import type { SourceTable } from '../source/table.js';
 import type { ReadRange, RunManifest, ShardOutcome } from '../state/types.js';
 import type { Logger } from '../util/log.js';
@@ -144,11 +146,10 @@ export interface LateFinding {
 }
 
 /**
- * What a check needs from the transaction it reads in (REPEATABLE READ, before its scan): its
- * snapshot, the xid its age() measures from, and the ranges whose rows it can still tell apart.
+ * What a check needs from the transaction it reads in (REPEATABLE READ, before its scan, whose
+ * snapshot is `until`): the xid its age() measures from, and the ranges whose rows it can still tell apart.
  */
-export async function checkBasis(c: pg.Client, reads: ReadRange[]): Promise<{ until: string; now: Snapshot; stable: bigint; candidates: ReadRange[] }> {
-  const until = await currentSnapshot(c);
+export async function checkBasis(c: pg.Client, until: string, reads: ReadRange[]): Promise<{ now: Snapshot; stable: bigint; candidates: ReadRange[] }> {
   const now = parseSnapshot(until);
   // age() measures from an xid fixed at its first call in a transaction: learn it from one
   // normal xid's age, here, so the check's bounds are ages from the same xid.
@@ -156,7 +157,7 @@ export async function checkBasis(c: pg.Client, reads: ReadRange[]): Promise<{ un
   const probed = await c.query<{ a: number }>('SELECT age($1::text::xid) AS a', [String(probe % (1n << 32n))]);
   const stable = stableXid(now, probe, probed.rows[0]!.a);
   const candidates = reads.filter((r) => comparable(parseSnapshot(r.snapshot), now) && comparableByAge(parseSnapshot(r.snapshot), stable));
-  return { until, now, stable, candidates };
+  return { now, stable, candidates };
 }
 
 /** Ranges a check had to leave out: read too many transactions ago to compare xmins. */
@@ -200,7 +201,8 @@ export async function findLateRows(db: Db, table: SourceTable, config: Config, r
   const finding = await db.run(async (c) => {
     await c.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
     try {
-      const { until, now, stable, candidates } = await checkBasis(c, reads);
+      const until = await currentSnapshot(c);
+      const { now, stable, candidates } = await checkBasis(c, until, reads);
       const hits = candidates.length > 0 ? await rangesWithLateRows(c, table, config, candidates, now, stable) : [];
       return { until, hits, checked: candidates };
     } finally {
@@ -227,4 +229,79 @@ export function lateRun(finding: LateFinding | null, offset: Bound, report: RunR
   };
   log.info({ runId: run.runId, ranges: shards.length }, 'late rows found in exported ranges; exporting them as extra parts of their shards');
   return run;
+}
+
+/**
+ * The late-row check of the ledger's ranges (those of earlier runs). The ranges lie before the
+ * offset, where the window's shards never read, so it needs nothing from them. Three ways, the
+ * cheapest that applies:
+ * - carried by the window's first shard when every shard scans the whole table anyway (no index
+ *   serves a timestamp range): its query also selects the late rows (shardSelect's `late`), one
+ *   condition per row instead of a second scan of the table;
+ * - on a session of its own beside the window's shards, when the server has one to spare;
+ * - on the main session once the window is done (the state store then has no use for it).
+ * A carried check that did not finish (its shard stopped at a deadline, say) runs the last way.
+ */
+export class LateCheck {
+  private session: SourceSession | null = null;
+  /** The check beside the window; it resolves to undefined when no session could be opened for it. */
+  private early: Promise<LateFinding | null | undefined> | null = null;
+  private carried: LateFinding | null = null;
+
+  private constructor(
+    private readonly check: (db: Db) => Promise<LateFinding | null>,
+    /** The window shard that carries the check, and the ranges it checks; null when none does. */
+    private readonly carrier: { shard: number; reads: ReadRange[] } | null,
+    private readonly report: RunReport,
+    private readonly log: Logger,
+  ) {}
+
+  static start(config: Config, table: SourceTable, ledger: Ledger, spareSessions: number, report: RunReport, log: Logger, plan: ShardPlan | null): LateCheck | null {
+    if (ledger.horizonStart === null || ledger.reads.length === 0) return null;
+    const reads = [...ledger.reads];
+    const check = (db: Db) => findLateRows(db, table, config, reads, report, log);
+    if (plan && plan.reads === 'table-scan' && plan.shards.length > 0 && config.source.stream === 'copy') {
+      log.info({ ranges: reads.length, session: 'shard', shard: plan.shards[0]!.index }, 'every shard scans the whole table: the first one also checks the exported ranges for late rows');
+      return new LateCheck(check, { shard: plan.shards[0]!.index, reads }, report, log);
+    }
+    const c = new LateCheck(check, null, report, log);
+    const concurrent = spareSessions >= 1;
+    log.info({ ranges: reads.length, session: concurrent ? 'own' : 'main' }, concurrent
+      ? 'checking exported ranges for late rows on a session of its own, beside the window'
+      : 'no session to spare: exported ranges are checked for late rows after the window, on the main session');
+    if (concurrent) {
+      c.early = SourceSession.open(config.source, 'late-rows').then((s) => c.check((c.session = s)), (err: unknown) => {
+        // The session counted as spare was gone when asked for: the check runs after the window.
+        log.info({ error: redact(errorMessage(err)) }, 'no session to spare for the late-row check beside the window: it runs once the window is done');
+        return undefined;
+      });
+      // Awaited after the window; until then its failure must not count as unhandled.
+      c.early.catch(() => {});
+    }
+    return c;
+  }
+
+  /** The ranges shard `index` checks in its own scan, if it carries the check. */
+  readsFor(index: number): ReadRange[] | undefined {
+    return this.carrier?.shard === index ? this.carrier.reads : undefined;
+  }
+
+  /** What the carrying shard's scan found (ShardOutcome.lateCheck). */
+  carriedBy(found: NonNullable<ShardOutcome['lateCheck']>): void {
+    if (!this.carrier) return;
+    warnUncheckable(this.carrier.reads, new Set(found.checked), this.log);
+    this.report.late.rangesChecked += found.checked.length;
+    this.carried = { until: found.until, hits: found.hits };
+  }
+
+  /** What the check found: carried, beside the window, or (when neither ran) now, on `main`. */
+  async finding(main: Db): Promise<LateFinding | null> {
+    if (this.carried) return this.carried;
+    const early = this.early ? await this.early : undefined;
+    return early === undefined ? this.check(main) : early;
+  }
+
+  async close(): Promise<void> {
+    await this.session?.end();
+  }
 }

@@ -6,7 +6,7 @@ import type { Config } from '../config/types.js';
 import { tsToMicros, type Bound } from '../plan/keyset.js';
 import { planShards, tableScanWarning, type ShardPlan, type ShardSpec } from '../plan/shards.js';
 import { computeWindow, emptyWindowReason, type ExportWindow } from '../plan/window.js';
-import { SourceSession, type Db } from '../source/session.js';
+import { SourceSession } from '../source/session.js';
 import { affordableWorkers, freeConnections } from '../source/connection_budget.js';
 import { passRawBytesFromSqlAscii } from '../source/connection.js';
 import { describeTable, type SourceTable } from '../source/table.js';
@@ -14,7 +14,7 @@ import { createExporter, maxShardLeadMs } from '../sinks/registry.js';
 import { checkpointOffset } from '../state/checkpoint.js';
 import { createStateStore } from '../state/create.js';
 import type { ReadRange, RunManifest, ShardAcks, ShardOutcome, StateStore } from '../state/types.js';
-import { currentSnapshot, findLateRows, horizonStart, lateRun, nextReads, warnUncheckable, type Ledger, type LateFinding } from './late_rows.js';
+import { currentSnapshot, horizonStart, LateCheck, lateRun, nextReads, type Ledger } from './late_rows.js';
 import { redact } from '../config/secrets.js';
 import type { Logger } from '../util/log.js';
 import type { RunObserver } from './observer.js';
@@ -109,9 +109,9 @@ export async function runExport(wanted: Config, o: RunOptions, report: RunReport
   // thread connects, reads the state and plans, instead of after: on a one-shard run that was
   // the gap between starting and the first row read. A role short of sessions runs fewer shards
   // at once than there are threads; the spare threads idle.
-  let pool: Piscina | null = createShardPool(wanted, wanted.workers, o.log);
+  const pool = createShardPool(wanted, wanted.workers, o.log);
   const main = await SourceSession.open(wanted.source, 'main').catch(async (err: unknown) => {
-    await pool?.destroy().catch(() => {});
+    await pool.destroy().catch(() => {});
     throw err;
   });
   let store: StateStore | null = null;
@@ -182,78 +182,10 @@ export async function runExport(wanted: Config, o: RunOptions, report: RunReport
     report.cpuSeconds = Math.round((usage.userCPUTime + usage.systemCPUTime) / 1e4) / 100;
     // close() saves pending object-store state: its failure must not pass silently.
     const closing = store?.close();
-    await pool?.destroy().catch(() => {});
+    await pool.destroy().catch(() => {});
     await closing?.catch((err: unknown) => o.log.error({ error: redact(errorMessage(err)) }, 'saving the state at exit failed; the next run redoes the shards finished since the last save'));
     if (store?.requests) report.stateRequests = { ...store.requests };
     await main.end();
-  }
-}
-
-/**
- * The late-row check of the ledger's ranges (those of earlier runs). The ranges lie before the
- * offset, where the window's shards never read, so it needs nothing from them. Three ways, the
- * cheapest that applies:
- * - carried by the window's first shard when every shard scans the whole table anyway (no index
- *   serves a timestamp range): its query also selects the late rows (shardSelect's `late`), one
- *   condition per row instead of a second scan of the table;
- * - on a session of its own beside the window's shards, when the server has one to spare;
- * - on the main session once the window is done (the state store then has no use for it).
- * A carried check that did not finish (its shard stopped at a deadline, say) runs the last way.
- */
-class LateCheck {
-  private session: SourceSession | null = null;
-  private early: Promise<LateFinding | null> | null = null;
-  private carried: LateFinding | null = null;
-
-  private constructor(
-    private readonly check: (db: Db) => Promise<LateFinding | null>,
-    /** The window shard that carries the check, and the ranges it checks; null when none does. */
-    private readonly carrier: { shard: number; reads: ReadRange[] } | null,
-    private readonly report: RunReport,
-    private readonly log: Logger,
-  ) {}
-
-  static start(config: Config, table: SourceTable, ledger: Ledger, spareSessions: number, report: RunReport, log: Logger, plan: ShardPlan | null): LateCheck | null {
-    if (ledger.horizonStart === null || ledger.reads.length === 0) return null;
-    const reads = [...ledger.reads];
-    const check = (db: Db) => findLateRows(db, table, config, reads, report, log);
-    if (plan && plan.reads === 'table-scan' && plan.shards.length > 0 && config.source.stream === 'copy') {
-      log.info({ ranges: reads.length, session: 'shard', shard: plan.shards[0]!.index }, 'every shard scans the whole table: the first one also checks the exported ranges for late rows');
-      return new LateCheck(check, { shard: plan.shards[0]!.index, reads }, report, log);
-    }
-    const c = new LateCheck(check, null, report, log);
-    const concurrent = spareSessions >= 1;
-    log.info({ ranges: reads.length, session: concurrent ? 'own' : 'main' }, concurrent
-      ? 'checking exported ranges for late rows on a session of its own, beside the window'
-      : 'no session to spare: exported ranges are checked for late rows after the window, on the main session');
-    if (concurrent) {
-      c.early = SourceSession.open(config.source, 'late-rows').then((s) => c.check((c.session = s)));
-      // Awaited after the window; until then its failure must not count as unhandled.
-      c.early.catch(() => {});
-    }
-    return c;
-  }
-
-  /** The ranges shard `index` checks in its own scan, if it carries the check. */
-  readsFor(index: number): ReadRange[] | undefined {
-    return this.carrier?.shard === index ? this.carrier.reads : undefined;
-  }
-
-  /** What the carrying shard's scan found (ShardOutcome.lateCheck). */
-  carriedBy(found: NonNullable<ShardOutcome['lateCheck']>): void {
-    if (!this.carrier) return;
-    warnUncheckable(this.carrier.reads, new Set(found.checked), this.log);
-    this.report.late.rangesChecked += found.checked.length;
-    this.carried = { until: found.until, hits: found.hits };
-  }
-
-  finding(main: Db): Promise<LateFinding | null> {
-    if (this.carried) return Promise.resolve(this.carried);
-    return this.early ?? this.check(main);
-  }
-
-  async close(): Promise<void> {
-    await this.session?.end();
   }
 }
 

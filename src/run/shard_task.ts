@@ -83,8 +83,8 @@ function documentFreeFields(config: Config, table: SourceTable): string[] | null
  * The late-row check a window shard carries, set up in its read transaction (whose snapshot is
  * the check's `until`): the SQL folded into its query, or none when no range can be compared.
  */
-async function foldedLateCheck(db: pg.Client, table: SourceTable, config: Config, reads: ReadRange[]) {
-  const { now, stable, candidates } = await checkBasis(db, reads);
+async function foldedLateCheck(db: pg.Client, snapshot: string, table: SourceTable, config: Config, reads: ReadRange[]) {
+  const { now, stable, candidates } = await checkBasis(db, snapshot, reads);
   const keys = new LateKeys();
   const checked = candidates.map((r) => r.id);
   if (candidates.length === 0) return { sql: undefined, keys, sorted: [], checked };
@@ -139,7 +139,7 @@ export async function exportShard(input: ShardTaskInput): Promise<ShardOutcome> 
     const extra = !shard.late ? [] : shard.late.keys ? [keyIn(table, shard.late.keys)] : [committedAfter(parseSnapshot(shard.late.since), parseSnapshot(snapshot))];
     const wire = config.source.stream === 'copy' ? wireColumns(config, table) : [];
     const withoutDocument = documentFreeFields(config, table) ?? undefined;
-    const late = input.lateCheck && config.source.stream === 'copy' && !shard.late ? await foldedLateCheck(db, table, config, input.lateCheck) : null;
+    const late = input.lateCheck && config.source.stream === 'copy' && !shard.late ? await foldedLateCheck(db, snapshot, table, config, input.lateCheck) : null;
     const sql = shardSelect(table, filters, shard.lo, shard.hi, ordered, config.source.stream, extra, wire, withoutDocument !== undefined, late?.sql);
     const batches = config.source.stream === 'copy'
       ? readWithCopy(db, sql, config.source.fetchSize, { badRows, jsonbBody: table.bodyIsJsonb, wireColumns: wire.length, withoutDocument, lateRows: late?.sql ? late.keys : undefined })
@@ -169,7 +169,7 @@ export async function exportShard(input: ShardTaskInput): Promise<ShardOutcome> 
     await deadLetters?.commit();
     // A keyed catch-up exported exactly the rows its check saw in snapshot `until`.
     const outcome: ShardOutcome = { rows, deletedRows: null, exporters: results, snapshot: shard.late?.until ?? snapshot, badRows: deadLetters?.count ?? 0 };
-    if (late) outcome.lateCheck = { until: snapshot, hits: late.sql ? late.keys.hits(late.sorted) : [], checked: late.checked };
+    if (late) outcome.lateCheck = { until: snapshot, hits: late.keys.hits(late.sorted), checked: late.checked };
     if (input.attempt !== undefined && config.state.type === 'postgres') {
       // Distributed: the done commit (and the delete, in the read's snapshot) happens only while
       // this attempt still holds the shard, and the claim row stays locked until the commit.

@@ -7,7 +7,7 @@ import { SourceSession } from '../../source/session.js';
 import { describeTable } from '../../source/table.js';
 import { checkpointOffset } from '../../state/checkpoint.js';
 import { createStateStore } from '../../state/create.js';
-import type { ReadRange, RunManifest, ShardOutcome, StateStore } from '../../state/types.js';
+import type { RunManifest, ShardOutcome, StateStore } from '../../state/types.js';
 import { addOutcome, checkExporters, emptyReport, planWindow, type RunOptions, type RunReport } from '../run.js';
 import { StopControl } from '../stop.js';
 import { checkDistributedConfig, openQueue, type Queue } from './boss.js';
@@ -17,9 +17,7 @@ import { Wakeup } from './wakeup.js';
 import { connectionTarget } from '../../source/connection.js';
 import { shardJobStates } from './jobs.js';
 import { shardTimeoutWarning } from './shard_timeout.js';
-import { currentSnapshot, findLateRows, horizonStart, lateRun, nextReads, type Ledger, type LateFinding } from '../late_rows.js';
-import { errorMessage } from '../../config/errors.js';
-import { redact } from '../../config/secrets.js';
+import { currentSnapshot, horizonStart, LateCheck, lateRun, nextReads, type Ledger } from '../late_rows.js';
 
 /**
  * `run --distributed`: finish or plan a run exactly as a local run does, but instead of exporting
@@ -44,7 +42,7 @@ export async function runDistributed(config: Config, o: RunOptions, report: RunR
   let queue: Queue | null = null;
   let opening: Promise<Queue> | null = null;
   let doneWakeup: Promise<Wakeup> | null = null;
-  let lateSession = null as SourceSession | null; // (assigned in checkBeside; the cast keeps it from narrowing to null)
+  let lateCheck: LateCheck | null = null;
   // --work: a worker in this process, stopped when the coordinator is done or told to stop.
   const workerStop = new StopControl({ maxDurationMs: null, stopGraceMs: config.stopGraceMs });
   const untrackWorker = stop.track(() => workerStop.request(stop.reason ?? 'SIGTERM'));
@@ -77,7 +75,8 @@ export async function runDistributed(config: Config, o: RunOptions, report: RunR
       const window = o.fixedWindow ?? (await main.run((c) => computeWindow(c, state.offset, config.lookbackPeriod, config.safetyLag)));
       if (!window) {
         o.log.info({ offset: state.offset, reason: await main.run((c) => emptyWindowReason(c, state.offset, config.lookbackPeriod, config.safetyLag)) }, 'nothing to export: the window is empty');
-        if (state.offset && !o.fixedWindow) await catchUp(state.offset, ledger.reads);
+        lateCheck = state.offset && !o.fixedWindow ? LateCheck.start(config, table, ledger, Infinity, report, o.log, null) : null;
+        if (state.offset && lateCheck) await catchUp(state.offset, lateCheck);
         return report;
       }
       const planStarted = Date.now();
@@ -106,38 +105,21 @@ export async function runDistributed(config: Config, o: RunOptions, report: RunR
       return report;
     }
     // Late rows: the ranges of earlier runs inside the horizon (where this run's shards never
-    // read) are checked while the workers export, on a session of the coordinator's own, as a local
-    // run does; any rows committed into them after their read go out as a late run once the
-    // offset is final, through the same queue, workers and fencing. The ranges just exported are
-    // the next run's to check. A resumed late run needs no second check.
-    const earlierReads = [...ledger.reads];
-    const besideWindow = run.kind !== 'late' && !o.fixedWindow ? checkBeside(earlierReads) : null;
+    // read) are checked while the workers export, on a session of the coordinator's own (or, with
+    // none to spare, once the window is done), as a local run does; any rows committed into them
+    // after their read go out as a late run once the offset is final, through the same queue,
+    // workers and fencing. The ranges just exported are the next run's to check. A resumed late
+    // run needs no second check.
+    lateCheck = run.kind !== 'late' && !o.fixedWindow ? LateCheck.start(config, table, ledger, Infinity, report, o.log, null) : null;
     await startOwnWorker();
     if (!(await waitForShards(config, o, q, s, fence, wake, ledger, run, state.done, resumed, report, stop, worker))) return report;
-    if (besideWindow) await catchUp(run.window.end, earlierReads, await besideWindow);
+    if (lateCheck) await catchUp(run.window.end, lateCheck);
     return report;
 
-    /** The check on a session of its own, started now; undefined (resolved) when none could be opened. */
-    function checkBeside(reads: ReadRange[]): Promise<LateFinding | null | undefined> | null {
-      if (ledger.horizonStart === null || reads.length === 0) return null;
-      o.log.info({ ranges: reads.length, session: 'own' }, 'checking exported ranges for late rows on a session of its own, beside the window');
-      const check = SourceSession.open(config.source, 'late-rows').then(async (session) => {
-        lateSession = session;
-        return findLateRows(session, table, config, reads, report, o.log);
-      }, (err: unknown) => {
-        o.log.info({ error: redact(errorMessage(err)) }, 'no session to spare for the late-row check beside the window: it runs once the window is done');
-        return undefined;
-      });
-      // Awaited after the window; until then its failure must not count as unhandled.
-      check.catch(() => {});
-      return check;
-    }
-
-    /** Exports what the check of `reads` found (`undefined`: check now, on the main session) as a late run. */
-    async function catchUp(offset: Bound, reads: ReadRange[], found?: LateFinding | null): Promise<void> {
-      if (ledger.horizonStart === null || reads.length === 0) return;
+    /** Exports what the check found as a late run. */
+    async function catchUp(offset: Bound, check: LateCheck): Promise<void> {
       const lateStarted = Date.now();
-      const late = lateRun(found === undefined ? await findLateRows(main, table, config, reads, report, o.log) : found, offset, report, o.log);
+      const late = lateRun(await check.finding(main), offset, report, o.log);
       if (late) {
         await store!.beginRun(late);
         queue ??= await opening!;
@@ -171,7 +153,7 @@ export async function runDistributed(config: Config, o: RunOptions, report: RunR
     await queue?.boss.stop({ graceful: false, wait: true, close: true }).catch(() => {});
     await (await doneWakeup?.catch(() => null))?.close();
     await store?.close().catch(() => {});
-    await lateSession?.end();
+    await lateCheck?.close();
     await main.end();
   }
 }
