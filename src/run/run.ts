@@ -105,15 +105,8 @@ export async function runExport(wanted: Config, o: RunOptions, report: RunReport
   const stop = o.stop ?? new StopControl({ maxDurationMs: wanted.maxDurationMs, stopGraceMs: wanted.stopGraceMs });
   stop.arm();
 
-  // The worker threads boot (~250 ms: Node's bootstrap, then pg and the encoders) while this
-  // thread connects, reads the state and plans, instead of after: on a one-shard run that was
-  // the gap between starting and the first row read. A role short of sessions runs fewer shards
-  // at once than there are threads; the spare threads idle.
-  const pool = createShardPool(wanted, wanted.workers, o.log);
-  const main = await SourceSession.open(wanted.source, 'main').catch(async (err: unknown) => {
-    await pool.destroy().catch(() => {});
-    throw err;
-  });
+  const main = await SourceSession.open(wanted.source, 'main');
+  let pool: Piscina | null = null;
   let store: StateStore | null = null;
   let lateCheck: LateCheck | null = null;
   try {
@@ -126,6 +119,11 @@ export async function runExport(wanted: Config, o: RunOptions, report: RunReport
     store = await createStateStore(config, main);
     await store.open();
     await checkExporters(config);
+    // The worker threads boot (~250 ms) while this thread reads the state and plans. Not before
+    // the checks above: a run they refuse would terminate threads still booting just before the
+    // process exits, which Node has been seen to crash on (with the pool started before
+    // connecting, one config-error run in the suite ended by a signal instead of exit 1).
+    pool = createShardPool(config, config.workers, o.log);
     const state = await store.load();
     report.offsetBefore = state.offset;
     if (state.offset) o.observer?.offset(state.offset);
@@ -182,7 +180,7 @@ export async function runExport(wanted: Config, o: RunOptions, report: RunReport
     report.cpuSeconds = Math.round((usage.userCPUTime + usage.systemCPUTime) / 1e4) / 100;
     // close() saves pending object-store state: its failure must not pass silently.
     const closing = store?.close();
-    await pool.destroy().catch(() => {});
+    await pool?.destroy().catch(() => {});
     await closing?.catch((err: unknown) => o.log.error({ error: redact(errorMessage(err)) }, 'saving the state at exit failed; the next run redoes the shards finished since the last save'));
     if (store?.requests) report.stateRequests = { ...store.requests };
     await main.end();
