@@ -28,13 +28,22 @@ function lateParts(out: string): string[] {
   return listParts(out).filter((f) => /-late\d+-\d{5}\./.test(path.basename(f)));
 }
 
+/**
+ * A fresh database holding `rows` Kestra rows over 40 minutes, ending ten minutes ago (inside the
+ * default horizon), and an empty output directory: the first run exports them, later ones look for
+ * the rows committed into their ranges afterwards.
+ */
+async function seededCase(name: string, rows: number): Promise<{ url: string; client: pg.Client; dir: string; out: string }> {
+  const { url, client } = await freshDatabase(name);
+  opened.push(client);
+  await seedKestraLogs(client, { rows, start: isoAgo(3000), spanSeconds: 2400 });
+  const dir = tempDir(name.replace(/_/g, '-'));
+  return { url, client, dir, out: path.join(dir, 'out') };
+}
+
 describe('late-arriving rows are exported exactly once', () => {
   it('rows committed late at seeded random moments during and between incremental runs (safetyLag PT0S): 0 missing, 0 duplicated', async () => {
-    const { url, client } = await freshDatabase('late_random');
-    opened.push(client);
-    await seedKestraLogs(client, { rows: 4000, start: isoAgo(3000), spanSeconds: 2400 });
-    const dir = tempDir('late-random');
-    const out = path.join(dir, 'out');
+    const { url, client, dir, out } = await seededCase('late_random', 4000);
     const cfg = writeConfig(dir, {
       source: { url, fetchSize: 200 }, lookbackPeriod: 'P1D', safetyLag: 'PT0S', workers: 2, rowsPerShard: 1000,
       logExporters: [{ id: 'files', type: 'file', directory: out, maxLinesPerFile: 500 }],
@@ -95,12 +104,8 @@ describe('late-arriving rows are exported exactly once', () => {
   }, 300_000); // several incremental runs, each a process: a bound on a hang, not on speed
 
   it('carries the check in the first window shard\'s own scan when every shard scans the whole table: new and late rows over several runs, keyed and scanned catch-ups, each row once', async () => {
-    const { url, client } = await freshDatabase('late_carried');
-    opened.push(client);
     // Kestra's schema has no index serving a timestamp range: every shard's read scans the table.
-    await seedKestraLogs(client, { rows: 3000, start: isoAgo(3000), spanSeconds: 2400 });
-    const dir = tempDir('late-carried');
-    const out = path.join(dir, 'out');
+    const { url, client, dir, out } = await seededCase('late_carried', 3000);
     const cfg = writeConfig(dir, {
       source: { url, fetchSize: 200, ordered: true }, lookbackPeriod: 'P1D', safetyLag: 'PT0S', workers: 2, rowsPerShard: 1000,
       logExporters: [{ id: 'files', type: 'file', directory: out, maxLinesPerFile: 400 }],
@@ -149,11 +154,7 @@ describe('late-arriving rows are exported exactly once', () => {
   }, 300_000);
 
   it('a kill -9 during the catch-up, then a rerun: each late row once, in deterministically named late parts', async () => {
-    const { url, client } = await freshDatabase('late_kill');
-    opened.push(client);
-    await seedKestraLogs(client, { rows: 6000, start: isoAgo(3000), spanSeconds: 2400 });
-    const dir = tempDir('late-kill');
-    const out = path.join(dir, 'out');
+    const { url, client, dir, out } = await seededCase('late_kill', 6000);
     const cfg = writeConfig(dir, {
       source: { url, fetchSize: 100 }, lookbackPeriod: 'P1D', safetyLag: 'PT0S', workers: 1, rowsPerShard: 1000,
       logExporters: [{ id: 'files', type: 'file', directory: out, maxLinesPerFile: 150 }],
@@ -188,11 +189,7 @@ describe('late-arriving rows are exported exactly once', () => {
   });
 
   it('works in a replica-style read: a read-only source session, file state', async () => {
-    const { url, client } = await freshDatabase('late_replica');
-    opened.push(client);
-    await seedKestraLogs(client, { rows: 3000, start: isoAgo(3000), spanSeconds: 2400 });
-    const dir = tempDir('late-replica');
-    const out = path.join(dir, 'out');
+    const { url, client, dir, out } = await seededCase('late_replica', 3000);
     // Every session logship opens is read-only, as on a hot standby: no xid, no write.
     const readOnly = `${url}?options=${encodeURIComponent('-c default_transaction_read_only=on')}`;
     const cfg = writeConfig(dir, {
@@ -243,12 +240,8 @@ describe('late-arriving rows are exported exactly once', () => {
   });
 
   it('with delete: true, late rows are exported, then deleted in the same snapshot (the scan path, not the key lookup)', async () => {
-    const { url, client } = await freshDatabase('late_delete');
-    opened.push(client);
-    await seedKestraLogs(client, { rows: 3000, start: isoAgo(3000), spanSeconds: 2400 });
+    const { url, client, dir, out } = await seededCase('late_delete', 3000);
     const all = new Set(await sourceDocs(client));
-    const dir = tempDir('late-delete');
-    const out = path.join(dir, 'out');
     const cfg = writeConfig(dir, {
       source: { url }, lookbackPeriod: 'P1D', safetyLag: 'PT0S', workers: 2, rowsPerShard: 1000, delete: true,
       logExporters: [{ id: 'files', type: 'file', directory: out }],
