@@ -12,8 +12,12 @@ import { to as copyTo } from 'pg-copy-streams';
 import net from 'node:net';
 import pgModule from 'pg';
 import { freshDatabase } from './helpers/db.js';
+import { connect } from '../src/source/connection.js';
+import { rawBytesTap, readBufferSocket, sourceStream } from '../src/source/read_buffer_socket.js';
 
 let client: pg.Client;
+/** From logship's own connect(): its socket reads into one reused buffer. */
+let tapClient: pg.Client;
 let url: string;
 let table: SourceTable;
 const noFilters = { logLevelFilter: undefined, namespace: undefined, tenantId: undefined };
@@ -40,12 +44,29 @@ beforeAll(async () => {
   ({ client, url } = await freshDatabase('readers'));
   await seedKestraLogs(client, { rows: 5000, start: '2026-01-01T00:00:00Z', spanSeconds: 3600, tieGroup: 7 });
   table = await describeTable(client, { url: undefined, password: undefined, table: 'logs', columns: KESTRA_COLUMNS, stream: 'copy', fetchSize: 1000, ordered: true });
+  tapClient = await connect(url, 'readers-test');
 });
-afterAll(() => client.end());
+afterAll(async () => {
+  await client.end();
+  await tapClient.end();
+});
 
-describe('COPY binary reader (fast path)', () => {
+describe('the source socket', () => {
+  it("is logship's reused-buffer socket for a plain connection, and Node's own under TLS", () => {
+    expect(rawBytesTap((tapClient as unknown as { connection: { stream: object } }).connection.stream)).toBeDefined();
+    expect(rawBytesTap(sourceStream({ ssl: false }))).toBeDefined();
+    expect(rawBytesTap(sourceStream({ ssl: { rejectUnauthorized: false } }))).toBeUndefined();
+  });
+});
+
+const SOCKETS = [
+  { kind: 'a plain socket', reader: () => client, stream: undefined },
+  { kind: 'a socket reading into one reused buffer', reader: () => tapClient, stream: readBufferSocket },
+];
+
+describe.each(SOCKETS)('COPY binary reader (fast path) over $kind', ({ reader, stream: proxyStream }) => {
   it('yields the same bytes, keys and times as the pg-query-stream path', async () => {
-    const fast = await collect(readWithCopy(client, shardSelect(table, noFilters, all.lo, all.hi, true, 'copy'), 700));
+    const fast = await collect(readWithCopy(reader(), shardSelect(table, noFilters, all.lo, all.hi, true, 'copy'), 700));
     const simple = await collect(readWithCursor(client, shardSelect(table, noFilters, all.lo, all.hi, true, 'cursor'), 700));
     expect(fast.keys.length).toBe(5000);
     expect(fast.bytes.equals(simple.bytes)).toBe(true);
@@ -56,7 +77,7 @@ describe('COPY binary reader (fast path)', () => {
   });
 
   it('respects the batch size (the reader never holds more than one batch)', async () => {
-    const got = await collect(readWithCopy(client, shardSelect(table, noFilters, all.lo, all.hi, true, 'copy'), 512));
+    const got = await collect(readWithCopy(reader(), shardSelect(table, noFilters, all.lo, all.hi, true, 'copy'), 512));
     expect(got.batches).toBe(Math.ceil(5000 / 512));
   });
 
@@ -136,34 +157,63 @@ describe('COPY binary reader (fast path)', () => {
     }
   });
 
+  it('stops reading while the consumer is behind and starts again, many times over one COPY', async () => {
+    const socket = (reader() as unknown as { connection: { stream: object } }).connection.stream;
+    const tap = rawBytesTap(socket);
+    const resume = tap?.resume;
+    let restarts = 0;
+    if (tap && resume) {
+      tap.resume = () => {
+        restarts++;
+        resume();
+      };
+    }
+    try {
+      // 50-row batches of a 5000-row COPY: two waiting batches hold far less than the server
+      // sends, so reading stops; each await below lets the socket fill before the next take.
+      const got = { keys: [] as string[], body: [] as Buffer[] };
+      for await (const b of readWithCopy(reader(), shardSelect(table, noFilters, all.lo, all.hi, true, 'copy'), 50)) {
+        for (let i = 0; i < b.count; i++) got.keys.push(b.key(i));
+        got.body.push(b.body);
+        await new Promise((resolve) => setTimeout(resolve, 1));
+      }
+      const reference = await collect(readWithCursor(client, shardSelect(table, noFilters, all.lo, all.hi, true, 'cursor'), 1000));
+      expect(got.keys).toEqual(reference.keys);
+      expect(Buffer.concat(got.body).equals(reference.bytes)).toBe(true);
+      if (tap) expect(restarts).toBeGreaterThan(5);
+    } finally {
+      if (tap && resume) tap.resume = resume;
+    }
+  });
+
   it('stops early when the consumer stops (close)', async () => {
-    const gen = readWithCopy(client, shardSelect(table, noFilters, all.lo, all.hi, true, 'copy'), 100);
+    const gen = readWithCopy(reader(), shardSelect(table, noFilters, all.lo, all.hi, true, 'copy'), 100);
     const first = await gen.next();
     expect(first.value?.count).toBe(100);
     await gen.return(undefined);
     // The connection is usable again right away.
-    expect((await client.query('SELECT 1 AS one')).rows[0].one).toBe(1);
+    expect((await reader().query('SELECT 1 AS one')).rows[0].one).toBe(1);
   });
 
   it('carries a 16 MB message intact', async () => {
     const big = 'x'.repeat(16 * 1024 * 1024 - 7) + 'é✓🚀';
     await client.query(`INSERT INTO logs (key, value) VALUES ('huge', jsonb_build_object('namespace','n','flowId','f','level','INFO','timestamp','2030-01-01T00:00:00Z','message', $1::text))`, [big]);
-    const got = await collect(readWithCopy(client, shardSelect(table, noFilters, { ts: '2030-01-01T00:00:00.000000Z', key: null }, all.hi, false, 'copy'), 10));
+    const got = await collect(readWithCopy(reader(), shardSelect(table, noFilters, { ts: '2030-01-01T00:00:00.000000Z', key: null }, all.hi, false, 'copy'), 10));
     expect(got.keys).toEqual(['huge']);
     expect(JSON.parse(got.bytes.toString('utf8')).message).toBe(big);
     await client.query(`DELETE FROM logs WHERE key = 'huge'`);
   });
 
   it('names the row when a body is NULL (error)', async () => {
-    await client.query(`CREATE TABLE nullable (id text PRIMARY KEY, ts timestamptz NOT NULL, body jsonb)`);
+    await client.query(`DROP TABLE IF EXISTS nullable; CREATE TABLE nullable (id text PRIMARY KEY, ts timestamptz NOT NULL, body jsonb)`);
     await client.query(`INSERT INTO nullable VALUES ('ok-1', '2026-01-01', '{"a":1}'), ('bad-2', '2026-01-01 00:00:01', NULL)`);
     const t = await describeTable(client, { url: undefined, password: undefined, table: 'nullable', stream: 'copy', fetchSize: 10, ordered: false, columns: { timestamp: 'ts', key: 'id', body: 'body', level: null, namespace: null, tenant: null, deleted: undefined, resource: null } });
-    await expect(collect(readWithCopy(client, shardSelect(t, noFilters, all.lo, all.hi, false, 'copy'), 10))).rejects.toThrow('row key="bad-2": body is NULL');
+    await expect(collect(readWithCopy(reader(), shardSelect(t, noFilters, all.lo, all.hi, false, 'copy'), 10))).rejects.toThrow('row key="bad-2": body is NULL');
     await expect(collect(readWithCursor(client, shardSelect(t, noFilters, all.lo, all.hi, false, 'cursor'), 10))).rejects.toThrow('row key="bad-2": body is NULL');
   });
 
   it('hands NULL and oversized rows to the dead-letter policy and goes on, on both paths', async () => {
-    await client.query(`CREATE TABLE mixed (id text PRIMARY KEY, ts timestamptz NOT NULL, body jsonb)`);
+    await client.query(`DROP TABLE IF EXISTS mixed; CREATE TABLE mixed (id text PRIMARY KEY, ts timestamptz NOT NULL, body jsonb)`);
     await client.query(`INSERT INTO mixed VALUES ('ok-1', '2026-01-01', '{"a":1}'), ('null-2', '2026-01-01 00:00:01', NULL),
       ('big-3', '2026-01-01 00:00:02', jsonb_build_object('m', repeat('é', 100))), ('ok-4', '2026-01-01 00:00:03', '{"b":2}')`);
     const t = await describeTable(client, { url: undefined, password: undefined, table: 'mixed', stream: 'copy', fetchSize: 10, ordered: true, columns: { timestamp: 'ts', key: 'id', body: 'body', level: null, namespace: null, tenant: null, deleted: undefined, resource: null } });
@@ -171,7 +221,7 @@ describe('COPY binary reader (fast path)', () => {
       const rejected: BadRow[] = [];
       const policy = { maxRowBytes: 150, reject: (r: BadRow) => rejected.push(r) };
       const sql = shardSelect(t, noFilters, all.lo, all.hi, true, mode);
-      const got = await collect(mode === 'copy' ? readWithCopy(client, sql, 10, { badRows: policy }) : readWithCursor(client, sql, 10, { badRows: policy }));
+      const got = await collect(mode === 'copy' ? readWithCopy(reader(), sql, 10, { badRows: policy }) : readWithCursor(client, sql, 10, { badRows: policy }));
       expect(got.keys).toEqual(['ok-1', 'ok-4']);
       expect(got.bytes.toString('utf8')).toBe('{"a": 1}\n{"b": 2}\n');
       expect(rejected.map((r) => [r.key?.toString(), r.reason, r.raw?.length ?? null])).toEqual([
@@ -213,7 +263,7 @@ describe('COPY binary reader (fast path)', () => {
     await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
     const proxied = new URL(url);
     proxied.port = String((proxy.address() as net.AddressInfo).port);
-    const viaProxy = new pgModule.Client({ connectionString: proxied.toString() });
+    const viaProxy = new pgModule.Client({ connectionString: proxied.toString(), stream: proxyStream });
     await viaProxy.connect();
     try {
       const sql = shardSelect(table, noFilters, all.lo, all.hi, true, 'copy');
@@ -237,10 +287,10 @@ describe('COPY binary reader (fast path)', () => {
   it('raises a server error that arrives mid-COPY, after rows, and the connection stays usable', async () => {
     const seen: number[] = [];
     const reading = (async () => {
-      for await (const b of readWithCopy(client, DIVIDES_BY_ZERO_AT_ROW_300, 100)) seen.push(b.count);
+      for await (const b of readWithCopy(reader(), DIVIDES_BY_ZERO_AT_ROW_300, 100)) seen.push(b.count);
     })();
     await expect(reading).rejects.toThrow('division by zero');
     expect(seen.reduce((a, b) => a + b, 0)).toBeLessThan(300);
-    expect((await client.query('SELECT 3 AS three')).rows[0].three).toBe(3);
+    expect((await reader().query('SELECT 3 AS three')).rows[0].three).toBe(3);
   });
 });

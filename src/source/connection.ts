@@ -2,6 +2,7 @@ import pg from 'pg';
 import { registerSecret, redact } from '../config/secrets.js';
 import type { SourceConfig } from '../config/types.js';
 import { KindedError } from '../run/error_kind.js';
+import { sourceStream } from './read_buffer_socket.js';
 
 /**
  * The source could not be reached after the run had started (a restart, a failover, a reset):
@@ -34,6 +35,7 @@ export async function connect(url: string | undefined, role: string, options: Co
     ...connectionTarget(url, password),
     application_name: `logship-${role}`,
     connectionTimeoutMillis: 15_000,
+    stream: sourceStream,
   });
   // An idle-connection error would otherwise crash the process as an unhandled 'error' event.
   client.on('error', () => {});

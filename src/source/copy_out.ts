@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { rawBytesTap, type RawBytesTap } from './read_buffer_socket.js';
 import type { RowBatch } from './row_batch.js';
 
 /** Backend message types seen while a COPY OUT owns the socket. */
@@ -29,15 +30,19 @@ interface PgConnection {
  * pg-copy-streams cuts every message into its own Buffer and joins them again per read; at one
  * message per row that was a third of the reading thread's time in allocation and GC.
  *
- * While the COPY runs it owns the socket's 'data' event, as pg-copy-streams does. After CopyDone
- * (or an ErrorResponse) it gives the socket back to pg with the unread bytes, so pg itself parses
- * CommandComplete / ErrorResponse and ReadyForQuery and calls the handle* methods below.
+ * While the COPY runs it owns the socket's bytes: through the tap of a readBufferSocket (straight
+ * from its reused read buffer), or else by taking the socket's 'data' event, as pg-copy-streams
+ * does. After CopyDone (or an ErrorResponse) it gives the socket back to pg with the unread bytes,
+ * so pg itself parses CommandComplete / ErrorResponse and ReadyForQuery and calls the handle*
+ * methods below.
  *
- * Backpressure: the socket is paused while `highWater` batches wait for the consumer.
+ * Backpressure: the socket stops reading while `highWater` batches wait for the consumer.
  */
 export class CopyOutQuery {
   private connection: PgConnection | null = null;
   private pgDataHandler: ((chunk: Buffer) => void) | null = null;
+  /** Set when the socket is a readBufferSocket: its chunks are one reused buffer. */
+  private tap: RawBytesTap | null = null;
   /** Payload bytes of the current message still to come; -1 while between messages. */
   private remaining = -1;
   private code = 0;
@@ -54,6 +59,10 @@ export class CopyOutQuery {
   private paused = false;
   private wake: (() => void) | null = null;
   private readonly onData = (chunk: Buffer) => this.frame(chunk);
+  private readonly onRawBytes = (bytes: Buffer): boolean => {
+    this.frame(bytes);
+    return !this.paused;
+  };
 
   constructor(
     readonly text: string,
@@ -68,8 +77,13 @@ export class CopyOutQuery {
     const listeners = connection.stream.listeners('data');
     if (listeners.length !== 1) throw new Error(`COPY OUT expects pg to own the socket's only 'data' listener (found ${listeners.length})`);
     this.pgDataHandler = listeners[0]!;
-    connection.stream.removeListener('data', this.pgDataHandler);
-    connection.stream.on('data', this.onData);
+    this.tap = rawBytesTap(connection.stream) ?? null;
+    if (this.tap) {
+      this.tap.take(this.onRawBytes);
+    } else {
+      connection.stream.removeListener('data', this.pgDataHandler);
+      connection.stream.on('data', this.onData);
+    }
     connection.query(this.text);
   }
 
@@ -194,21 +208,28 @@ export class CopyOutQuery {
     const connection = this.connection!;
     const handler = this.pgDataHandler!;
     this.pgDataHandler = null;
-    connection.stream.removeListener('data', this.onData);
-    connection.stream.on('data', handler);
+    if (this.tap) {
+      this.tap.release();
+    } else {
+      connection.stream.removeListener('data', this.onData);
+      connection.stream.on('data', handler);
+    }
     if (this.paused) this.resume();
-    if (rest && rest.length > 0) handler(rest);
+    // From a tap, the rest is in the reused read buffer: pg's parser keeps what it is given.
+    if (rest && rest.length > 0) handler(this.tap ? Buffer.from(rest) : rest);
     this.notify();
   }
 
+  /** A tap stops reading when onRawBytes returns false; a plain socket is paused. */
   private pause(): void {
     this.paused = true;
-    this.connection!.stream.pause();
+    if (!this.tap) this.connection!.stream.pause();
   }
 
   private resume(): void {
     this.paused = false;
-    this.connection!.stream.resume();
+    if (this.tap) this.tap.resume();
+    else this.connection!.stream.resume();
   }
 
   private settle(): void {
