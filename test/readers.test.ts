@@ -10,6 +10,9 @@ import { KESTRA_COLUMNS } from '../src/config/schema.js';
 import { seedKestraLogs } from '../src/demo/seed.js';
 import { to as copyTo } from 'pg-copy-streams';
 import net from 'node:net';
+import { execFileSync } from 'node:child_process';
+import path from 'node:path';
+import { packageRoot } from '../src/util/paths.js';
 import pgModule from 'pg';
 import { freshDatabase } from './helpers/db.js';
 import { connect } from '../src/source/connection.js';
@@ -56,6 +59,19 @@ describe('the source socket', () => {
     expect(rawBytesTap((tapClient as unknown as { connection: { stream: object } }).connection.stream)).toBeDefined();
     expect(rawBytesTap(sourceStream({ ssl: false }))).toBeDefined();
     expect(rawBytesTap(sourceStream({ ssl: { rejectUnauthorized: false } }))).toBeUndefined();
+  });
+});
+
+describe('loading pg', () => {
+  // Each thread's start pays for what pg loads; run as a fresh process, as the CLI and workers are.
+  const undiciLoadedAfter = (specifier: string) =>
+    execFileSync(process.execPath, ['--input-type=module', '-e', `await import(${JSON.stringify(specifier)}); console.log(process.moduleLoadList.some((m) => m.includes('undici')), typeof navigator)`], { encoding: 'utf8' }).trim();
+
+  it("through pg_preload does not load Node's fetch (undici) for pg's Cloudflare check, and leaves no navigator behind", () => {
+    // Node ≥ 21 has a navigator of its own, and pg no Response to construct.
+    const ownNavigator = typeof (globalThis as { navigator?: unknown }).navigator;
+    if (ownNavigator === 'undefined') expect(undiciLoadedAfter('pg')).toBe('true undefined');
+    expect(undiciLoadedAfter(path.join(packageRoot(), 'dist', 'src', 'source', 'pg_preload.js'))).toBe(`false ${ownNavigator}`);
   });
 });
 

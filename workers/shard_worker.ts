@@ -1,5 +1,6 @@
 // Piscina worker entry: one shard per task. The logic lives in src/run/shard_task.ts so it can
 // also run in-process (tests, profiling).
+import '../src/source/pg_preload.js';
 import { redact } from '../src/config/secrets.js';
 import { toWire } from '../src/run/error_kind.js';
 import { exportShard, type ShardTaskInput } from '../src/run/shard_task.js';

@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import '../source/pg_preload.js';
 import './quiet_aws.js';
 import './threadpool.js';
 import { parseArgs } from 'node:util';
