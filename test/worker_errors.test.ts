@@ -5,6 +5,9 @@ import type pg from 'pg';
 import { ConfigError } from '../src/config/errors.js';
 import { fromWire, kindOf, KindedError, toWire, type ErrorKind } from '../src/run/error_kind.js';
 import { shardRetryDecision } from '../src/run/retry.js';
+import { SHARD_WORKER_LOADED } from '../src/run/shard_channel.js';
+import { createShardPool, destroyShardPool } from '../src/run/worker_pool.js';
+import { log } from '../src/util/log.js';
 import { CorruptRowError } from '../src/source/row_batch.js';
 import { PermanentExportError } from '../src/sinks/failures.js';
 import { seedKestraLogs } from '../src/demo/seed.js';
@@ -43,6 +46,18 @@ describe('error kinds across the worker-thread boundary', () => {
     expect(kindOf(back)).toBe(kind);
     expect((back as Error).message).toBe(`shard 0 (x): ${err.message}`);
     expect(shardRetryDecision(back)).toBe(kind === 'transient' || kind === 'source-unavailable' ? 'retry' : 'dont-retry');
+  });
+});
+
+describe('the shard pool', () => {
+  it('ended right after it started (a refused run), waits until every thread has loaded its modules before terminating it', async () => {
+    const pool = createShardPool({ maxRowBytes: 10 * 1024 * 1024, logExporters: [] }, 2, log);
+    let loaded = 0;
+    pool.on('message', (m: unknown) => {
+      if (m === SHARD_WORKER_LOADED) loaded++;
+    });
+    await destroyShardPool(pool);
+    expect(loaded).toBe(2);
   });
 });
 

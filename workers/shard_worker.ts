@@ -1,8 +1,10 @@
 // Piscina worker entry: one shard per task. The logic lives in src/run/shard_task.ts so it can
 // also run in-process (tests, profiling).
 import '../src/source/pg_preload.js';
+import { parentPort } from 'node:worker_threads';
 import { redact } from '../src/config/secrets.js';
 import { toWire } from '../src/run/error_kind.js';
+import { SHARD_WORKER_LOADED } from '../src/run/shard_channel.js';
 import { exportShard, type ShardTaskInput } from '../src/run/shard_task.js';
 import type { ShardOutcome } from '../src/state/types.js';
 
@@ -17,3 +19,5 @@ export default async function run(input: ShardTaskInput): Promise<ShardOutcome> 
     throw toWire(err, redact(`shard ${input.shard.index} (${input.shard.id}): ${message}`));
   }
 }
+
+parentPort?.postMessage(SHARD_WORKER_LOADED);

@@ -21,7 +21,7 @@ import type { RunObserver } from './observer.js';
 import { Progress } from './progress.js';
 import { kindOf } from './error_kind.js';
 import { attemptShardOnPool } from './shard_attempt.js';
-import { createShardPool } from './worker_pool.js';
+import { createShardPool, destroyShardPool } from './worker_pool.js';
 import { shardRetryDecision, withRetries } from './retry.js';
 import { filtersOf } from './shard_task.js';
 import type { InShardAck } from '../sinks/delivery/types.js';
@@ -105,8 +105,16 @@ export async function runExport(wanted: Config, o: RunOptions, report: RunReport
   const stop = o.stop ?? new StopControl({ maxDurationMs: wanted.maxDurationMs, stopGraceMs: wanted.stopGraceMs });
   stop.arm();
 
-  const main = await SourceSession.open(wanted.source, 'main');
-  let pool: Piscina | null = null;
+  // The worker threads boot (Node's bootstrap, then their modules: ~0.2 s) while this thread
+  // connects, checks, reads the state and plans, instead of after: on a one-shard run that was
+  // the gap between starting and the first row. A role short of sessions runs fewer shards at
+  // once than there are threads; the spare threads idle. A refused run ends the pool only once
+  // its threads have loaded (destroyShardPool).
+  const pool = createShardPool(wanted, wanted.workers, o.log);
+  const main = await SourceSession.open(wanted.source, 'main').catch(async (err: unknown) => {
+    await destroyShardPool(pool).catch(() => {});
+    throw err;
+  });
   let store: StateStore | null = null;
   let lateCheck: LateCheck | null = null;
   try {
@@ -119,11 +127,6 @@ export async function runExport(wanted: Config, o: RunOptions, report: RunReport
     store = await createStateStore(config, main);
     await store.open();
     await checkExporters(config);
-    // The worker threads boot (~250 ms) while this thread reads the state and plans. Not before
-    // the checks above: a run they refuse would terminate threads still booting just before the
-    // process exits, which Node has been seen to crash on (with the pool started before
-    // connecting, one config-error run in the suite ended by a signal instead of exit 1).
-    pool = createShardPool(config, config.workers, o.log);
     const state = await store.load();
     report.offsetBefore = state.offset;
     if (state.offset) o.observer?.offset(state.offset);
@@ -180,7 +183,7 @@ export async function runExport(wanted: Config, o: RunOptions, report: RunReport
     report.cpuSeconds = Math.round((usage.userCPUTime + usage.systemCPUTime) / 1e4) / 100;
     // close() saves pending object-store state: its failure must not pass silently.
     const closing = store?.close();
-    await pool?.destroy().catch(() => {});
+    await destroyShardPool(pool).catch(() => {});
     await closing?.catch((err: unknown) => o.log.error({ error: redact(errorMessage(err)) }, 'saving the state at exit failed; the next run redoes the shards finished since the last save'));
     if (store?.requests) report.stateRequests = { ...store.requests };
     await main.end();

@@ -14,6 +14,12 @@ export type WorkerMessage =
   /** Distributed mode: does this attempt still hold the shard? Asked before a part becomes visible. */
   | { type: 'fence'; id: number };
 
+/**
+ * What a shard worker thread posts on its parentPort once its modules are loaded (piscina passes
+ * it on as the pool's 'message' event): see destroyShardPool.
+ */
+export const SHARD_WORKER_LOADED = 'logship:shard-worker-loaded';
+
 export type MainMessage = { type: 'acked'; id: number } | { type: 'ack-failed'; id: number; error: string } | { type: 'stop' };
 
 /** The worker's side: `acknowledge` resolves once the main thread stored the ack. */

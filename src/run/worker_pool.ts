@@ -4,6 +4,7 @@ import { errorMessage } from '../config/errors.js';
 import type { Logger } from '../util/log.js';
 import { deliversDocuments } from '../sinks/registry.js';
 import { workerFile } from '../util/paths.js';
+import { SHARD_WORKER_LOADED } from './shard_channel.js';
 
 const MIB = 1024 * 1024;
 
@@ -43,5 +44,43 @@ export function createShardPool(config: Pick<Config, 'maxRowBytes' | 'logExporte
     resourceLimits: { maxOldGenerationSizeMb: workerHeapLimitMb(config), ...young },
   });
   pool.on('error', (err: unknown) => log.warn({ error: errorMessage(err), heapLimitMb: workerHeapLimitMb(config) }, 'a worker thread died between shards; piscina starts another'));
+  loading.set(pool, threadsLoaded(pool, threads));
   return pool;
+}
+
+/** Longest a pool's end waits for threads still loading (a thread that never loads is not waited for long). */
+const LOAD_WAIT_MS = 10_000;
+
+const loading = new WeakMap<Piscina, Promise<void>>();
+
+function threadsLoaded(pool: Piscina, threads: number): Promise<void> {
+  return new Promise<void>((resolve) => {
+    let loaded = 0;
+    const done = () => {
+      clearTimeout(timer);
+      pool.off('message', onMessage);
+      pool.off('error', done);
+      resolve();
+    };
+    const onMessage = (message: unknown) => {
+      if (message === SHARD_WORKER_LOADED && ++loaded >= threads) done();
+    };
+    const timer = setTimeout(done, LOAD_WAIT_MS);
+    timer.unref();
+    pool.on('message', onMessage);
+    // A thread that dies while loading will not post: do not wait out the timer for it.
+    pool.on('error', done);
+  });
+}
+
+/**
+ * Ends the pool, but not while one of its threads is still loading its modules. The pool starts
+ * before the run's checks so that its threads boot while the main thread connects and plans, and
+ * a run the checks refuse ends it at once; terminating a Node worker thread in the middle of its
+ * bootstrap is a path Node has crashed on (a refused run in the suite once ended by a signal
+ * instead of its exit code). Waiting costs a refused run the rest of the boot, ~0.1–0.2 s.
+ */
+export async function destroyShardPool(pool: Piscina): Promise<void> {
+  await loading.get(pool);
+  await pool.destroy();
 }

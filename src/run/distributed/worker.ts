@@ -7,7 +7,7 @@ import type { Config } from '../../config/types.js';
 import { SourceSession } from '../../source/session.js';
 import { describeTable, type SourceTable } from '../../source/table.js';
 import type { Logger } from '../../util/log.js';
-import { createShardPool } from '../worker_pool.js';
+import { createShardPool, destroyShardPool } from '../worker_pool.js';
 import { attemptShardOnPool } from '../shard_attempt.js';
 import { acksInShard } from '../../sinks/registry.js';
 import { StopControl } from '../stop.js';
@@ -101,7 +101,7 @@ export async function runWorker(config: Config, o: WorkerOptions): Promise<Worke
     // Running shards were told to stop by the StopControl; their jobs fail and are retried.
     await jobsWakeup?.close();
     await boss?.stop({ graceful: true, wait: true, close: true, timeout: 30_000 }).catch(() => {});
-    await pool.destroy().catch(() => {});
+    await destroyShardPool(pool).catch(() => {});
     await db.end();
   }
 }
