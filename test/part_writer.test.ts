@@ -10,6 +10,7 @@ import type { OutputOptions } from '../src/config/types.js';
 import type { ShardSpec } from '../src/plan/shards.js';
 import { docsOfFile, listParts, listTempFiles, normalize, tempDir } from './helpers/cli.js';
 import { waitFor } from './helpers/wait.js';
+import { seeded } from './helpers/seeded.js';
 
 const lo = { ts: '2026-03-01T22:30:00.000000Z', key: null };
 const hi = { ts: '2026-03-02T02:00:00.000000Z', key: null };
@@ -94,6 +95,51 @@ it("never puts a row in another hour's file when rows arrive out of order, and k
     const hour = p.name.split('/')[1]!.slice(5);
     for (const d of docsOfFile(path.join(dir, p.name))) expect([0, 2].includes(JSON.parse(d).i)).toBe(hour === '23');
   }
+});
+
+it("lets the next part fill while a large part's fsync and rename are still under way, and commits parts in order", async () => {
+  const dir = tempDir('overlap');
+  const service = new FileService('exp', dir);
+  const events: string[] = [];
+  let releaseFirstCommit!: () => void;
+  const firstCommitGate = new Promise<void>((resolve) => (releaseFirstCommit = resolve));
+  let opened = 0;
+  const gated = Object.assign(Object.create(service) as FileService, {
+    async open(name: string, type: string, enc: string | undefined) {
+      const upload = await (service as ObjectService).open(name, type, enc);
+      const part = ++opened;
+      events.push(`open ${part}`);
+      // The second part opening is what lets the first one's commit finish: had the writer
+      // awaited that commit before opening the next part, this test would wait out its timeout.
+      if (part === 2) releaseFirstCommit();
+      const commit = upload.commit.bind(upload);
+      return Object.assign(upload, {
+        async commit() {
+          events.push(`commit ${part} starts`);
+          if (part === 1) await firstCommitGate;
+          await commit();
+          events.push(`commit ${part} done`);
+        },
+      });
+    },
+  });
+  // Rows of ~2 KB of seeded noise, which gzip cannot shrink: each 800-row part is over 1 MiB,
+  // compressed or not, a large part.
+  const random = seeded(15);
+  const b = new RowBatchBuilder(1601, 1 << 30);
+  for (let i = 0; i < 1600; i++) b.addStrings(`k${i}`, tsToMicros(lo.ts) + i * 1e6, JSON.stringify({ i, noise: Buffer.from(Array.from({ length: 1500 }, () => Math.floor(random() * 256))).toString('base64') }));
+  const w = new RotatingPartWriter('exp', options({ maxLinesPerFile: 800 }), gated, shard, undefined);
+  await w.write(b.take());
+  const result = await w.finish();
+  // Part 1's tail (its last deflates, then its commit) and part 2's filling interleave in no fixed
+  // order; what is fixed is that part 2 opened before part 1's commit finished, and that the
+  // commits ran one after the other, in order.
+  expect(events.indexOf('open 2')).toBeLessThan(events.indexOf('commit 1 done'));
+  expect(events.filter((e) => e.startsWith('commit'))).toEqual(['commit 1 starts', 'commit 1 done', 'commit 2 starts', 'commit 2 done']);
+  expect(result.parts.map((p) => p.rows)).toEqual([800, 800]);
+  expect(result.parts.every((p) => p.bytes > 1 << 20)).toBe(true);
+  expect(result.parts.map((p) => p.bytes)).toEqual(listParts(dir).map((f) => fs.statSync(f).size));
+  expect(listParts(dir).flatMap(docsOfFile)).toHaveLength(1600);
 });
 
 it('writes a sparse shard spanning thousands of hours as one part sequence per hour, with a bounded number open', async () => {

@@ -41,7 +41,7 @@ interface OpenPart {
  * buffers) fixed when they do not.
  */
 const MAX_OPEN_PARTS = 4;
-/** Parts below this size commit in the background, at most MAX_PENDING_COMMITS at a time. */
+/** Parts from this size (uncompressed) commit one at a time in the background; smaller ones up to MAX_PENDING_COMMITS at once. */
 const SMALL_PART_BYTES = 1 << 20;
 const MAX_PENDING_COMMITS = 64;
 
@@ -66,6 +66,8 @@ export class RotatingPartWriter implements ShardWriter {
   private uses = 0;
   private readonly written: WrittenPart[] = [];
   private readonly committing: Promise<void>[] = [];
+  /** The tail of the last large part committed, settled or not (see commitPart). */
+  private largeTail: Promise<void> | null = null;
   /** Partition starts this attempt wrote to: where a rerun must look for its earlier parts. */
   private readonly touched = new Set<number>();
   private rows = 0;
@@ -103,10 +105,10 @@ export class RotatingPartWriter implements ShardWriter {
   }
 
   /** Names the destination and object in errors that arrive raw through the byte pipeline. */
-  private withContext(err: unknown): Error {
+  private withContext(err: unknown, partName = this.current?.name): Error {
     const e = err instanceof Error ? err : new Error(String(err));
     if (e.message.startsWith(this.service.label)) return e;
-    const wrapped = new Error(`${this.service.label}: writing ${this.current?.name ?? 'a part'} failed: ${e.message}`);
+    const wrapped = new Error(`${this.service.label}: writing ${partName ?? 'a part'} failed: ${e.message}`);
     wrapped.name = e.name;
     // Keep the kind: a refusal (403) wrapped here must still not be retried.
     return withKind(wrapped, kindOf(e));
@@ -267,20 +269,37 @@ export class RotatingPartWriter implements ShardWriter {
     });
     if (this.fence) await this.confirmAttempt(part);
     part.compressor.end();
-    await part.flowing;
+    const written: WrittenPart = { name: part.name, rows: part.rows, bytes: 0, minTs: microsToTs(part.minTs), maxTs: microsToTs(part.maxTs) };
+    this.written.push(written);
+    // A large part's tail (its last deflates and writes, then the fsync and rename, or the
+    // upload's completion) runs while the next part fills: awaited here, it stalled the shard's
+    // read at every rotation, and PostgreSQL with it. One large tail at a time (its compressor
+    // and an object store's last chunk stay in memory meanwhile). A small part's bytes are all
+    // written first, so that sparse partitions never hold more than MAX_OPEN_PARTS compressors,
+    // and only its commit (fsync, request) overlaps. `finish` awaits every tail.
+    const large = part.rawBytes >= SMALL_PART_BYTES;
+    if (large) {
+      if (this.largeTail) await this.largeTail;
+    } else {
+      await part.flowing;
+    }
     this.open.delete(part.partitionKey);
     this.current = null;
-    this.written.push({ name: part.name, rows: part.rows, bytes: part.storedBytes, minTs: microsToTs(part.minTs), maxTs: microsToTs(part.maxTs) });
-    if (part.storedBytes >= SMALL_PART_BYTES) {
-      await part.upload.commit();
-      return;
-    }
-    // Small parts (sparse partitions make thousands) commit concurrently: their fsyncs or
-    // requests overlap instead of queueing. `finish` awaits them all before the shard is done.
-    const committing = part.upload.commit();
-    committing.catch(() => {});
-    this.committing.push(committing);
+    const tail = this.commitTail(part, written);
+    tail.catch(() => {});
+    this.committing.push(tail);
+    if (large) this.largeTail = tail.catch(() => {});
     if (this.committing.length >= MAX_PENDING_COMMITS) await this.settleCommits();
+  }
+
+  private async commitTail(part: OpenPart, written: WrittenPart): Promise<void> {
+    try {
+      await part.flowing;
+      written.bytes = part.storedBytes;
+      await part.upload.commit();
+    } catch (err) {
+      throw this.withContext(err, part.name);
+    }
   }
 
   /**
