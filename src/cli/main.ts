@@ -157,16 +157,21 @@ async function main(argv: string[]): Promise<number> {
   } else {
     // Checked before the run: a report that cannot be written would turn a finished run into exit 1.
     if (values.report !== undefined) checkFileLocation('--report', values.report, 'logship-report.json');
-    const { runCommand } = await import('./run_command.js');
-    const report = await runCommand(config, {
-      report: values.report,
-      progressIntervalMs: positiveNumber('--progress-interval', values['progress-interval'], 10) * 1000,
-      metricsPort: values['metrics-port'] === undefined ? undefined : portNumber(values['metrics-port']),
-      pushgateway: values.pushgateway === undefined ? undefined : httpUrlFlag('--pushgateway', values.pushgateway),
-      distributed: values.distributed === true,
-      noWait: values['no-wait'] === true,
-      work: values.work === true,
-    });
+    const progressIntervalMs = positiveNumber('--progress-interval', values['progress-interval'], 10) * 1000;
+    const metricsPort = values['metrics-port'] === undefined ? undefined : portNumber(values['metrics-port']);
+    const pushgateway = values.pushgateway === undefined ? undefined : httpUrlFlag('--pushgateway', values.pushgateway);
+    // A local run's shard threads boot (Node's bootstrap and their modules, ~0.2 s) while this
+    // thread loads the run's own modules, connects and plans; the pool ends only once they have
+    // loaded, whatever becomes of the run (destroyShardPool).
+    const shardPool = values.distributed ? null : await import('../run/worker_pool.js');
+    const pool = shardPool?.createShardPool(config, config.workers, (await import('../util/log.js')).log) ?? null;
+    let report;
+    try {
+      const { runCommand } = await import('./run_command.js');
+      report = await runCommand(config, { report: values.report, progressIntervalMs, metricsPort, pushgateway, distributed: values.distributed === true, noWait: values['no-wait'] === true, work: values.work === true, pool: pool ?? undefined });
+    } finally {
+      if (pool) await shardPool!.destroyShardPool(pool).catch(() => {});
+    }
     if (report.stopped && report.stopped.reason !== 'deadline') return SIGNAL_EXIT[report.stopped.reason];
     if (report.status === 'failed') return EXIT.failed;
     let deadLettered = false;

@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import type { Piscina } from 'piscina';
 import { errorMessage } from '../config/errors.js';
 import { redact } from '../config/secrets.js';
 import type { Config } from '../config/types.js';
@@ -23,6 +24,8 @@ export interface RunCommandOptions {
   noWait?: boolean;
   /** With `distributed`: this process also works the shard jobs (coordinator and worker at once). */
   work?: boolean;
+  /** A local run's shard pool, started and ended by the caller (runExport's RunOptions.pool). */
+  pool?: Piscina;
 }
 
 export async function runCommand(config: Config, o: RunCommandOptions): Promise<RunReport> {
@@ -40,7 +43,7 @@ export async function runCommand(config: Config, o: RunCommandOptions): Promise<
   try {
     const options = { log, progress, stop, observer: watch?.metrics };
     if (o.distributed) await (await import('../run/distributed/coordinator.js')).runDistributed(config, options, report, { wait: o.noWait !== true, work: o.work === true });
-    else await runExport(config, options, report);
+    else await runExport(config, { ...options, pool: o.pool }, report);
     if (!o.quiet) process.stdout.write(summary(report));
     log.info({ ...report, exporters: undefined, runs: undefined }, 'run finished');
     return report;

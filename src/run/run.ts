@@ -70,6 +70,11 @@ export interface RunOptions {
   observer?: RunObserver;
   /** Deadline and signals; by default from config.maxDuration and config.stopGrace. */
   stop?: StopControl;
+  /**
+   * A shard pool the caller started (the CLI starts it before loading the run's modules) and
+   * ends; by default the run starts its own and ends it.
+   */
+  pool?: Piscina;
 }
 
 /**
@@ -110,9 +115,10 @@ export async function runExport(wanted: Config, o: RunOptions, report: RunReport
   // the gap between starting and the first row. A role short of sessions runs fewer shards at
   // once than there are threads; the spare threads idle. A refused run ends the pool only once
   // its threads have loaded (destroyShardPool).
-  const pool = createShardPool(wanted, wanted.workers, o.log);
+  const ownPool = o.pool === undefined;
+  const pool = o.pool ?? createShardPool(wanted, wanted.workers, o.log);
   const main = await SourceSession.open(wanted.source, 'main').catch(async (err: unknown) => {
-    await destroyShardPool(pool).catch(() => {});
+    if (ownPool) await destroyShardPool(pool).catch(() => {});
     throw err;
   });
   let store: StateStore | null = null;
@@ -183,7 +189,7 @@ export async function runExport(wanted: Config, o: RunOptions, report: RunReport
     report.cpuSeconds = Math.round((usage.userCPUTime + usage.systemCPUTime) / 1e4) / 100;
     // close() saves pending object-store state: its failure must not pass silently.
     const closing = store?.close();
-    await destroyShardPool(pool).catch(() => {});
+    if (ownPool) await destroyShardPool(pool).catch(() => {});
     await closing?.catch((err: unknown) => o.log.error({ error: redact(errorMessage(err)) }, 'saving the state at exit failed; the next run redoes the shards finished since the last save'));
     if (store?.requests) report.stateRequests = { ...store.requests };
     await main.end();
