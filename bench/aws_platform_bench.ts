@@ -62,7 +62,7 @@ export async function runPlatformBench(name: string, endpoint: FastEndpoint, exp
       logExporters: [{ id: name, deadLetter: path.join(work, 'dead'), ...e }],
     }));
     const report = path.join(work, 'report.json');
-    const cli = path.join(packageRoot(), 'dist', 'src', 'cli', 'main.js');
+    const cli = path.join(packageRoot(), 'bin', 'logship.cjs');
     const code = await new Promise<number | null>((resolve) => {
       const child = spawn(process.execPath, [cli, 'run', '--config', config, '--report', report], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', LOGSHIP_LOG_LEVEL: 'warn' } });
       child.on('close', resolve);

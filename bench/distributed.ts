@@ -15,7 +15,7 @@ import { startEmbeddedPostgres } from '../src/demo/embedded_pg.js';
 import { seedBenchDay } from './seed_day.js';
 import { packageRoot } from '../src/util/paths.js';
 
-const CLI = path.join(packageRoot(), 'dist/src/cli/main.js');
+const CLI = path.join(packageRoot(), 'bin/logship.cjs');
 
 interface Timed { seconds: number; code: number | null; stdout: string; stderr: string }
 

@@ -14,7 +14,7 @@ import { startEmbeddedPostgres } from '../src/demo/embedded_pg.js';
 import { seedBenchDay } from './seed_day.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const CLI = path.join(ROOT, 'dist/src/cli/main.js');
+const CLI = path.join(ROOT, 'bin/logship.cjs');
 
 export interface IntakeBench {
   name: string;

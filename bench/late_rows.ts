@@ -33,7 +33,7 @@ async function seedSecondHalf(url: string, rows: number, start: string): Promise
 import { packageRoot } from '../src/util/paths.js';
 
 const { values } = parseArgs({ options: { rows: { type: 'string', default: '1000000' }, late: { type: 'string', default: '1000' }, pairs: { type: 'string', default: '3' }, url: { type: 'string' } } });
-const CLI = path.join(packageRoot(), 'dist/src/cli/main.js');
+const CLI = path.join(packageRoot(), 'bin/logship.cjs');
 const log = (s: string) => process.stderr.write(`${s}\n`);
 
 /** Where the run's check went: inside the first shard's scan (no time of its own), or a scan of its own. */

@@ -21,7 +21,7 @@ import { describeTable } from '../src/source/table.js';
 import { packageRoot } from '../src/util/paths.js';
 
 const { values } = parseArgs({ options: { rows: { type: 'string', default: '2000000,20000000' }, url: { type: 'string' }, repeat: { type: 'string', default: '3' } } });
-const CLI = path.join(packageRoot(), 'dist/src/cli/main.js');
+const CLI = path.join(packageRoot(), 'bin/logship.cjs');
 const SPAN_S = 23 * 3600;
 const log = (s: string) => process.stderr.write(`${s}\n`);
 

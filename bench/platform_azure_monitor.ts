@@ -16,7 +16,7 @@ import { seedBenchDay } from './seed_day.js';
 import { packageRoot } from '../src/util/paths.js';
 
 const { values } = parseArgs({ options: { rows: { type: 'string', default: '200000' }, chunk: { type: 'string', default: '1000' }, concurrency: { type: 'string', default: '4' } } });
-const CLI = path.join(packageRoot(), 'dist/src/cli/main.js');
+const CLI = path.join(packageRoot(), 'bin/logship.cjs');
 const TENANT = 'bench-tenant';
 const RULE = 'dcr-00000000000000000000000000000000';
 

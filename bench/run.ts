@@ -41,7 +41,7 @@ const { values } = parseArgs({
 });
 const list = (s: string) => s.split(',').map((x) => x.trim()).filter(Boolean);
 const ROOT = packageRoot();
-const CLI = path.join(ROOT, 'dist/src/cli/main.js');
+const CLI = path.join(ROOT, 'bin/logship.cjs');
 const WHERE = `"timestamp" >= now() - interval '1 day' AND "timestamp" < now() - interval '30 seconds'`;
 
 interface Measured { name: string; seconds: number; outBytes: number | null; peakRssBytes: number | null; cpuSeconds: number | null; note?: string }

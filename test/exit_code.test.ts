@@ -1,5 +1,7 @@
 import { spawn } from 'node:child_process';
+import fs from 'node:fs';
 import net from 'node:net';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { runCli, tempDir } from './helpers/cli.js';
@@ -24,6 +26,22 @@ function accepts(port: number): Promise<boolean> {
     socket.once('error', () => resolve(false));
   });
 }
+
+describe('the logship command', () => {
+  it("sizes libuv's thread pool to 16 before Node first uses it, unless UV_THREADPOOL_SIZE is set", async () => {
+    expect(process.env.UV_THREADPOOL_SIZE).toBeUndefined();
+    const dir = tempDir('threadpool');
+    const hook = path.join(dir, 'count_threads.cjs');
+    fs.writeFileSync(hook, "process.on('exit', () => process.stderr.write(`threads=${require('node:fs').readdirSync('/proc/self/task').length}\\n`));\n");
+    const threadsOf = async (env: Record<string, string>) => {
+      const r = await runCli(['--help'], { env: { NODE_OPTIONS: `--require ${hook}`, ...env } });
+      expect(r.code).toBe(0);
+      return Number(/threads=(\d+)/.exec(r.stderr)![1]);
+    };
+    // libuv starts all of its pool's threads at once; everything else in the two processes is alike.
+    expect((await threadsOf({})) - (await threadsOf({ UV_THREADPOOL_SIZE: '4' }))).toBe(12);
+  });
+});
 
 describe('a process that starts the embedded PostgreSQL keeps its own exit code', () => {
   it('ends with the exitCode it set after stopping the server itself', async () => {

@@ -1,7 +1,6 @@
 #!/usr/bin/env node
 import '../source/pg_preload.js';
 import './quiet_aws.js';
-import './threadpool.js';
 import { parseArgs } from 'node:util';
 import { ConfigError, errorMessage } from '../config/errors.js';
 import { checkFileLocation } from '../config/fs_checks.js';
