@@ -137,13 +137,7 @@ export class RowBatchBuilder {
   private endRow(keySrc: Buffer, keyStart: number, keyEnd: number, tsMicros: number): void {
     const keyNeed = keyEnd - keyStart;
     if (this.keysLen + keyNeed > this.keys.length) this.keys = grow(this.keys, this.keysLen, this.keysLen + keyNeed);
-    // Keys are short (Kestra's are 22 bytes): a loop beats Buffer#copy, which makes a view per call.
-    if (keyNeed < 32) {
-      const keys = this.keys;
-      for (let i = keyStart, w = this.keysLen; i < keyEnd; i++) keys[w++] = keySrc[i]!;
-    } else {
-      keySrc.copy(this.keys, this.keysLen, keyStart, keyEnd);
-    }
+    copyBytes(keySrc, keyStart, keyEnd, this.keys, this.keysLen);
     this.keysLen += keyNeed;
     this.ends[this.count] = this.bodyLen;
     this.keyEnds[this.count] = this.keysLen;
@@ -160,13 +154,10 @@ export class RowBatchBuilder {
       return;
     }
     if (this.wireLen + len > this.wireBytes.length) this.wireBytes = grow(this.wireBytes, this.wireLen, this.wireLen + len);
-    const b = this.wireBytes;
-    let w = this.wireLen;
-    if (len < 32) for (let i = start, e = start + len; i < e; i++) b[w++] = src[i]!;
-    else w += src.copy(b, w, start, start + len);
+    copyBytes(src, start, start + len, this.wireBytes, this.wireLen);
     this.wireStarts[k] = this.wireLen;
     this.wireLens[k] = len;
-    this.wireLen = w;
+    this.wireLen += len;
   }
 
   /** The simple path's entry: strings from a row-mode query. */
@@ -216,6 +207,15 @@ export class RowBatchBuilder {
     this.wireFilled = 0;
     return wire;
   }
+}
+
+/**
+ * src[start, end) into dst at `at` (which has the room). Short runs (keys: Kestra's are 22 bytes;
+ * most wire values) go byte by byte: Buffer#copy makes a view per call, which costs more.
+ */
+function copyBytes(src: Buffer, start: number, end: number, dst: Buffer, at: number): void {
+  if (end - start < 32) for (let i = start; i < end; i++) dst[at++] = src[i]!;
+  else src.copy(dst, at, start, end);
 }
 
 function grow(buf: Buffer, used: number, need: number): Buffer {
