@@ -163,13 +163,13 @@ async function main(argv: string[]): Promise<number> {
     // thread loads the run's own modules, connects and plans; the pool ends only once they have
     // loaded, whatever becomes of the run (destroyShardPool).
     const shardPool = values.distributed ? null : await import('../run/worker_pool.js');
-    const pool = shardPool?.createShardPool(config, config.workers, (await import('../util/log.js')).log) ?? null;
+    const pool = shardPool?.createShardPool(config, config.workers, (await import('../util/log.js')).log);
     let report;
     try {
       const { runCommand } = await import('./run_command.js');
-      report = await runCommand(config, { report: values.report, progressIntervalMs, metricsPort, pushgateway, distributed: values.distributed === true, noWait: values['no-wait'] === true, work: values.work === true, pool: pool ?? undefined });
+      report = await runCommand(config, { report: values.report, progressIntervalMs, metricsPort, pushgateway, distributed: values.distributed === true, noWait: values['no-wait'] === true, work: values.work === true, pool });
     } finally {
-      if (pool) await shardPool!.destroyShardPool(pool).catch(() => {});
+      if (shardPool && pool) await shardPool.destroyShardPool(pool).catch(() => {});
     }
     if (report.stopped && report.stopped.reason !== 'deadline') return SIGNAL_EXIT[report.stopped.reason];
     if (report.status === 'failed') return EXIT.failed;
