@@ -4,6 +4,7 @@ export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
     globalSetup: ['test/helpers/global_setup.ts'],
+    setupFiles: ['test/helpers/no_warnings.ts'],
     reporters: ['default', './test/helpers/summary_reporter.ts'],
     pool: 'forks',
     testTimeout: 120_000,

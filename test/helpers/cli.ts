@@ -21,8 +21,16 @@ export function writeConfig(dir: string, config: unknown, name = 'logship.yaml')
   return file;
 }
 
+/** A Node process warning as Node prints it: "(node:123) Warning: …", "(node:123) [DEP0005] DeprecationWarning: …". */
+const NODE_WARNING = /^\(node:\d+\) (?:\[\w+\] )?\w*Warning: .*$/m;
+
+/**
+ * Runs the CLI. Its `done` rejects when the process printed a Node process warning (a double-
+ * closed descriptor, a leaked listener…): every CLI test checks that stderr is free of them,
+ * with --trace-warnings so the failure shows where the warning came from.
+ */
 export function startCli(args: string[], opts: { env?: Record<string, string>; cwd?: string } = {}): { child: ChildProcess; done: Promise<CliResult> } {
-  const child = spawn(process.execPath, [CLI, ...args], {
+  const child = spawn(process.execPath, ['--trace-warnings', CLI, ...args], {
     cwd: opts.cwd,
     env: { ...process.env, LOGSHIP_LOG_LEVEL: 'info', ...opts.env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -31,7 +39,11 @@ export function startCli(args: string[], opts: { env?: Record<string, string>; c
   let stderr = '';
   child.stdout!.on('data', (d) => (stdout += d));
   child.stderr!.on('data', (d) => (stderr += d));
-  const done = new Promise<CliResult>((resolve) => child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })));
+  const done = new Promise<CliResult>((resolve, reject) => child.on('close', (code, signal) => {
+    const warning = NODE_WARNING.exec(stderr);
+    if (warning) reject(new Error(`logship ${args.join(' ')} printed a Node process warning:\n${stderr.slice(warning.index, warning.index + 2000)}`));
+    else resolve({ code, signal, stdout, stderr });
+  }));
   return { child, done };
 }
 

@@ -27,6 +27,8 @@ export interface DeadLetterResume {
 export class DeadLetterFile {
   readonly file: string;
   private fd: number | null = null;
+  /** An fdatasync in flight: the descriptor may not be closed under it (its number could be reused meanwhile). */
+  private syncing: Promise<void> | null = null;
   private length: number;
   private unsynced = false;
   /** Created by this writer: its directory entry is synced once, before the first ack naming it. */
@@ -98,7 +100,13 @@ export class DeadLetterFile {
   async sync(): Promise<void> {
     if (this.fd === null || !this.unsynced) return;
     this.unsynced = false;
-    await new Promise<void>((resolve, reject) => fs.fdatasync(this.fd!, (err) => (err ? reject(err) : resolve())));
+    const fd = this.fd;
+    this.syncing = new Promise<void>((resolve, reject) => fs.fdatasync(fd, (err) => (err ? reject(err) : resolve())));
+    try {
+      await this.syncing;
+    } finally {
+      this.syncing = null;
+    }
     if (this.created) {
       // A new file's name must survive a crash as its bytes do: an ack is about to name it.
       this.created = false;
@@ -124,7 +132,7 @@ export class DeadLetterFile {
    */
   async finish(): Promise<void> {
     await this.sync();
-    this.close();
+    await this.close();
     if (this.length === 0) await fsp.rm(this.file, { force: true });
     const dir = path.dirname(this.file);
     const own = path.basename(this.file);
@@ -145,16 +153,20 @@ export class DeadLetterFile {
    * can name it. Through the descriptor, so a file the winner already removed is not brought back.
    */
   async abort(): Promise<void> {
+    await this.syncing?.catch(() => {});
     if (this.fd !== null) {
       if (this.keep > 0) fs.ftruncateSync(this.fd, this.keep);
-      this.close();
+      await this.close();
     }
     if (this.keep === 0) await fsp.rm(this.file, { force: true });
   }
 
-  close(): void {
-    if (this.fd !== null) fs.closeSync(this.fd);
+  /** Closes the descriptor once, after any fdatasync still running on it. */
+  async close(): Promise<void> {
+    await this.syncing?.catch(() => {});
+    const fd = this.fd;
     this.fd = null;
+    if (fd !== null) fs.closeSync(fd);
   }
 }
 

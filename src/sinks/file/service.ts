@@ -3,11 +3,17 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { RunError } from '../../config/errors.js';
 import type { ObjectService, PartUpload } from '../types.js';
+import { FileHandleSink } from './handle_sink.js';
 
 const TEMP_SUFFIX = '.tmp';
 /** Flush written data to disk in the background every this many bytes, so the fsync before the
  *  rename (which the checkpoint waits for) has little left to do. */
 const SYNC_EVERY = 32 * 1024 * 1024;
+
+/** Opens a part's temp file for writing. Tests wrap it to give the errors a full disk gives. */
+export type OpenPartFile = (file: string) => Promise<fsp.FileHandle>;
+
+const openForWriting: OpenPartFile = (file) => fsp.open(file, 'w');
 
 /**
  * Local files. A part is written to a hidden temp file beside its final name, fsynced, then
@@ -20,6 +26,7 @@ export class FileService implements ObjectService {
   constructor(
     private readonly exporterId: string,
     private readonly root: string,
+    private readonly openFile: OpenPartFile = openForWriting,
   ) {
     this.label = `file exporter '${exporterId}' (${root})`;
   }
@@ -50,14 +57,13 @@ export class FileService implements ObjectService {
     await fsp.mkdir(dir, { recursive: true });
     let fh: fsp.FileHandle;
     try {
-      fh = await fsp.open(temp, 'w');
+      fh = await this.openFile(temp);
     } catch (err) {
       throw new RunError(`${this.label}: cannot create ${final}: ${(err as NodeJS.ErrnoException).code ?? err}`);
     }
-    // The stream gets the bare descriptor: a FileHandle lent to a stream cannot be closed by us
-    // until the stream releases it, which with autoClose off it never does. We keep the handle
-    // to fsync and close; without emitClose, 'finish' is the stream's end signal.
-    const sink = fs.createWriteStream('', { fd: fh.fd, highWaterMark: 1024 * 1024, autoClose: false, emitClose: false });
+    // The handle is this part's alone to sync and close, once: in commit or in abort. The sink
+    // writes through it and never closes it (see FileHandleSink).
+    const sink = new FileHandleSink(fh, 1024 * 1024);
     let synced = 0;
     let syncing: Promise<void> | null = null;
     const backgroundSync = () => {
