@@ -10,7 +10,7 @@ import { keyIn, shardDelete, shardSelect, type Filters } from '../source/query.j
 import { committedAfter, parseSnapshot } from '../source/snapshots.js';
 import type { SourceTable } from '../source/table.js';
 import type { ShardSpec } from '../plan/shards.js';
-import { acksInShard, createExporter } from '../sinks/registry.js';
+import { acksInShard, createExporter, partitionsByEventTime } from '../sinks/registry.js';
 import type { InShardAck } from '../sinks/delivery/types.js';
 import { WorkerSide } from './shard_channel.js';
 import type { Exporter, ShardWriter } from '../sinks/types.js';
@@ -109,9 +109,10 @@ export async function exportShard(input: ShardTaskInput): Promise<ShardOutcome> 
   const filters = filtersOf(config);
   const db = await sourceClient(config);
   // Exporters that cannot dedupe resume inside the shard after their acknowledged prefix, which
-  // needs the rows in (timestamp, key) order.
+  // needs the rows in (timestamp, key) order; event-time file names need it to group rows into
+  // one part per partition, whatever the table's physical order.
   const ackers = config.logExporters.map(acksInShard);
-  const ordered = config.source.ordered || ackers.some(Boolean);
+  const ordered = config.source.ordered || ackers.some(Boolean) || config.logExporters.some(partitionsByEventTime);
   const fence = input.attempt === undefined ? undefined : { attempt: input.attempt, check: () => channel.checkFence() };
   const writers: ShardWriter[] = (await exportersFor(config)).map((e, i) =>
     e.openShard(shard, table, {

@@ -12,7 +12,7 @@ import { fileSink } from './file/definition.js';
 import { gcsSink } from './gcs/definition.js';
 import { googleLoggingSink } from './google_logging/definition.js';
 import { lokiSink } from './loki/definition.js';
-import { checkNamesStayInside } from './naming.js';
+import { checkNamesStayInside, templateGranularity } from './naming.js';
 import { otlpSink } from './otlp/definition.js';
 import { kinesisSink } from './kinesis/definition.js';
 import { newRelicSink } from './newrelic/definition.js';
@@ -82,6 +82,16 @@ export function createExporter(config: ExporterConfig): Promise<Exporter> {
 /** Exporters that write files or objects (and so have names, formats and rotation). */
 export function writesFiles(e: ExporterConfig): e is FileShapedConfig {
   return definitionOf(e).shape === 'files';
+}
+
+/**
+ * Exporters whose names partition by event time ({date}, {hour}, the object stores' default).
+ * They need each shard's rows in time order: a part stays open per partition only while rows
+ * keep coming to it, so rows stored out of time order (a heap after purges, late rows) would
+ * close and reopen partitions all the time, up to a file per row.
+ */
+export function partitionsByEventTime(e: ExporterConfig): boolean {
+  return writesFiles(e) && templateGranularity(e.keyTemplate) !== null;
 }
 
 /** Exporters that send events in requests: they have dead letters and `allowDeadLetter`. */
