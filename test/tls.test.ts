@@ -10,6 +10,9 @@ import { applicationName, connect, connectSource } from '../src/source/connectio
 import { readWithCopy } from '../src/source/copy_reader.js';
 import { SourceSession } from '../src/source/session.js';
 import { openClient, pgTarget } from '../src/source/tls.js';
+import { openQueue, queueTarget } from '../src/run/distributed/boss.js';
+import { Wakeup } from '../src/run/distributed/wakeup.js';
+import { log } from '../src/util/log.js';
 import { exportedDocs, runCli, tempDir, writeConfig } from './helpers/cli.js';
 import { freshDatabase, isoAgo, sourceDocs } from './helpers/db.js';
 import { CERT_USER, makePki, startTlsPostgres, type TestPki } from './helpers/tls_pg.js';
@@ -303,6 +306,33 @@ describe('connections to a TLS-only server with a private CA', () => {
       expect((await sslOf(c)).ssl).toBe(true);
     } finally {
       await c.end();
+    }
+  });
+});
+
+describe('the distributed queue over TLS', () => {
+  it('starts pg-boss and LISTENs with the source URL\'s TLS settings (prefer settled once for the pool)', async () => {
+    const admin = await direct(tlsUrl);
+    await admin.query('CREATE DATABASE queuedb');
+    await admin.end();
+    const url = tlsUrl.replace(/\/postgres$/, '/queuedb');
+    for (const [label, u] of [['verify-full', withParams(url, { sslmode: 'verify-full', sslrootcert: pki.ca })], ['prefer', url]] as const) {
+      const config = parseConfig({ source: { url: u }, offsetKey: `queue-${label}`, logExporters: [{ id: 'f', type: 'file', directory: '/tmp/unused' }] });
+      const queue = await openQueue(config, log, 2);
+      try {
+        const ids = await queue.boss.send(queue.name, { shard: 1 });
+        expect(ids).toBeTruthy();
+        const sessions = await queue.boss.getDb().executeSql("SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.application_name = 'logship-queue'", []);
+        expect(sessions.rows.length).toBeGreaterThan(0);
+        expect(sessions.rows.every((r: { ssl: boolean }) => r.ssl)).toBe(true);
+        const wakeup = await Wakeup.listen(queueTarget(config), 'logship_tls_test', log);
+        const woken = wakeup.wait(10 * 60_000);
+        await queue.boss.getDb().executeSql("SELECT pg_notify('logship_tls_test', '1')", []);
+        await woken;
+        await wakeup.close();
+      } finally {
+        await queue.boss.stop({ graceful: false, wait: true, close: true });
+      }
     }
   });
 });
