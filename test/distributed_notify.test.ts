@@ -4,6 +4,7 @@ import pg from 'pg';
 import { freePort } from '../src/demo/embedded_pg.js';
 import { seedKestraLogs } from '../src/demo/seed.js';
 import { Wakeup } from '../src/run/distributed/wakeup.js';
+import { pgTarget } from '../src/source/tls.js';
 import { jobsChannel, shardDoneChannel } from '../src/run/distributed/names.js';
 import { log } from '../src/util/log.js';
 import { freshDatabase, isoAgo, sourceDocs } from './helpers/db.js';
@@ -28,7 +29,7 @@ describe('queue notifications (LISTEN/NOTIFY beside the polling)', () => {
   it('wakes a waiter on NOTIFY instead of at its poll, and keeps a notification sent between two waits', async () => {
     const { url, client } = await database('notify_wakeup');
     let calls = 0;
-    const wakeup = await Wakeup.listen({ connectionString: url }, 'logship_test_wake', log, () => calls++);
+    const wakeup = await Wakeup.listen(pgTarget({ url, option: 'queue.url' }), 'logship_test_wake', log, () => calls++);
     try {
       const woken = wakeup.wait(NEVER_MS);
       await client.query(`SELECT pg_notify('logship_test_wake', '1')`);
@@ -47,7 +48,7 @@ describe('queue notifications (LISTEN/NOTIFY beside the polling)', () => {
 
   it('falls back to polling when it cannot LISTEN: a wait then just lasts its poll interval', async () => {
     const port = await freePort();
-    const wakeup = await Wakeup.listen({ connectionString: `postgres://nobody@127.0.0.1:${port}/none` }, 'logship_test_wake', log);
+    const wakeup = await Wakeup.listen(pgTarget({ url: `postgres://nobody@127.0.0.1:${port}/none`, option: 'queue.url' }), 'logship_test_wake', log);
     await within('a wait to time out as a poll', wakeup.wait(50), 20_000);
     await wakeup.close();
   });

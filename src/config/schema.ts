@@ -57,10 +57,27 @@ function parseSource(r: OptionReader | undefined, kind: Config['kind']): SourceC
     stream: s.choice('stream', ['copy', 'cursor'] as const, 'copy'),
     fetchSize: s.integer('fetchSize', 5000, 1, 1_000_000),
     ordered: s.boolean('ordered', false),
+    // Off by default: a shard's COPY is one statement, and hours are legitimate for a big shard.
+    statementTimeoutMs: sessionTimeout(s, 'statementTimeout', 'PT0S'),
+    // On by default: logship's lock waits are short when healthy (see DEFAULT_LOCK_TIMEOUT_MS).
+    lockTimeoutMs: sessionTimeout(s, 'lockTimeout', 'PT10S'),
   };
   if (source.url !== undefined) checkSourceUrl(s, source.url, source.password !== undefined);
   s.done();
   return source;
+}
+
+/** PostgreSQL's timeouts are int milliseconds. */
+const MAX_SESSION_TIMEOUT_MS = 2_147_483_647;
+
+/** statement_timeout / lock_timeout: a fixed-length duration PostgreSQL can hold; PT0S = no limit. */
+function sessionTimeout(s: OptionReader, key: string, fallback: string): number {
+  const iso = s.duration(key, fallback);
+  const ms = isoDurationMillis(iso);
+  if (ms === undefined || ms > MAX_SESSION_TIMEOUT_MS) {
+    throw new ConfigError(s.at(key), `must be a fixed-length duration of at most 24 days, or PT0S for no limit (got ${JSON.stringify(iso)})`);
+  }
+  return Math.round(ms);
 }
 
 /** Milliseconds of a duration that must have a fixed length (no years or months). */
@@ -122,6 +139,7 @@ export function parseConfig(value: unknown): Config {
   const namespace = r.optionalString('namespace');
   const tenantId = r.optionalString('tenantId');
   const offsetKey = r.string('offsetKey', 'LogShipper-state');
+  source.applicationName = `logship:${offsetKey}`;
   const del = r.boolean('delete', false);
   const safetyLag = r.duration('safetyLag', 'PT30S');
   const { workers, reason: workersReason } = resolveWorkers(r.at('workers'), r.raw('workers'), source.url);

@@ -36,6 +36,14 @@ export interface SourceConfig {
   fetchSize: number;
   /** Sort each shard by (timestamp, key), so files are in time order. */
   ordered: boolean;
+  /**
+   * Per-session limits in ms (0 = none). Optional like applicationName: a config built by hand
+   * (tests, tools) gets connection.ts's defaults.
+   */
+  statementTimeoutMs?: number;
+  lockTimeoutMs?: number;
+  /** `logship:<offsetKey>`, set by parseConfig: sessions are named `<this>:<role>`. */
+  applicationName?: string;
 }
 
 /** State as one JSON object per offsetKey in a bucket or container, locked by a lease object. */

@@ -64,7 +64,16 @@ export function loadEmbeddedPostgres(): Promise<typeof EmbeddedPostgresClass> {
  * root; as root the package runs it as a `postgres` user it creates, so the data directory
  * lives under /tmp where that user can reach it.
  */
-export async function startEmbeddedPostgres(options: { fsyncOff?: boolean; log?: (line: string) => void } = {}): Promise<RunningPostgres> {
+export interface EmbeddedOptions {
+  fsyncOff?: boolean;
+  log?: (line: string) => void;
+  /** More `-c name=value` flags (tests: ssl=on and its files). */
+  flags?: string[];
+  /** Runs between initdb and the first start, e.g. to write pg_hba.conf and certificates into the data directory. */
+  prepare?: (dataDir: string) => void;
+}
+
+export async function startEmbeddedPostgres(options: EmbeddedOptions = {}): Promise<RunningPostgres> {
   const base = fs.mkdtempSync(path.join(os.tmpdir(), 'logship-pg-'));
   fs.chmodSync(base, 0o777);
   const port = await freePort();
@@ -72,6 +81,7 @@ export async function startEmbeddedPostgres(options: { fsyncOff?: boolean; log?:
   const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
   const flags = ['-c', 'max_connections=200', '-c', 'shared_buffers=256MB', '-c', 'work_mem=64MB', '-c', 'max_wal_size=4GB'];
   if (options.fsyncOff !== false) flags.push('-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off');
+  flags.push(...(options.flags ?? []));
   const EmbeddedPostgres = await loadEmbeddedPostgres();
   const pg = new EmbeddedPostgres({
     databaseDir: path.join(base, 'data'),
@@ -87,6 +97,7 @@ export async function startEmbeddedPostgres(options: { fsyncOff?: boolean; log?:
   });
   try {
     await pg.initialise();
+    options.prepare?.(path.join(base, 'data'));
     await pg.start();
   } catch (err) {
     await pg.stop().catch(() => {});

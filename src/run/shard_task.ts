@@ -2,7 +2,7 @@ import type { MessagePort } from 'node:worker_threads';
 import type pg from 'pg';
 import type { Config } from '../config/types.js';
 import { DeadLetterFile, FailOnBadRow, type BadRowPolicy } from '../source/bad_rows.js';
-import { connectSource, passRawBytesFromSqlAscii } from '../source/connection.js';
+import { connectSource, explainSourceTimeout, passRawBytesFromSqlAscii } from '../source/connection.js';
 import { readWithCopy } from '../source/copy_reader.js';
 import { readWithCursor } from '../source/cursor_reader.js';
 import { findNonUtf8Row, INVALID_ENCODING } from '../source/diagnose.js';
@@ -212,9 +212,9 @@ export async function exportShard(input: ShardTaskInput): Promise<ShardOutcome> 
       await broken.end().catch(() => {});
     }
     if ((err as { code?: string }).code === INVALID_ENCODING) {
-      throw (await findNonUtf8Row(config.source.url, table, filters, shard.lo, shard.hi).catch(() => null)) ?? err;
+      throw (await findNonUtf8Row(config.source, table, filters, shard.lo, shard.hi).catch(() => null)) ?? err;
     }
-    throw err;
+    throw explainSourceTimeout(err, config.source);
   } finally {
     await channel.flush().catch(() => {});
     channel.close();

@@ -1,8 +1,9 @@
 import pg from 'pg';
-import { registerSecret, redact } from '../config/secrets.js';
+import { redact } from '../config/secrets.js';
 import type { SourceConfig } from '../config/types.js';
 import { KindedError } from '../run/error_kind.js';
 import { sourceStream } from './read_buffer_socket.js';
+import { explainTlsError, openClient, pgTarget } from './tls.js';
 
 /**
  * The source could not be reached after the run had started (a restart, a failover, a reset):
@@ -23,28 +24,57 @@ export interface ConnectOptions {
   startup: boolean;
 }
 
+/** What a source session is set up with; the defaults apply to hand-built configs. */
+export type SessionSettings = Partial<Pick<SourceConfig, 'password' | 'applicationName' | 'statementTimeoutMs' | 'lockTimeoutMs'>>;
+
+/**
+ * logship takes locks only to delete exported rows (`delete: true`) and on its state tables,
+ * whose CREATE/ALTER TABLE IF NOT EXISTS wait behind any open transaction on them and, while
+ * waiting, make every later reader of the table wait too. 10 s is far above a healthy wait and
+ * ends a stuck one with a clear error (the shard is retried) instead of a silent hang.
+ */
+export const DEFAULT_LOCK_TIMEOUT_MS = 10_000;
+
+/** PostgreSQL truncates application_name at 63 bytes (NAMEDATALEN - 1). */
+const APPLICATION_NAME_BYTES = 63;
+
+/**
+ * `logship:<offsetKey>:<role>` (role: main, worker, coordinator, plan, state...), so a DBA can tell
+ * which export and which part of it a session belongs to. When that is over 63 bytes the role is
+ * dropped and the rest is cut, on a character boundary, rather than PostgreSQL cutting the role
+ * in half.
+ */
+export function applicationName(prefix: string | undefined, role: string): string {
+  const full = `${prefix ?? 'logship'}:${role}`;
+  if (Buffer.byteLength(full) <= APPLICATION_NAME_BYTES) return full;
+  let cut = prefix ?? 'logship';
+  while (Buffer.byteLength(cut) > APPLICATION_NAME_BYTES) cut = cut.slice(0, -1);
+  // slice() may have split a surrogate pair: drop a lone high surrogate left at the end.
+  return cut.replace(/[\uD800-\uDBFF]$/, '');
+}
+
 /**
  * Opens a session with the settings every logship query relies on: UTC so timestamp text is
- * unambiguous, and a recognisable application_name for the DBA watching pg_stat_activity.
- * Any failure to get a session is 'source-unavailable' (exit 4 at startup, retried mid-run): a
- * refused connection, DNS, a timeout, a full server, and also a rejected password, which is as
+ * unambiguous, the configured timeouts, and a recognisable application_name for the DBA watching
+ * pg_stat_activity. TLS follows libpq's sslmode (tls.ts); a TLS setting that cannot work (a missing
+ * certificate file) is a configuration error, exit 2. Any other failure to get a session is
+ * 'source-unavailable' (exit 4 at startup, retried mid-run): a refused connection, DNS, a timeout,
+ * a full server, a certificate that does not verify, and also a rejected password, which is as
  * often a rotation in progress as a typo, and which no edit of the config file validates.
  */
-export async function connect(url: string | undefined, role: string, options: ConnectOptions = { startup: true }, password?: string): Promise<pg.Client> {
-  const client = new pg.Client({
-    ...connectionTarget(url, password),
-    application_name: `logship-${role}`,
-    connectionTimeoutMillis: 15_000,
-    stream: sourceStream,
-  });
-  // An idle-connection error would otherwise crash the process as an unhandled 'error' event.
-  client.on('error', () => {});
+export async function connect(url: string | undefined, role: string, options: ConnectOptions = { startup: true }, settings: SessionSettings = {}): Promise<pg.Client> {
+  const target = pgTarget({ url, password: settings.password, option: 'source.url' });
+  let client: pg.Client | undefined;
   try {
-    await client.connect();
-    await client.query("SET TimeZone = 'UTC'; SET statement_timeout = 0; SET DateStyle = 'ISO'");
+    client = (await openClient(target, { application_name: applicationName(settings.applicationName, role), connectionTimeoutMillis: 15_000, stream: sourceStream })).client;
+    // statement_timeout 0 unless configured: a shard's COPY is one statement, and a long one is
+    // legitimate (see source.statementTimeout).
+    const statementMs = Math.round(settings.statementTimeoutMs ?? 0);
+    const lockMs = Math.round(settings.lockTimeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS);
+    await client.query(`SET TimeZone = 'UTC'; SET statement_timeout = ${statementMs}; SET lock_timeout = ${lockMs}; SET DateStyle = 'ISO'`);
   } catch (err) {
-    await client.end().catch(() => {});
-    const message = `cannot connect to ${describeTarget(url)}: ${redact(explain(err))}`;
+    await client?.end().catch(() => {});
+    const message = `cannot connect to ${describeTarget(url)}: ${redact(explainTlsError(err, target) ?? explain(err))}`;
     if (options.startup) throw new KindedError('source-unavailable', `source.url: ${message}`);
     throw new SourceUnavailableError(`source ${message}`, { cause: err });
   }
@@ -52,7 +82,26 @@ export async function connect(url: string | undefined, role: string, options: Co
 }
 
 export function connectSource(source: SourceConfig, role: string, options?: ConnectOptions): Promise<pg.Client> {
-  return connect(source.url, role, options, source.password);
+  return connect(source.url, role, options, source);
+}
+
+/**
+ * A statement or lock timeout from the source, in words naming the option to change; other
+ * errors are returned as they are. Keeps the SQLSTATE, so retries and kinds are unchanged.
+ */
+export function explainSourceTimeout(err: unknown, source: Pick<SourceConfig, 'statementTimeoutMs' | 'lockTimeoutMs'>): unknown {
+  if (!(err instanceof Error)) return err;
+  const e = err as Error & { code?: string };
+  if (e.code !== '57014' && e.code !== '55P03') return err;
+  if (e.code === '57014' && /statement timeout/i.test(e.message)) {
+    const ms = source.statementTimeoutMs ?? 0;
+    return Object.assign(new Error(`source: a query ran longer than source.statementTimeout (${ms / 1000} s) and was cancelled by PostgreSQL; raise source.statementTimeout (0 = no limit) or make shards smaller (rowsPerShard)`, { cause: err }), { code: e.code });
+  }
+  if (e.code === '55P03' && /lock timeout/i.test(e.message)) {
+    const ms = source.lockTimeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS;
+    return Object.assign(new Error(`source: waited longer than source.lockTimeout (${ms / 1000} s) for a lock (another transaction holds rows or the state table logship needs); find it in pg_locks, or raise source.lockTimeout`, { cause: err }), { code: e.code });
+  }
+  return err;
 }
 
 /**
@@ -70,20 +119,6 @@ export function isConnectionLoss(err: unknown): boolean {
   if (Array.isArray(e.errors) && e.errors.some(isConnectionLoss)) return true;
   // node-postgres reports a socket closed under it without a code.
   return /Connection terminated|not queryable|connection error|terminating connection/i.test(e.message ?? '');
-}
-
-/**
- * `source.password` goes into the URL percent-encoded (pg's URL parser would let the URL's empty
- * password override a separate one), or alone when the PG* variables name the server.
- */
-export function connectionTarget(url: string | undefined, password: string | undefined): pg.ClientConfig {
-  if (password === undefined) return { connectionString: url };
-  if (url === undefined) return { password };
-  const u = new URL(url);
-  const encoded = encodeURIComponent(password);
-  registerSecret(encoded);
-  u.password = encoded;
-  return { connectionString: u.toString() };
 }
 
 function describeTarget(url: string | undefined): string {

@@ -61,6 +61,9 @@ export async function* readWithCopy(client: pg.Client, selectSql: string, fetchS
 
 async function cancelCopy(client: pg.Client, copy: CopyOutQuery): Promise<void> {
   const pid = (client as unknown as { processID: number }).processID;
+  // The session's own parameters, as pg resolved them: `ssl` there is what the session connected
+  // with (tls.ts's settings after any sslmode=prefer fallback), so the canceller needs no second
+  // pass through tls.ts and no second fallback.
   const params = (client as unknown as { connectionParameters: pg.ClientConfig }).connectionParameters;
   const canceller = new pg.Client(params);
   canceller.on('error', () => {});

@@ -2,7 +2,8 @@ import { isUtf8 } from 'node:buffer';
 import type pg from 'pg';
 import QueryStream from 'pg-query-stream';
 import type { Bound } from '../plan/keyset.js';
-import { connect } from './connection.js';
+import type { SourceConfig } from '../config/types.js';
+import { connectSource } from './connection.js';
 import { filterConditions, orderBy, rangeConditions, whereClause, type Filters } from './query.js';
 import { CorruptRowError } from './row_batch.js';
 import type { SourceTable } from './table.js';
@@ -14,8 +15,8 @@ export const INVALID_ENCODING = '22021';
  * The server names no row when it refuses to convert bytes to UTF-8. This reads the shard's raw
  * bytes once more, without conversion, to name the first offending row for the error message.
  */
-export async function findNonUtf8Row(url: string | undefined, t: SourceTable, f: Filters, lo: Bound, hi: Bound): Promise<CorruptRowError | null> {
-  const client: pg.Client = await connect(url, 'diagnose');
+export async function findNonUtf8Row(source: SourceConfig, t: SourceTable, f: Filters, lo: Bound, hi: Bound): Promise<CorruptRowError | null> {
+  const client: pg.Client = await connectSource(source, 'diagnose');
   try {
     await client.query("SET client_encoding = 'SQL_ASCII'");
     const sql = `SELECT textsend(${t.key}::text) AS k, textsend((${t.body})::text) AS b FROM ${t.name} t ${whereClause([...filterConditions(t, f), ...rangeConditions(t, lo, hi)])} ${orderBy(t)}`;

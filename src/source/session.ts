@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import type { SourceConfig } from '../config/types.js';
 import { withRetries, type BackoffPolicy } from '../run/retry.js';
-import { connectSource, isConnectionLoss } from './connection.js';
+import { connectSource, explainSourceTimeout, isConnectionLoss } from './connection.js';
 
 /** Run-level work on one connection (planning, checkpoints) that survives a source restart. */
 export interface Db {
@@ -58,7 +58,7 @@ export class SourceSession implements Db {
         return await work(this.client);
       } catch (err) {
         if (isConnectionLoss(err)) this.broken = true;
-        throw err;
+        throw explainSourceTimeout(err, this.source);
       }
     });
   }

@@ -1,11 +1,10 @@
-import pg from 'pg';
 import type PgBoss from 'pg-boss';
 import { ConfigError, errorMessage } from '../../config/errors.js';
 import { redact } from '../../config/secrets.js';
 import type { Config } from '../../config/types.js';
 import type { QueueConfig } from '../../config/queue_config.js';
 import { defaultShardTimeoutMs } from '../../config/queue_config.js';
-import { connectionTarget } from '../../source/connection.js';
+import { openClient, pgTarget, settled, type PgTarget, type Ssl } from '../../source/tls.js';
 import type { Logger } from '../../util/log.js';
 import { deadLetterQueueName, queueName } from './names.js';
 
@@ -25,7 +24,7 @@ export interface Queue {
   name: string;
   settings: QueueConfig;
   /** The queue database (for the LISTEN connection of a worker). */
-  target: pg.ClientConfig;
+  target: PgTarget;
 }
 
 /**
@@ -35,33 +34,41 @@ export interface Queue {
  */
 export async function openQueue(config: Config, log: Logger, connections: number): Promise<Queue> {
   const settings = checkDistributedConfig(config);
-  const source = connectionTarget(config.source.url, config.source.password);
-  const target = settings.url ? { connectionString: settings.url } : { connectionString: source.connectionString, password: source.password as string | undefined };
+  const target = queueTarget(config);
   const timeoutSeconds = Math.ceil(settings.shardTimeoutMs / 1000);
   // Loaded here, not with this module: its ~140 ms of module loading then overlaps the
   // coordinator's planning queries instead of preceding the whole run.
   const { default: PgBossClass } = await import('pg-boss');
-  const boss = new PgBossClass({
-    ...target,
-    schema: settings.schema,
-    max: connections,
-    application_name: 'logship-queue',
-    maintenanceIntervalSeconds: Math.max(1, Math.min(120, Math.floor(timeoutSeconds / 4))),
-    schedule: false,
-  });
-  boss.on('error', (err: unknown) => log.warn({ error: redact(errorMessage(err)) }, 'queue maintenance failed; it is retried'));
   const name = queueName(config.offsetKey);
   const dead = deadLetterQueueName(config.offsetKey);
   // shardAttempts counts tries: a worker that died or outlived the timeout used one.
   const options = { retryLimit: config.shardAttempts - 1, expireInSeconds: timeoutSeconds, retryDelay: 1, retryBackoff: true };
-  await underSetupLock(target, settings.schema, async () => {
+  let boss: PgBoss | undefined;
+  await underSetupLock(target, settings.schema, async (ssl) => {
+    // pg-boss's pool opens its connections itself: it gets the TLS settings the lock's connection
+    // settled on (sslmode=prefer's fallback happens there, once).
+    boss = new PgBossClass({
+      ...(settled(target, ssl) as PgBoss.DatabaseOptions),
+      schema: settings.schema,
+      max: connections,
+      application_name: 'logship-queue',
+      maintenanceIntervalSeconds: Math.max(1, Math.min(120, Math.floor(timeoutSeconds / 4))),
+      schedule: false,
+    });
+    boss.on('error', (err: unknown) => log.warn({ error: redact(errorMessage(err)) }, 'queue maintenance failed; it is retried'));
     await boss.start();
     await boss.createQueue(dead);
     await boss.createQueue(name, { name, ...options, deadLetter: dead });
     // A queue made by an earlier run keeps its first settings: bring them up to this config's.
     await boss.updateQueue(name, { name, ...options, deadLetter: dead });
   });
-  return { boss, name, settings, target };
+  return { boss: boss!, name, settings, target };
+}
+
+/** The queue database: queue.url, or the source's (with source.password). TLS as in tls.ts. */
+export function queueTarget(config: Config): PgTarget {
+  const url = config.queue?.url;
+  return url ? pgTarget({ url, option: 'queue.url' }) : pgTarget({ url: config.source.url, password: config.source.password, option: 'source.url' });
 }
 
 /**
@@ -70,13 +77,11 @@ export async function openQueue(config: Config, log: Logger, connections: number
  * 40P01 deadlock_detected creating the queue's partition. Set-up therefore runs under one
  * session advisory lock on the queue database, released when that session ends.
  */
-async function underSetupLock(target: pg.ClientConfig, schema: string, setUp: () => Promise<void>): Promise<void> {
-  const lock = new pg.Client({ ...target, application_name: 'logship-queue-setup' });
-  lock.on('error', () => {});
-  await lock.connect();
+async function underSetupLock(target: PgTarget, schema: string, setUp: (ssl: Ssl) => Promise<void>): Promise<void> {
+  const { client: lock, ssl } = await openClient(target, { application_name: 'logship-queue-setup' });
   try {
     await lock.query('SELECT pg_advisory_lock(hashtext($1))', [`logship-queue-setup:${schema}`]);
-    await setUp();
+    await setUp(ssl);
   } finally {
     await lock.end().catch(() => {});
   }

@@ -1,11 +1,12 @@
-import pg from 'pg';
+import type pg from 'pg';
 import type PgBoss from 'pg-boss';
 import type { Config } from '../../config/types.js';
 import { connectSource } from '../../source/connection.js';
 import { fixedDb } from '../../source/session.js';
 import { createStateStore } from '../../state/create.js';
 import type { Bound } from '../../plan/keyset.js';
-import { checkDistributedConfig } from './boss.js';
+import { checkDistributedConfig, queueTarget } from './boss.js';
+import { openClient } from '../../source/tls.js';
 import { ShardFence, type ShardClaim } from './fence.js';
 import { queueName } from './names.js';
 import { shardJobStates, type ShardJobState } from './jobs.js';
@@ -34,9 +35,9 @@ export async function distributedStatus(config: Config, now = Date.now()): Promi
   const settings = checkDistributedConfig(config);
   const stateTable = config.state.type === 'postgres' ? config.state.table : '';
   const client = await connectSource(config.source, 'status');
-  const queueClient = settings.url ? new pg.Client({ connectionString: settings.url }) : null;
+  let queueClient: pg.Client | null = null;
   try {
-    await queueClient?.connect();
+    if (settings.url) queueClient = (await openClient(queueTarget(config), { application_name: 'logship-queue-status' })).client;
     const db = fixedDb(client);
     const state = await (await createStateStore(config, db)).load();
     const out: DistributedStatus = { offsetKey: config.offsetKey, queue: `${settings.schema}.${queueName(config.offsetKey)}`, offset: state.offset, run: null };

@@ -1,7 +1,8 @@
-import pg from 'pg';
+import type pg from 'pg';
 import { errorMessage } from '../../config/errors.js';
 import { redact } from '../../config/secrets.js';
 import type { Logger } from '../../util/log.js';
+import { openClient, type PgTarget } from '../../source/tls.js';
 
 /**
  * LISTEN on one channel over a dedicated connection, so that a waiter polling every
@@ -14,21 +15,21 @@ export class Wakeup {
 
   private constructor(private readonly client: pg.Client | null, private readonly onNotify: () => void) {}
 
-  static async listen(target: pg.ClientConfig, channel: string, log: Logger, onNotify: () => void = () => {}): Promise<Wakeup> {
-    const client = new pg.Client({ ...target, application_name: 'logship-queue-listen' });
+  static async listen(target: PgTarget, channel: string, log: Logger, onNotify: () => void = () => {}): Promise<Wakeup> {
     let lost = false;
     const fallBack = (err: unknown) => {
       if (lost) return;
       lost = true;
       log.warn({ channel, error: redact(errorMessage(err)) }, 'queue notifications unavailable; polling every queue.pollInterval instead');
     };
-    client.on('error', fallBack);
+    let client: pg.Client | undefined;
     try {
-      await client.connect();
+      client = (await openClient(target, { application_name: 'logship-queue-listen' })).client;
+      client.on('error', fallBack);
       await client.query(`LISTEN ${channel}`);
     } catch (err) {
       fallBack(err);
-      await client.end().catch(() => {});
+      await client?.end().catch(() => {});
       return new Wakeup(null, onNotify);
     }
     const wakeup = new Wakeup(client, onNotify);
