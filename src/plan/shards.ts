@@ -173,9 +173,14 @@ async function histogramEstimate(client: pg.Client, t: SourceTable, where: strin
   return Number(r.rows[0]!['QUERY PLAN'][0].Plan['Plan Rows']) || 0;
 }
 
+/** The window count's SQL (exported for the tests that EXPLAIN it). */
+export function cappedCountSql(t: SourceTable, where: string, limit: number): string {
+  return `SELECT count(*) AS n FROM (SELECT 1 FROM ${t.name} t ${where} LIMIT ${limit + 1}) s`;
+}
+
 /** count(*) that stops after limit + 1 rows, so a large window costs no more than a small one. */
 async function cappedCount(client: pg.Client, t: SourceTable, where: string, limit: number): Promise<number> {
-  const r = await client.query<{ n: string }>(`SELECT count(*) AS n FROM (SELECT 1 FROM ${t.name} t ${where} LIMIT ${limit + 1}) s`);
+  const r = await client.query<{ n: string }>(cappedCountSql(t, where, limit));
   return Number(r.rows[0]!.n);
 }
 
