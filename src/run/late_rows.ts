@@ -108,16 +108,24 @@ export function lateCheckSql(t: SourceTable, config: Config, ranges: ReadRange[]
   return { sorted, conditions: [anyLate, ...filterConditions(t, filtersOf(config)), ...rangeConditions(t, lo, hi)], tree: tree(0, sorted.length) };
 }
 
-/** The ranges holding rows committed after their snapshot, in ONE scan of the horizon. */
-async function rangesWithLateRows(client: pg.Client, t: SourceTable, config: Config, ranges: ReadRange[], now: Snapshot, stable: bigint): Promise<LateHit[]> {
+/** The separate late check's query (exported for the tests that EXPLAIN it): see rangesWithLateRows. */
+export function lateRowsSql(t: SourceTable, config: Config, ranges: ReadRange[], now: Snapshot, stable: bigint): { sorted: ReadRange[]; sql: string } {
   // The inner query yields the row's time and key under their own names (so t.ts and t.keyOrdered
   // still apply to it) and its age once; OFFSET 0 keeps the planner from inlining it into every
   // branch of the tree.
   const { sorted, conditions, tree } = lateCheckSql(t, config, ranges, now, stable, 't.logship_age');
   const rows = `SELECT ${t.ts}, ${t.key}, age(t.xmin) AS logship_age FROM ${t.name} t ${whereClause(conditions)} OFFSET 0`;
-  const r = await client.query<{ i: number; keys: string[] | null }>(
-    `SELECT s.i, CASE WHEN count(*) <= ${MAX_KEYED_ROWS} THEN array_agg(s.k) END AS keys
-       FROM (SELECT ${tree} AS i, ${t.key}::text AS k FROM (${rows}) t) s WHERE s.i IS NOT NULL GROUP BY s.i`);
+  return {
+    sorted,
+    sql: `SELECT s.i, CASE WHEN count(*) <= ${MAX_KEYED_ROWS} THEN array_agg(s.k) END AS keys
+       FROM (SELECT ${tree} AS i, ${t.key}::text AS k FROM (${rows}) t) s WHERE s.i IS NOT NULL GROUP BY s.i`,
+  };
+}
+
+/** The ranges holding rows committed after their snapshot, in ONE scan of the horizon. */
+async function rangesWithLateRows(client: pg.Client, t: SourceTable, config: Config, ranges: ReadRange[], now: Snapshot, stable: bigint): Promise<LateHit[]> {
+  const { sorted, sql } = lateRowsSql(t, config, ranges, now, stable);
+  const r = await client.query<{ i: number; keys: string[] | null }>(sql);
   // A row in a gap between stored ranges can only flag a neighbour, whose late read then finds
   // nothing of its own: the key list is a hint, the range conditions still apply.
   return r.rows.map((row) => ({

@@ -1,6 +1,7 @@
 import { escapeLiteral } from 'pg';
 import { LEVELS, type Level } from '../config/types.js';
 import type { Bound } from '../plan/keyset.js';
+import { namespacePin, tenantPin } from './pins.js';
 import type { SourceTable } from './table.js';
 
 export interface Filters {
@@ -21,10 +22,13 @@ export function filterConditions(t: SourceTable, f: Filters): string[] {
   const where: string[] = [];
   if (t.deleted) where.push(`${t.deleted} IS NOT TRUE`);
   if (f.tenantId !== undefined && t.tenant) where.push(`${t.tenant} = ${escapeLiteral(f.tenantId)}`);
+  else if (t.pins?.tenant) where.push(tenantPin(t));
   if (f.namespace !== undefined && t.namespace) {
     // "company.team" means itself and its children; "_" and "%" in names are literal.
     const like = `${f.namespace.replace(/[!%_]/g, '!$&')}.%`;
-    where.push(`(${t.namespace} = ${escapeLiteral(f.namespace)} OR ${t.namespace} LIKE ${escapeLiteral(like)} ESCAPE '!')`);
+    const matches = (v: string) => `(${v} = ${escapeLiteral(f.namespace!)} OR ${v} LIKE ${escapeLiteral(like)} ESCAPE '!')`;
+    where.push(matches(t.namespace));
+    if (t.pins?.namespace && t.tenant) where.push(namespacePin(t, f.tenantId, matches));
   }
   if (f.resources !== undefined && t.resource) where.push(`${t.resource}::text IN (${f.resources.map(escapeLiteral).join(', ')})`);
   if (f.logLevelFilter !== undefined && t.level) {

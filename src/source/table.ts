@@ -3,6 +3,7 @@ import { escapeIdentifier, escapeLiteral } from 'pg';
 import { ConfigError } from '../config/errors.js';
 import { quote } from '../config/reader.js';
 import type { SourceConfig } from '../config/types.js';
+import { pinnedBy, type IndexPins } from './pins.js';
 
 /** One Parquet column and where its value comes from in a row. */
 export interface ParquetColumn {
@@ -85,6 +86,8 @@ export interface SourceTable {
   keyText: string;
   /** Columns a Parquet file gets: Kestra's fields, the table's own columns, or key/time/document. */
   parquet: ParquetColumn[];
+  /** Conditions the reads add so an index not led by the timestamp serves a time range (see pins.ts). */
+  pins: IndexPins;
 }
 
 interface ColumnInfo { name: string; type: string; category: string }
@@ -181,6 +184,7 @@ export async function describeTable(client: pg.Client, source: SourceConfig): Pr
   else if (body.type === 'json') bodyExpr = `translate(t.${q(body.name)}::text, E'\\n\\r', '  ')`;
   else bodyExpr = `to_jsonb(t.${q(body.name)})`;
 
+  const pins = await pinnedBy(client, found.oid, { ts: ts.name, tenant: tenant?.name ?? null, namespace: namespace?.name ?? null });
   return {
     name: found.qualified!,
     ts: `t.${q(ts.name)}`,
@@ -203,5 +207,6 @@ export async function describeTable(client: pg.Client, source: SourceConfig): Pr
       : body
         ? [{ name: 'key', kind: 'string', from: 'key', required: true }, { name: 'timestamp', kind: 'timestamp', from: 'ts', required: true }, { name: body.name, kind: 'json', from: 'document' }]
         : mappedParquet(cols.rows),
+    pins,
   };
 }
