@@ -155,13 +155,14 @@ async function seedTable(url: string, rows: number, days: number): Promise<{ sec
     const T = (f: number) => endMs - D + f * D;
     const r = rows / 0.82;
     const seq = { next: 0 };
+    const lap = (() => { let t = Date.now(); return () => { const s = ((Date.now() - t) / 1000).toFixed(1); t = Date.now(); return `${s} s`; }; })();
     log(`  seeding the first 80% of ${days} days (NULL tenant, then main and acme)...`);
     await runSeedJobs(url, [
       { tenant: null, startMs: T(0), spanMs: 0.1 * D, rows: Math.round(0.1 * r) },
       { tenant: 'main', startMs: T(0.1), spanMs: 0.7 * D, rows: Math.round(0.63 * r) },
       { tenant: 'acme', startMs: T(0.1), spanMs: 0.7 * D, rows: Math.round(0.07 * r) },
     ], seq);
-    log(`  building the indexes...`);
+    log(`  building the indexes... (bulk insert took ${lap()})`);
     await c.query(`SET maintenance_work_mem = '512MB'`);
     const builds = idx.map((i) => i.def);
     let b = 0;
@@ -175,12 +176,12 @@ async function seedTable(url: string, rows: number, days: number): Promise<{ sec
       }
     }));
     for (const i of idx) if (i.pkey) await c.query(`ALTER TABLE logs ADD CONSTRAINT ${pg.escapeIdentifier(i.name)} PRIMARY KEY USING INDEX ${pg.escapeIdentifier(i.name)}`);
-    log(`  PurgeLogs: deleting tenant main's rows in [20%, 40%) of the history, VACUUM...`);
+    log(`  PurgeLogs: deleting tenant main's rows in [20%, 40%) of the history, VACUUM... (indexes took ${lap()})`);
     const purged = (await c.query(`DELETE FROM logs WHERE tenant_id = 'main' AND "timestamp" >= $1 AND "timestamp" < $2`, [new Date(T(0.2)), new Date(T(0.4))])).rowCount ?? 0;
     await c.query('VACUUM logs');
     const have = Number((await c.query<{ n: string }>('SELECT count(*) AS n FROM logs')).rows[0]!.n);
     const acme2 = Math.round(0.02 * r);
-    log(`  refilling with the newest 20% (${fmt(rows - have)} rows, into the ${fmt(purged)} purged rows' space first)...`);
+    log(`  refilling with the newest 20% (${fmt(rows - have)} rows, into the ${fmt(purged)} purged rows' space first)... (purge and VACUUM took ${lap()})`);
     await runSeedJobs(url, [
       { tenant: 'main', startMs: T(0.8), spanMs: 0.2 * D, rows: rows - have - acme2 },
       { tenant: 'acme', startMs: T(0.8), spanMs: 0.2 * D, rows: acme2 },
@@ -188,7 +189,9 @@ async function seedTable(url: string, rows: number, days: number): Promise<{ sec
     // Like a real table whose autovacuum has run: visibility map, hint bits and statistics are
     // current up to here, and never after: autovacuum off on the table, so neither the increments
     // go into the statistics nor does an autovacuum worker's reading land in a measurement.
+    log(`  VACUUM ANALYZE... (refill took ${lap()})`);
     await c.query('VACUUM ANALYZE logs');
+    log(`  (VACUUM ANALYZE took ${lap()})`);
     await c.query('ALTER TABLE logs SET (autovacuum_enabled = off, toast.autovacuum_enabled = off)');
     await c.query(`CREATE TABLE IF NOT EXISTS logship_bench_incremental (rows bigint NOT NULL, days int NOT NULL, next_seq bigint NOT NULL, seeded_at timestamptz NOT NULL DEFAULT now())`);
     await c.query('TRUNCATE logship_bench_incremental');
