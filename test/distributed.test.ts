@@ -372,7 +372,7 @@ describe('run --distributed with worker processes', () => {
     let pid: number | undefined;
     await waitFor('the worker to be reading a shard', async () => {
       pid = (await client.query<{ pid: number }>(
-        `SELECT pid FROM pg_stat_activity WHERE datname = $1 AND application_name = 'logship-worker' AND query LIKE 'COPY%' AND state IN ('active', 'idle in transaction')`, [db])).rows[0]?.pid;
+        `SELECT pid FROM pg_stat_activity WHERE datname = $1 AND application_name LIKE 'logship:%:worker' AND query LIKE 'COPY%' AND state IN ('active', 'idle in transaction')`, [db])).rows[0]?.pid;
       return worker.child.exitCode !== null || pid !== undefined;
     });
     expect(worker.child.exitCode).toBeNull();
