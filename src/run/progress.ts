@@ -71,17 +71,22 @@ export class Progress {
     const rows = this.rows;
     const secs = (Date.now() - this.started) / 1000;
     const rate = secs > 0 ? rows / secs : 0;
-    const remaining = Math.max(0, this.expected - rows);
-    const eta = rate > 0 ? remaining / rate : null;
+    // The plan's row count is an estimate (exact for small windows, within a few percent when
+    // sampled). Once the rows read pass it with shards still running, no finish time is known:
+    // the total shown is then the rows so far, the percentage stays short of 100 and the ETA is
+    // unknown, rather than "100% … ETA 0:00" for the rest of the run.
+    const running = this.shardsDone < this.shardsTotal;
+    const expected = Math.max(this.expected, rows);
+    const eta = rate > 0 && rows < this.expected ? (this.expected - rows) / rate : running ? null : 0;
     if (this.o.tty) {
-      const frac = this.expected > 0 ? Math.min(1, rows / this.expected) : 0;
+      const frac = expected > 0 ? Math.min(running ? 0.999 : 1, rows / expected) : 0;
       const width = 28;
       const filled = Math.round(frac * width);
-      const bar = `[${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${(frac * 100).toFixed(1)}% ${formatCount(rows)}/${formatCount(this.expected)} rows  ${formatCount(Math.round(rate))} rows/s  shards ${this.shardsDone}/${this.shardsTotal}  ETA ${formatSeconds(eta)}`;
+      const bar = `[${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${(frac * 100).toFixed(1)}% ${formatCount(rows)}/${formatCount(expected)} rows  ${formatCount(Math.round(rate))} rows/s  shards ${this.shardsDone}/${this.shardsTotal}  ETA ${formatSeconds(eta)}`;
       this.o.stream.write(`\r${bar.padEnd(this.lastBarLength)}`);
       this.lastBarLength = bar.length;
     } else {
-      this.o.log.info({ rows, expectedRows: this.expected, rowsPerSec: Math.round(rate), etaSeconds: eta === null ? null : Math.round(eta), shardsDone: this.shardsDone, shards: this.shardsTotal }, 'progress');
+      this.o.log.info({ rows, expectedRows: expected, rowsPerSec: Math.round(rate), etaSeconds: eta === null ? null : Math.round(eta), shardsDone: this.shardsDone, shards: this.shardsTotal }, 'progress');
     }
   }
 }

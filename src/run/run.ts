@@ -50,6 +50,12 @@ export interface RunReport {
   cpuSeconds: number;
   /** Time spent estimating and cutting the window into shards. */
   planningMs: number;
+  /**
+   * The longest any shard held its REPEATABLE READ snapshot open (ms): while it is open, VACUUM
+   * cannot remove rows that died after it in any table of the database, Kestra's busy queue
+   * tables included.
+   */
+  oldestSnapshotMs: number;
   /** Rows the source could not export (NULL, not UTF-8, over maxRowBytes), now in dead-letter files. */
   badRows: number;
   /** Where those are (config `deadLetter`). */
@@ -97,7 +103,7 @@ export async function planWindow(client: pg.Client, table: SourceTable, config: 
 export function emptyReport(config: Config): RunReport {
   const report: RunReport = {
     status: 'ok', offsetKey: config.offsetKey, offsetBefore: null, offsetAfter: null, runs: [],
-    rows: 0, files: 0, bytes: 0, deletedRows: config.delete ? 0 : null, durationMs: 0, rowsPerSec: 0, peakRssBytes: 0, cpuSeconds: 0, planningMs: 0, stateRequests: null,
+    rows: 0, files: 0, bytes: 0, deletedRows: config.delete ? 0 : null, durationMs: 0, rowsPerSec: 0, peakRssBytes: 0, cpuSeconds: 0, planningMs: 0, oldestSnapshotMs: 0, stateRequests: null,
     badRows: 0, deadLetter: config.deadLetter, late: { rangesChecked: 0, rangesCaughtUp: 0, rows: 0, durationMs: 0, checkMs: 0 }, exporters: {},
   };
   for (const e of config.logExporters) report.exporters[e.id] = { rows: 0, files: 0, bytes: 0, removedStaleParts: 0, deadLettered: 0 };
@@ -332,6 +338,7 @@ function shardLead(config: Config, todo: ShardSpec[], done: Map<number, ShardOut
 export function addOutcome(report: RunReport, outcome: ShardOutcome): void {
   report.rows += outcome.rows;
   report.badRows += outcome.badRows ?? 0;
+  report.oldestSnapshotMs = Math.max(report.oldestSnapshotMs, outcome.snapshotHeldMs ?? 0);
   if (outcome.deletedRows !== null) report.deletedRows = (report.deletedRows ?? 0) + outcome.deletedRows;
   for (const r of outcome.exporters) {
     const t = report.exporters[r.exporterId];

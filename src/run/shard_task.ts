@@ -132,9 +132,12 @@ export async function exportShard(input: ShardTaskInput): Promise<ShardOutcome> 
   let bytes = 0;
   let lastReport = Date.now();
   let inTransaction = false;
+  let snapshotTakenAt = 0;
+  let snapshotHeldMs = 0;
   try {
     await db.query(`BEGIN ISOLATION LEVEL REPEATABLE READ${config.delete ? '' : ' READ ONLY'}`);
     inTransaction = true;
+    snapshotTakenAt = Date.now();
     // The first statement fixes the transaction's snapshot: the COPY below reads in it.
     const snapshot = (await db.query<{ s: string }>('SELECT pg_current_snapshot()::text AS s')).rows[0]!.s;
     const extra = !shard.late ? [] : shard.late.keys ? [keyIn(table, shard.late.keys)] : [committedAfter(parseSnapshot(shard.late.since), parseSnapshot(snapshot))];
@@ -164,6 +167,7 @@ export async function exportShard(input: ShardTaskInput): Promise<ShardOutcome> 
       // Nothing more to read: do not hold the snapshot open while the exporters finish.
       await db.query('COMMIT');
       inTransaction = false;
+      snapshotHeldMs = Date.now() - snapshotTakenAt;
     }
     const results = await Promise.all(writers.map((w) => w.finish()));
     // Durable before the checkpoint, like the exporters' parts.
@@ -198,7 +202,9 @@ export async function exportShard(input: ShardTaskInput): Promise<ShardOutcome> 
     if (inTransaction) {
       await db.query('COMMIT');
       inTransaction = false;
+      snapshotHeldMs = Date.now() - snapshotTakenAt;
     }
+    outcome.snapshotHeldMs = snapshotHeldMs;
     channel.progress(shard.index, rows, bytes);
     return outcome;
   } catch (err) {

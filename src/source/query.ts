@@ -2,7 +2,7 @@ import { escapeLiteral } from 'pg';
 import { LEVELS, type Level } from '../config/types.js';
 import type { Bound } from '../plan/keyset.js';
 import { namespacePin, tenantPin } from './pins.js';
-import type { SourceTable } from './table.js';
+import type { LevelCompare, SourceTable } from './table.js';
 
 export interface Filters {
   logLevelFilter: Level | undefined;
@@ -18,6 +18,16 @@ export function levelsAtLeast(min: Level): string[] {
   return [...kept, ...kept.map((l) => l.toLowerCase())];
 }
 
+/** The rows at or above `min`. The same rows whichever way, but only a comparison on the column itself lets the planner estimate them. */
+function levelCondition(level: string, compare: LevelCompare | undefined, min: Level): string {
+  const wanted = levelsAtLeast(min);
+  if (compare?.kind === 'enum') {
+    const labels = compare.labels.filter((l) => wanted.includes(l));
+    return labels.length > 0 ? `${level} IN (${labels.map(escapeLiteral).join(', ')})` : 'false';
+  }
+  return `${compare?.kind === 'text' ? level : `${level}::text`} IN (${wanted.map(escapeLiteral).join(', ')})`;
+}
+
 export function filterConditions(t: SourceTable, f: Filters): string[] {
   const where: string[] = [];
   if (t.deleted) where.push(`${t.deleted} IS NOT TRUE`);
@@ -31,9 +41,7 @@ export function filterConditions(t: SourceTable, f: Filters): string[] {
     if (t.pins?.namespace && t.tenant) where.push(namespacePin(t, f.tenantId, matches));
   }
   if (f.resources !== undefined && t.resource) where.push(`${t.resource}::text IN (${f.resources.map(escapeLiteral).join(', ')})`);
-  if (f.logLevelFilter !== undefined && t.level) {
-    where.push(`${t.level}::text IN (${levelsAtLeast(f.logLevelFilter).map(escapeLiteral).join(', ')})`);
-  }
+  if (f.logLevelFilter !== undefined && t.level) where.push(levelCondition(t.level, t.levelCompare, f.logLevelFilter));
   return where;
 }
 

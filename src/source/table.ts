@@ -69,6 +69,11 @@ export interface SourceTable {
   /** Postgres type of the key, to cast bound literals back. */
   keyType: string;
   level: string | null;
+  /**
+   * How the level filter compares (see levelCondition in query.ts). Absent: as text, through a
+   * cast, which hides the column from PostgreSQL's statistics.
+   */
+  levelCompare?: LevelCompare;
   namespace: string | null;
   tenant: string | null;
   resource: string | null;
@@ -90,7 +95,24 @@ export interface SourceTable {
   pins: IndexPins;
 }
 
-interface ColumnInfo { name: string; type: string; category: string }
+interface ColumnInfo { name: string; type: string; category: string; typid: string }
+
+/**
+ * 'enum': an enum's labels, compared as themselves; 'text': a text or varchar column. Either way
+ * the filter is on the column itself, so the planner estimates it from the column's statistics
+ * (with `level::text IN (…)` it guessed ~3% of rows for Kestra's INFO-and-above, which is ~70%).
+ * 'cast': any other type, compared as text.
+ */
+export type LevelCompare = { kind: 'enum'; labels: string[] } | { kind: 'text' } | { kind: 'cast' };
+
+async function levelCompareOf(client: pg.Client, c: ColumnInfo | null): Promise<LevelCompare | undefined> {
+  if (!c) return undefined;
+  if (c.category === 'E') {
+    const r = await client.query<{ label: string }>('SELECT enumlabel AS label FROM pg_enum WHERE enumtypid = $1::oid ORDER BY enumsortorder', [c.typid]);
+    return { kind: 'enum', labels: r.rows.map((x) => x.label) };
+  }
+  return ['text', 'character varying'].includes(c.type.replace(/\(.*\)$/, '')) ? { kind: 'text' } : { kind: 'cast' };
+}
 
 const TEXT_TYPES = new Set(['text', 'character varying', 'character', 'name', 'citext']);
 
@@ -136,7 +158,7 @@ export async function describeTable(client: pg.Client, source: SourceConfig): Pr
   if (!found?.oid) throw new ConfigError('source.table', `table ${quote(source.table)} not found in the source database${await quotingHint(client, source.table)}`);
 
   const cols = await client.query<ColumnInfo>(
-    `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, t.typcategory AS category
+    `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, t.typcategory AS category, a.atttypid::text AS typid
        FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
       WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`,
     [found.oid],
@@ -192,6 +214,7 @@ export async function describeTable(client: pg.Client, source: SourceConfig): Pr
     keyOrdered: keyIsText ? `t.${q(key.name)} COLLATE "C"` : `t.${q(key.name)}`,
     keyType: key.type,
     level: level && `t.${q(level.name)}`,
+    levelCompare: await levelCompareOf(client, level),
     namespace: namespace && `t.${q(namespace.name)}`,
     tenant: tenant && `t.${q(tenant.name)}`,
     resource: resource && `t.${q(resource.name)}`,

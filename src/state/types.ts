@@ -23,6 +23,8 @@ export interface ShardOutcome {
   exporters: ExporterShardResult[];
   /** The snapshot the shard was read in (pg_current_snapshot()), for the late-row catch-up. */
   snapshot?: string;
+  /** How long the shard's read transaction (and so its snapshot) stayed open, ms. Never stored. */
+  snapshotHeldMs?: number;
   /** Rows of the shard that went to the dead-letter file instead of the exporters. */
   badRows?: number;
   /** Distributed mode: a newer attempt held the shard, so this one recorded nothing and took its parts back. Never stored. */
