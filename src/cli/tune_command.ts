@@ -19,17 +19,24 @@ export interface TuneOptions { sampleRows: number | undefined; json: boolean }
  * (pool start-up, planning and, where reads cannot use an index on the timestamp, one scan of
  * the whole table per shard whatever the window's size): on a 20 k-row sample of a 2 M-row
  * table they were most of the trial, which measured 41 k rows/s where runs did 205–356 k. At a
- * few seconds per trial they are a small share, as they are in a run, and the sweep below (12
+ * few seconds per trial they are a small share, as they are in a run, and the sweep below (9
  * trials on 2 cores) stays under a minute.
  */
 const MIN_SAMPLE = 200_000;
-const TRIAL_SECONDS = 3;
-/** Rounds per setting; the setting's figure is the median of its rounds. */
-const ROUNDS = 2;
-/** Within this share of the fastest, a setting counts as as fast (fewer workers, the configured fetchSize win). */
+const TRIAL_SECONDS = 4;
+/**
+ * Rounds per setting; the setting's figure is the median of its rounds, which drops one slow
+ * moment of a shared machine (single trials here varied by ±20% at a load average of 9).
+ */
+const ROUNDS = 3;
+/** Within this share of the fastest, a setting counts as as fast (fewer workers, SWEET_FETCH win). */
 const TIE = 0.95;
-/** fetchSize barely matters (README, Performance: 5000 is the sweet spot, 1000 costs a few percent), so it is tried only at the chosen worker count. */
-const FETCH_SIZES = [1000, 5000, 20000];
+/**
+ * fetchSize barely matters (README, Performance: 5000 is the sweet spot, 1000 costs a few
+ * percent, 20000 only memory), so trials spend their time on workers; a configured fetchSize
+ * other than this is compared with it at the chosen worker count.
+ */
+const SWEET_FETCH = 5000;
 
 interface Result extends Setting { rows: number; rowsPerSec: number; runs: number[]; seconds: number; peakRssMiB: number }
 
@@ -71,9 +78,9 @@ export async function tuneCommand(config: Config, o: TuneOptions): Promise<void>
     const fetch = config.source.fetchSize;
     const byWorkers = await sweep(workerCounts.map((workers) => ({ workers, fetchSize: fetch })), ROUNDS, trial(sample.window));
     const workers = pick([...byWorkers].map(([s, r]) => result(s, r)), (a, b) => a.workers - b.workers).workers;
-    // Then fetchSize at that count, with the configured one run again among them so that all are measured at the same moments.
-    const fetchSettings = [...new Set([fetch, ...FETCH_SIZES])].map((fetchSize) => ({ workers, fetchSize }));
-    const byFetch = await sweep(fetchSettings, ROUNDS, trial(sample.window));
+    // A configured fetchSize other than the sweet spot, against it at that count; the configured
+    // one runs again so that both are measured at the same moments.
+    const byFetch = fetch === SWEET_FETCH ? new Map<Setting, TrialResult[]>() : await sweep([fetch, SWEET_FETCH].map((fetchSize) => ({ workers, fetchSize })), ROUNDS, trial(sample.window));
 
     const runs = new Map<string, { s: Setting; r: TrialResult[] }>();
     for (const [s, r] of [...byWorkers, ...byFetch]) {
@@ -113,8 +120,7 @@ function describe(s: TuneSample, rows?: number): string {
 function report(config: Config, sample: TuneSample, firstRate: number | null, results: Result[], workers: number, json: boolean): void {
   const fetch = config.source.fetchSize;
   const atWorkers = results.filter((r) => r.workers === workers);
-  // Within TIE, the configured fetchSize stays: larger ones cost memory for no gain.
-  const recommended = pick(atWorkers, (a, b) => Number(b.fetchSize === fetch) - Number(a.fetchSize === fetch) || b.rowsPerSec - a.rowsPerSec);
+  const recommended = pick(atWorkers, (a, b) => Number(b.fetchSize === SWEET_FETCH) - Number(a.fetchSize === SWEET_FETCH) || b.rowsPerSec - a.rowsPerSec);
   const sweepAtFetch = results.filter((r) => r.fetchSize === fetch);
   const fastest = Math.max(...sweepAtFetch.map((r) => r.rowsPerSec));
   const configured = sweepAtFetch.find((r) => r.workers === config.workers)!;
@@ -128,7 +134,7 @@ function report(config: Config, sample: TuneSample, firstRate: number | null, re
     return;
   }
   process.stdout.write(`sampled ${describe(sample, rows)}\n`);
-  process.stdout.write(`fastest ${formatCount(Math.max(...results.map((r) => r.rowsPerSec)))} rows/s (median of ${ROUNDS}+ interleaved trials a setting, each a whole run: planning included)\n`);
+  process.stdout.write(`fastest ${formatCount(Math.max(...results.map((r) => r.rowsPerSec)))} rows/s (the median of each setting's trials: ${ROUNDS} a setting, interleaved, each a whole run with its planning)\n`);
   process.stdout.write(`recommended: workers: ${recommended.workers}, source.fetchSize: ${recommended.fetchSize} (${formatCount(recommended.rowsPerSec)} rows/s; within 5% of the fastest, fewer workers are preferred)\n`);
   process.stdout.write(`current workers: ${current.workers} (${current.reason}): ${confirmed ? 'confirmed, within 5% of the fastest' : `slower; set workers: ${workers}`}\n`);
 }
