@@ -97,7 +97,13 @@ describe('logship tune', () => {
     const s = await setup('tune_default', 2000);
     const out = await tune(s.cfg);
     expect(out.sampleRows).toBe(2000);
-    expect(out.sample).toMatchObject({ source: 'history', start: null, firstRowsPerSec: null });
+    // No offset and nothing older than lookbackPeriod: that is the whole window.
+    expect(out.sample).toMatchObject({ source: 'window', end: { key: null }, firstRowsPerSec: null });
+    // Once the offset is current, the same table is sampled from its first row.
+    expect((await runCli(['run', '--config', s.cfg])).code).toBe(0);
+    const after = await tune(s.cfg);
+    expect(after.sampleRows).toBe(2000);
+    expect(after.sample).toMatchObject({ source: 'history', start: null, firstRowsPerSec: null });
   });
 
   it('compares a configured fetchSize with 5000 at the chosen worker count', async () => {

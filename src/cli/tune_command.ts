@@ -113,7 +113,7 @@ function describe(s: TuneSample, rows?: number): string {
   const from = s.window.start.ts === HISTORY_START.ts ? 'the first row' : s.window.start.ts;
   const what = s.source === 'window'
     ? 'of the window'
-    : 'before now() - safetyLag, already exported ones included (the window holds too few rows; the stored offset does not move)';
+    : 'just before now() - safetyLag, reaching back before the window (it holds too few rows) into rows already exported; the stored offset does not move';
   return `${rows === undefined ? `~${formatCount(s.plannedRows)}` : formatCount(rows)} rows ${what}, from ${from} to ${s.window.end.ts}`;
 }
 

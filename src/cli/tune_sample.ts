@@ -9,10 +9,11 @@ import type { SourceTable } from '../source/table.js';
 /** What `tune`'s trials read: one fixed range, the same for every trial. */
 export interface TuneSample {
   /**
-   * 'window': the first rows of the window the next run would export. 'history': the window
-   * holds fewer rows than wanted (the offset is current), so the rows just before
-   * now() - safetyLag, most of them already exported; the trials write them to a temporary
-   * directory under their own offsetKey, so the stored offset does not move either way.
+   * 'window': rows of the window the next run would export (its first rows, or all of it).
+   * 'history': the window holds fewer rows than wanted (the offset is current), so the rows
+   * just before now() - safetyLag, reaching back before the window into rows already exported;
+   * the trials write them to a temporary directory under their own offsetKey, so the stored
+   * offset does not move either way.
    */
   source: 'window' | 'history';
   window: ExportWindow;
@@ -35,8 +36,10 @@ export async function locateSample(client: pg.Client, table: SourceTable, config
     offsetKey: 'logship-tune', workers: 1, rowsPerShard: Math.max(1, Math.ceil(rows / 10)), autoShardSize: false,
   });
   const window = await computeWindow(client, offset, config.lookbackPeriod, config.safetyLag);
+  let inWindow = 0;
   if (window) {
     const p = await plan(window.start, window.end);
+    inWindow = p.totalRows;
     if (p.totalRows >= rows) {
       const cut = nearest(bounds(p).slice(1), rows);
       return { source: 'window', window: { ...window, end: cut.bound }, plannedRows: cut.rank };
@@ -49,7 +52,10 @@ export async function locateSample(client: pg.Client, table: SourceTable, config
   const p = await plan(HISTORY_START, edges.end);
   if (p.totalRows === 0) throw new Error(`the table holds no rows before now() - safetyLag (${edges.end.ts}) that the config's filters keep: nothing to sample`);
   const cut = nearest(bounds(p).slice(0, -1), p.totalRows - rows);
-  return { source: 'history', window: { start: cut.bound, end: edges.end, fromLookback: false }, plannedRows: p.totalRows - cut.rank };
+  const taken = p.totalRows - cut.rank;
+  // Nothing older than the window to add (no offset yet, and the table is younger than lookbackPeriod): all of the window.
+  if (window && inWindow > 0 && taken <= inWindow) return { source: 'window', window, plannedRows: inWindow };
+  return { source: 'history', window: { start: cut.bound, end: edges.end, fromLookback: false }, plannedRows: taken };
 }
 
 /** Every shard bound of the plan with its rank (rows before it), first start to last end. */
