@@ -299,23 +299,6 @@ describe('errors are one line, name the problem, and leak no secret', () => {
   });
 });
 
-describe('tune', () => {
-  it('sweeps workers x fetchSize on a sample of the window and recommends one, leaving the offset alone', async () => {
-    const s = await setup('tune', 2000);
-    const cfg = writeConfig(s.dir, fileConfig(s));
-    const r = await runCli(['tune', '--config', cfg, '--sample-rows', '1000', '--json']);
-    expect(r.code).toBe(0);
-    const out = JSON.parse(r.stdout);
-    expect(out.sampleRows).toBe(1000);
-    expect(out.results.length).toBeGreaterThanOrEqual(6);
-    for (const x of out.results) expect(x.rowsPerSec).toBeGreaterThan(0);
-    expect([1000, 5000, 20000]).toContain(out.recommended.fetchSize);
-    expect(out.results.map((x: { workers: number }) => x.workers)).toContain(out.recommended.workers);
-    expect(JSON.parse((await runCli(['state', '--config', cfg, '--json'])).stdout).offset).toBeNull();
-    expect(listParts(s.out)).toEqual([]);
-  });
-});
-
 describe('progress, plan and state', () => {
   it('logs structured progress lines off a TTY, in order, and a final summary', async () => {
     const s = await setup('progress', 6000);

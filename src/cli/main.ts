@@ -84,6 +84,12 @@ function positiveNumber(flag: string, value: string | undefined, fallback: numbe
   return n;
 }
 
+function positiveInteger(flag: string, value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(n) || n <= 0) throw new ConfigError(flag, `must be a positive integer (got ${JSON.stringify(value)})`);
+  return n;
+}
+
 function portNumber(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 0 || n > 65535) throw new ConfigError('--metrics-port', `must be a port number from 0 to 65535 (got ${JSON.stringify(value)})`);
@@ -147,7 +153,8 @@ async function main(argv: string[]): Promise<number> {
     });
   } else if (command === 'status') await (await import('./distributed_commands.js')).statusCommand(config, values.json === true);
   else if (command === 'tune') {
-    const sampleRows = Math.floor(positiveNumber('--sample-rows', values['sample-rows'], 200_000));
+    // Unset: tune sizes the sample from a first measured rate.
+    const sampleRows = values['sample-rows'] === undefined ? undefined : positiveInteger('--sample-rows', values['sample-rows']);
     await (await import('./tune_command.js')).tuneCommand(config, { sampleRows, json: values.json === true });
   } else if (command === 'prune') {
     if (values['keep-days'] === undefined) throw new ConfigError('--keep-days', 'is required');

@@ -1,98 +1,140 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { escapeLiteral } from 'pg';
 import type { Config } from '../config/types.js';
-import { writesFiles } from '../sinks/registry.js';
-import type { FileExporterConfig } from '../sinks/file/config.js';
-import { OptionReader } from '../config/reader.js';
-import { readOutputOptions } from '../sinks/output_options.js';
-import { FILE_DEFAULT_TEMPLATE } from '../sinks/file/config.js';
-import { TS_TEXT, type Bound } from '../plan/keyset.js';
-import { computeWindow } from '../plan/window.js';
-import { Progress } from '../run/progress.js';
-import { emptyReport, runExport } from '../run/run.js';
-import { filtersOf } from '../run/shard_task.js';
 import { connectSource } from '../source/connection.js';
-import { filterConditions, orderBy, rangeConditions, whereClause } from '../source/query.js';
+import { fixedDb } from '../source/session.js';
 import { describeTable } from '../source/table.js';
 import { createStateStore } from '../state/create.js';
-import { fixedDb } from '../source/session.js';
-import { log } from '../util/log.js';
 import { formatCount } from './format.js';
+import { HISTORY_START, locateSample, type TuneSample } from './tune_sample.js';
+import { median, runTrial, sweep, type Setting, type TrialResult } from './tune_trials.js';
 
-export interface TuneOptions { sampleRows: number; json: boolean }
+/** sampleRows: a fixed sample size; undefined sizes it from a first measured rate. */
+export interface TuneOptions { sampleRows: number | undefined; json: boolean }
 
 /**
- * `logship tune`: exports a sample of the real window (the first sampleRows rows) to a temporary
- * directory with each workers x fetchSize combination and recommends the fastest. Measures the
- * source, encoding and local writes, not remote destinations; the stored offset is not touched.
+ * The default sample: at least this many rows, and enough for about TRIAL_SECONDS of reading at
+ * the rate a first trial of MIN_SAMPLE rows measured. A trial pays fixed costs a run pays once
+ * (pool start-up, planning and, where reads cannot use an index on the timestamp, one scan of
+ * the whole table per shard whatever the window's size): on a 20 k-row sample of a 2 M-row
+ * table they were most of the trial, which measured 41 k rows/s where runs did 205–356 k. At a
+ * few seconds per trial they are a small share, as they are in a run, and the sweep below (9
+ * trials on 2 cores) stays under a minute.
+ */
+const MIN_SAMPLE = 200_000;
+const TRIAL_SECONDS = 4;
+/**
+ * Rounds per setting; the setting's figure is the median of its rounds, which drops one slow
+ * moment of a shared machine (single trials here varied by ±20% at a load average of 9).
+ */
+const ROUNDS = 3;
+/** Within this share of the fastest, a setting counts as as fast (fewer workers, SWEET_FETCH win). */
+const TIE = 0.95;
+/**
+ * fetchSize barely matters (README, Performance: 5000 is the sweet spot, 1000 costs a few
+ * percent, 20000 only memory), so trials spend their time on workers; a configured fetchSize
+ * other than this is compared with it at the chosen worker count.
+ */
+const SWEET_FETCH = 5000;
+
+interface Result extends Setting { rows: number; rowsPerSec: number; runs: number[]; seconds: number; peakRssMiB: number }
+
+/**
+ * `logship tune`: exports a sample of the source with each setting, the way `logship run` would,
+ * to a temporary directory, and recommends workers and fetchSize. It measures the source,
+ * encoding and local writes, not remote destinations; the stored offset is not touched.
  */
 export async function tuneCommand(config: Config, o: TuneOptions): Promise<void> {
   const client = await connectSource(config.source, 'tune');
-  let window: { start: Bound; end: Bound; fromLookback: boolean } | null;
-  let sampleRows: number;
+  let connected = true;
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'logship-tune-'));
+  let n = 0;
+  const trial = (window: TuneSample['window']) => (s: Setting): Promise<TrialResult> => {
+    const t = runTrial(config, window, s, path.join(work, `trial-${++n}`));
+    return o.json ? t : t.then((r) => (process.stderr.write(`  workers=${s.workers} fetchSize=${s.fetchSize}: ${formatCount(r.rowsPerSec)} rows/s (${formatCount(r.rows)} rows in ${r.seconds.toFixed(2)} s)\n`), r));
+  };
   try {
     const table = await describeTable(client, config.source);
-    const state = await (await createStateStore(config, fixedDb(client))).load();
-    window = await computeWindow(client, state.offset, config.lookbackPeriod, config.safetyLag);
-    if (!window) throw new Error('the window is empty: nothing to sample (is the offset within the safety lag of now?)');
-    const where = whereClause([...filterConditions(table, filtersOf(config)), ...rangeConditions(table, window.start, window.end)]);
-    const cut = await client.query<{ ts: string; key: string }>(`SELECT ${TS_TEXT(table.ts)} AS ts, ${table.key}::text AS key FROM ${table.name} t ${where} ${orderBy(table)} OFFSET ${o.sampleRows} LIMIT 1`);
-    if (cut.rows[0]) window = { ...window, end: { ts: cut.rows[0].ts, key: cut.rows[0].key } };
-    const count = await client.query<{ n: string }>(`SELECT count(*) AS n FROM ${table.name} t ${whereClause([...filterConditions(table, filtersOf(config)), ...rangeConditions(table, window.start, window.end)])}`);
-    sampleRows = Number(count.rows[0]!.n);
-    if (sampleRows === 0) throw new Error('the window holds no rows to sample');
-  } finally {
-    await client.end().catch(() => {});
-  }
-
-  const cores = os.availableParallelism();
-  const workerOptions = [...new Set([1, 2, cores, cores * 2].filter((w) => w <= Math.max(2, cores * 2)))].sort((a, b) => a - b);
-  const fetchOptions = [1000, 5000, 20000];
-  // The user's first file-shaped exporter's encoding (or the defaults), written locally.
-  const output = config.logExporters.find(writesFiles) ?? readOutputOptions(OptionReader.of('tune', {}), FILE_DEFAULT_TEMPLATE);
-  const results: { workers: number; fetchSize: number; rowsPerSec: number; seconds: number; peakRssMiB: number }[] = [];
-  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'logship-tune-'));
-  try {
-    for (const workers of workerOptions) {
-      for (const fetchSize of fetchOptions) {
-        const dir = path.join(work, `w${workers}-f${fetchSize}`);
-        const exporter: FileExporterConfig = {
-          format: output.format, compression: output.compression, compressionLevel: output.compressionLevel,
-          parquetCompression: output.parquetCompression, rowGroupSize: output.rowGroupSize,
-          maxLinesPerFile: output.maxLinesPerFile, maxBytesPerFile: output.maxBytesPerFile,
-          id: 'tune', type: 'file', directory: dir, logFilePrefix: 'tune', keyTemplate: FILE_DEFAULT_TEMPLATE,
-        };
-        const trial: Config = {
-          ...config, workers, delete: false, offsetKey: 'logship-tune', lateRows: { horizon: 'PT0S' }, state: { type: 'file', path: path.join(dir, 'state.json') },
-          source: { ...config.source, fetchSize }, rowsPerShard: Math.max(1000, Math.ceil(sampleRows / (workers * 4))), logExporters: [exporter],
-        };
-        const report = emptyReport(trial);
-        const progress = new Progress({ tty: false, intervalMs: 3_600_000, stream: process.stderr, log });
-        const t0 = Date.now();
-        await runExport(trial, { log: log.child({}, { level: 'warn' }), progress, fixedWindow: window }, report);
-        const seconds = (Date.now() - t0) / 1000;
-        results.push({ workers, fetchSize, seconds, rowsPerSec: Math.round(report.rows / seconds), peakRssMiB: Math.round(report.peakRssBytes / 1048576) });
-        fs.rmSync(dir, { recursive: true, force: true });
-        if (!o.json) process.stderr.write(`  workers=${workers} fetchSize=${fetchSize}: ${formatCount(Math.round(report.rows / seconds))} rows/s\n`);
-      }
+    const offset = (await (await createStateStore(config, fixedDb(client))).load()).offset;
+    let sample = await locateSample(client, table, config, offset, o.sampleRows ?? MIN_SAMPLE);
+    let firstRate: number | null = null;
+    if (o.sampleRows === undefined && sample.plannedRows >= MIN_SAMPLE * 0.9) {
+      // A first trial at the configured setting sizes the sample. Its fixed costs make its rate
+      // low, so the later trials take somewhat under TRIAL_SECONDS of reading each.
+      if (!o.json) process.stderr.write(`measuring a first rate on ${formatCount(sample.plannedRows)} rows…\n`);
+      firstRate = (await trial(sample.window)({ workers: config.workers, fetchSize: config.source.fetchSize })).rowsPerSec;
+      const wanted = Math.round(firstRate * TRIAL_SECONDS);
+      if (wanted > sample.plannedRows * 1.1) sample = await locateSample(client, table, config, offset, wanted);
     }
+    // The trials open their own sessions; this one would only take a connection from them.
+    connected = false;
+    await client.end();
+    if (!o.json) process.stderr.write(`sampling ${describe(sample)}\n`);
+
+    // Workers first, at the configured fetchSize: 1, 2, the cores, twice the cores and the configured count.
+    const cores = os.availableParallelism();
+    const workerCounts = [...new Set([1, 2, cores, cores * 2, config.workers])].sort((a, b) => a - b);
+    const fetch = config.source.fetchSize;
+    const byWorkers = await sweep(workerCounts.map((workers) => ({ workers, fetchSize: fetch })), ROUNDS, trial(sample.window));
+    const workers = pick([...byWorkers].map(([s, r]) => result(s, r)), (a, b) => a.workers - b.workers).workers;
+    // A configured fetchSize other than the sweet spot, against it at that count; the configured
+    // one runs again so that both are measured at the same moments.
+    const byFetch = fetch === SWEET_FETCH ? new Map<Setting, TrialResult[]>() : await sweep([fetch, SWEET_FETCH].map((fetchSize) => ({ workers, fetchSize })), ROUNDS, trial(sample.window));
+
+    const runs = new Map<string, { s: Setting; r: TrialResult[] }>();
+    for (const [s, r] of [...byWorkers, ...byFetch]) {
+      const k = `${s.workers}/${s.fetchSize}`;
+      runs.set(k, { s, r: [...(runs.get(k)?.r ?? []), ...r] });
+    }
+    const results = [...runs.values()].map(({ s, r }) => result(s, r)).sort((a, b) => a.workers - b.workers || a.fetchSize - b.fetchSize);
+    report(config, sample, firstRate, results, workers, o.json);
   } finally {
+    if (connected) await client.end().catch(() => {});
     fs.rmSync(work, { recursive: true, force: true });
   }
-  const best = results.reduce((a, b) => (b.rowsPerSec > a.rowsPerSec ? b : a));
-  // Within 5% of the best, fewer workers win: they leave cores to PostgreSQL and to other jobs.
-  const recommended = results.filter((r) => r.rowsPerSec >= best.rowsPerSec * 0.95).sort((a, b) => a.workers - b.workers || b.rowsPerSec - a.rowsPerSec)[0]!;
-  // Whether the configured (or auto-chosen) worker count is among the sweep's best.
-  const configured = results.filter((r) => r.workers === config.workers).reduce<(typeof results)[number] | null>((a, b) => (!a || b.rowsPerSec > a.rowsPerSec ? b : a), null);
-  const confirmed = configured !== null && configured.rowsPerSec >= best.rowsPerSec * 0.95;
+}
+
+function result(s: Setting, runs: TrialResult[]): Result {
+  return {
+    ...s, rows: runs[0]!.rows, rowsPerSec: Math.round(median(runs.map((r) => r.rowsPerSec))), runs: runs.map((r) => r.rowsPerSec),
+    seconds: Math.round(median(runs.map((r) => r.seconds)) * 100) / 100, peakRssMiB: Math.max(...runs.map((r) => r.peakRssMiB)),
+  };
+}
+
+/** The first, by `prefer`, of the results within TIE of the fastest. */
+function pick(results: Result[], prefer: (a: Result, b: Result) => number): Result {
+  const best = Math.max(...results.map((r) => r.rowsPerSec));
+  return results.filter((r) => r.rowsPerSec >= best * TIE).sort(prefer)[0]!;
+}
+
+/** rows: the trials' count once known, else the planner's (~). */
+function describe(s: TuneSample, rows?: number): string {
+  const from = s.window.start.ts === HISTORY_START.ts ? 'the first row' : s.window.start.ts;
+  const what = s.source === 'window'
+    ? 'of the window'
+    : 'just before now() - safetyLag, reaching back before the window (it holds too few rows) into rows already exported; the stored offset does not move';
+  return `${rows === undefined ? `~${formatCount(s.plannedRows)}` : formatCount(rows)} rows ${what}, from ${from} to ${s.window.end.ts}`;
+}
+
+function report(config: Config, sample: TuneSample, firstRate: number | null, results: Result[], workers: number, json: boolean): void {
+  const fetch = config.source.fetchSize;
+  const atWorkers = results.filter((r) => r.workers === workers);
+  const recommended = pick(atWorkers, (a, b) => Number(b.fetchSize === SWEET_FETCH) - Number(a.fetchSize === SWEET_FETCH) || b.rowsPerSec - a.rowsPerSec);
+  const sweepAtFetch = results.filter((r) => r.fetchSize === fetch);
+  const fastest = Math.max(...sweepAtFetch.map((r) => r.rowsPerSec));
+  const configured = sweepAtFetch.find((r) => r.workers === config.workers)!;
+  const confirmed = configured.rowsPerSec >= fastest * TIE;
   const current = { workers: config.workers, reason: config.workersReason ?? 'set in the config', confirmed };
-  if (o.json) {
-    process.stdout.write(`${JSON.stringify({ sampleRows, results, recommended: { workers: recommended.workers, fetchSize: recommended.fetchSize }, current }, null, 2)}\n`);
+  // Every trial reads the same range, so the same rows.
+  const rows = results[0]!.rows;
+  if (json) {
+    const range = { source: sample.source, start: sample.window.start.ts === HISTORY_START.ts ? null : sample.window.start, end: sample.window.end, firstRowsPerSec: firstRate };
+    process.stdout.write(`${JSON.stringify({ sampleRows: rows, sample: range, results, recommended: { workers: recommended.workers, fetchSize: recommended.fetchSize, rowsPerSec: recommended.rowsPerSec }, current }, null, 2)}\n`);
     return;
   }
-  process.stdout.write(`sampled ${formatCount(sampleRows)} rows of the window; fastest ${formatCount(best.rowsPerSec)} rows/s\n`);
+  process.stdout.write(`sampled ${describe(sample, rows)}\n`);
+  process.stdout.write(`fastest ${formatCount(Math.max(...results.map((r) => r.rowsPerSec)))} rows/s (the median of each setting's trials: ${ROUNDS} a setting, interleaved, each a whole run with its planning)\n`);
   process.stdout.write(`recommended: workers: ${recommended.workers}, source.fetchSize: ${recommended.fetchSize} (${formatCount(recommended.rowsPerSec)} rows/s; within 5% of the fastest, fewer workers are preferred)\n`);
-  process.stdout.write(`current workers: ${current.workers} (${current.reason}): ${confirmed ? 'confirmed, within 5% of the fastest' : `slower; set workers: ${recommended.workers}`}\n`);
+  process.stdout.write(`current workers: ${current.workers} (${current.reason}): ${confirmed ? 'confirmed, within 5% of the fastest' : `slower; set workers: ${workers}`}\n`);
 }
