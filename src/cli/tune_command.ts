@@ -18,12 +18,13 @@ export interface TuneOptions { sampleRows: number | undefined; json: boolean }
  * the rate a first trial of MIN_SAMPLE rows measured. A trial pays fixed costs a run pays once
  * (pool start-up, planning and, where reads cannot use an index on the timestamp, one scan of
  * the whole table per shard whatever the window's size): on a 20 k-row sample of a 2 M-row
- * table they were most of the trial, which measured 41 k rows/s where runs did 205–356 k. At a
- * few seconds per trial they are a small share, as they are in a run, and the sweep below (9
- * trials on 2 cores) stays under a minute.
+ * table they were most of the trial, which measured 41 k rows/s where runs did 205–356 k. On a
+ * 2 M-row window, 4 s trials (646 k rows) read workers: 2 at 29% under a real run of the window;
+ * 8 s trials (1.4 M rows) at 7% under (workers: 1, 13%). The sweep below (9 trials on 2 cores)
+ * then takes about a minute.
  */
 const MIN_SAMPLE = 200_000;
-const TRIAL_SECONDS = 4;
+const TRIAL_SECONDS = 8;
 /**
  * Rounds per setting; the setting's figure is the median of its rounds, which drops one slow
  * moment of a shared machine (single trials here varied by ±20% at a load average of 9).
