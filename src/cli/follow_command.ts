@@ -62,6 +62,7 @@ export async function followCommand(config: Config, o: FollowCommandOptions): Pr
   try {
     runner = await Runner.open(config, { log, pool: o.pool, follow: true });
     log.info({ offsetKey: config.offsetKey, intervalMs: o.intervalMs }, 'following: a cycle every interval until SIGTERM/SIGINT');
+    warnFlatTemplates(config);
     const result = await loop.run();
     status = 'partial';
     log.info({ signal: result.reason, cycles: result.cycles, failedCycles: result.failures }, 'follow stopped');
@@ -85,4 +86,17 @@ function logCycle(n: number, r: RunReport): void {
   }
   if (r.badRows > 0) log.warn({ cycle: n, badRows: r.badRows, deadLetter: r.deadLetter }, 'bad rows (NULL, not UTF-8 or over maxRowBytes) were dead-lettered; every other row was exported');
   if (dead.length > 0) log.warn({ cycle: n, deadLettered: dead }, 'documents were dead-lettered by exporters');
+}
+
+/**
+ * Every cycle that ships rows writes at least one file per shard: at PT10S a flat template makes
+ * thousands of files a day in one directory. Under an event-time partition, a directory holds an
+ * hour's cycles. Not changed behind the user's back (names are part of what downstream reads):
+ * warned, with the template to use. The object stores' default template is already partitioned.
+ */
+function warnFlatTemplates(config: Config): void {
+  for (const e of config.logExporters as (Config['logExporters'][number] & { keyTemplate?: unknown })[]) {
+    if (typeof e.keyTemplate !== 'string' || e.keyTemplate.includes('{date}') || e.keyTemplate.includes('{hour}')) continue;
+    log.warn({ exporter: e.id, keyTemplate: e.keyTemplate }, `--follow writes files every cycle: exporter '${e.id}' names them without an event-time partition, so one directory grows by thousands a day; consider keyTemplate: '{date}/{hour}/{prefix}-{shard}-{part}.{ext}'`);
+  }
 }
