@@ -213,4 +213,13 @@ describe('run --follow against PostgreSQL', () => {
     expect(c.code).toBe(2);
     expect(c.stderr).toMatch(/^logship: --interval: must be a positive duration/);
   });
+
+  it('exits 4 when the source is unavailable at startup: nothing ran yet, the supervisor\'s restart is the retry', async () => {
+    const dir = tempDir('follow-unavailable');
+    const port = await freePort(); // nothing listens there
+    const cfg = writeConfig(dir, { source: { url: `postgres://u@127.0.0.1:${port}/db`}, logExporters: [{ id: 'f', type: 'file', directory: path.join(dir, 'o') }] });
+    const r = await runCli(['run', '--config', cfg, '--follow']);
+    expect(r.code).toBe(4);
+    expect(r.stderr.trim().split('\n').at(-1)).toMatch(/^logship: /);
+  });
 });

@@ -160,3 +160,23 @@ describe('the --follow schedule', () => {
     await settle();
   });
 });
+
+describe('logship_lag_seconds', () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it('is now minus the stored offset at each scrape, so it grows while nothing moves the offset', async () => {
+    vi.useFakeTimers({ now: new Date('2026-12-07T10:00:00Z') });
+    const { RunMetrics } = await import('../src/run/metrics.js');
+    const m = new RunMetrics('k', ['files']);
+    const lag = async () => (await m.registry.getSingleMetric('logship_lag_seconds')!.get()).values[0]?.value;
+    expect(await lag()).toBeUndefined(); // no offset known yet: absent, not a made-up number
+    m.offset({ ts: '2026-12-07T09:59:50.000000Z', key: null });
+    expect(await lag()).toBe(10);
+    vi.advanceTimersByTime(5000);
+    expect(await lag()).toBe(15);
+    m.offset({ ts: '2026-12-07T10:00:04.000000Z', key: null });
+    expect(await lag()).toBe(1);
+  });
+});
