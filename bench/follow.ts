@@ -60,8 +60,9 @@ async function insert(c: pg.Client, n: number): Promise<string[]> {
 }
 
 /** Keys seen in finished files under `dir`, with the instant each was first seen. */
-function watchOutput(dir: string): { seen: Map<string, number>; stop(): void } {
+function watchOutput(dir: string): { seen: Map<string, number>; duplicates: () => number; stop(): void } {
   const seen = new Map<string, number>();
+  let duplicates = 0;
   const files = new Set<string>();
   const timer = setInterval(() => {
     if (!fs.existsSync(dir)) return;
@@ -73,10 +74,11 @@ function watchOutput(dir: string): { seen: Map<string, number>; stop(): void } {
         if (!line) continue;
         const key = (JSON.parse(line) as { message: string }).message;
         if (!seen.has(key)) seen.set(key, now);
+        else duplicates++;
       }
     }
   }, 10);
-  return { seen, stop: () => clearInterval(timer) };
+  return { seen, duplicates: () => duplicates, stop: () => clearInterval(timer) };
 }
 
 async function setup(o: { interval: string; horizon: string }): Promise<{ url: string; writer: pg.Client; out: string; cfg: string }> {
@@ -146,7 +148,7 @@ async function latency(): Promise<void> {
   const lat = (late: boolean) => [...committed].filter(([, v]) => v.late === late).map(([k, v]) => (watch.seen.get(k) ?? NaN) - v.at);
   const missing = [...committed.keys()].filter((k) => !watch.seen.has(k)).length;
   const row = (name: string, xs: number[]) => `| ${name} | ${xs.length} | ${pct(xs, 0.5)} | ${pct(xs, 0.99)} | ${Math.max(...xs)} |`;
-  log(`\nrun --follow latency, commit → file (ms): interval ${values.interval}, safetyLag ${values['safety-lag']}, ${seconds} s of ${batch} rows every 100 ms, 1 arrival in ${lateEvery} held open ${holdMs} ms; exit ${code}; missing ${missing}; load average before ${loadBefore}, after ${loadavg()}`);
+  log(`\nrun --follow latency, commit → file (ms): interval ${values.interval}, safetyLag ${values['safety-lag']}, ${seconds} s of ${batch} rows every 100 ms, 1 arrival in ${lateEvery} held open ${holdMs} ms; exit ${code}; missing ${missing}, duplicated ${watch.duplicates()}; load average before ${loadBefore}, after ${loadavg()}`);
   log('| rows | n | median | p99 | worst |\n|---|---|---|---|---|');
   log(row('on time', lat(false)));
   log(row('late commits (after the window read them)', lat(true)));

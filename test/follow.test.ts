@@ -70,7 +70,7 @@ async function arrive(c: pg.Client, rows: number, secondsAgo = 0.5): Promise<voi
 }
 
 describe('run --follow against PostgreSQL', () => {
-  it('ships rows arriving during the loop, and rows committed late (behind the offset) through the late-row check: each once; SIGTERM between cycles exits 143', async () => {
+  it('ships rows arriving during the loop, and rows committed late (behind the offset) through the late-row check: each once; SIGTERM then exits 143', async () => {
     const { url, client, dir, out } = await database('follow_arrivals', 600);
     const cfg = writeConfig(dir, {
       source: { url, fetchSize: 200 }, lookbackPeriod: 'P1D', safetyLag: 'PT0S', workers: 2, rowsPerShard: 1000,
