@@ -16,7 +16,8 @@ import { EXIT, exitCodeOf } from '../run/error_kind.js';
 const USAGE = `usage:
   logship run   --config FILE [--task ID] [--var NAME=VALUE]... [--url-map FROM=TO]... [--report FILE] [--progress-interval SECONDS]
                 [--max-duration PT14M] [--metrics-port N] [--pushgateway URL] [--distributed [--no-wait | --work]]
-  logship run   --config FILE --follow [--interval PT10S] [--max-duration PT5M] [--metrics-port N] [--pushgateway URL] ...
+  logship run   --config FILE --follow [--interval PT10S] [--task ID] [--var NAME=VALUE]... [--url-map FROM=TO]...
+                [--progress-interval SECONDS] [--max-duration PT5M] [--metrics-port N] [--pushgateway URL]
   logship worker --config FILE [--task ID] [--concurrency N] [--idle-exit SECONDS] [--metrics-port N] [--pushgateway URL] [--progress-interval SECONDS]
   logship status --config FILE [--task ID] [--json]
   logship plan  --config FILE [--task ID] [--json] [--distributed]
