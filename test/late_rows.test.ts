@@ -209,6 +209,37 @@ describe('late-arriving rows are exported exactly once', () => {
     expect(shown.lateRows).toEqual({ horizon: 'PT1H', rangesTracked: state.entries['LogShipper-state'].reads.length });
   });
 
+  it('idle runs extend the range before them instead of adding one each, and a row committed late into an idle window\'s span is still caught once', async () => {
+    const { client, dir, out, url } = await seededCase('late_idle', 1000);
+    const cfg = writeConfig(dir, {
+      source: { url }, lookbackPeriod: 'P1D', safetyLag: 'PT0S', workers: 1,
+      state: { type: 'file', path: path.join(dir, 'state.json') },
+      logExporters: [{ id: 'files', type: 'file', directory: out }],
+    });
+    const reads = () => JSON.parse(fs.readFileSync(path.join(dir, 'state.json'), 'utf8')).entries['LogShipper-state'].reads as { lo: { ts: string }; hi: { ts: string } }[];
+    expect((await runCli(['run', '--config', cfg])).code).toBe(0);
+    const afterFirst = reads();
+    const idleFrom = afterFirst.at(-1)!.hi.ts;
+    // Idle runs: nothing new, each one's window empty.
+    for (let i = 0; i < 3; i++) {
+      await sleep(20);
+      expect((await runCli(['run', '--config', cfg])).code).toBe(0);
+    }
+    const afterIdle = reads();
+    expect(afterIdle).toHaveLength(afterFirst.length);
+    expect(afterIdle.at(-1)!.hi.ts > idleFrom).toBe(true);
+    // A row stamped inside the idle windows' span, committed only now: late for the extended range.
+    const at = new Date((Date.parse(idleFrom) + Date.parse(afterIdle.at(-1)!.hi.ts)) / 2).toISOString();
+    await seedKestraLogs(client, { rows: 1, start: at, spanSeconds: 0, seq: 2_000_000 });
+    const caught = await runCli(['run', '--config', cfg, '--report', path.join(dir, 'caught.json')]);
+    expect(caught.code, caught.stderr).toBe(0);
+    expect(JSON.parse(fs.readFileSync(path.join(dir, 'caught.json'), 'utf8')).late.rows).toBe(1);
+    expect(exportedDocs(out)).toEqual(await sourceDocs(client));
+    const again = await runCli(['run', '--config', cfg, '--report', path.join(dir, 'again.json')]);
+    expect(JSON.parse(fs.readFileSync(path.join(dir, 'again.json'), 'utf8')).late.rows).toBe(0);
+    expect(exportedDocs(out)).toEqual(await sourceDocs(client));
+  });
+
   it('checks for late rows on a session of its own beside the window, or after it on the main session when the role has none to spare: each late row once either way', async () => {
     const { url, client } = await freshDatabase('late_sessions');
     opened.push(client);

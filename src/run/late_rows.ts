@@ -5,7 +5,7 @@ import type { Config } from '../config/types.js';
 import { isoDurationMillis } from '../config/units.js';
 import { errorMessage } from '../config/errors.js';
 import { redact } from '../config/secrets.js';
-import { shardId, TS_TEXT, type Bound } from '../plan/keyset.js';
+import { boundEquals, shardId, TS_TEXT, type Bound } from '../plan/keyset.js';
 import type { ShardPlan, ShardSpec } from '../plan/shards.js';
 import { filterConditions, rangeConditions, whereClause } from '../source/query.js';
 import { committedAfterByAge, comparable, comparableByAge, oldestOf, parseSnapshot, stableXid, type Snapshot } from '../source/snapshots.js';
@@ -60,11 +60,18 @@ export function nextReads(config: Config, run: RunManifest, done: Map<number, Sh
       const snapshot = done.get(shard.index)?.snapshot;
       if (snapshot) added.push({ id: shard.id, lo: shard.lo, hi: shard.hi, snapshot, late: 0 });
     }
+    reads = [...ledger.reads, ...added];
     if (run.shards.length === 0 && run.snapshot) {
       const { start: lo, end: hi } = run.window;
-      added.push({ id: shardId(config.offsetKey, lo, hi), lo, hi, snapshot: run.snapshot, late: 0 });
+      const last = reads.at(-1);
+      // An empty window extends the range before it, which keeps its older snapshot: no row of
+      // the window was visible to this window's snapshot, so every row there now committed after
+      // it, and so after the older one too; the check finds exactly the same rows. Without this a
+      // follow loop's idle cycles each added a range, and the ledger (stored every cycle) grew
+      // to one entry per interval of the horizon.
+      if (last && boundEquals(last.hi, lo)) reads[reads.length - 1] = { ...last, hi };
+      else reads.push({ id: shardId(config.offsetKey, lo, hi), lo, hi, snapshot: run.snapshot, late: 0 });
     }
-    reads = [...ledger.reads, ...added];
   }
   return reads.filter((r) => r.hi.ts > start);
 }
