@@ -105,7 +105,7 @@ export function pgTarget(input: TargetInput): PgTarget {
   if (verify === 'none') tls.rejectUnauthorized = false;
   else {
     // Without sslrootcert the system's CA store is used (Node's default): libpq would look for
-    // ~/.postgresql/root.crt instead, but pg has always verified against the system store, and
+    // root.crt in the home directory's .postgresql folder instead, but pg has always verified against the system store, and
     // hosted servers with publicly signed certificates (Neon, Supabase) rely on that.
     tls.rejectUnauthorized = true;
     if (verify === 'ca') tls.checkServerIdentity = () => undefined;
