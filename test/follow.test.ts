@@ -169,7 +169,9 @@ describe('run --follow against PostgreSQL', () => {
         logExporters: [{ id: 'dd', type: 'datadog', basePath: intake.url, apiKey: "{{ secret('DD_KEY') }}", maxAttempts: 2, minBackoff: 'PT0.001S', maxBackoff: 'PT0.01S', deadLetter: path.join(dir, 'dead') }],
       });
       const port = await freePort();
-      const follow = startFollow(['--config', cfg, '--interval', 'PT0.2S', '--metrics-port', String(port)], { env: { DD_KEY: API_KEY } });
+      // A short --max-backoff: however many cycles fail while the intake is down (more on a busy
+      // machine), the first retry after it is back comes within half a second.
+      const follow = startFollow(['--config', cfg, '--interval', 'PT0.2S', '--max-backoff', 'PT0.5S', '--metrics-port', String(port)], { env: { DD_KEY: API_KEY } });
       /** A sample's value: the first line of metric `name` whose labels include `label`. */
       const metric = async (name: string, label = '') => {
         const text = await fetch(`http://127.0.0.1:${port}/metrics`).then((res) => res.text()).catch(() => '');
@@ -202,7 +204,7 @@ describe('run --follow against PostgreSQL', () => {
     }
   }, 240_000);
 
-  it('refuses --follow with --distributed (and --interval without --follow) in one line, exit 2', async () => {
+  it('refuses --follow with --distributed (and --interval or --max-backoff without --follow, or a bad duration) in one line, exit 2', async () => {
     const dir = tempDir('follow-refuse');
     const cfg = writeConfig(dir, { source: { url: 'postgres://u@127.0.0.1:1/db' }, logExporters: [{ id: 'f', type: 'file', directory: path.join(dir, 'o') }] });
     const a = await runCli(['run', '--config', cfg, '--follow', '--distributed']);
@@ -212,6 +214,11 @@ describe('run --follow against PostgreSQL', () => {
     const c = await runCli(['run', '--config', cfg, '--follow', '--interval', 'P1M']);
     expect(c.code).toBe(2);
     expect(c.stderr).toMatch(/^logship: --interval: must be a positive duration/);
+    const d = await runCli(['run', '--config', cfg, '--max-backoff', 'PT5S']);
+    expect([d.code, d.stderr]).toEqual([2, 'logship: --max-backoff applies only to run --follow\nsee logship --help\n']);
+    const e = await runCli(['run', '--config', cfg, '--follow', '--max-backoff', 'soon']);
+    expect(e.code).toBe(2);
+    expect(e.stderr).toMatch(/^logship: --max-backoff: /);
   });
 
   it('exits 4 when the source is unavailable at startup: nothing ran yet, the supervisor\'s restart is the retry', async () => {

@@ -1,6 +1,6 @@
 import type { Piscina } from 'piscina';
 import type { Config } from '../config/types.js';
-import { FollowLoop } from '../run/follow.js';
+import { CYCLE_BACKOFF, FollowLoop } from '../run/follow.js';
 import { Progress } from '../run/progress.js';
 import { emptyReport, finishReport, type RunReport } from '../run/run.js';
 import { Runner } from '../run/runner.js';
@@ -10,6 +10,8 @@ import { startMetrics } from './metrics_watch.js';
 
 export interface FollowCommandOptions {
   intervalMs: number;
+  /** Longest wait between retries of a failed cycle (the backoff doubles from 1 s up to it). */
+  maxBackoffMs?: number;
   progressIntervalMs: number;
   quiet?: boolean;
   metricsPort?: number;
@@ -29,6 +31,7 @@ export async function followCommand(config: Config, o: FollowCommandOptions): Pr
   let runner: Runner | null = null;
   const loop = new FollowLoop({
     intervalMs: o.intervalMs,
+    backoff: { ...CYCLE_BACKOFF, maxDelayMs: o.maxBackoffMs ?? CYCLE_BACKOFF.maxDelayMs, firstDelayMs: Math.min(CYCLE_BACKOFF.firstDelayMs, o.maxBackoffMs ?? Infinity) },
     log,
     newStop: () => new StopControl({ maxDurationMs: config.maxDurationMs, stopGraceMs: config.stopGraceMs }),
     cycle: (stop, n) => cycle(runner!, stop, n),

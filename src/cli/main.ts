@@ -16,7 +16,7 @@ import { EXIT, exitCodeOf } from '../run/error_kind.js';
 const USAGE = `usage:
   logship run   --config FILE [--task ID] [--var NAME=VALUE]... [--url-map FROM=TO]... [--report FILE] [--progress-interval SECONDS]
                 [--max-duration PT14M] [--metrics-port N] [--pushgateway URL] [--distributed [--no-wait | --work]]
-  logship run   --config FILE --follow [--interval PT10S] [--task ID] [--var NAME=VALUE]... [--url-map FROM=TO]...
+  logship run   --config FILE --follow [--interval PT10S] [--max-backoff PT60S] [--task ID] [--var NAME=VALUE]... [--url-map FROM=TO]...
                 [--progress-interval SECONDS] [--max-duration PT5M] [--metrics-port N] [--pushgateway URL]
   logship worker --config FILE [--task ID] [--concurrency N] [--idle-exit SECONDS] [--metrics-port N] [--pushgateway URL] [--progress-interval SECONDS]
   logship status --config FILE [--task ID] [--json]
@@ -31,7 +31,8 @@ task; --var fills {{ vars.NAME }} (after the flow's variables; LOGSHIP_VAR_NAME 
 --url-map FROM=TO (every command that takes --config, repeatable) sends URLs starting with FROM to TO.
 run --follow keeps running and ships a cycle every --interval (default PT10S; a longer cycle is
 followed at once, never overlapped), on one pool, session and state lock, with a single run's
-guarantees; failed cycles are retried with backoff; --max-duration then bounds each cycle.
+guarantees; failed cycles are retried with a backoff doubling from 1 s to --max-backoff (default
+PT60S); --max-duration then bounds each cycle.
 Exit codes: 0 success (also a stop at --max-duration), 1 run failed (rerun resumes),
 2 usage or config error, 3 finished but rows or documents were dead-lettered (allowDeadLetter: true
 makes that 0), 4 the source database was unavailable at startup (retry later),
@@ -71,12 +72,13 @@ const OPTIONS = {
   'idle-exit': { type: 'string' },
   follow: { type: 'boolean' },
   interval: { type: 'string' },
+  'max-backoff': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
 /** Flags each command reads; any other is refused rather than silently ignored. */
 const COMMAND_FLAGS: Record<string, readonly string[]> = {
-  run: ['config', 'task', 'var', 'url-map', 'report', 'progress-interval', 'max-duration', 'metrics-port', 'pushgateway', 'distributed', 'no-wait', 'work', 'follow', 'interval'],
+  run: ['config', 'task', 'var', 'url-map', 'report', 'progress-interval', 'max-duration', 'metrics-port', 'pushgateway', 'distributed', 'no-wait', 'work', 'follow', 'interval', 'max-backoff'],
   worker: ['config', 'task', 'var', 'url-map', 'concurrency', 'idle-exit', 'metrics-port', 'pushgateway', 'progress-interval'],
   status: ['config', 'task', 'var', 'url-map', 'json'],
   plan: ['config', 'task', 'var', 'url-map', 'json', 'distributed'],
@@ -110,11 +112,11 @@ function httpUrlFlag(flag: string, value: string): string {
   return value;
 }
 
-/** --interval: an ISO-8601 duration without calendar units, PT10S by default. */
-function followInterval(value: string | undefined): number {
-  if (value === undefined) return 10_000;
-  const ms = isoDurationMillis(parseIsoDuration('--interval', value));
-  if (ms === undefined || ms <= 0) throw new ConfigError('--interval', `must be a positive duration without years or months, such as PT10S (got ${JSON.stringify(value)})`);
+/** --interval and --max-backoff: an ISO-8601 duration without calendar units. */
+function followDuration(flag: string, value: string | undefined, fallbackMs: number): number {
+  if (value === undefined) return fallbackMs;
+  const ms = isoDurationMillis(parseIsoDuration(flag, value));
+  if (ms === undefined || ms <= 0) throw new ConfigError(flag, `must be a positive duration without years or months, such as PT10S (got ${JSON.stringify(value)})`);
   return ms;
 }
 
@@ -139,6 +141,7 @@ async function main(argv: string[]): Promise<number> {
   if (values['no-wait'] && !values.distributed) throw usageError('--no-wait applies only to run --distributed');
   if (values.work && !values.distributed) throw usageError('--work applies only to run --distributed');
   if (values.interval !== undefined && !values.follow) throw usageError('--interval applies only to run --follow');
+  if (values['max-backoff'] !== undefined && !values.follow) throw usageError('--max-backoff applies only to run --follow');
   if (values.follow && values.distributed) throw usageError('--follow does not work with --distributed yet: run one logship run --follow per offsetKey');
   // A report describes one run; a follow's cycles are counted by --metrics-port / --pushgateway.
   if (values.follow && values.report !== undefined) throw usageError('--report does not apply to run --follow: use --metrics-port or --pushgateway');
@@ -193,9 +196,10 @@ async function main(argv: string[]): Promise<number> {
     const shardPool = values.distributed ? null : await import('../run/worker_pool.js');
     const pool = shardPool?.createShardPool(config, config.workers, (await import('../util/log.js')).log);
     if (values.follow) {
-      const intervalMs = followInterval(values.interval);
+      const intervalMs = followDuration('--interval', values.interval, 10_000);
+      const maxBackoffMs = followDuration('--max-backoff', values['max-backoff'], 60_000);
       try {
-        return await (await import('./follow_command.js')).followCommand(config, { intervalMs, progressIntervalMs, metricsPort, pushgateway, pool });
+        return await (await import('./follow_command.js')).followCommand(config, { intervalMs, maxBackoffMs, progressIntervalMs, metricsPort, pushgateway, pool });
       } finally {
         if (shardPool && pool) await shardPool.destroyShardPool(pool).catch(() => {});
       }

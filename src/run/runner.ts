@@ -119,7 +119,9 @@ export class Runner {
         o.log.info({ runId: run.runId, start: window.start, end: window.end, rows: plan.totalRows, shards: plan.shards.length, method: plan.method, rowsEstimated: plan.method === 'sample' || plan.method === 'statistics', shardReads: plan.reads, workers: config.workers, workersReason: config.workersReason }, 'planned');
         const scanWarning = tableScanWarning(table, plan, { ...config, autoShardSize: !config.rowsPerShardSet });
         if (scanWarning) o.log.warn(scanWarning);
-        await store.beginRun(run);
+        // A manifest is what a stop or a crash resumes; an empty one has nothing to resume, and
+        // skipping it leaves an idle cycle one state write (the offset's) instead of two.
+        if (run.shards.length > 0) await store.beginRun(run);
         offset = await executeRun(config, table, store, pool, run, new Map(), new Map(), false, report, o, stop, ledger, lateCheck);
       }
       if (offset && lateCheck) {
