@@ -65,7 +65,9 @@ export async function planCommand(config: Config, json: boolean, distributed = f
     else {
       lines.push(`window: [${formatBound(window.start)}, ${formatBound(window.end)})${window.fromLookback ? ` (start from lookbackPeriod ${config.lookbackPeriod})` : ''}`);
       const rows = out.rowsEstimated ? `~${formatCount(out.rows)} (estimated from ${out.method === 'statistics' ? "the planner's statistics: one shard, no cut to place" : 'a page sample'})` : `${formatCount(out.rows)} (counted)`;
-      lines.push(`rows: ${rows} in ${out.shards.length} shards, ${config.workers} workers (${out.workersReason}); shards read by ${out.shardReads === 'index' ? 'a timestamp index range' : 'a scan of the whole table'}`);
+      // An empty window is known empty from one index probe: how shards would read is not asked.
+      const reads = out.shards.length === 0 ? '' : `; shards read by ${out.shardReads === 'index' ? 'an index range' : 'a scan of the whole table'}`;
+      lines.push(`rows: ${rows} in ${out.shards.length} shards, ${config.workers} workers (${out.workersReason})${reads}`);
       for (const s of out.shards) {
         lines.push(`  shard ${s.index}: ${out.rowsEstimated ? '~' : ''}${formatCount(s.estimatedRows)} rows  [${formatBound(s.lo)}, ${formatBound(s.hi)})`);
         for (const [id, name] of Object.entries(s.firstFiles)) lines.push(`      ${id}: ${name}${s.estimatedRows > 0 ? '' : ' (only if rows arrive)'}`);
