@@ -4,7 +4,7 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { freePort } from '../src/demo/embedded_pg.js';
 import { seedKestraLogs } from '../src/demo/seed.js';
 import { exportedDocs, listParts, runCli, startCli, tempDir, writeConfig } from './helpers/cli.js';
-import { freshDatabase, isoAgo, sourceDocs } from './helpers/db.js';
+import { freshDatabase, isoAgo, sourceDocs, connectTo } from './helpers/db.js';
 import { compareKeys } from './helpers/delivery_check.js';
 import { DatadogIntake, datadogError } from './helpers/platforms/datadog_server.js';
 import type { Answer, ReceivedRequest } from './helpers/platform_server.js';
@@ -32,13 +32,7 @@ function startFollow(args: string[], opts: Parameters<typeof startCli>[1] = {}):
   return f;
 }
 
-async function connect(url: string): Promise<pg.Client> {
-  const c = new pg.Client({ connectionString: url });
-  c.on('error', () => {});
-  await c.connect();
-  opened.push(c);
-  return c;
-}
+const connect = (url: string): Promise<pg.Client> => connectTo(url, opened);
 
 async function database(name: string, rows: number): Promise<{ url: string; client: pg.Client; dir: string; out: string }> {
   const { url, client } = await freshDatabase(name);
@@ -67,6 +61,14 @@ let seq = 1_000_000;
 async function arrive(c: pg.Client, rows: number, secondsAgo = 0.5): Promise<void> {
   await seedKestraLogs(c, { rows, start: isoAgo(secondsAgo), spanSeconds: 0.2, seq });
   seq += rows;
+}
+
+/** Three 1,000-row shards on two workers, 100-row batches, parts of 200 lines: a stop or a kill lands mid-cycle. */
+function smallShardsConfig(dir: string, out: string, url: string): string {
+  return writeConfig(dir, {
+    source: { url, fetchSize: 100 }, lookbackPeriod: 'P1D', safetyLag: 'PT0S', workers: 2, rowsPerShard: 1000,
+    logExporters: [{ id: 'files', type: 'file', directory: out, maxLinesPerFile: 200 }],
+  });
 }
 
 describe('run --follow against PostgreSQL', () => {
@@ -113,10 +115,7 @@ describe('run --follow against PostgreSQL', () => {
 
   it('SIGTERM during a cycle stops it as a single run (exit 143, checkpoint saved); a plain run then finishes it, each row once', async () => {
     const { client, dir, out, url } = await database('follow_sigterm', 3000);
-    const cfg = writeConfig(dir, {
-      source: { url, fetchSize: 100 }, lookbackPeriod: 'P1D', safetyLag: 'PT0S', workers: 2, rowsPerShard: 1000,
-      logExporters: [{ id: 'files', type: 'file', directory: out, maxLinesPerFile: 200 }],
-    });
+    const cfg = smallShardsConfig(dir, out, url);
     const follow = startFollow(['--config', cfg, '--interval', 'PT1S'], { env: { LOGSHIP_TEST_BATCH_DELAY_MS: '20' } });
     await waitFor('a shard of the first cycle to be checkpointed', async () => follow.child.exitCode !== null || (await shardsDone(client)) >= 1);
     expect(follow.child.exitCode).toBeNull();
@@ -133,10 +132,7 @@ describe('run --follow against PostgreSQL', () => {
 
   it('kill -9 mid-cycle, then --follow again: resumes the manifest and ships every row once, new rows included', async () => {
     const { client, dir, out, url } = await database('follow_kill', 3000);
-    const cfg = writeConfig(dir, {
-      source: { url, fetchSize: 100 }, lookbackPeriod: 'P1D', safetyLag: 'PT0S', workers: 2, rowsPerShard: 1000,
-      logExporters: [{ id: 'files', type: 'file', directory: out, maxLinesPerFile: 200 }],
-    });
+    const cfg = smallShardsConfig(dir, out, url);
     const first = startFollow(['--config', cfg, '--interval', 'PT0.2S'], { env: { LOGSHIP_TEST_BATCH_DELAY_MS: '20' } });
     await killWhen(first, 'a shard of the first cycle to be checkpointed', async () => (await shardsDone(client)) >= 1);
     const writer = await connect(url);

@@ -1,28 +1,13 @@
 import path from 'node:path';
-import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startEmbeddedPostgres, type RunningPostgres } from '../src/demo/embedded_pg.js';
+import { describe, expect, it } from 'vitest';
 import { createKestraSchema, seedKestraLogs } from '../src/demo/seed.js';
 import { exportedDocs, startCli, tempDir, writeConfig } from './helpers/cli.js';
 import { isoAgo } from './helpers/db.js';
+import { ownPostgres } from './helpers/own_postgres.js';
 import { waitFor, within } from './helpers/wait.js';
 
-// A PostgreSQL of this file's own: the suite's shared one must not be restarted under other files.
-let server: RunningPostgres;
-beforeAll(async () => {
-  server = await startEmbeddedPostgres();
-}, 120_000);
-afterAll(async () => {
-  await server?.stop();
-});
-
-async function connect(): Promise<pg.Client> {
-  const c = new pg.Client({ connectionString: server.url });
-  c.on('error', () => {});
-  await c.connect();
-  await c.query("SET TimeZone = 'UTC'");
-  return c;
-}
+const own = ownPostgres();
+const connect = own.connect;
 
 describe('run --follow while the source restarts', () => {
   it('keeps following through a restart mid-loop (main session and shards reconnect), then ships the rows written after it, each once', async () => {
@@ -32,7 +17,7 @@ describe('run --follow while the source restarts', () => {
     const dir = tempDir('follow-restart');
     const out = path.join(dir, 'out');
     const cfg = writeConfig(dir, {
-      source: { url: server.url, fetchSize: 200 }, lookbackPeriod: 'P1D', safetyLag: 'PT0S', workers: 2, rowsPerShard: 1000, shardAttempts: 10,
+      source: { url: own.server().url, fetchSize: 200 }, lookbackPeriod: 'P1D', safetyLag: 'PT0S', workers: 2, rowsPerShard: 1000, shardAttempts: 10,
       logExporters: [{ id: 'files', type: 'file', directory: out, keyTemplate: '{date}/{hour}/{prefix}-{shard}-{part}.{ext}', maxLinesPerFile: 400 }],
     });
     const follow = startCli(['run', '--config', cfg, '--follow', '--interval', 'PT0.2S'], { env: { LOGSHIP_TEST_BATCH_DELAY_MS: '10' } });
@@ -48,13 +33,13 @@ describe('run --follow while the source restarts', () => {
       await waitFor('a shard of the first cycle to be checkpointed', async () => follow.child.exitCode !== null || (await shardsDone()) >= 1, 120_000);
       expect(follow.child.exitCode).toBeNull();
       await client.end().catch(() => {});
-      await server.restart();
+      await own.server().restart();
       client = await connect();
       await waitFor('every seeded row to be shipped after the restart', caughtUp, 120_000);
 
       // A second restart between cycles: the main session finds its connection gone at the next cycle.
       await client.end().catch(() => {});
-      await server.restart();
+      await own.server().restart();
       client = await connect();
       await seedKestraLogs(client, { rows: 300, start: isoAgo(1), spanSeconds: 0.5, seq: 1_000_000 });
       await waitFor('the rows written after the second restart to be shipped', caughtUp, 120_000);

@@ -4,7 +4,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { seedKestraLogs } from '../src/demo/seed.js';
 import { committedAfter, committedAfterByAge, comparable, comparableByAge, parseSnapshot, stableXid } from '../src/source/snapshots.js';
-import { freshDatabase, isoAgo, sourceDocs } from './helpers/db.js';
+import { freshDatabase, isoAgo, sourceDocs, connectTo } from './helpers/db.js';
 import { exportedDocs, listParts, listTempFiles, runCli, startCli, tempDir, writeConfig } from './helpers/cli.js';
 import { seeded } from './helpers/seeded.js';
 
@@ -16,13 +16,7 @@ afterAll(async () => {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function connect(url: string): Promise<pg.Client> {
-  const c = new pg.Client({ connectionString: url });
-  c.on('error', () => {});
-  await c.connect();
-  opened.push(c);
-  return c;
-}
+const connect = (url: string): Promise<pg.Client> => connectTo(url, opened);
 
 function lateParts(out: string): string[] {
   return listParts(out).filter((f) => /-late\d+-\d{5}\./.test(path.basename(f)));

@@ -1,30 +1,15 @@
 import path from 'node:path';
-import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startEmbeddedPostgres, type RunningPostgres } from '../src/demo/embedded_pg.js';
+import { describe, expect, it } from 'vitest';
 import { createKestraSchema, seedKestraLogs } from '../src/demo/seed.js';
 import { ConfigError } from '../src/config/errors.js';
 import { isConnectionLoss, SourceUnavailableError } from '../src/source/connection.js';
 import { shardRetryDecision } from '../src/run/retry.js';
 import { isoAgo } from './helpers/db.js';
+import { ownPostgres } from './helpers/own_postgres.js';
 import { exportedDocs, startCli, tempDir, writeConfig } from './helpers/cli.js';
 
-// A PostgreSQL of this file's own: the suite's shared one must not be restarted under other files.
-let server: RunningPostgres;
-beforeAll(async () => {
-  server = await startEmbeddedPostgres();
-}, 120_000);
-afterAll(async () => {
-  await server?.stop();
-});
-
-async function connectAdmin(): Promise<pg.Client> {
-  const c = new pg.Client({ connectionString: server.url });
-  c.on('error', () => {});
-  await c.connect();
-  await c.query("SET TimeZone = 'UTC'");
-  return c;
-}
+const own = ownPostgres();
+const connectAdmin = own.connect;
 
 async function waitFor(cond: () => Promise<boolean>, timeoutMs = 120_000): Promise<void> {
   const until = Date.now() + timeoutMs;
@@ -43,7 +28,7 @@ describe('the source restarts in the middle of a run', () => {
     const dir = tempDir('restart');
     const out = path.join(dir, 'out');
     const cfg = writeConfig(dir, {
-      source: { url: server.url, fetchSize: 200 }, lookbackPeriod: 'P1D', workers: 2, rowsPerShard: 1000, shardAttempts: 10,
+      source: { url: own.server().url, fetchSize: 200 }, lookbackPeriod: 'P1D', workers: 2, rowsPerShard: 1000, shardAttempts: 10,
       logExporters: [{ id: 'files', type: 'file', directory: out, maxLinesPerFile: 400 }],
     });
     const { child, done } = startCli(['run', '--config', cfg], { env: { LOGSHIP_TEST_BATCH_DELAY_MS: '20' } });
@@ -54,7 +39,7 @@ describe('the source restarts in the middle of a run', () => {
     await waitFor(async () => (await shardsDone()) >= 1 || child.exitCode !== null);
     expect(child.exitCode).toBeNull();
     await client.end().catch(() => {});
-    await server.restart();
+    await own.server().restart();
     client = await connectAdmin();
 
     const r = await done;

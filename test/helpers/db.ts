@@ -30,3 +30,12 @@ export async function sourceDocs(client: pg.Client, where = 'true'): Promise<str
 export function isoAgo(seconds: number): string {
   return new Date(Date.now() - seconds * 1000).toISOString();
 }
+
+/** A session on `url` that survives the server going away (no unhandled 'error'), added to `opened` for the file's afterAll to end. */
+export async function connectTo(url: string, opened: pg.Client[]): Promise<pg.Client> {
+  const c = new pg.Client({ connectionString: url });
+  c.on('error', () => {});
+  await c.connect();
+  opened.push(c);
+  return c;
+}
