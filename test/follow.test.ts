@@ -110,6 +110,7 @@ describe('run --follow against PostgreSQL', () => {
     expect(listParts(out).filter((f) => /-late\d+-\d{5}\./.test(path.basename(f))).length).toBeGreaterThan(0);
     // One line per cycle that shipped something, and parts under the event-time partition.
     expect(r.stderr).toMatch(/"msg":"cycle shipped"/);
+    expect(r.stderr).not.toMatch(/without an event-time partition/);
     expect(listParts(out).every((f) => /\/\d{4}-\d{2}-\d{2}\/\d{2}\/[^/]+$/.test(f))).toBe(true);
   }, 240_000);
 
@@ -123,6 +124,8 @@ describe('run --follow against PostgreSQL', () => {
     const r = await within('follow to stop its cycle and exit', follow.done);
     expect(r.code).toBe(143);
     expect(r.stderr).toMatch(/stopping: a cycle in flight stops at its next batch/);
+    // Flat names: warned once at startup, with the template to use.
+    expect(r.stderr.match(/names them without an event-time partition/g)).toHaveLength(1);
     expect(await caughtUp(client, out)).toBe(false);
     const rest = await runCli(['run', '--config', cfg]);
     expect(rest.code).toBe(0);

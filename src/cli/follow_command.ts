@@ -5,6 +5,7 @@ import { Progress } from '../run/progress.js';
 import { emptyReport, finishReport, type RunReport } from '../run/run.js';
 import { Runner } from '../run/runner.js';
 import { onStopSignals, SIGNAL_EXIT, StopControl } from '../run/stop.js';
+import { partitionsByEventTime, writesFiles } from '../sinks/registry.js';
 import { log } from '../util/log.js';
 import { startMetrics } from './metrics_watch.js';
 
@@ -98,8 +99,8 @@ function logCycle(n: number, r: RunReport): void {
  * warned, with the template to use. The object stores' default template is already partitioned.
  */
 function warnFlatTemplates(config: Config): void {
-  for (const e of config.logExporters as (Config['logExporters'][number] & { keyTemplate?: unknown })[]) {
-    if (typeof e.keyTemplate !== 'string' || e.keyTemplate.includes('{date}') || e.keyTemplate.includes('{hour}')) continue;
+  for (const e of config.logExporters) {
+    if (!writesFiles(e) || partitionsByEventTime(e)) continue;
     log.warn({ exporter: e.id, keyTemplate: e.keyTemplate }, `--follow writes files every cycle: exporter '${e.id}' names them without an event-time partition, so one directory grows by thousands a day; consider keyTemplate: '{date}/{hour}/{prefix}-{shard}-{part}.{ext}'`);
   }
 }
