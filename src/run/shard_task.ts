@@ -134,6 +134,12 @@ export async function exportShard(input: ShardTaskInput): Promise<ShardOutcome> 
   let inTransaction = false;
   let snapshotTakenAt = 0;
   let snapshotHeldMs = 0;
+  /** Ends the read's transaction, and with it the snapshot that holds back VACUUM. */
+  const commitRead = async (): Promise<void> => {
+    await db.query('COMMIT');
+    inTransaction = false;
+    snapshotHeldMs = Date.now() - snapshotTakenAt;
+  };
   try {
     await db.query(`BEGIN ISOLATION LEVEL REPEATABLE READ${config.delete ? '' : ' READ ONLY'}`);
     inTransaction = true;
@@ -165,9 +171,7 @@ export async function exportShard(input: ShardTaskInput): Promise<ShardOutcome> 
     }
     if (!config.delete) {
       // Nothing more to read: do not hold the snapshot open while the exporters finish.
-      await db.query('COMMIT');
-      inTransaction = false;
-      snapshotHeldMs = Date.now() - snapshotTakenAt;
+      await commitRead();
     }
     const results = await Promise.all(writers.map((w) => w.finish()));
     // Durable before the checkpoint, like the exporters' parts.
@@ -199,11 +203,7 @@ export async function exportShard(input: ShardTaskInput): Promise<ShardOutcome> 
       outcome.deletedRows = deleted.rowCount ?? 0;
       await db.query(shardDoneSql(config.state.table), [config.offsetKey, input.runId, shard.index, JSON.stringify(outcome)]);
     }
-    if (inTransaction) {
-      await db.query('COMMIT');
-      inTransaction = false;
-      snapshotHeldMs = Date.now() - snapshotTakenAt;
-    }
+    if (inTransaction) await commitRead();
     outcome.snapshotHeldMs = snapshotHeldMs;
     channel.progress(shard.index, rows, bytes);
     return outcome;
