@@ -3,7 +3,7 @@ import { redact } from '../config/secrets.js';
 import type { SourceConfig } from '../config/types.js';
 import { KindedError } from '../run/error_kind.js';
 import { sourceStream } from './read_buffer_socket.js';
-import { explainTlsError, openClient, pgTarget } from './tls.js';
+import { explainTlsError, openClient, pgTarget, type PgTarget } from './tls.js';
 
 /**
  * The source could not be reached after the run had started (a restart, a failover, a reset):
@@ -53,6 +53,11 @@ export function applicationName(prefix: string | undefined, role: string): strin
   return cut.replace(/[\uD800-\uDBFF]$/, '');
 }
 
+/** The source database as pg's client config, TLS as libpq does it (tls.ts); its messages name source.url. */
+export function sourceTarget(source: Pick<SourceConfig, 'url' | 'password'>): PgTarget {
+  return pgTarget({ url: source.url, password: source.password, option: 'source.url' });
+}
+
 /**
  * Opens a session with the settings every logship query relies on: UTC so timestamp text is
  * unambiguous, the configured timeouts, and a recognisable application_name for the DBA watching
@@ -63,7 +68,7 @@ export function applicationName(prefix: string | undefined, role: string): strin
  * often a rotation in progress as a typo, and which no edit of the config file validates.
  */
 export async function connect(url: string | undefined, role: string, options: ConnectOptions = { startup: true }, settings: SessionSettings = {}): Promise<pg.Client> {
-  const target = pgTarget({ url, password: settings.password, option: 'source.url' });
+  const target = sourceTarget({ url, password: settings.password });
   let client: pg.Client | undefined;
   try {
     client = (await openClient(target, { application_name: applicationName(settings.applicationName, role), connectionTimeoutMillis: 15_000, stream: sourceStream })).client;

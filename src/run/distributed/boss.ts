@@ -4,6 +4,7 @@ import { redact } from '../../config/secrets.js';
 import type { Config } from '../../config/types.js';
 import type { QueueConfig } from '../../config/queue_config.js';
 import { defaultShardTimeoutMs } from '../../config/queue_config.js';
+import { sourceTarget } from '../../source/connection.js';
 import { openClient, pgTarget, settled, type PgTarget, type Ssl } from '../../source/tls.js';
 import type { Logger } from '../../util/log.js';
 import { deadLetterQueueName, queueName } from './names.js';
@@ -68,7 +69,7 @@ export async function openQueue(config: Config, log: Logger, connections: number
 /** The queue database: queue.url, or the source's (with source.password). TLS as in tls.ts. */
 export function queueTarget(config: Config): PgTarget {
   const url = config.queue?.url;
-  return url ? pgTarget({ url, option: 'queue.url' }) : pgTarget({ url: config.source.url, password: config.source.password, option: 'source.url' });
+  return url ? pgTarget({ url, option: 'queue.url' }) : sourceTarget(config.source);
 }
 
 /**

@@ -14,7 +14,7 @@ import { checkDistributedConfig, openQueue, type Queue } from './boss.js';
 import { ShardFence } from './fence.js';
 import { jobsChannel, shardDoneChannel, shardJobId, type ShardJobData } from './names.js';
 import { Wakeup } from './wakeup.js';
-import { pgTarget } from '../../source/tls.js';
+import { sourceTarget } from '../../source/connection.js';
 import { shardJobStates } from './jobs.js';
 import { shardTimeoutWarning } from './shard_timeout.js';
 import { currentSnapshot, horizonStart, LateCheck, lateRun, nextReads, type Ledger } from '../late_rows.js';
@@ -61,7 +61,7 @@ export async function runDistributed(config: Config, o: RunOptions, report: RunR
     // run while this process plans, rather than after (a fixed cost of every distributed run).
     opening = openQueue(config, o.log, 2);
     opening.catch(() => {});
-    doneWakeup = Wakeup.listen(pgTarget({ url: config.source.url, password: config.source.password, option: 'source.url' }), shardDoneChannel(stateTable, config.offsetKey), o.log);
+    doneWakeup = Wakeup.listen(sourceTarget(config.source), shardDoneChannel(stateTable, config.offsetKey), o.log);
     const state = await store.load();
     report.offsetBefore = state.offset;
     report.offsetAfter = state.offset;
