@@ -107,7 +107,7 @@ export async function runExport(wanted: Config, o: RunOptions, report: RunReport
     runner = await Runner.open(wanted, o);
     return await runner.cycle({ ...o, stop }, report);
   } finally {
-    o.progress.stop();
+    // The cycle stopped the progress; an open that failed never started it.
     finishReport(report, started);
     await runner?.close(o.log, report);
   }
