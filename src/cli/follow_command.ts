@@ -1,13 +1,13 @@
 import type { Piscina } from 'piscina';
 import type { Config } from '../config/types.js';
 import { CYCLE_BACKOFF, FollowLoop } from '../run/follow.js';
-import { Progress } from '../run/progress.js';
 import { emptyReport, finishReport, type RunReport } from '../run/run.js';
 import { Runner } from '../run/runner.js';
 import { onStopSignals, SIGNAL_EXIT, StopControl } from '../run/stop.js';
 import { partitionsByEventTime, writesFiles } from '../sinks/registry.js';
 import { log } from '../util/log.js';
 import { startMetrics } from './metrics_watch.js';
+import { stderrProgress } from './run_command.js';
 
 export interface FollowCommandOptions {
   intervalMs: number;
@@ -51,7 +51,7 @@ export async function followCommand(config: Config, o: FollowCommandOptions): Pr
     const started = Date.now();
     const report = emptyReport(config);
     // A bar on a terminal; off one, progress lines only for a cycle longer than the progress interval.
-    const progress = new Progress({ tty: !o.quiet && process.stderr.isTTY === true, intervalMs: o.progressIntervalMs, stream: process.stderr, log, everyUpdate: process.env.LOGSHIP_TEST_PROGRESS_EVERY_BATCH === '1' });
+    const progress = stderrProgress(o);
     watch?.metrics.setStatus('running');
     await r.cycle({ log, progress, stop, observer: watch?.metrics }, report);
     finishReport(report, started);

@@ -28,8 +28,13 @@ export interface RunCommandOptions {
   pool?: Piscina;
 }
 
+/** Progress on stderr: a bar on a terminal (unless quiet), JSON lines every progressIntervalMs off one. */
+export function stderrProgress(o: { quiet?: boolean; progressIntervalMs: number }): Progress {
+  return new Progress({ tty: !o.quiet && process.stderr.isTTY === true, intervalMs: o.progressIntervalMs, stream: process.stderr, log, everyUpdate: process.env.LOGSHIP_TEST_PROGRESS_EVERY_BATCH === '1' });
+}
+
 export async function runCommand(config: Config, o: RunCommandOptions): Promise<RunReport> {
-  const progress = new Progress({ tty: !o.quiet && process.stderr.isTTY === true, intervalMs: o.progressIntervalMs, stream: process.stderr, log, everyUpdate: process.env.LOGSHIP_TEST_PROGRESS_EVERY_BATCH === '1' });
+  const progress = stderrProgress(o);
   const report = emptyReport(config);
   const watch = await startMetrics(config, { metricsPort: o.metricsPort, pushgateway: o.pushgateway, pushIntervalMs: o.progressIntervalMs });
   const stop = new StopControl({ maxDurationMs: config.maxDurationMs, stopGraceMs: config.stopGraceMs });
