@@ -14,6 +14,7 @@ import { Progress } from '../src/run/progress.js';
 import { readWithCopy } from '../src/source/copy_reader.js';
 import { emptyReport, runExport, type RunReport } from '../src/run/run.js';
 import { closeShardSession, exportShard, type ShardTaskInput } from '../src/run/shard_task.js';
+import { StopControl } from '../src/run/stop.js';
 import type { SnapshotClock } from '../src/run/snapshot_age.js';
 import type { ReadRange, ShardOutcome } from '../src/state/types.js';
 import type { Logger } from '../src/util/log.js';
@@ -224,6 +225,39 @@ describe('source.maxSnapshotAge: no shard read holds its snapshot longer', () =>
     expect(told[0]!.restartedOrdered).toBeUndefined();
     expect(told[0]!.renewals!.length).toBeGreaterThanOrEqual(3);
     expect(exportedDocs(path.join(dir, 'out2'))).toEqual(await sourceDocs(client));
+  }, 120_000);
+
+  it('a run stopped after a renewing shard and resumed records that shard\'s pieces from the stored outcome (file state)', async () => {
+    const { url, client } = await freshDatabase('snapage_resume');
+    opened.push(client);
+    await seedKestraLogs(client, { rows: 3000, start: wholeSecondsAgo(3300), spanSeconds: 3000, tieGroup: 1 });
+    const dir = tempDir('snapage-resume');
+    const out = path.join(dir, 'out');
+    const statePath = path.join(dir, 'state.json');
+    const config = configOf({ url, ordered: true }, { rowsPerShard: 1500, state: { type: 'file', path: statePath }, logExporters: [{ id: 'files', type: 'file', directory: out }] });
+    const clock = steppingClock(STEP);
+    const outcomes: ShardOutcome[] = [];
+    const stop = new StopControl({ maxDurationMs: null, stopGraceMs: 0 });
+    // A signal once the first shard is done: the second is left for the next run.
+    const pool = inProcessPool(clock, outcomes, (task) => {
+      if (outcomes.length === 1) stop.request('SIGTERM');
+      return task;
+    });
+    const lines: string[] = [];
+    const first = await runExport(config, { ...options(pool, lines), stop });
+    expect(first.status, lines.join('')).toBe('partial');
+    expect(outcomes).toHaveLength(1);
+    const renewed = outcomes[0]!.renewals!;
+    expect(renewed.length).toBeGreaterThanOrEqual(2);
+    await runExport(config, options(inProcessPool(clock, outcomes), lines));
+    expect(outcomes).toHaveLength(2);
+    const state = JSON.parse(fs.readFileSync(statePath, 'utf8')) as { entries: Record<string, { reads: ReadRange[] }> };
+    const reads = state.entries[config.offsetKey]!.reads;
+    expect(reads).toHaveLength(renewed.length + 1 + (outcomes[1]!.renewals?.length ?? 0) + 1);
+    expect(reads.slice(1, renewed.length + 1).map((r) => r.lo)).toEqual(renewed.map((r) => r.lo));
+    for (let i = 1; i < reads.length; i++) expect(reads[i]!.lo).toEqual(reads[i - 1]!.hi);
+    expect(new Set(reads.map((r) => r.id)).size).toBe(reads.length);
+    expect(exportedDocs(out)).toEqual(await sourceDocs(client));
   }, 120_000);
 
   it('the shard that carries the late-row check keeps its finding across a renewal (it passed the checked ranges first): late rows caught once', async () => {
