@@ -61,6 +61,9 @@ function parseSource(r: OptionReader | undefined, kind: Config['kind']): SourceC
     statementTimeoutMs: sessionTimeout(s, 'statementTimeout', 'PT0S'),
     // On by default: logship's lock waits are short when healthy (see DEFAULT_LOCK_TIMEOUT_MS).
     lockTimeoutMs: sessionTimeout(s, 'lockTimeout', 'PT10S'),
+    // A long REPEATABLE READ holds back VACUUM everywhere in the database (Kestra's queue tables).
+    maxSnapshotAgeMs: durationMillis(s.at('maxSnapshotAge'), s.duration('maxSnapshotAge', 'PT10M'), 'such as PT10M, or PT0S for no limit'),
+    maxSnapshotAgeSet: s.raw('maxSnapshotAge') !== undefined && s.raw('maxSnapshotAge') !== null,
   };
   if (source.url !== undefined) checkSourceUrl(s, source.url, source.password !== undefined);
   s.done();
@@ -81,9 +84,9 @@ function sessionTimeout(s: OptionReader, key: string, fallback: string): number 
 }
 
 /** Milliseconds of a duration that must have a fixed length (no years or months). */
-function durationMillis(path: string, iso: string): number {
+function durationMillis(path: string, iso: string, example?: string): number {
   const ms = isoDurationMillis(iso);
-  if (ms === undefined) throw new ConfigError(path, `must be a fixed-length duration, without years or months (got ${JSON.stringify(iso)})`);
+  if (ms === undefined) throw new ConfigError(path, `must be a fixed-length duration, without years or months${example ? ` (${example})` : ''} (got ${JSON.stringify(iso)})`);
   return ms;
 }
 

@@ -42,6 +42,14 @@ export interface SourceConfig {
    */
   statementTimeoutMs?: number;
   lockTimeoutMs?: number;
+  /**
+   * The oldest a shard read's snapshot may get before the read takes a new one
+   * (source.maxSnapshotAge), ms; 0 = no limit. Optional like the timeouts: a config built by
+   * hand gets DEFAULT_MAX_SNAPSHOT_AGE_MS.
+   */
+  maxSnapshotAgeMs?: number;
+  /** maxSnapshotAge was written in the config (with `delete`, which it cannot apply to, that earns a warning). */
+  maxSnapshotAgeSet?: boolean;
   /** `logship:<offsetKey>`, set by parseConfig: sessions are named `<this>:<role>`. */
   applicationName?: string;
 }

@@ -19,6 +19,7 @@ import type { RunOptions, RunReport } from './run.js';
 import { attemptShardOnPool } from './shard_attempt.js';
 import { shardRetryDecision, withRetries } from './retry.js';
 import { ShardPace, ShardStoppedError, type StopControl } from './stop.js';
+import { orderedForAge } from './snapshot_age.js';
 
 /**
  * Runs the manifest's unfinished shards, at most `workers` at a time. The first failure stops new
@@ -50,7 +51,10 @@ export async function executeRun(
   const pace = new ShardPace();
   const lead = shardLead(config, todo, done);
 
-  const attemptShard = (shard: ShardSpec): Promise<ShardOutcome> => attemptShardOnPool(pool, { config, table, shard, runId: run.runId, acks: acks.get(shard.index), lateCheck: lateCheck?.readsFor(shard.index) }, {
+  const attemptShard = (shard: ShardSpec): Promise<ShardOutcome> => attemptShardOnPool(pool, {
+    config, table, shard, runId: run.runId, acks: acks.get(shard.index), lateCheck: lateCheck?.readsFor(shard.index),
+    orderedForAge: orderedForAge(config, shard, pace.expectedMs(shard.estimatedRows)),
+  }, {
     progress: (index, rows) => o.progress.update(index, rows),
     delivery: (exporterId, event) => o.observer?.delivery(exporterId, event),
     ack: (exporterId, ack) => recordAck(shard.index, exporterId, ack),
@@ -74,6 +78,7 @@ export async function executeRun(
           (err, n) => o.log.warn({ shard: shard.index, attempt: n, error: redact(errorMessage(err)) }, 'shard failed; retrying it (a shard rerun overwrites its own parts)'),
         );
         if (carried) lateCheck?.carriedBy(carried);
+        if (outcome.restartedOrdered) o.log.info({ shard: shard.index, rows: outcome.rows }, 'an unordered shard read passed source.maxSnapshotAge; the shard was read again in (timestamp, key) order, which can renew its snapshot');
         pace.record(outcome.rows, Date.now() - shardStarted);
         done.set(shard.index, outcome);
         const offset = checkpointOffset(run, done);
@@ -139,6 +144,8 @@ export function addOutcome(report: RunReport, outcome: ShardOutcome): void {
   report.rows += outcome.rows;
   report.badRows += outcome.badRows ?? 0;
   report.oldestSnapshotMs = Math.max(report.oldestSnapshotMs, outcome.snapshotHeldMs ?? 0);
+  report.snapshotRenewals += outcome.renewals?.length ?? 0;
+  if (outcome.restartedOrdered) report.orderedRereads++;
   if (outcome.deletedRows !== null) report.deletedRows = (report.deletedRows ?? 0) + outcome.deletedRows;
   for (const r of outcome.exporters) {
     const t = report.exporters[r.exporterId];

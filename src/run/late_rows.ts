@@ -15,6 +15,7 @@ import type { ReadRange, RunManifest, ShardOutcome } from '../state/types.js';
 import type { Logger } from '../util/log.js';
 import type { RunReport } from './run.js';
 import { filtersOf } from './shard_task.js';
+import { shardReadRanges } from './snapshot_age.js';
 
 /** The exported ranges still inside the horizon, as the run goes. */
 export interface Ledger {
@@ -38,7 +39,8 @@ export async function currentSnapshot(client: pg.Client): Promise<string> {
 }
 
 /**
- * The ledger after a run: a window's shards join it with the snapshots they were read in (a window
+ * The ledger after a run: a window's shards join it with the snapshots they were read in (one
+ * range per snapshot when a read renewed it, see shardReadRanges; a window
  * that planned no shards joins as one range, covered by the snapshot taken before planning); a
  * catch-up moves each range it re-read to its newer snapshot. Ranges that ended before the
  * horizon leave it.
@@ -57,8 +59,8 @@ export function nextReads(config: Config, run: RunManifest, done: Map<number, Sh
   } else {
     const added: ReadRange[] = [];
     for (const shard of run.shards) {
-      const snapshot = done.get(shard.index)?.snapshot;
-      if (snapshot) added.push({ id: shard.id, lo: shard.lo, hi: shard.hi, snapshot, late: 0 });
+      const outcome = done.get(shard.index);
+      if (outcome) added.push(...shardReadRanges(shard, outcome));
     }
     reads = [...ledger.reads, ...added];
     if (run.shards.length === 0 && run.snapshot) {
@@ -83,6 +85,11 @@ function compareBounds(a: Bound, b: Bound): number {
   if (a.key === null) return -1;
   if (b.key === null) return 1;
   return Buffer.compare(Buffer.from(a.key), Buffer.from(b.key));
+}
+
+/** An ordered scan that has delivered the row at `position` has met every row of `ranges`. */
+export function scannedPast(position: Bound, ranges: ReadRange[]): boolean {
+  return ranges.every((r) => compareBounds(r.hi, position) <= 0);
 }
 
 /** SQL: the row sorts before `b` in (timestamp, key) order. */

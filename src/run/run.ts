@@ -42,6 +42,12 @@ export interface RunReport {
    * tables included.
    */
   oldestSnapshotMs: number;
+  /**
+   * Times a shard's read went on in a new snapshot to stay within source.maxSnapshotAge, and
+   * shards whose unordered read passed it and were read again, ordered.
+   */
+  snapshotRenewals: number;
+  orderedRereads: number;
   /** Rows the source could not export (NULL, not UTF-8, over maxRowBytes), now in dead-letter files. */
   badRows: number;
   /** Where those are (config `deadLetter`). */
@@ -88,7 +94,7 @@ export async function planWindow(client: pg.Client, table: SourceTable, config: 
 export function emptyReport(config: Config): RunReport {
   const report: RunReport = {
     status: 'ok', offsetKey: config.offsetKey, offsetBefore: null, offsetAfter: null, runs: [],
-    rows: 0, files: 0, bytes: 0, deletedRows: config.delete ? 0 : null, durationMs: 0, rowsPerSec: 0, peakRssBytes: 0, cpuSeconds: 0, planningMs: 0, oldestSnapshotMs: 0, stateRequests: null,
+    rows: 0, files: 0, bytes: 0, deletedRows: config.delete ? 0 : null, durationMs: 0, rowsPerSec: 0, peakRssBytes: 0, cpuSeconds: 0, planningMs: 0, oldestSnapshotMs: 0, snapshotRenewals: 0, orderedRereads: 0, stateRequests: null,
     badRows: 0, deadLetter: config.deadLetter, late: { rangesChecked: 0, rangesCaughtUp: 0, rows: 0, durationMs: 0, checkMs: 0 }, exporters: {},
   };
   for (const e of config.logExporters) report.exporters[e.id] = { rows: 0, files: 0, bytes: 0, removedStaleParts: 0, deadLettered: 0 };

@@ -17,6 +17,7 @@ import { currentSnapshot, horizonStart, LateCheck, lateRun, type Ledger } from '
 import { checkExporters, planWindow, type RunOptions, type RunReport } from './run.js';
 import type { StopControl } from './stop.js';
 import { createShardPool, destroyShardPool } from './worker_pool.js';
+import { snapshotAgeWarning } from './snapshot_age.js';
 
 /** What one cycle is told: where to log and report, and when to stop. */
 export type CycleOptions = Pick<RunOptions, 'log' | 'progress' | 'observer' | 'fixedWindow'> & { stop: StopControl };
@@ -58,6 +59,8 @@ export class Runner {
       const budget = await freeConnections(main.current());
       const workers = affordableWorkers(budget, wanted.workers, (message) => o.log.warn(message));
       const config = workers === wanted.workers ? wanted : { ...wanted, workers };
+      const ageWarning = snapshotAgeWarning(config);
+      if (ageWarning) o.log.warn(ageWarning);
       await passRawBytesFromSqlAscii(main.current());
       const table = await describeTable(main.current(), config.source);
       store = await createStateStore(config, main);

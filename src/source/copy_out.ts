@@ -121,6 +121,11 @@ export class CopyOutQuery {
     }
   }
 
+  /** The server has ended the COPY (completed or failed) and the connection is pg's again. */
+  get ended(): boolean {
+    return this.settled;
+  }
+
   /**
    * Stops taking rows: bytes still in flight are dropped. Resolves when the server has ended the
    * COPY (the caller has asked it to cancel) and the connection is pg's again.

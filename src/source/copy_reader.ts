@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { sendCancelRequest } from './cancel.js';
 import { CopyOutQuery, submitCopyOut, type CopyPayloadSink } from './copy_out.js';
 import { FailOnBadRow, type BadRowPolicy } from './bad_rows.js';
 import { CorruptRowError, RowBatchBuilder, type RowBatch } from './row_batch.js';
@@ -59,7 +60,19 @@ export async function* readWithCopy(client: pg.Client, selectSql: string, fetchS
   }
 }
 
+/** How long a COPY may take to end after a CancelRequest before a session is used to cancel it. */
+const CANCEL_REQUEST_WAIT_MS = 5000;
+
 async function cancelCopy(client: pg.Client, copy: CopyOutQuery): Promise<void> {
+  // Over already (its last rows were still unread): a cancel would only race the next statement.
+  if (copy.ended) return copy.discard();
+  // Reading resumes here: a backend blocked on a full socket does not act on a cancel until it can write again.
+  const discarded = copy.discard();
+  // First the protocol's CancelRequest, which takes no connection slot (a renewing read stops
+  // its COPY this way every source.maxSnapshotAge); a session of our own only if that did not work.
+  if (await sendCancelRequest(client).then(() => true, () => false)) {
+    if (await settlesWithin(discarded, CANCEL_REQUEST_WAIT_MS)) return;
+  }
   const pid = (client as unknown as { processID: number }).processID;
   // The session's own parameters, as pg resolved them: `ssl` there is what the session connected
   // with (tls.ts's settings after any sslmode=prefer fallback), so the canceller needs no second
@@ -79,7 +92,17 @@ async function cancelCopy(client: pg.Client, copy: CopyOutQuery): Promise<void> 
   }
   // 57014 query_canceled (or the COPY had just finished, or it ran to its end): either way the
   // connection is free.
-  await copy.discard();
+  await discarded;
+}
+
+async function settlesWithin(p: Promise<void>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
+  try {
+    return await Promise.race([p.then(() => true), late]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 export class CopyBinaryParser implements CopyPayloadSink {

@@ -69,6 +69,15 @@ export function rangeConditions(t: SourceTable, lo: Bound | null, hi: Bound | nu
   return where;
 }
 
+/**
+ * The rows strictly after row `b` in (timestamp, key) order: where a read that renewed its
+ * snapshot goes on. Used with rangeConditions({ ts: b.ts, key: null }, hi), whose plain
+ * timestamp bound serves an index.
+ */
+export function afterRow(t: SourceTable, b: Bound & { key: string }): string {
+  return `(${t.ts}, ${t.keyOrdered}) > (${tsLiteral(b)}, ${escapeLiteral(b.key)}::${t.keyType})`;
+}
+
 export function whereClause(conditions: string[]): string {
   return conditions.length ? `WHERE ${conditions.join(' AND ')}` : '';
 }

@@ -23,7 +23,15 @@ export interface ShardOutcome {
   exporters: ExporterShardResult[];
   /** The snapshot the shard was read in (pg_current_snapshot()), for the late-row catch-up. */
   snapshot?: string;
-  /** How long the shard's read transaction (and so its snapshot) stayed open, ms. Never stored. */
+  /**
+   * The read renewed its snapshot (source.maxSnapshotAge): from each `lo` on (the first row the
+   * renewed read returned) it read in `snapshot`; before the first, in `snapshot` above. See
+   * shardReadRanges.
+   */
+  renewals?: { lo: Bound; snapshot: string }[];
+  /** An unordered read passed source.maxSnapshotAge and the shard was read again, ordered. */
+  restartedOrdered?: true;
+  /** How long the shard's read transaction (and so its snapshot) stayed open, ms: the longest of its snapshots. */
   snapshotHeldMs?: number;
   /** Rows of the shard that went to the dead-letter file instead of the exporters. */
   badRows?: number;

@@ -136,7 +136,7 @@ export async function runDistributed(config: Config, o: RunOptions, report: RunR
       if (!d.work || working) return;
       const { runWorker } = await import('./worker.js');
       // Its exporter counts join this process's metrics; the rows done are counted once, above.
-      const own = runWorker(config, { log: o.log, concurrency: config.workers, idleExitMs: null, stop: workerStop, observer: o.observer });
+      const own = runWorker(config, { log: o.log, concurrency: config.workers, idleExitMs: null, stop: workerStop, observer: o.observer, pool: o.pool });
       own.catch((err: unknown) => (worker.failure = err));
       working = own;
     }

@@ -10,7 +10,8 @@ import type { Logger } from '../../util/log.js';
 import { createShardPool, destroyShardPool } from '../worker_pool.js';
 import { attemptShardOnPool } from '../shard_attempt.js';
 import { acksInShard } from '../../sinks/registry.js';
-import { StopControl } from '../stop.js';
+import { ShardPace, StopControl } from '../stop.js';
+import { orderedForAge, snapshotAgeWarning } from '../snapshot_age.js';
 import { checkDistributedConfig, openQueue } from './boss.js';
 import { ShardFence, StaleAttemptError } from './fence.js';
 import { jobsChannel, type ShardJobData } from './names.js';
@@ -30,6 +31,8 @@ export interface WorkerOptions {
   workerId?: string;
   /** This process's metrics: its shards' rows, bytes, requests and durations. */
   observer?: RunObserver;
+  /** A shard pool the caller started and ends (RunOptions.pool); by default the worker starts its own. */
+  pool?: Piscina;
 }
 
 export interface WorkerReport {
@@ -49,8 +52,12 @@ export async function runWorker(config: Config, o: WorkerOptions): Promise<Worke
   const settings = checkDistributedConfig(config);
   const stateTable = config.state.type === 'postgres' ? config.state.table : '';
   const report: WorkerReport = { workerId: o.workerId ?? `${os.hostname()}:${process.pid}`, shardsDone: 0, rows: 0, staleAttempts: 0 };
+  const ageWarning = snapshotAgeWarning(config);
+  if (ageWarning) o.log.warn(ageWarning);
+  // This process's shards so far: how long the next may take (see orderedForAge).
+  const pace = new ShardPace();
   const db = await SourceSession.open(config.source, 'worker');
-  const pool = createShardPool(config, o.concurrency, o.log);
+  const pool = o.pool ?? createShardPool(config, o.concurrency, o.log);
   let boss: PgBoss | null = null;
   let jobsWakeup: Wakeup | null = null;
   try {
@@ -66,7 +73,7 @@ export async function runWorker(config: Config, o: WorkerOptions): Promise<Worke
       if (!job) return;
       active++;
       try {
-        await exportJob(config, table, fence, pool, job, report, o);
+        await exportJob(config, table, fence, pool, job, report, o, pace);
       } catch (err) {
         o.log.warn({ jobId: job.id, shard: job.data.shardIndex, error: redact(errorMessage(err)) }, 'shard failed; the queue retries it');
         throw err;
@@ -101,13 +108,13 @@ export async function runWorker(config: Config, o: WorkerOptions): Promise<Worke
     // Running shards were told to stop by the StopControl; their jobs fail and are retried.
     await jobsWakeup?.close();
     await boss?.stop({ graceful: true, wait: true, close: true, timeout: 30_000 }).catch(() => {});
-    await destroyShardPool(pool).catch(() => {});
+    if (!o.pool) await destroyShardPool(pool).catch(() => {});
     await db.end();
   }
 }
 
 async function exportJob(
-  config: Config, table: SourceTable, fence: ShardFence, pool: Piscina, job: PgBoss.Job<ShardJobData>, report: WorkerReport, o: WorkerOptions,
+  config: Config, table: SourceTable, fence: ShardFence, pool: Piscina, job: PgBoss.Job<ShardJobData>, report: WorkerReport, o: WorkerOptions, pace: ShardPace,
 ): Promise<void> {
   const { runId, shardIndex } = job.data;
   const { current, shard, done } = await fence.jobShard(runId, shardIndex);
@@ -136,7 +143,7 @@ async function exportJob(
   const started = Date.now();
   try {
     // The task commits the shard itself, fenced on `attempt` (with its delete, when there is one).
-    outcome = await attemptShardOnPool(pool, { config, table, shard, runId, acks, attempt }, {
+    outcome = await attemptShardOnPool(pool, { config, table, shard, runId, acks, attempt, orderedForAge: orderedForAge(config, shard, pace.expectedMs(shard.estimatedRows)) }, {
       progress: () => {},
       delivery: (exporterId, event) => o.observer?.delivery(exporterId, event),
       ack: (exporterId, ack) => fence.saveAck(runId, shardIndex, attempt, exporterId, ack),
@@ -168,6 +175,7 @@ async function exportJob(
   }
   report.shardsDone++;
   report.rows += outcome.rows;
+  pace.record(outcome.rows, Date.now() - started);
   o.observer?.shardExported?.(outcome, (Date.now() - started) / 1000);
   o.log.info({ runId, shard: shardIndex, attempt, rows: outcome.rows }, 'shard done');
 }
