@@ -168,6 +168,8 @@ describe('Elasticsearch and OpenSearch _bulk', () => {
     expect(decideBulkError(withStatus(429, { 'retry-after': '5' }), explain)).toEqual({ kind: 'retry', reason: 'es: _bulk failed', retryAfterMs: 5000 });
     expect(decideBulkError(withStatus(401), explain).kind).toBe('fatal');
     expect(decideBulkError(Object.assign(new Error('x'), { name: 'ConnectionError' }), explain)).toEqual({ kind: 'retry', reason: 'es: _bulk failed' });
+    // A dropped connection's ConnectionError carries meta.statusCode 0 (Elasticsearch) or null (OpenSearch): retried.
+    for (const statusCode of [0, null]) expect(decideBulkError(Object.assign(new Error('other side closed'), { name: 'ConnectionError', meta: { statusCode, headers: {} } }), explain)).toEqual({ kind: 'retry', reason: 'es: _bulk failed' });
   });
   it('isRetryableRequestError and describeError', () => {
     expect(isRetryableRequestError({ meta: { statusCode: 503 } })).toBe(true);
