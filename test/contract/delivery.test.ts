@@ -3,12 +3,12 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { ExporterConfig } from '../../src/config/types.js';
 import { PermanentExportError } from '../../src/sinks/failures.js';
 import { acksInShard, createExporter, SINKS } from '../../src/sinks/registry.js';
+import { exportRows, failureOf } from '../helpers/in_process.js';
 import type { InShardAck, ShardDeliveryContext } from '../../src/sinks/delivery/types.js';
-import type { ExporterShardResult } from '../../src/sinks/types.js';
 import { tempDir } from '../helpers/cli.js';
 import { compareKeys } from '../helpers/delivery_check.js';
 import { exporterConfig } from '../helpers/exporter_config.js';
-import { batchesOf, kestraRows, shardOf, type TestRow } from '../helpers/rows.js';
+import { batchesOf, kestraRows, shardOf } from '../helpers/rows.js';
 import { CONTRACT_FIXTURES, NO_RETRY_AFTER, type ContractPlatform } from './platforms.js';
 
 /**
@@ -25,30 +25,6 @@ it('every document-shaped destination of the registry has a contract fixture', (
   expect(DOCUMENT_SINKS.filter((t) => CONTRACT_FIXTURES[t] === undefined)).toEqual([]);
   expect(DOCUMENT_SINKS.length).toBeGreaterThanOrEqual(11);
 });
-
-/** One shard through one exporter, the way a worker runs it; the exporter is closed either way. */
-async function exportShard(config: ExporterConfig, rows: TestRow[], context: ShardDeliveryContext | undefined): Promise<ExporterShardResult> {
-  const exporter = await createExporter(config);
-  try {
-    await exporter.check();
-    const writer = exporter.openShard(shardOf(rows), undefined, context);
-    try {
-      for (const batch of batchesOf(rows, 100)) await writer.write(batch);
-      return await writer.finish();
-    } catch (err) {
-      await writer.abort();
-      throw err;
-    }
-  } finally {
-    await exporter.close();
-  }
-}
-
-function failureOf(p: Promise<unknown>): Promise<Error> {
-  return p.then(() => {
-    throw new Error('expected the export to fail');
-  }, (err: unknown) => err as Error);
-}
 
 describe.each(DOCUMENT_SINKS)('%s: the delivery contract', (type) => {
   let platform: ContractPlatform;
@@ -72,7 +48,7 @@ describe.each(DOCUMENT_SINKS)('%s: the delivery contract', (type) => {
   it('delivers every row exactly once, and reports the rows', async () => {
     const options = await platform.options();
     const c = config(options);
-    const result = await exportShard(c, rows, runContext(c));
+    const result = await exportRows(c, rows, runContext(c));
     expect(result).toMatchObject({ exporterId: 'c', rows: rows.length, deadLettered: 0 });
     expect(compareKeys(rows.map((r) => r.key), await platform.keys(options))).toEqual({ missing: [], unexpected: [], duplicates: 0 });
   });
@@ -81,7 +57,7 @@ describe.each(DOCUMENT_SINKS)('%s: the delivery contract', (type) => {
     const options = await platform.options();
     const c = config(options);
     platform.injectFaults();
-    const result = await exportShard(c, rows, runContext(c));
+    const result = await exportRows(c, rows, runContext(c));
     platform.server.assertFaultsDelivered();
     expect(result.rows).toBe(rows.length);
     expect(compareKeys(rows.map((r) => r.key), await platform.keys(options))).toEqual({ missing: [], unexpected: [], duplicates: 0 });
@@ -92,7 +68,7 @@ describe.each(DOCUMENT_SINKS)('%s: the delivery contract', (type) => {
     const c = config(options, { concurrency: 1 });
     const before = dataRequests().length;
     platform.server.failNext([platform.throttle!(0.4)], (r) => platform.isData(r));
-    await exportShard(c, rows.slice(0, 120), runContext(c));
+    await exportRows(c, rows.slice(0, 120), runContext(c));
     const [throttled, resent] = dataRequests().slice(before);
     // The resend is the next data request (one in flight); maxBackoff is 5 ms, so only Retry-After explains the wait.
     expect(resent!.at - throttled!.at).toBeGreaterThanOrEqual(400);
@@ -103,7 +79,7 @@ describe.each(DOCUMENT_SINKS)('%s: the delivery contract', (type) => {
     const options = await platform.options();
     const wrong = platform.wrongCredential(options);
     const before = platform.server.requests.length;
-    const failure = await failureOf(exportShard(config(wrong.options, { concurrency: 1, maxAttempts: 6 }), rows, undefined));
+    const failure = await failureOf(exportRows(config(wrong.options, { concurrency: 1, maxAttempts: 6 }), rows, undefined));
     expect(failure).toBeInstanceOf(PermanentExportError);
     expect(failure.message).toMatch(wrong.message);
     expect(failure.message).not.toContain('\n');
@@ -115,7 +91,7 @@ describe.each(DOCUMENT_SINKS)('%s: the delivery contract', (type) => {
 
   it('an unreachable host is retried maxAttempts times, then fails naming the exporter (not permanently: a rerun may pass)', async () => {
     const options = platform.unreachable(await platform.options());
-    const failure = await failureOf(exportShard(config(options, { maxAttempts: 3 }), rows.slice(0, 10), undefined));
+    const failure = await failureOf(exportRows(config(options, { maxAttempts: 3 }), rows.slice(0, 10), undefined));
     expect(failure).not.toBeInstanceOf(PermanentExportError);
     expect(failure.message.startsWith(`${type} exporter 'c' (`)).toBe(true);
     expect(failure.message).toMatch(/ECONNREFUSED/);
@@ -144,7 +120,7 @@ describe.each(DOCUMENT_SINKS)('%s: the delivery contract', (type) => {
     expect(dataRequests().length - before).toBeLessThan(rows.length / chunk);
 
     const resume = acks.at(-1);
-    const result = await exportShard(c, rows, context ? { resume, acknowledge: async () => {} } : undefined);
+    const result = await exportRows(c, rows, context ? { resume, acknowledge: async () => {} } : undefined);
     expect(result.rows).toBe(rows.length);
     const seen = compareKeys(rows.map((r) => r.key), await platform.keys(options));
     expect({ missing: seen.missing, unexpected: seen.unexpected }).toEqual({ missing: [], unexpected: [] });
