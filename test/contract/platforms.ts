@@ -10,7 +10,7 @@ import { LokiServer } from '../helpers/platforms/loki_server.js';
 import { NewRelicLogApi, newRelicError } from '../helpers/platforms/newrelic_server.js';
 import { OtlpServer } from '../helpers/platforms/otlp_server.js';
 import { SplunkServer } from '../helpers/platforms/splunk_server.js';
-import { trustInThisProcess } from './trust.js';
+import { trustInThisProcess } from '../helpers/trust.js';
 
 /** A host where nothing listens (below the ephemeral ports, and not on fetch's list of bad ports). */
 export const NOWHERE = '127.0.0.1:2';
