@@ -150,6 +150,20 @@ describe('loki exporter', () => {
     }
   });
 
+  it('a push Loki partly refuses is halved down to the refused entries; the accepted part it receives again is dropped as identical', async () => {
+    const server = await new LokiServer({ bearerToken: TOKEN, tenantId: 'team-a' }).start();
+    try {
+      const rows = kestraRows(1500);
+      const victims = new Set(rows.filter((_, i) => i % 97 === 0).map((r) => r.key));
+      server.refuseOnce = (key) => victims.has(key);
+      await exportRows(inProcess(server).config, rows);
+      expectRowsOnce(server, rows);
+      expect(server.droppedDuplicates).toBeGreaterThan(0);
+    } finally {
+      await server.stop();
+    }
+  });
+
   it('dead-letters a line over maxLineSize, and counts it', async () => {
     const server = await new LokiServer({ bearerToken: TOKEN, tenantId: 'team-a' }).start();
     try {
