@@ -1,216 +1,102 @@
-import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type pg from 'pg';
 import YAML from 'yaml';
 import { ConfigError } from '../src/config/errors.js';
 import { loadConfigText } from '../src/config/load.js';
 import { seedKestraLogs } from '../src/demo/seed.js';
-import { runCli, startCli, tempDir, writeConfig } from './helpers/cli.js';
+import { runCli, tempDir } from './helpers/cli.js';
 import { freshDatabase, isoAgo } from './helpers/db.js';
 import { compareKeys } from './helpers/delivery_check.js';
-import { DatadogIntake, datadogError } from './helpers/platforms/datadog_server.js';
-import { killWhen } from './helpers/wait.js';
+import { exporterConfig } from './helpers/exporter_config.js';
+import { deadLetterRecords, exportRows } from './helpers/in_process.js';
+import { DatadogIntake } from './helpers/platforms/datadog_server.js';
+import { kestraRows, type TestRow } from './helpers/rows.js';
+
+/**
+ * Datadog's wire format and limits, in process against the intake fake. The delivery contract
+ * (faults, Retry-After, a wrong key, an unreachable host, a crash) is test/contract's; exit codes,
+ * the offset and kill -9 are test/delivery_e2e.test.ts's.
+ */
 
 const API_KEY = 'dd-api-key-0123456789abcdef';
 const env = { DD_KEY: API_KEY, AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' };
 
-let url: string;
-let client: pg.Client;
-/** key -> source document, what Datadog must end up holding. */
-let source: Map<string, Record<string, unknown>>;
-let sourceTs: Map<string, string>;
-
+let intake: DatadogIntake;
 beforeAll(async () => {
-  ({ url, client } = await freshDatabase('datadog'));
-  await seedKestraLogs(client, { rows: 3000, start: isoAgo(3 * 3600), spanSeconds: 2 * 3600 });
-  const r = await client.query<{ key: string; v: Record<string, unknown>; ts: string }>(
-    `SELECT key, value AS v, to_char(timestamp AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS ts FROM logs`);
-  source = new Map(r.rows.map((x) => [x.key, x.v]));
-  sourceTs = new Map(r.rows.map((x) => [x.key, x.ts]));
+  intake = await new DatadogIntake(API_KEY).start();
 });
-afterAll(() => client.end());
+afterAll(() => intake.stop());
 
-let n = 0;
-function config(intake: DatadogIntake, extra: Record<string, unknown> = {}, top: Record<string, unknown> = {}) {
-  const dir = tempDir('dd');
-  const file = writeConfig(dir, {
-    source: { url }, lookbackPeriod: 'P1D', workers: 2, rowsPerShard: 1000, offsetKey: `dd-${++n}`, shardAttempts: 1, ...top,
-    logExporters: [{
-      id: 'dd', type: 'datadog', basePath: intake.url, apiKey: "{{ secret('DD_KEY') }}", chunk: 100, concurrency: 2,
-      minBackoff: 'PT0.001S', maxBackoff: 'PT0.01S', deadLetter: path.join(dir, 'dead'), ...extra,
-    }],
-  });
-  return { dir, file };
-}
-
-async function withIntake(body: (intake: DatadogIntake) => Promise<void>): Promise<void> {
-  const intake = await new DatadogIntake(API_KEY).start();
-  try {
-    await body(intake);
-  } finally {
-    await intake.stop();
-  }
-}
-
-const escapeRe = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-
-function expectEveryRowOnce(intake: DatadogIntake): void {
-  const c = compareKeys(source.keys(), intake.keys());
-  expect({ missing: c.missing.length, unexpected: c.unexpected.length, duplicates: c.duplicates }).toEqual({ missing: 0, unexpected: 0, duplicates: 0 });
+function config(extra: Record<string, unknown> = {}) {
+  intake.logs.length = 0;
+  intake.requests.length = 0;
+  intake.refuses = () => false;
+  const deadLetter = path.join(tempDir('dd'), 'dead');
+  return { deadLetter, config: exporterConfig({ id: 'dd', type: 'datadog', basePath: intake.url, apiKey: API_KEY, chunk: 100, concurrency: 2, minBackoff: 'PT0.001S', maxBackoff: 'PT0.01S', deadLetter, ...extra }) };
 }
 
 describe('datadog exporter', () => {
   it('delivers every row once as a Datadog log: message, status, exact timestamp, service, Kestra attributes, row key', async () => {
-    await withIntake(async (intake) => {
-      const { file } = config(intake, { ddtags: ['env:test', 'team:data'] });
-      const r = await runCli(['run', '--config', file], { env });
-      expect(r.stderr).not.toContain(API_KEY);
-      expect(r.code).toBe(0);
-      expectEveryRowOnce(intake);
-      const status: Record<string, string> = { TRACE: 'debug', DEBUG: 'debug', INFO: 'info', WARN: 'warning', ERROR: 'error' };
-      for (const log of intake.logs) {
-        const key = log.logship_key as string;
-        const doc = source.get(key)!;
-        expect(log.message).toBe(doc.message);
-        expect(log.status).toBe(status[doc.level as string]);
-        expect(log.timestamp).toBe(sourceTs.get(key));
-        expect(log.service).toBe(doc.namespace);
-        expect(log.ddsource).toBe('kestra');
-        expect(log.ddtags).toBe('env:test,team:data');
-        for (const f of ['tenantId', 'namespace', 'flowId', 'taskId', 'executionId', 'taskRunId', 'attemptNumber', 'triggerId', 'thread', 'executionKind', 'level']) expect(log[f]).toEqual(doc[f]);
-      }
-      const posts = intake.requests;
-      expect(posts.every((p) => p.headers['content-encoding'] === 'gzip' && p.headers['content-type'] === 'application/json')).toBe(true);
-      expect(intake.maxRequestLogs).toBe(100);
-      expect(intake.oversizeLogs).toBe(0);
-    });
+    const rows = kestraRows(1500);
+    const { config: c } = config({ ddtags: ['env:test', 'team:data'] });
+    expect((await exportRows(c, rows)).rows).toBe(1500);
+    expect(compareKeys(rows.map((r) => r.key), intake.keys())).toEqual({ missing: [], unexpected: [], duplicates: 0 });
+    const status: Record<string, string> = { TRACE: 'debug', DEBUG: 'debug', INFO: 'info', WARN: 'warning', ERROR: 'error' };
+    const byKey = new Map(rows.map((r) => [r.key, r.doc]));
+    for (const log of intake.logs) {
+      const doc = byKey.get(log.logship_key as string)!;
+      expect(log.message).toBe(doc.message);
+      expect(log.status).toBe(status[doc.level as string]);
+      expect(log.timestamp).toBe(doc.timestamp);
+      expect(log.service).toBe(doc.namespace);
+      expect(log.ddsource).toBe('kestra');
+      expect(log.ddtags).toBe('env:test,team:data');
+      for (const f of ['tenantId', 'namespace', 'flowId', 'taskId', 'executionId', 'taskRunId', 'attemptNumber', 'triggerId', 'thread', 'executionKind', 'level']) expect(log[f]).toEqual(doc[f]);
+    }
+    expect(intake.requests.every((p) => p.headers['content-encoding'] === 'gzip' && p.headers['content-type'] === 'application/json')).toBe(true);
+    expect(intake.maxRequestLogs).toBe(100);
+    expect(intake.oversizeLogs).toBe(0);
   });
 
-  it('loses nothing to a 429 with Retry-After, 500, 503, a reset connection and a 413, and waits as long as Retry-After asks', async () => {
-    await withIntake(async (intake) => {
-      intake.failNext([
-        { status: 429, headers: { 'retry-after': '1' }, body: datadogError(429, 'Too Many Requests', 'rate limited').body },
-        datadogError(500, 'Internal Server Error', 'try again'),
-        { reset: true },
-        datadogError(503, 'Service Unavailable', 'try again'),
-        datadogError(413, 'Payload Too Large', 'batch is above 5MB uncompressed'),
-      ]);
-      const { file } = config(intake);
-      const r = await runCli(['run', '--config', file], { env });
-      expect(r.code).toBe(0);
-      intake.assertFaultsDelivered();
-      expectEveryRowOnce(intake);
-      // The throttled request is resent (same body) no sooner than Retry-After said.
-      const [throttled] = intake.requests;
-      const resent = intake.requests.find((q) => q !== throttled && q.body.equals(throttled!.body));
-      expect(resent).toBeDefined();
-      expect(resent!.at - throttled!.at).toBeGreaterThanOrEqual(1000);
-    });
+  it('narrows a 400 down to the one log Datadog refuses and dead-letters it with the status and reason', async () => {
+    const rows = kestraRows(1500);
+    const victim = rows[1234]!;
+    const { config: c, deadLetter } = config();
+    intake.refuses = (log) => log.logship_key === victim.key;
+    const result = await exportRows(c, rows);
+    expect(result).toMatchObject({ rows: 1499, deadLettered: 1 });
+    const seen = compareKeys(rows.map((r) => r.key), intake.keys());
+    expect(seen.missing).toEqual([victim.key]);
+    expect(seen.duplicates).toBe(0);
+    const records = deadLetterRecords(deadLetter);
+    expect(records).toHaveLength(1);
+    expect(records[0]).toMatchObject({ exporter: 'dd', key: victim.key, timestamp: victim.doc.timestamp, status: 400, reason: 'HTTP 400: Bad Request: log rejected by intake' });
+    expect((records[0]!.document as Record<string, unknown>).logship_key).toBe(victim.key);
   });
 
-  it('narrows a 400 down to the one log Datadog refuses, dead-letters it and exits 3 (0 with allowDeadLetter)', async () => {
-    await withIntake(async (intake) => {
-      const victim = [...source.keys()][1234]!;
-      intake.refuses = (log) => log.logship_key === victim;
-      const { dir, file } = config(intake);
-      const r = await runCli(['run', '--config', file, '--report', path.join(dir, 'r.json')], { env });
-      expect(r.code).toBe(3);
-      expect(r.stderr).toMatch(/logship: documents were dead-lettered: 1 by 'dd' \(see .*dead\); set allowDeadLetter: true to accept that\n$/);
-      const c = compareKeys(source.keys(), intake.keys());
-      expect(c.missing).toEqual([victim]);
-      expect(c.duplicates).toBe(0);
-      const files = fs.readdirSync(path.join(dir, 'dead'));
-      expect(files).toHaveLength(1);
-      const records = fs.readFileSync(path.join(dir, 'dead', files[0]!), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
-      expect(records).toHaveLength(1);
-      expect(records[0]).toMatchObject({ exporter: 'dd', key: victim, timestamp: sourceTs.get(victim), status: 400, reason: 'HTTP 400: Bad Request: log rejected by intake' });
-      expect(records[0].document.logship_key).toBe(victim);
-      expect(JSON.parse(fs.readFileSync(path.join(dir, 'r.json'), 'utf8')).exporters.dd.deadLettered).toBe(1);
-
-      intake.logs.length = 0;
-      const allowed = config(intake, { allowDeadLetter: true });
-      expect((await runCli(['run', '--config', allowed.file], { env })).code).toBe(0);
-    });
-  });
-
-  it('after a kill -9 mid-run, a rerun leaves 0 missing and at most workers × concurrency × chunk duplicates', async () => {
-    await withIntake(async (intake) => {
-      const { file } = config(intake, { chunk: 50, concurrency: 2 }, { source: { url, fetchSize: 50 } });
-      await killWhen(startCli(['run', '--config', file], { env: { ...env, LOGSHIP_TEST_BATCH_DELAY_MS: '30' } }), 'a third of the rows delivered', () => intake.logs.length >= 1000);
-      expect(intake.logs.length).toBeLessThan(source.size);
-      const rerun = await runCli(['run', '--config', file], { env });
-      expect(rerun.code).toBe(0);
-      expect(rerun.stdout).toContain('(resumed)');
-      const c = compareKeys(source.keys(), intake.keys());
-      expect(c.missing).toHaveLength(0);
-      expect(c.unexpected).toHaveLength(0);
-      console.log(`datadog kill -9: ${c.duplicates} duplicates (bound 2 × 2 × 50 = 200)`);
-      expect(c.duplicates).toBeLessThanOrEqual(2 * 2 * 50);
-    });
-  });
-
-  it('a wrong API key is one line naming the exporter, exit 1, no secret, and the offset does not move', async () => {
-    await withIntake(async (intake) => {
-      const { file } = config(intake);
-      const r = await runCli(['run', '--config', file], { env: { ...env, DD_KEY: 'wrong-key-5555' } });
-      expect(r.code).toBe(1);
-      expect(r.stderr.trim().split('\n').at(-1)).toMatch(new RegExp(`^logship: shard \\d+ \\([^)]+\\): datadog exporter 'dd' \\(${escapeRe(intake.url)}\\): HTTP 403: Forbidden: API key is invalid \\(check apiKey: Datadog refused the API key\\); the offset stays at the last fully exported shard and a rerun resumes from there$`));
-      expect(r.stderr).not.toContain('wrong-key-5555');
-      expect(intake.logs).toHaveLength(0);
-      const state = await runCli(['state', '--config', file, '--json'], { env });
-      const stored = JSON.parse(state.stdout) as { offset: unknown; unfinishedRun: { done: number[] } | null };
-      expect(stored.offset).toBeNull();
-      expect(stored.unfinishedRun?.done ?? []).toEqual([]);
-    });
-  });
-
-  it('retries an unreachable host, then fails naming the exporter (exit 1)', async () => {
-    const intake = await new DatadogIntake(API_KEY).start();
-    await intake.stop(); // nothing listens on its port any more
-    const { file } = config(intake, { maxAttempts: 3 }, { workers: 1 });
-    const r = await runCli(['run', '--config', file], { env });
-    expect(r.code).toBe(1);
-    expect(r.stderr.trim().split('\n').at(-1)).toMatch(new RegExp(`^logship: shard \\d+ \\([^)]+\\): datadog exporter 'dd' \\(${escapeRe(intake.url)}\\): ECONNREFUSED; gave up after 3 attempts; the offset stays`));
-  });
-});
-
-describe('datadog exporter: oversize logs', () => {
-  let big: { url: string; client: pg.Client };
-  beforeAll(async () => {
-    big = await freshDatabase('datadog_big');
-    await seedKestraLogs(big.client, { rows: 20, start: isoAgo(3600), spanSeconds: 60 });
-    await big.client.query(`UPDATE logs SET value = jsonb_set(value, '{message}', to_jsonb(repeat('é', 700000))) WHERE key = (SELECT min(key) FROM logs)`);
-    await big.client.query(`UPDATE logs SET value = jsonb_set(value, '{thread}', to_jsonb(repeat('t', 1100000))) WHERE key = (SELECT max(key) FROM logs)`);
-  });
-  afterAll(() => big.client.end());
-
-  it('truncates a message over 1 MB as Datadog would (marked), dead-letters a log whose attributes alone pass 1 MB, exit 3', async () => {
-    await withIntake(async (intake) => {
-      const dir = tempDir('dd-big');
-      const file = writeConfig(dir, {
-        source: { url: big.url }, lookbackPeriod: 'P1D', workers: 1, offsetKey: 'dd-big',
-        logExporters: [{ id: 'dd', type: 'io.kestra.plugin.ee.datadog.LogExporter', basePath: intake.url, apiKey: "{{ secret('DD_KEY') }}", deadLetter: path.join(dir, 'dead') }],
-      });
-      const r = await runCli(['run', '--config', file], { env });
-      expect(r.code).toBe(3);
-      const keys = (await big.client.query<{ key: string }>('SELECT key FROM logs ORDER BY key')).rows.map((x) => x.key);
-      expect(intake.logs).toHaveLength(19);
-      expect(intake.oversizeLogs).toBe(0);
-      const cut = intake.logs.find((l) => l.logship_key === keys[0])!;
-      expect(cut.logship_truncated).toBe(true);
-      expect((cut.message as string).length).toBeGreaterThan(400_000);
-      expect('é'.repeat((cut.message as string).length)).toBe(cut.message);
-      const records = fs.readFileSync(path.join(dir, 'dead', fs.readdirSync(path.join(dir, 'dead'))[0]!), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
-      expect(records.map((x) => x.key)).toEqual([keys.at(-1)]);
-      expect(records[0].reason).toMatch(/^log is \d+ bytes even with an empty message; Datadog accepts at most 1000000 bytes per log$/);
-    });
+  it('truncates a message over 1 MB as Datadog would (marked), dead-letters a log whose attributes alone pass 1 MB', async () => {
+    const rows: TestRow[] = kestraRows(20);
+    rows[0]!.doc.message = 'é'.repeat(700_000);
+    rows[19]!.doc.thread = 't'.repeat(1_100_000);
+    const { config: c, deadLetter } = config({ type: 'io.kestra.plugin.ee.datadog.LogExporter', chunk: 1000 }); // Kestra's type name
+    expect(await exportRows(c, rows)).toMatchObject({ rows: 19, deadLettered: 1 });
+    expect(intake.logs).toHaveLength(19);
+    expect(intake.oversizeLogs).toBe(0);
+    const cut = intake.logs.find((l) => l.logship_key === rows[0]!.key)!;
+    expect(cut.logship_truncated).toBe(true);
+    expect((cut.message as string).length).toBeGreaterThan(400_000);
+    expect('é'.repeat((cut.message as string).length)).toBe(cut.message);
+    const records = deadLetterRecords(deadLetter);
+    expect(records.map((x) => x.key)).toEqual([rows[19]!.key]);
+    expect(records[0]!.reason).toMatch(/^log is \d+ bytes even with an empty message; Datadog accepts at most 1000000 bytes per log$/);
   });
 });
 
 describe('datadog exporter: the Kestra documentation flow', () => {
   it('plans 02-datadog.yaml as written, its secrets from the environment, and prints no secret', async () => {
-    await withIntake(async (intake) => {
+    const { url, client } = await freshDatabase('datadog_plan');
+    await seedKestraLogs(client, { rows: 50, start: isoAgo(3600), spanSeconds: 600 });
+    try {
       const flow = path.resolve('fixtures/kestra-flows/docs-examples/02-datadog.yaml');
       const flowEnv = { ...env, LOGSHIP_SOURCE_URL: url, DATADOG_INSTANCE_URL: intake.url, DATADOG_APIK_KEY: API_KEY };
       const plan = await runCli(['plan', '--config', flow], { env: flowEnv });
@@ -218,7 +104,9 @@ describe('datadog exporter: the Kestra documentation flow', () => {
       expect(plan.stdout).toContain('***/api/v2/logs'); // basePath is a secret in this flow
       expect(plan.stdout).not.toContain(intake.url);
       // Only the plan: running the flow as written (every INFO+ row once) is test/kestra_examples.test.ts's '02 Datadog'.
-    });
+    } finally {
+      await client.end();
+    }
   });
 });
 

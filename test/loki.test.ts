@@ -6,11 +6,12 @@ import YAML from 'yaml';
 import { ConfigError } from '../src/config/errors.js';
 import { loadConfigText } from '../src/config/load.js';
 import { seedKestraLogs } from '../src/demo/seed.js';
-import { tsToMicros } from '../src/plan/keyset.js';
+import { exporterConfig } from './helpers/exporter_config.js';
+import { deadLetterRecords, exportRows } from './helpers/in_process.js';
+import { kestraRows, type TestRow } from './helpers/rows.js';
 import { freshDatabase, isoAgo } from './helpers/db.js';
-import { runCli, startCli, tempDir, writeConfig } from './helpers/cli.js';
+import { runCli, tempDir, writeConfig } from './helpers/cli.js';
 import { compareKeys } from './helpers/delivery_check.js';
-import { killWhen } from './helpers/wait.js';
 import { LokiServer } from './helpers/platforms/loki_server.js';
 
 let url: string;
@@ -52,37 +53,7 @@ function expectExactlyOnce(server: LokiServer): void {
   expect({ missing: c.missing.length, unexpected: c.unexpected.length, duplicates: c.duplicates }).toEqual({ missing: 0, unexpected: 0, duplicates: 0 });
 }
 
-async function offsetOf(file: string): Promise<unknown> {
-  const r = await runCli(['state', '--config', file, '--json'], { env });
-  expect(r.code).toBe(0);
-  return (JSON.parse(r.stdout) as { offset: unknown }).offset;
-}
-
-describe('loki exporter', () => {
-  it('pushes every row once as snappy protobuf: labels job/namespace/level, exact timestamps, the document with its key as the line, other fields as structured metadata', async () => {
-    const server = await new LokiServer({ bearerToken: TOKEN, tenantId: 'team-a' }).start();
-    try {
-      const { file } = config(server);
-      const r = await runCli(['run', '--config', file], { env });
-      expect(r.stderr).not.toContain(TOKEN);
-      expect(r.code).toBe(0);
-      expectExactlyOnce(server);
-      expect(pushes(server).every((q) => q.headers['content-type'] === 'application/x-protobuf' && q.headers.authorization === `Bearer ${TOKEN}`)).toBe(true);
-      for (const { stream, entry } of server.entries()) {
-        const key = entry.metadata.logship_key!;
-        const doc = JSON.parse(source.get(key)!) as Record<string, unknown>;
-        expect(stream).toBe(`{job="kestra", level=${JSON.stringify(doc.level)}, namespace=${JSON.stringify(doc.namespace)}}`);
-        expect(entry.ns).toBe(`${tsToMicros(doc.timestamp as string)}000`);
-        expect(JSON.parse(entry.line)).toEqual({ logship_key: key, ...doc });
-        expect(entry.metadata).toMatchObject({ executionId: doc.executionId, taskRunId: doc.taskRunId, flowId: doc.flowId, thread: doc.thread, attemptNumber: String(doc.attemptNumber) });
-        expect(entry.metadata).not.toHaveProperty('namespace');
-        expect(entry.metadata).not.toHaveProperty('level');
-      }
-    } finally {
-      await server.stop();
-    }
-  });
-
+describe('loki exporter: shards side by side (the run\'s bounded lead)', () => {
   it('a three-day backfill on two workers, shards running side by side, loses nothing to the out-of-order window', async () => {
     // A one-day window over twelve-hour shards: two shards run at once, as far apart as Loki allows.
     const server = await new LokiServer({ bearerToken: TOKEN, tenantId: 'team-a', outOfOrderWindowMs: 86_400_000 }).start();
@@ -96,6 +67,7 @@ describe('loki exporter', () => {
       await server.stop();
     }
   });
+
 
   it('the window is what protects it: told Loki allows 30 days, two workers push entries Loki refuses as too far behind', async () => {
     const server = await new LokiServer({ bearerToken: TOKEN, tenantId: 'team-a', outOfOrderWindowMs: 3_600_000 }).start();
@@ -115,16 +87,60 @@ describe('loki exporter', () => {
     }
   });
 
+});
+
+/** One exporter config against `server`, in process (the rows come from kestraRows, not the database). */
+function inProcess(server: LokiServer, extra: Record<string, unknown> = {}) {
+  const deadLetter = path.join(tempDir('loki'), 'dead');
+  return {
+    deadLetter,
+    config: exporterConfig({
+      id: 'loki', type: 'io.kestra.plugin.ee.loki.LogExporter', url: server.url, tenantId: 'team-a', bearerToken: TOKEN,
+      chunk: 200, concurrency: 3, deadLetter, minBackoff: 'PT0.01S', maxBackoff: 'PT0.05S', ...extra,
+    }),
+  };
+}
+
+function expectRowsOnce(server: LokiServer, rows: TestRow[], except: string[] = []): void {
+  const c = compareKeys(rows.map((r) => r.key).filter((k) => !except.includes(k)), keysOf(server));
+  expect({ missing: c.missing.length, unexpected: c.unexpected.length, duplicates: c.duplicates }).toEqual({ missing: 0, unexpected: 0, duplicates: 0 });
+}
+
+describe('loki exporter', () => {
+  it('pushes every row once as snappy protobuf: labels job/namespace/level, exact timestamps, the document with its key as the line, other fields as structured metadata', async () => {
+    const server = await new LokiServer({ bearerToken: TOKEN, tenantId: 'team-a' }).start();
+    try {
+      const rows = kestraRows(1500);
+      await exportRows(inProcess(server).config, rows);
+      expectRowsOnce(server, rows);
+      expect(pushes(server).every((q) => q.headers['content-type'] === 'application/x-protobuf' && q.headers.authorization === `Bearer ${TOKEN}` && q.headers['x-scope-orgid'] === 'team-a')).toBe(true);
+      const byKey = new Map(rows.map((r) => [r.key, r]));
+      for (const { stream, entry } of server.entries()) {
+        const key = entry.metadata.logship_key!;
+        const { doc, tsMicros } = byKey.get(key)!;
+        expect(stream).toBe(`{job="kestra", level=${JSON.stringify(doc.level)}, namespace=${JSON.stringify(doc.namespace)}}`);
+        expect(entry.ns).toBe(`${tsMicros}000`);
+        expect(JSON.parse(entry.line)).toEqual({ logship_key: key, ...doc });
+        expect(entry.metadata).toMatchObject({ executionId: doc.executionId, taskRunId: doc.taskRunId, flowId: doc.flowId, thread: doc.thread, attemptNumber: String(doc.attemptNumber) });
+        expect(entry.metadata).not.toHaveProperty('namespace');
+        expect(entry.metadata).not.toHaveProperty('level');
+      }
+    } finally {
+      await server.stop();
+    }
+  });
+
   it('pushes JSON (gzip) with the message as the line when asked, with basic auth', async () => {
     const server = await new LokiServer({ username: '123456', password: TOKEN }).start();
     try {
-      const { file } = config(server, { protocol: 'json', lineFormat: 'message', tenantId: null, bearerToken: null, basicAuth: { username: '123456', password: "{{ secret('LOKI_TOKEN') }}" }, labels: { job: 'kestra', app: 'logship', ns: '{namespace}' } });
-      const r = await runCli(['run', '--config', file], { env });
-      expect(r.code).toBe(0);
-      expectExactlyOnce(server);
+      const rows = kestraRows(1500);
+      const { config: c } = inProcess(server, { protocol: 'json', lineFormat: 'message', tenantId: null, bearerToken: null, basicAuth: { username: '123456', password: TOKEN }, labels: { job: 'kestra', app: 'logship', ns: '{namespace}' } });
+      await exportRows(c, rows);
+      expectRowsOnce(server, rows);
       expect(pushes(server).every((q) => q.headers['content-type'] === 'application/json' && q.headers['content-encoding'] === 'gzip')).toBe(true);
+      const byKey = new Map(rows.map((r) => [r.key, r.doc]));
       for (const { stream, entry } of server.entries().slice(0, 500)) {
-        const doc = JSON.parse(source.get(entry.metadata.logship_key!)!) as Record<string, unknown>;
+        const doc = byKey.get(entry.metadata.logship_key!)!;
         expect(stream).toBe(`{app="logship", job="kestra", ns=${JSON.stringify(doc.namespace)}}`);
         expect(entry.line).toBe(doc.message);
         expect(entry.metadata.level).toBe(doc.level);
@@ -134,102 +150,35 @@ describe('loki exporter', () => {
     }
   });
 
-  it('retries 429 with Retry-After, a 500, a reset and a partial refusal, and loses nothing', async () => {
+  it('a push Loki partly refuses is halved down to the refused entries; the accepted part it receives again is dropped as identical', async () => {
     const server = await new LokiServer({ bearerToken: TOKEN, tenantId: 'team-a' }).start();
-    const victims = new Set([...source.keys()].filter((_, i) => i % 97 === 0));
-    server.refuseOnce = (key) => victims.has(key);
-    server.failNext([
-      { status: 429, headers: { 'retry-after': '0' }, body: 'Ingestion rate limit exceeded for user team-a (limit: 4194304 bytes/sec) while attempting to ingest \'200\' lines totaling \'40000\' bytes, reduce log volume or contact your Loki administrator to see if the limit can be increased\n' },
-      { status: 500, body: 'rpc error: code = Unavailable desc = transport is closing\n' },
-      { reset: true },
-    ], (q) => q.path === '/loki/api/v1/push' && q.body.length > 100);
     try {
-      const { file } = config(server);
-      const r = await runCli(['run', '--config', file], { env });
-      expect(r.code).toBe(0);
-      server.assertFaultsDelivered();
-      expectExactlyOnce(server);
-      // The accepted part of a partly refused push was resent and dropped by Loki as identical.
+      const rows = kestraRows(1500);
+      const victims = new Set(rows.filter((_, i) => i % 97 === 0).map((r) => r.key));
+      server.refuseOnce = (key) => victims.has(key);
+      await exportRows(inProcess(server).config, rows);
+      expectRowsOnce(server, rows);
       expect(server.droppedDuplicates).toBeGreaterThan(0);
     } finally {
       await server.stop();
     }
   });
 
-  it('dead-letters a line over maxLineSize, counts it and exits 3', async () => {
+  it('dead-letters a line over maxLineSize, and counts it', async () => {
     const server = await new LokiServer({ bearerToken: TOKEN, tenantId: 'team-a' }).start();
-    const victim = [...source.keys()][777]!;
     try {
-      await client.query("UPDATE logs SET value = jsonb_set(value, '{message}', to_jsonb(repeat('x', 3000))) WHERE key = $1", [victim]);
-      const { dir, file } = config(server, { maxLineSize: '2KiB' });
-      const r = await runCli(['run', '--config', file, '--report', path.join(dir, 'report.json')], { env });
-      expect(r.code).toBe(3);
-      expect(r.stderr).toMatch(/documents were dead-lettered: 1 by 'loki'/);
-      const c = compareKeys(source.keys(), keysOf(server));
-      expect(c.missing).toEqual([victim]);
-      const files = fs.readdirSync(path.join(dir, 'dead'));
-      const dead = files.flatMap((f) => fs.readFileSync(path.join(dir, 'dead', f), 'utf8').trim().split('\n')).filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+      const rows: TestRow[] = kestraRows(1500);
+      const victim = rows[777]!.key;
+      rows[777]!.doc.message = 'x'.repeat(3000);
+      const { config: c, deadLetter } = inProcess(server, { maxLineSize: '2KiB' });
+      expect(await exportRows(c, rows)).toMatchObject({ rows: 1499, deadLettered: 1 });
+      expectRowsOnce(server, rows, [victim]);
+      const dead = deadLetterRecords(deadLetter);
       expect(dead).toHaveLength(1);
       expect(dead[0]).toMatchObject({ exporter: 'loki', key: victim, reason: expect.stringMatching(/^line of \d+ bytes is over Loki's max_line_size \(2048 bytes\)$/) });
-      expect(JSON.parse(fs.readFileSync(path.join(dir, 'report.json'), 'utf8')).exporters.loki.deadLettered).toBe(1);
-    } finally {
-      await client.query("UPDATE logs SET value = $2::jsonb WHERE key = $1", [victim, source.get(victim)]);
-      await server.stop();
-    }
-  });
-
-  it('after kill -9 mid-run a rerun misses nothing; resent entries stay within workers × concurrency × chunk and Loki drops them as identical', async () => {
-    const server = await new LokiServer({ bearerToken: TOKEN, tenantId: 'team-a' }).start();
-    try {
-      const chunk = 100;
-      const concurrency = 2;
-      const workers = 2;
-      const { file } = config(server, { chunk, concurrency }, { workers, rowsPerShard: 1500, source: { url, fetchSize: 100 } });
-      await killWhen(startCli(['run', '--config', file], { env: { ...env, LOGSHIP_TEST_BATCH_DELAY_MS: '30' } }), 'half the rows in Loki', () => server.received >= 3000);
-      const before = server.received;
-      expect(before).toBeLessThan(source.size);
-      const rerun = await runCli(['run', '--config', file], { env });
-      expect(rerun.code).toBe(0);
-      const resent = server.received - source.size;
-      console.log(`loki kill -9: ${resent} entries resent after the rerun (bound ${workers * concurrency * chunk}), ${server.droppedDuplicates} dropped by Loki as identical`);
-      expect(resent).toBeLessThanOrEqual(workers * concurrency * chunk);
-      expect(server.droppedDuplicates).toBe(resent);
-      expectExactlyOnce(server);
     } finally {
       await server.stop();
     }
-  });
-
-  it('a wrong token is one line naming the exporter, exit 1, and the offset stays', async () => {
-    const server = await new LokiServer({ bearerToken: TOKEN, tenantId: 'team-a' }).start();
-    try {
-      const { file } = config(server);
-      const r = await runCli(['run', '--config', file], { env: { LOKI_TOKEN: 'wrong-token-1234' } });
-      expect(r.code).toBe(1);
-      expect(r.stderr.trim().split('\n').at(-1)).toBe(`logship: loki exporter 'loki' (${server.url}): HTTP 401 (authentication failed: check basicAuth, bearerToken or tenantId): invalid token`);
-      expect(r.stderr).not.toContain('wrong-token-1234');
-      expect(server.entries()).toHaveLength(0);
-      expect(await offsetOf(file)).toBeNull();
-    } finally {
-      await server.stop();
-    }
-  });
-
-  it('an unreachable host is retried, then fails with one line naming the exporter, exit 1, offset unmoved', async () => {
-    const dir = tempDir('loki-down');
-    // Port 2: nothing listens there, and unlike a port freed by stopping a server, no other test's
-    // server can be given it (ephemeral ports start at 32768). Port 1, as the Google test uses, is
-    // on fetch's list of bad ports, which Loki's client refuses to dial.
-    const port = '2';
-    const file = writeConfig(dir, {
-      source: { url }, lookbackPeriod: 'P4D', workers: 1, offsetKey: 'loki-down', shardAttempts: 1,
-      logExporters: [{ id: 'loki', type: 'loki', url: `http://127.0.0.1:${port}`, maxAttempts: 3, minBackoff: 'PT0.01S', maxBackoff: 'PT0.02S' }],
-    });
-    const r = await runCli(['run', '--config', file]);
-    expect(r.code).toBe(1);
-    const last = r.stderr.trim().split('\n').at(-1)!;
-    expect(last).toMatch(new RegExp(`^logship: shard 0 \\(.*\\): loki exporter 'loki' \\(http://127\\.0\\.0\\.1:${port}\\): ECONNREFUSED; gave up after 3 attempts; the offset stays`));
-    expect(await offsetOf(file)).toBeNull();
   });
 });
 

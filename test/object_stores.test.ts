@@ -11,6 +11,10 @@ import { seedKestraLogs } from '../src/demo/seed.js';
 import { freshDatabase, isoAgo, sourceDocs } from './helpers/db.js';
 import { exportedDocs, runCli, startCli, tempDir, writeConfig } from './helpers/cli.js';
 import { killWhen } from './helpers/wait.js';
+import { PermanentExportError } from '../src/sinks/failures.js';
+import { createExporter } from '../src/sinks/registry.js';
+import { exporterConfig } from './helpers/exporter_config.js';
+import { failureOf } from './helpers/in_process.js';
 import { azuriteConnectionString, startAzurite, startFakeGcs, startFaultProxy, startS3, type Running } from './helpers/object_servers.js';
 
 const BUCKET = 'logbucket';
@@ -67,6 +71,16 @@ function gunzipLines(raw: Buffer): string[] {
 
 function config(dir: string, exporters: unknown[], extra: Record<string, unknown> = {}) {
   return writeConfig(dir, { source: { url }, lookbackPeriod: 'P1D', workers: 2, rowsPerShard: 2000, logExporters: exporters, ...extra }, `${Math.random().toString(36).slice(2)}.yaml`);
+}
+
+/** The exporter's pre-run check, as the run makes it, which must fail. */
+async function checkFailure(exporter: Record<string, unknown>): Promise<Error> {
+  const e = await createExporter(exporterConfig(exporter));
+  try {
+    return await failureOf(e.check());
+  } finally {
+    await e.close();
+  }
 }
 
 /** Each test gets its own offsetKey so every run exports the whole seeded window. */
@@ -161,15 +175,14 @@ describe('S3 (s3rver, read back through the AWS SDK)', () => {
     expect(docs).toEqual(source);
   });
 
-  it('fails fast with one line on bad credentials and on a missing bucket', async () => {
-    const dir = tempDir('s3-bad');
-    const bad = await runCli(['run', '--config', config(dir, [{ id: 'arch', type: 's3', bucket: BUCKET, endpoint: s3.endpoint, region: 'us-east-1', accessKeyId: 'NOT-A-KEY', secretKeyId: "{{ secret('S3_SECRET') }}" }])], { env: { S3_SECRET: 'wrong-secret-value' } });
-    expect(bad.code).toBe(1);
-    expect(bad.stderr.split('\n').filter((l) => l.startsWith('logship:'))).toEqual([expect.stringMatching(/^logship: s3 exporter 'arch' \(bucket logbucket\): cannot use the bucket: HTTP 403 .*\(credentials rejected or not allowed\)$/)]);
-    expect(bad.stderr).not.toContain('wrong-secret-value');
-    const missing = await runCli(['run', '--config', config(dir, [{ id: 'arch', type: 's3', bucket: 'no-such-bucket', endpoint: s3.endpoint, ...s3creds }])]);
-    expect(missing.code).toBe(1);
-    expect(missing.stderr.trim().split('\n').at(-1)).toMatch(/^logship: s3 exporter 'arch' \(bucket no-such-bucket\): cannot use the bucket: HTTP 404 .*\(bucket no-such-bucket does not exist\)$/);
+  it('fails fast with one line on bad credentials and on a missing bucket (the pre-run check, in process)', async () => {
+    const bad = await checkFailure({ id: 'arch', type: 's3', bucket: BUCKET, endpoint: s3.endpoint, region: 'us-east-1', accessKeyId: 'NOT-A-KEY', secretKeyId: 'wrong-secret-value' });
+    expect(bad).toBeInstanceOf(PermanentExportError);
+    expect(bad.message).toMatch(/^s3 exporter 'arch' \(bucket logbucket\): cannot use the bucket: HTTP 403 .*\(credentials rejected or not allowed\)$/);
+    expect(bad.message).not.toContain('wrong-secret-value');
+    const missing = await checkFailure({ id: 'arch', type: 's3', bucket: 'no-such-bucket', endpoint: s3.endpoint, ...s3creds });
+    expect(missing).toBeInstanceOf(PermanentExportError);
+    expect(missing.message).toMatch(/^s3 exporter 'arch' \(bucket no-such-bucket\): cannot use the bucket: HTTP 404 .*\(bucket no-such-bucket does not exist\)$/);
   });
 
   it('a kill -9 in the middle of uploads, then a rerun, leaves exactly one copy of each row', async () => {
@@ -213,12 +226,11 @@ describe('GCS (a local JSON-API server, through @google-cloud/storage)', () => {
     expect(docs.sort()).toEqual(source);
   });
 
-  it('names a missing bucket in one line', async () => {
-    const dir = tempDir('gcs-missing');
-    const r = await runCli(['run', '--config', config(dir, [{ id: 'gcs', type: 'gcs', bucket: 'nope', endpoint: gcs.endpoint }])]);
-    expect(r.code).toBe(1);
-    expect(r.stderr.trim().split('\n').at(-1)).toBe("logship: gcs exporter 'gcs' (bucket nope): bucket nope does not exist");
+  it('names a missing bucket in one line (the pre-run check, in process)', async () => {
+    const failure = await checkFailure({ id: 'gcs', type: 'gcs', bucket: 'nope', endpoint: gcs.endpoint });
+    expect(failure).toEqual(new PermanentExportError("gcs exporter 'gcs' (bucket nope): bucket nope does not exist"));
   });
+
 });
 
 describe('Azure Blob (azurite, through @azure/storage-blob)', () => {
@@ -241,12 +253,12 @@ describe('Azure Blob (azurite, through @azure/storage-blob)', () => {
     expect(docs.sort()).toEqual(source.map((d) => JSON.stringify(JSON.parse(d))).sort());
   });
 
-  it('names a missing container in one line', async () => {
-    const dir = tempDir('azure-missing');
-    const r = await runCli(['run', '--config', config(dir, [{ id: 'az', type: 'azure-blob', containerName: 'nope', connectionString: azuriteConnectionString(azure.endpoint) }])]);
-    expect(r.code).toBe(1);
-    expect(r.stderr.trim().split('\n').at(-1)).toMatch(/^logship: azure-blob exporter 'az' \(container nope\): cannot use the container: HTTP 404 ContainerNotFound \(container nope does not exist\)$/);
+  it('names a missing container in one line (the pre-run check, in process)', async () => {
+    const failure = await checkFailure({ id: 'az', type: 'azure-blob', containerName: 'nope', connectionString: azuriteConnectionString(azure.endpoint) });
+    expect(failure).toBeInstanceOf(PermanentExportError);
+    expect(failure.message).toMatch(/^azure-blob exporter 'az' \(container nope\): cannot use the container: HTTP 404 ContainerNotFound \(container nope does not exist\)$/);
   });
+
 });
 
 describe('Parquet to object stores', () => {

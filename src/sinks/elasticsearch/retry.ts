@@ -39,10 +39,12 @@ export function isRetryableRequestError(err: unknown): boolean {
 
 /** A thrown client error: by its HTTP status when it has one (413 halves the request), else a transport failure. */
 export function decideBulkError(err: unknown, explain: (err: unknown, what: string) => Error): Decision {
-  const e = err as { meta?: { statusCode?: number; headers?: Record<string, string> } };
+  const e = err as { meta?: { statusCode?: number | null; headers?: Record<string, string> } };
   const status = e.meta?.statusCode;
   const reason = explain(err, '_bulk failed').message;
-  if (status !== undefined) {
+  // A dropped connection comes with a meta whose statusCode is 0 (Elasticsearch's client) or null
+  // (OpenSearch's): there was no answer, so it is a transport failure, retried.
+  if (typeof status === 'number' && status > 0) {
     const d = decideStatus(status, '_bulk', parseRetryAfter(e.meta?.headers?.['retry-after']));
     return d.kind === 'ok' ? d : { ...d, reason };
   }

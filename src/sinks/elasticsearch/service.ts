@@ -1,5 +1,7 @@
 import type { SearchExporterConfig } from './config.js';
-import { httpFailure } from '../failures.js';
+import { checkWithRetries } from '../delivery/check.js';
+import type { Decision } from '../delivery/decision.js';
+import { httpFailure, PermanentExportError } from '../failures.js';
 
 interface RawResponse { statusCode: number | null; body: unknown }
 
@@ -58,12 +60,17 @@ export class SearchService {
     return this.transport.request(method, path, body);
   }
 
+  /** `GET /`: wrong credentials fail at once; an unreachable cluster is retried like a request. */
   async check(): Promise<void> {
-    try {
-      await this.request('GET', '/');
-    } catch (err) {
-      throw this.explain(err, 'cannot reach the cluster');
-    }
+    await checkWithRetries(this.config, this.label, async (): Promise<Decision> => {
+      try {
+        await this.request('GET', '/');
+        return { kind: 'ok' };
+      } catch (err) {
+        const failure = this.explain(err, 'cannot reach the cluster');
+        return { kind: failure instanceof PermanentExportError ? 'fatal' : 'retry', reason: failure.message };
+      }
+    });
   }
 
   async bulk(body: Buffer): Promise<unknown> {
