@@ -77,6 +77,34 @@ describe('Prometheus metrics', () => {
     for (const s of pushed.filter((x) => x.name.startsWith('logship_'))) for (const l of Object.keys(s.labels)) expect(['offset_key', 'exporter', 'outcome', 'reason', 'le', 'status', 'job', 'instance']).toContain(l);
   });
 
+  it('counts rows and bytes read while a shard is still running, not only when it finishes', async () => {
+    const dir = tempDir('metrics-batch');
+    const port = await freePort();
+    // One shard on one worker: before this counter, /metrics showed 0 rows until the run's end.
+    const cfg = writeConfig(dir, {
+      source: { url: db.url, fetchSize: 200 }, lookbackPeriod: 'P1D', workers: 1, offsetKey: 'metrics-batch',
+      logExporters: [{ id: 'files', type: 'file', directory: path.join(dir, 'out') }],
+    });
+    const reportFile = path.join(dir, 'report.json');
+    const run = startCli(['run', '--config', cfg, '--report', reportFile, '--metrics-port', String(port)], { env: { LOGSHIP_TEST_BATCH_DELAY_MS: '40' } });
+    let mid: ReturnType<typeof parseExposition> = [];
+    await waitFor('a scrape with rows read while the one shard runs', async () => {
+      const text = await fetch(`http://127.0.0.1:${port}/metrics`).then((r) => r.text(), () => '');
+      if (!text) return false;
+      mid = parseExposition(text);
+      return (sampleValue(mid, 'logship_rows_read_total') ?? 0) > 0;
+    });
+    expect(sampleValue(mid, 'logship_rows_done_total')).toBe(0);
+    expect(sampleValue(mid, 'logship_run_status', { status: 'running' })).toBe(1);
+    expect(sampleValue(mid, 'logship_rows_read_total')).toBeLessThan(8000);
+    expect(sampleValue(mid, 'logship_read_bytes_total')).toBeGreaterThan(0);
+    const r = await within('the run to finish', run.done);
+    expect(r.code).toBe(0);
+    const report = JSON.parse(fs.readFileSync(reportFile, 'utf8')) as { rows: number; runs: { shards: number }[] };
+    expect(report.runs.map((x) => x.shards)).toEqual([1]);
+    expect(report.rows).toBe(8000);
+  });
+
   it('counts retried requests and dead letters by reason', async () => {
     const dir = tempDir('metrics-dl');
     let first = true;

@@ -52,6 +52,7 @@ export async function executeRun(
 
   const attemptShard = (shard: ShardSpec): Promise<ShardOutcome> => attemptShardOnPool(pool, { config, table, shard, runId: run.runId, acks: acks.get(shard.index), lateCheck: lateCheck?.readsFor(shard.index) }, {
     progress: (index, rows) => o.progress.update(index, rows),
+    read: (rows, bytes) => o.observer?.read?.(rows, bytes),
     delivery: (exporterId, event) => o.observer?.delivery(exporterId, event),
     ack: (exporterId, ack) => recordAck(shard.index, exporterId, ack),
   }, stop);
