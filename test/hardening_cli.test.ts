@@ -87,15 +87,15 @@ describe('exit 2, one line naming the option', () => {
     expect(quoted.code).toBe(0);
   });
 
-  it('usage errors print the error and one "see logship --help" line', async () => {
+  it('usage errors print the error and one "see logship --help" line (the command\'s help, once the command is known)', async () => {
     expect(await runCli(['run', '--bogus'])).toMatchObject({ code: 2, stderr: "logship: Unknown option '--bogus'. To specify a positional argument starting with a '-', place it at the end of the command after '--', as in '-- \"--bogus\"\nsee logship --help\n" });
-    expect(await runCli(['run', 'extra', '--config', 'x.yaml'])).toMatchObject({ code: 2, stderr: 'logship: unexpected argument "extra"\nsee logship --help\n' });
+    expect(await runCli(['run', 'extra', '--config', 'x.yaml'])).toMatchObject({ code: 2, stderr: 'logship: unexpected argument "extra"\nsee logship run --help\n' });
   });
 
   it('a flag the command does not read is refused, not ignored', async () => {
     const { file } = config();
-    expect(await runCli(['plan', '--config', file, '--reset'])).toMatchObject({ code: 2, stderr: 'logship: --reset does not apply to plan\nsee logship --help\n' });
-    expect(await runCli(['run', '--config', file, '--json'])).toMatchObject({ code: 2, stderr: 'logship: --json does not apply to run\nsee logship --help\n' });
+    expect(await runCli(['plan', '--config', file, '--reset'])).toMatchObject({ code: 2, stderr: 'logship: --reset does not apply to plan\nsee logship plan --help\n' });
+    expect(await runCli(['run', '--config', file, '--json'])).toMatchObject({ code: 2, stderr: 'logship: --json does not apply to run\nsee logship run --help\n' });
   });
 
   it('--task on a non-Kestra config', async () => {
