@@ -2,6 +2,7 @@
 import '../source/pg_preload.js';
 import './quiet_aws.js';
 import fs from 'node:fs';
+import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { ConfigError, errorMessage } from '../config/errors.js';
 import { checkFileLocation } from '../config/fs_checks.js';
@@ -13,6 +14,7 @@ import { checkMaxDuration } from '../config/schema.js';
 import { isoDurationMillis, parseIsoDuration } from '../config/units.js';
 import { SIGNAL_EXIT } from '../run/stop.js';
 import { EXIT, exitCodeOf } from '../run/error_kind.js';
+import { packageRoot } from '../util/paths.js';
 import { COMMAND_FLAGS, commandUsage, COMMAND_USAGE, generalUsage } from './usage.js';
 
 /** A usage error is the error and one pointer to the usage (the command's, when known), not the whole usage text. */
@@ -24,9 +26,9 @@ function seeHelp(command: string | undefined): string {
   return command && COMMAND_USAGE[command] ? `see logship ${command} --help` : 'see logship --help';
 }
 
-/** The version of the package this file was installed from (dist/src/cli/main.js → package.json). */
+/** The version of the package this file was installed from. */
 function packageVersion(): string {
-  const pkg = JSON.parse(fs.readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+  const pkg = JSON.parse(fs.readFileSync(path.join(packageRoot(), 'package.json'), 'utf8')) as { version: string };
   return pkg.version;
 }
 
