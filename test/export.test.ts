@@ -289,13 +289,13 @@ describe('errors are one line, name the problem, and leak no secret', () => {
     expect(listParts(path.join(s.dir, 'utf8-out'))).toEqual([]);
   });
 
-  it('an unwritable output directory fails before any work (exit 1)', async () => {
+  it('an unwritable output directory fails before any work (exit 2, naming the option and the cause)', async () => {
     const blocker = path.join(s.dir, 'blocker');
     fs.writeFileSync(blocker, 'a file where a directory should be');
     const cfg = writeConfig(s.dir, fileConfig(s, {}, { directory: path.join(blocker, 'out') }));
     const r = await runCli(['run', '--config', cfg]);
-    expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/logship: logExporters 'files': directory .*blocker\/out is not writable \(ENOTDIR\)\n$/);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe(`logship: logExporters[0].directory: cannot create ${path.join(blocker, 'out')}: ${blocker} is a file, not a directory (ENOTDIR)\n`);
   });
 });
 

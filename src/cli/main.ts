@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { ConfigError, errorMessage } from '../config/errors.js';
-import { checkFileLocation } from '../config/fs_checks.js';
+import { checkCanWrite, checkFileLocation } from '../config/fs_checks.js';
 import { loadConfigFile } from '../config/load.js';
 import { redact } from '../config/secrets.js';
 import { urlMapOf } from '../config/url_map.js';
@@ -146,7 +146,11 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   if (!values.config) throw new ConfigError('--config', `is required\n${seeHelp(command)}`);
-  const config = loadConfigFile(values.config, { task: values.task, variables: parseCliVariables(values.var), urlMap: urlMapOf(values['url-map']) });
+  // Commands that write check where before anything is exported; a distributed coordinator
+  // writes no parts (its workers do, wherever they run) unless it works shards too.
+  const writes = command === 'run' || command === 'worker' ? { exporters: command === 'worker' || !values.distributed || values.work === true, state: true }
+    : command === 'state' && values.reset ? { exporters: false, state: true } : undefined;
+  const config = loadConfigFile(values.config, { task: values.task, variables: parseCliVariables(values.var), urlMap: urlMapOf(values['url-map']), writes });
   if (values['max-duration'] !== undefined) config.maxDurationMs = checkMaxDuration('--max-duration', values['max-duration'], config.stopGraceMs);
   // Commands load on demand so that none pays for another's dependencies.
   if (command === 'plan') await (await import('./inspect_commands.js')).planCommand(config, values.json === true, values.distributed === true);
@@ -172,7 +176,10 @@ async function main(argv: string[]): Promise<number> {
     await (await import('./prune_command.js')).pruneCommand(config, { exporter: values.exporter, keepDays, dryRun: values['dry-run'] === true });
   } else {
     // Checked before the run: a report that cannot be written would turn a finished run into exit 1.
-    if (values.report !== undefined) checkFileLocation('--report', values.report, 'logship-report.json');
+    if (values.report !== undefined) {
+      checkFileLocation('--report', values.report, 'logship-report.json');
+      checkCanWrite('--report', path.dirname(path.resolve(values.report)), { create: false });
+    }
     const progressIntervalMs = positiveNumber('--progress-interval', values['progress-interval'], 10) * 1000;
     const metricsPort = values['metrics-port'] === undefined ? undefined : portNumber(values['metrics-port']);
     const pushgateway = values.pushgateway === undefined ? undefined : httpUrlFlag('--pushgateway', values.pushgateway);

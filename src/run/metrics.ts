@@ -1,6 +1,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Pushgateway, Registry } from 'prom-client';
+import { ConfigError } from '../config/errors.js';
 import { tsToMicros, type Bound } from '../plan/keyset.js';
 import type { DeliveryEvent } from '../sinks/delivery/types.js';
 import type { ShardOutcome } from '../state/types.js';
@@ -162,11 +163,18 @@ export async function serveMetrics(metrics: RunMetrics, port: number): Promise<{
     );
   });
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
+    server.once('error', (err: NodeJS.ErrnoException) => reject(listenError(port, err)));
     server.listen(port, resolve);
   });
   server.unref();
   return { port: (server.address() as AddressInfo).port, close: () => new Promise((r) => server.close(() => r())) };
+}
+
+/** Found before anything is exported, as a usage error naming the flag instead of Node's "listen EADDRINUSE". */
+function listenError(port: number, err: NodeJS.ErrnoException): Error {
+  if (err.code === 'EADDRINUSE') return new ConfigError('--metrics-port', `port ${port} is already in use by another process (EADDRINUSE); choose another, or 0 for any free port`);
+  if (err.code === 'EACCES') return new ConfigError('--metrics-port', `port ${port} needs privileges this process does not have (EACCES); use a port above 1023`);
+  return new ConfigError('--metrics-port', `cannot listen on port ${port} (${err.code ?? err.message})`);
 }
 
 /**
