@@ -5,8 +5,10 @@
 //
 // A denied directory cannot be made by chmod here: tests run as root in CI, and root writes
 // through permission bits. The OS-level cases use a path under a regular file (ENOTDIR), which
-// no user can create; the read-only filesystem (EROFS) and permission (EACCES) wordings are
-// checked through writeProblem's access hook, since a test cannot mount a read-only filesystem.
+// no user can create. A read-only filesystem (EROFS) is a real tmpfs mounted read-only in a
+// private mount namespace where the machine allows one (root, as CI runs); the wordings for it
+// and for a permission refusal (EACCES) are also checked through writeProblem's access hook.
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -17,7 +19,7 @@ import { loadConfigText } from '../src/config/load.js';
 import { seedKestraLogs } from '../src/demo/seed.js';
 import { FileService } from '../src/sinks/file/service.js';
 import { freshDatabase, isoAgo } from './helpers/db.js';
-import { listParts, runCli, tempDir, writeConfig } from './helpers/cli.js';
+import { CLI, listParts, runCli, tempDir, writeConfig } from './helpers/cli.js';
 
 let url: string;
 let client: pg.Client;
@@ -92,6 +94,24 @@ describe('run refuses before exporting, exit 2 and one line naming the flag or o
     const r = await runCli(['run', '--config', c.file, '--report', path.join(dir, 'report.json')]);
     expect(r.code).toBe(0);
     expect(listParts(c.out).length).toBeGreaterThan(0);
+  });
+});
+
+/** A private mount namespace (root with CAP_SYS_ADMIN, as CI runs here) can hold a real read-only mount. */
+const canMountReadOnly = process.platform === 'linux' && spawnSync('unshare', ['-m', 'true']).status === 0;
+
+describe.runIf(canMountReadOnly)('on a real read-only filesystem (a tmpfs mounted ro in a private mount namespace)', () => {
+  it('the state file and the output directory are refused naming EROFS, exit 2', () => {
+    const ro = tempDir('preflight-rofs');
+    const cases = [
+      { cfg: config({ state: path.join(ro, 'state', 'logship-state.json') }), line: `logship: state.path: cannot create ${path.join(ro, 'state')}: ${ro} is on a read-only filesystem (EROFS)` },
+      { cfg: config({ out: path.join(ro, 'out') }), line: `logship: logExporters[0].directory: cannot create ${path.join(ro, 'out')}: ${ro} is on a read-only filesystem (EROFS)` },
+    ];
+    for (const { cfg, line } of cases) {
+      const script = `mount -t tmpfs -o ro tmpfs "$1" && exec "$2" "$3" run --config "$4"`;
+      const r = spawnSync('unshare', ['-m', 'sh', '-c', script, 'sh', ro, process.execPath, CLI, cfg.file], { encoding: 'utf8', timeout: 60_000 });
+      expect([r.status, r.stderr]).toEqual([2, `${line}\n`]);
+    }
   });
 });
 
