@@ -208,7 +208,7 @@ export async function exportShard(input: ShardTaskInput): Promise<ShardOutcome> 
     channel.progress(shard.index, rows, bytes);
     return outcome;
   } catch (err) {
-    await Promise.all(writers.map((w) => w.abort().catch(() => {})));
+    await Promise.all(writers.map((w) => w.abort(err).catch(() => {})));
     await deadLetters?.abort().catch(() => {});
     if (inTransaction) await db.query('ROLLBACK').catch(() => {});
     // A broken connection must not be reused by this thread's next shard.
