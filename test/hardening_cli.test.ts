@@ -126,6 +126,20 @@ describe('exit codes a scheduler can act on', () => {
     expect(r).toMatchObject({ code: 4, stderr: 'logship: source.url: cannot connect to postgres://127.0.0.1:1/kestra: connection refused (is the server running and the port right?)\n' });
   });
 
+  it('a pasted Kestra flow with no database settings says where a source URL goes (LOGSHIP_SOURCE_URL), not only that localhost refused', async () => {
+    const flow = writeConfig(dir, [
+      'id: ship', 'namespace: company.team', 'tasks:', '  - id: ship', '    type: io.kestra.plugin.ee.core.log.LogShipper',
+      '    logExporters:', '      - id: files', '        type: io.kestra.plugin.ee.core.log.FileLogExporter', `        directory: ${path.join(dir, 'flow-out')}`, '',
+    ].join('\n'), 'pasted-flow.yaml');
+    // libpq's defaults, pointed at a port where nothing listens (5432 may hold someone's server);
+    // an undefined variable is left out of the child's environment.
+    const r = await runCli(['run', '--config', flow], { env: { PGHOST: '127.0.0.1', PGPORT: '1', LOGSHIP_SOURCE_URL: undefined as unknown as string } });
+    expect(r).toMatchObject({
+      code: 4,
+      stderr: 'logship: source.url: cannot connect to PostgreSQL from PG* environment (host 127.0.0.1, port 1): connection refused (is the server running and the port right?); no source URL is set: give one in LOGSHIP_SOURCE_URL (a Kestra flow has no database settings) or in source.url, e.g. postgres://USER@HOST:5432/kestra\n',
+    });
+  });
+
   it('a role with fewer connections than workers + 1: workers are capped with a warning and every row is exported', async () => {
     const role = `limited_${process.pid}`;
     // A generated-style password with / # ? @, given as source.password so nobody percent-encodes it.
