@@ -57,21 +57,21 @@ describe('Prometheus metrics of a distributed run', () => {
     let mid: Sample[] = [];
     await waitFor('a coordinator scrape with a shard done and the run still going', async () => {
       mid = await scrape(port).catch(() => []);
-      const done = sampleValue(mid, 'logship_shards', { offsetKey, state: 'done' }) ?? 0;
+      const done = sampleValue(mid, 'logship_shards', { offset_key: offsetKey, state: 'done' }) ?? 0;
       return done >= 1 && done < 4;
     });
-    expect(sampleValue(mid, 'logship_run_status', { offsetKey, status: 'running' })).toBe(1);
-    expect(['queued', 'running', 'done', 'failed'].reduce((s, state) => s + sampleValue(mid, 'logship_shards', { offsetKey, state })!, 0)).toBe(4);
-    expect(sampleValue(mid, 'logship_rows_planned', { offsetKey })).toBeGreaterThan(0);
-    expect(sampleValue(mid, 'logship_rows_done_total', { offsetKey })).toBeLessThan(4000);
+    expect(sampleValue(mid, 'logship_run_status', { offset_key: offsetKey, status: 'running' })).toBe(1);
+    expect(['queued', 'running', 'done', 'failed'].reduce((s, state) => s + sampleValue(mid, 'logship_shards', { offset_key: offsetKey, state })!, 0)).toBe(4);
+    expect(sampleValue(mid, 'logship_rows_planned', { offset_key: offsetKey })).toBeGreaterThan(0);
+    expect(sampleValue(mid, 'logship_rows_done_total', { offset_key: offsetKey })).toBeLessThan(4000);
 
     const finished = await within('the coordinator to finish', coordinator.done, 100_000);
     expect(finished.code, finished.stderr).toBe(0);
     const r = JSON.parse(fs.readFileSync(report, 'utf8')) as { rows: number; offsetAfter: { ts: string }; exporters: Record<string, { rows: number; bytes: number }> };
     expect(r.rows).toBe(4000);
 
-    // The coordinator's group is the run's (offsetKey only, as a local run's).
-    const run = gateway.groups.get(`job/logship/offsetKey/${offsetKey}`)!;
+    // The coordinator's group is the run's (offset_key only, as a local run's).
+    const run = gateway.groups.get(`job/logship/offset_key/${offsetKey}`)!;
     expect(sampleValue(run, 'logship_run_status', { status: 'ok' })).toBe(1);
     expect(sampleValue(run, 'logship_shards', { state: 'done' })).toBe(4);
     expect(sampleValue(run, 'logship_shards', { state: 'queued' })).toBe(0);
@@ -88,12 +88,12 @@ describe('Prometheus metrics of a distributed run', () => {
     expect([ra.code, rb.code]).toEqual([0, 0]);
 
     // One group per worker process (instance = host:pid): neither push overwrote the other.
-    const groupOf = (pid: number | undefined) => gateway.groups.get(`job/logship/offsetKey/${offsetKey}/instance/${os.hostname()}:${pid}`);
+    const groupOf = (pid: number | undefined) => gateway.groups.get(`job/logship/offset_key/${offsetKey}/instance/${os.hostname()}:${pid}`);
     const workers = [groupOf(a.child.pid), groupOf(b.child.pid)];
     expect(workers.every((g) => g !== undefined)).toBe(true);
     const pushed = workers as Sample[][];
     expect(sum(pushed, 'logship_rows_exported_total', { exporter: 'files' })).toBe(r.exporters.files!.rows);
-    expect(sum(pushed, 'logship_bytes_exported_total', { exporter: 'files' })).toBe(r.exporters.files!.bytes);
+    expect(sum(pushed, 'logship_exported_bytes_total', { exporter: 'files' })).toBe(r.exporters.files!.bytes);
     expect(sum(pushed, 'logship_shard_duration_seconds_count')).toBe(4);
     for (const g of pushed) expect(sampleValue(g, 'logship_run_status', { status: 'ok' })).toBe(1);
     expect(sampleValue(scrapedA, 'logship_rows_exported_total', { exporter: 'files' })).toBe(sampleValue(pushed[0]!, 'logship_rows_exported_total', { exporter: 'files' }));

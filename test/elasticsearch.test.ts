@@ -93,7 +93,7 @@ describe('elasticsearch exporter: refusals and prune', () => {
     const keep = Math.round((Date.parse(today) - Date.parse('2026-11-15')) / 86_400_000);
     const dry = await runCli(['prune', '--config', file, '--exporter', 'es', '--keep-days', String(keep), '--dry-run'], { env });
     expect(dry.code).toBe(0);
-    expect(dry.stdout).toBe('would delete kestra-logs-2026.11.01\nwould delete kestra-logs-2026.11.10\n2 of 5 indices matching kestra-logs-* are older than ' + keep + ' days (dry run: nothing deleted)\n');
+    expect(dry.stdout).toBe('would delete kestra-logs-2026.11.01\nwould delete kestra-logs-2026.11.10\n2 of 5 indices matching kestra-logs-* are older than ' + keep + (keep === 1 ? ' day' : ' days') + ' (dry run: nothing deleted)\n');
     expect(server.docs.size).toBe(5);
     const real = await runCli(['prune', '--config', file, '--exporter', 'es', '--keep-days', String(keep)], { env });
     expect(real.code).toBe(0);

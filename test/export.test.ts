@@ -258,7 +258,7 @@ describe('errors are one line, name the problem, and leak no secret', () => {
     const unknown = await runCli(['ship']);
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toBe('logship: unknown command "ship"\nsee logship --help\n');
-    expect(await runCli(['run'])).toMatchObject({ code: 2, stderr: 'logship: --config: is required\n' });
+    expect(await runCli(['run'])).toMatchObject({ code: 2, stderr: 'logship: --config: is required\nsee logship run --help\n' });
     expect((await runCli(['demo', '--rows', 'many'])).stderr).toBe('logship: --rows: must be a positive number (got "many")\n');
   });
 
@@ -289,13 +289,13 @@ describe('errors are one line, name the problem, and leak no secret', () => {
     expect(listParts(path.join(s.dir, 'utf8-out'))).toEqual([]);
   });
 
-  it('an unwritable output directory fails before any work (exit 1)', async () => {
+  it('an unwritable output directory fails before any work (exit 2, naming the option and the cause)', async () => {
     const blocker = path.join(s.dir, 'blocker');
     fs.writeFileSync(blocker, 'a file where a directory should be');
     const cfg = writeConfig(s.dir, fileConfig(s, {}, { directory: path.join(blocker, 'out') }));
     const r = await runCli(['run', '--config', cfg]);
-    expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/logship: logExporters 'files': directory .*blocker\/out is not writable \(ENOTDIR\)\n$/);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe(`logship: logExporters[0].directory: cannot create ${path.join(blocker, 'out')}: ${blocker} is a file, not a directory (ENOTDIR)\n`);
   });
 });
 
@@ -342,6 +342,9 @@ describe('progress, plan and state', () => {
     const state = await runCli(['state', '--config', cfg]);
     expect(state.stdout).toMatch(/^offsetKey LogShipper-state \(postgres table logship_state\)\noffset: \d{4}-/);
     expect((await runCli(['state', '--config', cfg, '--reset'])).stdout).toContain('state reset');
+    expect(JSON.parse((await runCli(['state', '--config', cfg, '--reset', '--json'])).stdout)).toEqual({
+      offsetKey: 'LogShipper-state', store: 'postgres table logship_state', reset: true, offset: null, unfinishedRun: null, lookbackPeriod: 'P1D',
+    });
     expect(JSON.parse((await runCli(['state', '--config', cfg, '--json'])).stdout).offset).toBeNull();
   });
 });

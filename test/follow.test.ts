@@ -207,14 +207,14 @@ describe('run --follow against PostgreSQL', () => {
     const dir = tempDir('follow-refuse');
     const cfg = writeConfig(dir, { source: { url: 'postgres://u@127.0.0.1:1/db' }, logExporters: [{ id: 'f', type: 'file', directory: path.join(dir, 'o') }] });
     const a = await runCli(['run', '--config', cfg, '--follow', '--distributed']);
-    expect([a.code, a.stderr]).toEqual([2, 'logship: --follow does not work with --distributed yet: run one logship run --follow per offsetKey\nsee logship --help\n']);
+    expect([a.code, a.stderr]).toEqual([2, 'logship: --follow does not work with --distributed yet: run one logship run --follow per offsetKey\nsee logship run --help\n']);
     const b = await runCli(['run', '--config', cfg, '--interval', 'PT5S']);
-    expect([b.code, b.stderr]).toEqual([2, 'logship: --interval applies only to run --follow\nsee logship --help\n']);
+    expect([b.code, b.stderr]).toEqual([2, 'logship: --interval applies only to run --follow\nsee logship run --help\n']);
     const c = await runCli(['run', '--config', cfg, '--follow', '--interval', 'P1M']);
     expect(c.code).toBe(2);
     expect(c.stderr).toMatch(/^logship: --interval: must be a positive duration/);
     const d = await runCli(['run', '--config', cfg, '--max-backoff', 'PT5S']);
-    expect([d.code, d.stderr]).toEqual([2, 'logship: --max-backoff applies only to run --follow\nsee logship --help\n']);
+    expect([d.code, d.stderr]).toEqual([2, 'logship: --max-backoff applies only to run --follow\nsee logship run --help\n']);
     const e = await runCli(['run', '--config', cfg, '--follow', '--max-backoff', 'soon']);
     expect(e.code).toBe(2);
     expect(e.stderr).toMatch(/^logship: --max-backoff: /);

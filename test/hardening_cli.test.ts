@@ -87,15 +87,15 @@ describe('exit 2, one line naming the option', () => {
     expect(quoted.code).toBe(0);
   });
 
-  it('usage errors print the error and one "see logship --help" line', async () => {
+  it('usage errors print the error and one "see logship --help" line (the command\'s help, once the command is known)', async () => {
     expect(await runCli(['run', '--bogus'])).toMatchObject({ code: 2, stderr: "logship: Unknown option '--bogus'. To specify a positional argument starting with a '-', place it at the end of the command after '--', as in '-- \"--bogus\"\nsee logship --help\n" });
-    expect(await runCli(['run', 'extra', '--config', 'x.yaml'])).toMatchObject({ code: 2, stderr: 'logship: unexpected argument "extra"\nsee logship --help\n' });
+    expect(await runCli(['run', 'extra', '--config', 'x.yaml'])).toMatchObject({ code: 2, stderr: 'logship: unexpected argument "extra"\nsee logship run --help\n' });
   });
 
   it('a flag the command does not read is refused, not ignored', async () => {
     const { file } = config();
-    expect(await runCli(['plan', '--config', file, '--reset'])).toMatchObject({ code: 2, stderr: 'logship: --reset does not apply to plan\nsee logship --help\n' });
-    expect(await runCli(['run', '--config', file, '--json'])).toMatchObject({ code: 2, stderr: 'logship: --json does not apply to run\nsee logship --help\n' });
+    expect(await runCli(['plan', '--config', file, '--reset'])).toMatchObject({ code: 2, stderr: 'logship: --reset does not apply to plan\nsee logship plan --help\n' });
+    expect(await runCli(['run', '--config', file, '--json'])).toMatchObject({ code: 2, stderr: 'logship: --json does not apply to run\nsee logship run --help\n' });
   });
 
   it('--task on a non-Kestra config', async () => {
@@ -124,6 +124,20 @@ describe('exit codes a scheduler can act on', () => {
   it('a database that refuses connections at startup exits 4 (source unavailable), not 2', async () => {
     const r = await runCli(['run', '--config', config({ source: { url: 'postgres://logship@127.0.0.1:1/kestra' } }).file]);
     expect(r).toMatchObject({ code: 4, stderr: 'logship: source.url: cannot connect to postgres://127.0.0.1:1/kestra: connection refused (is the server running and the port right?)\n' });
+  });
+
+  it('a pasted Kestra flow with no database settings says where a source URL goes (LOGSHIP_SOURCE_URL), not only that localhost refused', async () => {
+    const flow = writeConfig(dir, [
+      'id: ship', 'namespace: company.team', 'tasks:', '  - id: ship', '    type: io.kestra.plugin.ee.core.log.LogShipper',
+      '    logExporters:', '      - id: files', '        type: io.kestra.plugin.ee.core.log.FileLogExporter', `        directory: ${path.join(dir, 'flow-out')}`, '',
+    ].join('\n'), 'pasted-flow.yaml');
+    // libpq's defaults, pointed at a port where nothing listens (5432 may hold someone's server);
+    // an undefined variable is left out of the child's environment.
+    const r = await runCli(['run', '--config', flow], { env: { PGHOST: '127.0.0.1', PGPORT: '1', LOGSHIP_SOURCE_URL: undefined as unknown as string } });
+    expect(r).toMatchObject({
+      code: 4,
+      stderr: 'logship: source.url: cannot connect to PostgreSQL from PG* environment (host 127.0.0.1, port 1): connection refused (is the server running and the port right?); no source URL is set: give one in LOGSHIP_SOURCE_URL (a Kestra flow has no database settings) or in source.url, e.g. postgres://USER@HOST:5432/kestra\n',
+    });
   });
 
   it('a role with fewer connections than workers + 1: workers are capped with a warning and every row is exported', async () => {

@@ -51,30 +51,58 @@ describe('Prometheus metrics', () => {
       const text = await fetch(`http://127.0.0.1:${port}/metrics`).then((r) => r.text(), () => '');
       if (!text) return false;
       mid = parseExposition(text);
-      return (sampleValue(mid, 'logship_rows_done_total', { offsetKey: 'metrics-a' }) ?? 0) > 0;
+      return (sampleValue(mid, 'logship_rows_done_total', { offset_key: 'metrics-a' }) ?? 0) > 0;
     });
-    expect(sampleValue(mid, 'logship_run_status', { offsetKey: 'metrics-a', status: 'running' })).toBe(1);
+    expect(sampleValue(mid, 'logship_run_status', { offset_key: 'metrics-a', status: 'running' })).toBe(1);
     expect(sampleValue(mid, 'logship_rows_done_total')).toBeLessThan(8000);
-    expect(sampleValue(mid, 'logship_rows_planned', { offsetKey: 'metrics-a' })).toBeGreaterThan(0);
+    expect(sampleValue(mid, 'logship_rows_planned', { offset_key: 'metrics-a' })).toBeGreaterThan(0);
 
     const r = await within('the run to finish', run.done);
     expect(r.code).toBe(0);
     const report = JSON.parse(fs.readFileSync(reportFile, 'utf8')) as { rows: number; offsetAfter: { ts: string }; exporters: Record<string, { rows: number; bytes: number }> };
-    const pushed = gateway.groups.get('job/logship/offsetKey/metrics-a')!;
+    const pushed = gateway.groups.get('job/logship/offset_key/metrics-a')!;
     expect(pushed).toBeDefined();
     expect(sampleValue(pushed, 'logship_run_status', { status: 'ok' })).toBe(1);
     expect(sampleValue(pushed, 'logship_run_status', { status: 'running' })).toBe(0);
     expect(sampleValue(pushed, 'logship_rows_done_total')).toBe(report.rows);
     for (const id of ['files', 'es']) {
       expect(sampleValue(pushed, 'logship_rows_exported_total', { exporter: id })).toBe(report.exporters[id]!.rows);
-      expect(sampleValue(pushed, 'logship_bytes_exported_total', { exporter: id })).toBe(report.exporters[id]!.bytes);
+      expect(sampleValue(pushed, 'logship_exported_bytes_total', { exporter: id })).toBe(report.exporters[id]!.bytes);
     }
     expect(sampleValue(pushed, 'logship_requests_total', { exporter: 'es', outcome: 'ok' })).toBe(es.bulkRequests);
     expect(sampleValue(pushed, 'logship_offset_timestamp_seconds')).toBeCloseTo(tsToMicros(report.offsetAfter.ts) / 1e6, 3);
     expect(sampleValue(pushed, 'logship_last_success_timestamp_seconds')).toBeGreaterThan(0);
     expect(sampleValue(pushed, 'logship_shard_duration_seconds_count')).toBe(8);
-    // Labels are offsetKey, exporter, outcome, reason (and the histogram's le): nothing per row or shard.
-    for (const s of pushed) for (const l of Object.keys(s.labels)) expect(['offsetKey', 'exporter', 'outcome', 'reason', 'le', 'status', 'job', 'instance']).toContain(l);
+    // logship's labels are offset_key, exporter, outcome, reason (and the histogram's le): nothing per row or shard.
+    for (const s of pushed.filter((x) => x.name.startsWith('logship_'))) for (const l of Object.keys(s.labels)) expect(['offset_key', 'exporter', 'outcome', 'reason', 'le', 'status', 'job', 'instance']).toContain(l);
+  });
+
+  it('counts rows and bytes read while a shard is still running, not only when it finishes', async () => {
+    const dir = tempDir('metrics-batch');
+    const port = await freePort();
+    // One shard on one worker: before this counter, /metrics showed 0 rows until the run's end.
+    const cfg = writeConfig(dir, {
+      source: { url: db.url, fetchSize: 200 }, lookbackPeriod: 'P1D', workers: 1, offsetKey: 'metrics-batch',
+      logExporters: [{ id: 'files', type: 'file', directory: path.join(dir, 'out') }],
+    });
+    const reportFile = path.join(dir, 'report.json');
+    const run = startCli(['run', '--config', cfg, '--report', reportFile, '--metrics-port', String(port)], { env: { LOGSHIP_TEST_BATCH_DELAY_MS: '40' } });
+    let mid: ReturnType<typeof parseExposition> = [];
+    await waitFor('a scrape with rows read while the one shard runs', async () => {
+      const text = await fetch(`http://127.0.0.1:${port}/metrics`).then((r) => r.text(), () => '');
+      if (!text) return false;
+      mid = parseExposition(text);
+      return (sampleValue(mid, 'logship_rows_read_total') ?? 0) > 0;
+    });
+    expect(sampleValue(mid, 'logship_rows_done_total')).toBe(0);
+    expect(sampleValue(mid, 'logship_run_status', { status: 'running' })).toBe(1);
+    expect(sampleValue(mid, 'logship_rows_read_total')).toBeLessThan(8000);
+    expect(sampleValue(mid, 'logship_read_bytes_total')).toBeGreaterThan(0);
+    const r = await within('the run to finish', run.done);
+    expect(r.code).toBe(0);
+    const report = JSON.parse(fs.readFileSync(reportFile, 'utf8')) as { rows: number; runs: { shards: number }[] };
+    expect(report.runs.map((x) => x.shards)).toEqual([1]);
+    expect(report.rows).toBe(8000);
   });
 
   it('counts retried requests and dead letters by reason', async () => {
@@ -91,7 +119,7 @@ describe('Prometheus metrics', () => {
     es.requestStatus = () => undefined;
     es.itemStatus = () => undefined;
     expect(r.code).toBe(3);
-    const pushed = gateway.groups.get('job/logship/offsetKey/metrics-b')!;
+    const pushed = gateway.groups.get('job/logship/offset_key/metrics-b')!;
     expect(sampleValue(pushed, 'logship_retries_total', { exporter: 'es' })).toBe(1);
     expect(sampleValue(pushed, 'logship_requests_total', { exporter: 'es', outcome: 'retried' })).toBe(1);
     expect(sampleValue(pushed, 'logship_dead_letters_total', { exporter: 'es', reason: 'status_400' })).toBe(1);

@@ -7,6 +7,8 @@ interface Outcome {
   abortError: string | null;
   /** File (relative path) → sha256, for the aborting writer, the one beside it, and a clean run alone. */
   aborted: Record<string, string>;
+  /** Finished parts the aborting writer's abort removed. */
+  removedByAbort: string[];
   beside: Record<string, string>;
   clean: Record<string, string>;
 }
@@ -30,13 +32,21 @@ describe('a part aborted mid-write while another shard keeps writing', () => {
   it.each([
     ['the aborting shard is stopped (a signal, a deadline, a failed destination)', 'stop', /stopped mid-part/],
     ['the aborting shard\'s disk fills up (ENOSPC on write)', 'enospc', /ENOSPC/],
-  ] as const)('%s: no descriptor is closed twice, the aborted shard leaves nothing, and the other shard\'s files are byte for byte a clean run\'s', async (_, mode, error) => {
+  ] as const)('%s: no descriptor is closed twice, the aborted shard leaves no temp file, and the other shard\'s files are byte for byte a clean run\'s', async (_, mode, error) => {
     const outcome = await scenario(mode);
     expect(outcome.warnings).toEqual([]);
     expect(outcome.abortError).toMatch(error);
-    // Its finished parts stay (a rerun of the shard replaces them); no half-written temp file does.
     expect(Object.keys(outcome.aborted).filter((f) => f.endsWith('.tmp'))).toEqual([]);
-    expect(Object.keys(outcome.aborted).length).toBeLessThan(Object.keys(outcome.clean).length);
+    if (mode === 'stop') {
+      // Its finished parts stay: a rerun of the shard replaces them, and a stop has no time to spare.
+      expect(Object.keys(outcome.aborted).length).toBeGreaterThan(0);
+      expect(Object.keys(outcome.aborted).length).toBeLessThan(Object.keys(outcome.clean).length);
+      expect(outcome.removedByAbort).toEqual([]);
+    } else {
+      // A full disk: the finished parts go too, before the shard is retried, which needs their space.
+      expect(outcome.removedByAbort.length).toBeGreaterThan(0);
+      expect(outcome.aborted).toEqual({});
+    }
     expect(Object.keys(outcome.clean).length).toBeGreaterThan(10);
     expect(outcome.beside).toEqual(outcome.clean);
   });

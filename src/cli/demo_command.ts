@@ -4,7 +4,7 @@ import pg from 'pg';
 import { parseConfig } from '../config/schema.js';
 import { startEmbeddedPostgres } from '../demo/embedded_pg.js';
 import { createKestraAuditSchema, createKestraSchema, seedKestraAudit, seedKestraLogsParallel } from '../demo/seed.js';
-import { formatCount } from './format.js';
+import { formatCount, plural } from './format.js';
 import { runCommand } from './run_command.js';
 
 export interface DemoOptions {
@@ -64,7 +64,7 @@ export async function demoCommand(o: DemoOptions): Promise<void> {
     const ext = o.compression;
     const reader = ext === 'gzip' ? 'zcat' : ext === 'zstd' ? 'zstdcat' : 'cat';
     say('');
-    say(`Files are in ${path.resolve(o.out)} (${files.length} files). Read them with:`);
+    say(`Files are in ${path.resolve(o.out)} (${plural(files.length, 'file')}). Read them with:`);
     if (o.audit) say(`Audit entries are in ${path.resolve(o.out, 'audit')}.`);
     if (files[0]) {
       say(`  ${reader} ${path.join(o.out, files[0])} | head -3`);

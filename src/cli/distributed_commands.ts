@@ -4,7 +4,7 @@ import { runWorker, type WorkerReport } from '../run/distributed/worker.js';
 import { distributedStatus } from '../run/distributed/status.js';
 import { onStopSignals, StopControl } from '../run/stop.js';
 import { log } from '../util/log.js';
-import { formatBound, formatCount } from './format.js';
+import { formatBound, formatCount, plural } from './format.js';
 import { startMetrics } from './metrics_watch.js';
 
 export interface WorkerCommandOptions {
@@ -26,7 +26,7 @@ export async function workerCommand(config: Config, o: WorkerCommandOptions): Pr
   let status: 'ok' | 'failed' = 'failed';
   try {
     const report = await runWorker(config, { log, concurrency: o.concurrency, idleExitMs: o.idleExitMs, stop, workerId, observer: watch?.metrics });
-    process.stdout.write(`logship worker ${report.workerId}: ${report.shardsDone} shards, ${formatCount(report.rows)} rows${report.staleAttempts ? `, ${report.staleAttempts} stale attempts dropped` : ''}\n`);
+    process.stdout.write(`logship worker ${report.workerId}: ${plural(report.shardsDone, 'shard')}, ${plural(report.rows, 'row')}${report.staleAttempts ? `, ${plural(report.staleAttempts, 'stale attempt')} dropped` : ''}\n`);
     status = 'ok';
     return report;
   } finally {
@@ -46,7 +46,7 @@ export async function statusCommand(config: Config, json: boolean): Promise<void
   else {
     const r = s.run;
     const c = r.counts;
-    lines.push(`run ${r.runId} (created ${r.createdAt}): ${r.shards} shards: ${c.done} done, ${c.running} running, ${c.queued} queued, ${c.failed} failed${c['not queued'] ? `, ${c['not queued']} not queued` : ''}`);
+    lines.push(`run ${r.runId} (created ${r.createdAt}): ${plural(r.shards, 'shard')}: ${c.done} done, ${c.running} running, ${c.queued} queued, ${c.failed} failed${c['not queued'] ? `, ${c['not queued']} not queued` : ''}`);
     const pct = r.rowsPlanned > 0 ? ` (${Math.min(100, Math.round((r.rowsDone / r.rowsPlanned) * 100))}%)` : '';
     lines.push(`rows: ${formatCount(r.rowsDone)} of ~${formatCount(r.rowsPlanned)}${pct}${r.etaSeconds === null ? '' : `, ETA ${r.etaSeconds} s`}`);
     for (const d of r.detail) {

@@ -1,4 +1,5 @@
 import type { Bound } from '../plan/keyset.js';
+import { formatCount } from '../util/numbers.js';
 
 export function formatBytes(n: number): string {
   if (n < 1024) return `${n} B`;
@@ -13,6 +14,11 @@ export function formatBytes(n: number): string {
 }
 
 export { formatCount } from '../util/numbers.js';
+
+/** "1 shard", "2 shards", "1,200 rows": a count and its noun, singular only for exactly one. */
+export function plural(n: number, noun: string, nouns = `${noun}s`): string {
+  return `${formatCount(n)} ${n === 1 ? noun : nouns}`;
+}
 
 export function formatBound(b: Bound | null): string {
   if (!b) return '(none)';

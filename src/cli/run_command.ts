@@ -7,7 +7,7 @@ import { Progress } from '../run/progress.js';
 import { emptyReport, runExport, type RunReport } from '../run/run.js';
 import { onStopSignals, StopControl } from '../run/stop.js';
 import { log } from '../util/log.js';
-import { formatBound, formatBytes, formatCount } from './format.js';
+import { formatBound, formatBytes, formatCount, plural } from './format.js';
 import { startMetrics } from './metrics_watch.js';
 
 export interface RunCommandOptions {
@@ -67,21 +67,21 @@ export async function runCommand(config: Config, o: RunCommandOptions): Promise<
 function summary(r: RunReport): string {
   const secs = (r.durationMs / 1000).toFixed(1);
   const lines = [
-    `logship: exported ${formatCount(r.rows)} rows in ${secs} s (${formatCount(r.rowsPerSec)} rows/s) to ${formatCount(r.files)} files, ${formatBytes(r.bytes)}`,
+    `logship: exported ${plural(r.rows, 'row')} in ${secs} s (${formatCount(r.rowsPerSec)} rows/s) to ${plural(r.files, 'file')}, ${formatBytes(r.bytes)}`,
   ];
   for (const [id, t] of Object.entries(r.exporters)) {
-    lines.push(`  ${id}: ${formatCount(t.rows)} rows, ${formatCount(t.files)} files, ${formatBytes(t.bytes)}${t.removedStaleParts ? `, ${t.removedStaleParts} stale parts removed` : ''}${t.deadLettered ? `, ${t.deadLettered} dead-lettered` : ''}`);
+    lines.push(`  ${id}: ${plural(t.rows, 'row')}, ${plural(t.files, 'file')}, ${formatBytes(t.bytes)}${t.removedStaleParts ? `, ${plural(t.removedStaleParts, 'stale part')} removed` : ''}${t.deadLettered ? `, ${t.deadLettered} dead-lettered` : ''}`);
   }
   for (const run of r.runs) {
-    lines.push(`  ${run.kind === 'late' ? 'late catch-up' : 'run'} ${run.runId}${run.resumed ? ' (resumed)' : ''}: ${run.shardsExportedNow}/${run.shards} shards, ${formatCount(run.rows)} rows`);
+    lines.push(`  ${run.kind === 'late' ? 'late catch-up' : 'run'} ${run.runId}${run.resumed ? ' (resumed)' : ''}: ${run.shardsExportedNow}/${plural(run.shards, 'shard')}, ${plural(run.rows, 'row')}`);
   }
   if (r.badRows > 0) lines.push(`  bad rows dead-lettered: ${formatCount(r.badRows)} (in ${r.deadLetter})`);
-  if (r.late.rows > 0) lines.push(`  late rows caught up: ${formatCount(r.late.rows)} in ${r.late.rangesCaughtUp} ranges`);
-  if (r.deletedRows !== null) lines.push(`  deleted from source: ${formatCount(r.deletedRows)} rows`);
+  if (r.late.rows > 0) lines.push(`  late rows caught up: ${formatCount(r.late.rows)} in ${plural(r.late.rangesCaughtUp, 'range')}`);
+  if (r.deletedRows !== null) lines.push(`  deleted from source: ${plural(r.deletedRows, 'row')}`);
   lines.push(`  offset: ${formatBound(r.offsetBefore)} -> ${formatBound(r.offsetAfter)}`);
   if (r.stopped) {
     const why = r.stopped.reason === 'deadline' ? 'at deadline' : `by ${r.stopped.reason}`;
-    lines.push(`stopped ${why}: ${r.stopped.shardsLeft} of ${r.stopped.shardsTotal} shards left; run again to resume`);
+    lines.push(`stopped ${why}: ${r.stopped.shardsLeft} of ${plural(r.stopped.shardsTotal, 'shard')} left; run again to resume`);
   }
   return `${lines.join('\n')}\n`;
 }

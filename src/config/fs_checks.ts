@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { ConfigError } from './errors.js';
 import { quote } from './reader.js';
+import type { Config } from './types.js';
 
 /** Kernel filesystems where logship can never create its files (a recursive mkdir under /proc
  *  spins instead of failing), by path and by statfs type for bind mounts elsewhere. */
@@ -50,4 +51,61 @@ export function checkFileLocation(option: string, file: string, exampleName: str
   }
   if (stat?.isDirectory()) throw new ConfigError(option, `is a directory; give a file path such as ${quote(path.join(file, exampleName))}`);
   checkWritableLocation(option, path.dirname(path.resolve(file)));
+}
+
+/** access(2) as fs.accessSync calls it; tests pass one that fails as a read-only mount does, which they cannot make. */
+export type AccessCheck = (file: string, mode: number) => void;
+
+/** Why files cannot be written in `dir` (or in what its creation needs), in words; null when they can. */
+export function writeProblem(dir: string, o: { create: boolean } = { create: true }, access: AccessCheck = fs.accessSync): string | null {
+  const target = path.resolve(dir);
+  const existing = nearestExisting(target);
+  if (existing !== target && !o.create) return `directory ${target} does not exist`;
+  // Creating a directory needs its nearest existing ancestor to be a writable directory.
+  const creating = existing === target ? '' : `cannot create ${target}: `;
+  let stat: fs.Stats;
+  try {
+    stat = fs.statSync(existing);
+  } catch (err) {
+    return `${creating}cannot look at ${existing} (${(err as NodeJS.ErrnoException).code ?? String(err)})`;
+  }
+  if (!stat.isDirectory()) return `${creating}${existing} is a file, not a directory (ENOTDIR)`;
+  try {
+    // access(2) answers for this process, root included, and names a read-only mount EROFS.
+    access(existing, fs.constants.W_OK | fs.constants.X_OK);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EROFS') return `${creating}${existing} is on a read-only filesystem (EROFS)`;
+    if (code === 'EACCES' || code === 'EPERM') return `${creating}${existing} is not writable by this user (${code})`;
+    return `${creating}cannot write in ${existing} (${code ?? String(err)})`;
+  }
+  return null;
+}
+
+/**
+ * Before a command that writes (run, worker, state --reset): the places it will create files in
+ * can take them. Found here, a bad path is one line naming the option, exit 2, before anything is
+ * exported, instead of Node's raw error after the export (a report) or at the first part.
+ */
+export function checkCanWrite(option: string, dir: string, o: { create: boolean } = { create: true }): void {
+  const problem = writeProblem(dir, o);
+  if (problem) throw new ConfigError(option, problem);
+}
+
+/** What a command will write, checked by checkWritePlaces. */
+export interface WritePlaces {
+  /** The file exporters' directories (not a distributed coordinator's, whose workers write them). */
+  exporters: boolean;
+  /** A file state store's directory. */
+  state: boolean;
+}
+
+/** The writable-place checks of a loaded config (option paths as in the native config; a flow's are prefixed by the loader). */
+export function checkWritePlaces(config: Pick<Config, 'state' | 'logExporters'>, places: WritePlaces): void {
+  if (places.state && config.state.type === 'file') checkCanWrite('state.path', path.dirname(path.resolve(config.state.path)));
+  if (!places.exporters) return;
+  config.logExporters.forEach((e, i) => {
+    const directory = (e as { directory?: unknown }).directory;
+    if (e.type === 'file' && typeof directory === 'string') checkCanWrite(`logExporters[${i}].directory`, directory);
+  });
 }

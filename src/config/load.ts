@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import { parseDocument } from 'yaml';
 import { ConfigError, errorMessage } from './errors.js';
 import { describe } from './reader.js';
+import { checkWritePlaces, type WritePlaces } from './fs_checks.js';
 import { isKestraFlow, kestraFlowToConfig } from './kestra.js';
 import { parseConfig } from './schema.js';
 import { defaultSecretSource, resolveSecrets, type SecretSource } from './secrets.js';
@@ -16,6 +17,8 @@ export interface LoadOptions {
   variables?: Record<string, string>;
   /** `--url-map FROM=TO` rewrites, applied after variables and secrets. */
   urlMap?: UrlRewrite[];
+  /** A command that writes: check that the places it writes in can take files (checkWritePlaces). */
+  writes?: WritePlaces;
 }
 
 /**
@@ -64,7 +67,9 @@ export function loadConfigText(text: string, options: LoadOptions = {}, origin =
   try {
     const secrets = options.secrets ?? defaultSecretSource();
     // Variables first: a variable's value may hold {{ secret('X') }}, resolved and redacted next.
-    return parseConfig(applyUrlMap(resolveSecrets(resolveVariables(native, variables), secrets), options.urlMap ?? []));
+    const config = parseConfig(applyUrlMap(resolveSecrets(resolveVariables(native, variables), secrets), options.urlMap ?? []));
+    if (options.writes) checkWritePlaces(config, options.writes);
+    return config;
   } catch (err) {
     // Point errors from a Kestra flow at the task's own location in the file (not those of a
     // command-line flag or an environment variable such as LOGSHIP_URL_MAP).

@@ -56,6 +56,7 @@ export async function executeRun(
     orderedForAge: orderedForAge(config, shard, pace.expectedMs(shard.estimatedRows)),
   }, {
     progress: (index, rows) => o.progress.update(index, rows),
+    read: (rows, bytes) => o.observer?.read?.(rows, bytes),
     delivery: (exporterId, event) => o.observer?.delivery(exporterId, event),
     ack: (exporterId, ack) => recordAck(shard.index, exporterId, ack),
   }, stop);

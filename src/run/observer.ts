@@ -7,6 +7,8 @@ export interface RunObserver {
   planned(rows: number): void;
   shardDone(outcome: ShardOutcome, seconds: number): void;
   offset(bound: Bound): void;
+  /** A running shard read more rows: deltas since its attempt's previous progress message (every ~250 ms). */
+  read?(rows: number, bytes: number): void;
   delivery(exporterId: string, event: DeliveryEvent): void;
   /** Distributed coordinator: the run's shards by state, at each look at the queue. */
   shardStates?(counts: ShardCounts): void;

@@ -64,7 +64,17 @@ export class Progress {
   stop(): void {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
-    if (this.o.tty && this.lastBarLength > 0) this.o.stream.write(`\r${' '.repeat(this.lastBarLength)}\r`);
+    if (this.o.tty && this.lastBarLength > 0) this.o.stream.write(`\r${' '.repeat(Math.min(this.lastBarLength, this.lineRoom()))}\r`);
+  }
+
+  /**
+   * Characters a bar may take: the terminal's width (read at each redraw, so a resize applies)
+   * less one, since writing the last column makes some terminals wrap. A line that wraps leaves a
+   * stale copy above the bar at every redraw.
+   */
+  private lineRoom(): number {
+    const columns = this.o.stream.columns;
+    return (Number.isInteger(columns) && columns > 0 ? columns : 80) - 1;
   }
 
   private emit(): void {
@@ -80,15 +90,52 @@ export class Progress {
     const eta = rate > 0 && rows < this.expected ? (this.expected - rows) / rate : running ? null : 0;
     if (this.o.tty) {
       const frac = expected > 0 ? Math.min(running ? 0.999 : 1, rows / expected) : 0;
-      const width = 28;
-      const filled = Math.round(frac * width);
-      const bar = `[${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${(frac * 100).toFixed(1)}% ${formatCount(rows)}/${formatCount(expected)} rows  ${formatCount(Math.round(rate))} rows/s  shards ${this.shardsDone}/${this.shardsTotal}  ETA ${formatSeconds(eta)}`;
-      this.o.stream.write(`\r${bar.padEnd(this.lastBarLength)}`);
+      const max = this.lineRoom();
+      const bar = fitBar(max, frac, {
+        rows: `${formatCount(rows)}/${formatCount(expected)} rows`,
+        rate: `${formatCount(Math.round(rate))} rows/s`,
+        shards: `shards ${this.shardsDone}/${this.shardsTotal}`,
+        eta: `ETA ${formatSeconds(eta)}`,
+      });
+      this.o.stream.write(`\r${bar.padEnd(Math.min(this.lastBarLength, max))}`);
       this.lastBarLength = bar.length;
     } else {
       this.o.log.info({ rows, expectedRows: expected, rowsPerSec: Math.round(rate), etaSeconds: eta === null ? null : Math.round(eta), shardsDone: this.shardsDone, shards: this.shardsTotal }, 'progress');
     }
   }
+}
+
+/** The bar's figures, in the order they are shown. */
+interface BarFigures { rows: string; rate: string; shards: string; eta: string }
+
+const BAR_MAX = 28;
+const BAR_MIN = 10;
+/** What goes first when the line is too long: the shard count, then the rate, then the rows. */
+const DROP_ORDER: (keyof BarFigures)[][] = [[], ['shards'], ['shards', 'rate'], ['shards', 'rate', 'rows']];
+
+/**
+ * `[####------] 45.0% 1,234/5,678 rows  12,345 rows/s  shards 1/6  ETA 0:12` in at most `max`
+ * characters: the bar narrows (28 down to 10 wide), then figures are left out (DROP_ORDER), then
+ * the bar itself; on a terminal narrower than the percentage and ETA, the line is cut.
+ */
+export function fitBar(max: number, frac: number, figures: BarFigures): string {
+  const pct = `${(frac * 100).toFixed(1)}%`;
+  const texts = DROP_ORDER.map((drop) => [pct, ...(['rows', 'rate', 'shards', 'eta'] as const).filter((k) => !drop.includes(k)).map((k) => figures[k])]);
+  // "12.0% 1/2 rows  3 rows/s…": the percentage joins the rows with one space, the rest with two.
+  const join = ([first, ...rest]: string[]) => [first, rest.join('  ')].filter(Boolean).join(' ');
+  for (const parts of texts) {
+    const text = join(parts);
+    const width = Math.min(BAR_MAX, max - text.length - 3);
+    if (width >= BAR_MIN) {
+      const filled = Math.round(frac * width);
+      return `[${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${text}`;
+    }
+  }
+  for (const parts of texts) {
+    const text = join(parts);
+    if (text.length <= max) return text;
+  }
+  return join(texts.at(-1)!).slice(0, Math.max(0, max));
 }
 
 export function formatSeconds(s: number | null): string {

@@ -14,6 +14,8 @@ import { ShardStoppedError, type StopControl } from './stop.js';
 /** What the main thread does with a running shard's messages. */
 export interface ShardAttemptHooks {
   progress(shard: number, rows: number): void;
+  /** Rows and bytes read since this attempt's previous progress message (its messages carry totals). */
+  read?(rows: number, bytes: number): void;
   delivery?(exporterId: string, event: DeliveryEvent): void;
   /** Makes an in-shard acknowledgement durable; the worker waits for it. */
   ack(exporterId: string, ack: InShardAck): Promise<void>;
@@ -31,9 +33,14 @@ export async function attemptShardOnPool(
   const shard = input.shard;
   if (stop.stopping) throw new ShardStoppedError(`shard ${shard.index} not started: stopping`);
   const channel = new MessageChannel();
+  const reported = { rows: 0, bytes: 0 };
   channel.port1.on('message', (m: WorkerMessage) => {
-    if (m.type === 'progress') hooks.progress(m.shard, m.rows);
-    else if (m.type === 'delivery') hooks.delivery?.(m.exporterId, m.event);
+    if (m.type === 'progress') {
+      hooks.progress(m.shard, m.rows);
+      hooks.read?.(m.rows - reported.rows, m.bytes - reported.bytes);
+      reported.rows = m.rows;
+      reported.bytes = m.bytes;
+    } else if (m.type === 'delivery') hooks.delivery?.(m.exporterId, m.event);
     else if (m.type === 'flush') channel.port1.postMessage({ type: 'acked', id: m.id } satisfies MainMessage);
     else if (m.type === 'fence') {
       (hooks.fence?.() ?? Promise.resolve()).then(

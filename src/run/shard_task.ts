@@ -290,7 +290,7 @@ async function exportOnce(input: ShardTaskInput, channel: WorkerSide, ordered: b
     channel.progress(shard.index, rows, bytes);
     return outcome;
   } catch (err) {
-    await Promise.all(writers.map((w) => w.abort().catch(() => {})));
+    await Promise.all(writers.map((w) => w.abort(err).catch(() => {})));
     await deadLetters?.abort().catch(() => {});
     const ended = await endTransaction('ROLLBACK').then(() => true, () => false);
     if (err instanceof UnorderedReadTooOld) err.heldMs = read.heldMs;

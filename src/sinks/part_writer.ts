@@ -183,7 +183,8 @@ export class RotatingPartWriter implements ShardWriter {
     };
   }
 
-  async abort(): Promise<void> {
+  /** `cause`: what failed the shard; a full disk also takes back the parts this attempt finished. */
+  async abort(cause?: unknown): Promise<void> {
     await Promise.allSettled(this.committing.splice(0));
     const parts = [...this.open.values()];
     this.open.clear();
@@ -198,6 +199,11 @@ export class RotatingPartWriter implements ShardWriter {
     // and a stale attempt leaves nothing that duplicates the winner's rows.
     if (this.fence && this.written.length > 0 && this.namer) {
       await this.service.removeStale(this.namer.shardPrefixes(this.shard, [...this.touched]), new Set(), this.namer.shardPattern({ which: 'only', attempt: this.fence.attempt }));
+    } else if (this.namer && this.written.length > 0 && isDiskFull(cause)) {
+      // The shard is retried: its finished parts would otherwise take the space its next attempt
+      // needs until that attempt replaces them. Nothing refers to them (the shard is not done),
+      // and the retry rewrites them all.
+      await this.service.removeStale(this.namer.shardPrefixes(this.shard, [...this.touched]), new Set(), this.namer.shardPattern());
     }
   }
 
@@ -325,6 +331,15 @@ export class RotatingPartWriter implements ShardWriter {
     const pending = this.committing.splice(0);
     await Promise.all(pending);
   }
+}
+
+/** ENOSPC or EDQUOT, raw or in a message that wrapped it (withContext keeps the text, not the code). */
+export function isDiskFull(err: unknown): boolean {
+  for (let e = err as { code?: unknown; message?: unknown; cause?: unknown } | null | undefined, depth = 0; e && depth < 5; e = e.cause as typeof e, depth++) {
+    if (e.code === 'ENOSPC' || e.code === 'EDQUOT') return true;
+    if (typeof e.message === 'string' && /\b(ENOSPC|EDQUOT)\b/.test(e.message)) return true;
+  }
+  return false;
 }
 
 /** ".ndjson.gz", ".json.zst", ".parquet": what is inside, then how it is compressed. */

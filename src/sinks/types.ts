@@ -28,7 +28,8 @@ export interface ExporterShardResult {
 export interface ShardWriter {
   write(batch: RowBatch): Promise<void>;
   finish(): Promise<ExporterShardResult>;
-  abort(): Promise<void>;
+  /** Gives up on the shard; `cause` is what failed it (a full disk also takes back finished parts). */
+  abort(cause?: unknown): Promise<void>;
 }
 
 export interface Exporter {

@@ -79,7 +79,7 @@ export async function connect(url: string | undefined, role: string, options: Co
     await client.query(`SET TimeZone = 'UTC'; SET statement_timeout = ${statementMs}; SET lock_timeout = ${lockMs}; SET DateStyle = 'ISO'`);
   } catch (err) {
     await client?.end().catch(() => {});
-    const message = `cannot connect to ${describeTarget(url)}: ${redact(explainTlsError(err, target) ?? explain(err))}`;
+    const message = `cannot connect to ${describeTarget(url)}: ${redact(explainTlsError(err, target) ?? explain(err))}${url === undefined ? NO_URL_HINT : ''}`;
     if (options.startup) throw new KindedError('source-unavailable', `source.url: ${message}`);
     throw new SourceUnavailableError(`source ${message}`, { cause: err });
   }
@@ -125,6 +125,12 @@ export function isConnectionLoss(err: unknown): boolean {
   // node-postgres reports a socket closed under it without a code.
   return /Connection terminated|not queryable|connection error|terminating connection/i.test(e.message ?? '');
 }
+
+/**
+ * A pasted Kestra flow has no database settings: with no URL anywhere, libpq's defaults send it to
+ * localhost:5432, and the error must say where a URL goes rather than only where it went.
+ */
+const NO_URL_HINT = '; no source URL is set: give one in LOGSHIP_SOURCE_URL (a Kestra flow has no database settings) or in source.url, e.g. postgres://USER@HOST:5432/kestra';
 
 function describeTarget(url: string | undefined): string {
   if (!url) return `PostgreSQL from PG* environment (host ${process.env.PGHOST ?? 'localhost'}, port ${process.env.PGPORT ?? '5432'})`;

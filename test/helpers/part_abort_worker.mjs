@@ -68,10 +68,19 @@ async function keepWriting(dir) {
 }
 
 let abortError = null;
+/** Finished parts the aborting writer removed (its abort's removeStale calls). */
+const removedByAbort = [];
 const aDir = path.join(root, 'aborting');
 const bDir = path.join(root, 'beside');
 const cleanDir = path.join(root, 'clean');
-const a = new RotatingPartWriter('a', options, mode === 'enospc' ? new FileService('a', aDir, fillingDisk) : new FileService('a', aDir), shard, undefined);
+const aService = mode === 'enospc' ? new FileService('a', aDir, fillingDisk) : new FileService('a', aDir);
+const removeStale = aService.removeStale.bind(aService);
+aService.removeStale = async (...args) => {
+  const removed = await removeStale(...args);
+  removedByAbort.push(...removed.filter((f) => !f.endsWith('.tmp')));
+  return removed;
+};
+const a = new RotatingPartWriter('a', options, aService, shard, undefined);
 const aborting = (async () => {
   try {
     for (let n = 0; n < batches; n++) {
@@ -81,11 +90,12 @@ const aborting = (async () => {
     await a.finish();
   } catch (err) {
     abortError = err.message;
-    await a.abort();
+    // As shard_task does: the writer learns what failed the shard (a full disk takes back its parts).
+    await a.abort(err);
   }
 })();
 await Promise.all([aborting, keepWriting(bDir)]);
 await keepWriting(cleanDir);
 // Warnings are emitted on a later tick than the close that caused them.
 await new Promise((resolve) => setTimeout(resolve, 50));
-parentPort.postMessage({ warnings, abortError, aborted: digest(aDir), beside: digest(bDir), clean: digest(cleanDir) });
+parentPort.postMessage({ warnings, abortError, removedByAbort, aborted: digest(aDir), beside: digest(bDir), clean: digest(cleanDir) });

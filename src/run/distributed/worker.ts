@@ -145,6 +145,7 @@ async function exportJob(
     // The task commits the shard itself, fenced on `attempt` (with its delete, when there is one).
     outcome = await attemptShardOnPool(pool, { config, table, shard, runId, acks, attempt, orderedForAge: orderedForAge(config, shard, pace.expectedMs(shard.estimatedRows)) }, {
       progress: () => {},
+      read: (rows, bytes) => o.observer?.read?.(rows, bytes),
       delivery: (exporterId, event) => o.observer?.delivery(exporterId, event),
       ack: (exporterId, ack) => fence.saveAck(runId, shardIndex, attempt, exporterId, ack),
       fence: () => fence.check(runId, shardIndex, attempt),

@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { RunError } from '../../config/errors.js';
+import { writeProblem } from '../../config/fs_checks.js';
 import type { ObjectService, PartUpload } from '../types.js';
 import { FileHandleSink } from './handle_sink.js';
 
@@ -36,7 +37,9 @@ export class FileService implements ObjectService {
       await fsp.mkdir(this.root, { recursive: true });
       await fsp.access(this.root, fs.constants.W_OK);
     } catch (err) {
-      throw new RunError(`logExporters '${this.exporterId}': directory ${this.root} is not writable (${(err as NodeJS.ErrnoException).code ?? err})`);
+      // mkdir -p says ENOENT where a read-only filesystem is the cause: name the real one.
+      const cause = writeProblem(this.root) ?? (err as NodeJS.ErrnoException).code ?? String(err);
+      throw new RunError(`logExporters '${this.exporterId}': directory ${this.root} is not writable: ${cause}`);
     }
   }
 

@@ -15,11 +15,24 @@ export function parseExposition(text: string): Sample[] {
     if (!m) throw new Error(`not the text exposition format: ${JSON.stringify(line)}`);
     const labels: Record<string, string> = {};
     for (const l of (m[2] ?? '').matchAll(LABEL)) labels[l[1]!] = l[2]!.replace(/\\(.)/g, (_x, c: string) => (c === 'n' ? '\n' : c));
-    const value = m[3] === '+Inf' ? Infinity : m[3] === '-Inf' ? -Infinity : Number(m[3]);
-    if (Number.isNaN(value) && m[3] !== 'NaN') throw new Error(`bad sample value in ${JSON.stringify(line)}`);
+    const value = parseSampleValue(m[3]!);
+    if (value === null) throw new Error(`bad sample value in ${JSON.stringify(line)}`);
     out.push({ name: m[1]!, labels, value });
   }
   return out;
+}
+
+/**
+ * A sample value as Prometheus reads it (Go's strconv.ParseFloat): special values in any case, so
+ * prom-client's "Nan" (an event-loop lag mean before its first sample) is a valid NaN.
+ */
+export function parseSampleValue(text: string): number | null {
+  const special = text.toLowerCase().replace(/^\+/, '');
+  if (special === 'nan') return NaN;
+  if (special === 'inf' || special === 'infinity') return Infinity;
+  if (special === '-inf' || special === '-infinity') return -Infinity;
+  const value = Number(text);
+  return Number.isNaN(value) || text.trim() === '' ? null : value;
 }
 
 export function sampleValue(samples: Sample[], name: string, labels: Record<string, string> = {}): number | undefined {
@@ -32,7 +45,7 @@ export function sampleValue(samples: Sample[], name: string, labels: Record<stri
  * strictly and a malformed one gets a 400, as the real gateway answers.
  */
 export class PushgatewayServer extends PlatformEndpoint {
-  /** Group path (`job/logship/offsetKey/x`) → its metrics, as last pushed. */
+  /** Group path (`job/logship/offset_key/x`) → its metrics, as last pushed. */
   readonly groups = new Map<string, Sample[]>();
   pushes = 0;
 
