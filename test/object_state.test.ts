@@ -6,7 +6,7 @@ import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3
 import { BlobServiceClient } from '@azure/storage-blob';
 import { seedKestraLogs } from '../src/demo/seed.js';
 import { loadConfigText } from '../src/config/load.js';
-import type { ObjectStateConfig } from '../src/config/types.js';
+import type { ObjectStateConfig } from '../src/state/options.js';
 import { createStateObjects } from '../src/state/object_backends.js';
 import { ObjectStateStore } from '../src/state/object_store.js';
 import { freshDatabase, isoAgo, sourceDocs } from './helpers/db.js';

@@ -12,7 +12,7 @@ import { to as copyTo } from 'pg-copy-streams';
 import net from 'node:net';
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
-import { packageRoot } from '../src/util/paths.js';
+import { packageRoot } from '../src/core/paths.js';
 import pgModule from 'pg';
 import { freshDatabase } from './helpers/db.js';
 import { connect } from '../src/source/connection.js';

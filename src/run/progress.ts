@@ -1,5 +1,5 @@
-import type { Logger } from '../util/log.js';
-import { formatCount } from '../util/numbers.js';
+import type { Logger } from '../core/log.js';
+import { formatCount } from '../core/numbers.js';
 
 export interface ProgressOptions {
   tty: boolean;

@@ -1,23 +1,34 @@
-import { randomUUID } from 'node:crypto';
+import { RunReport, RunOptions } from './report.js';
 import type { Piscina } from 'piscina';
-import { errorMessage } from '../config/errors.js';
-import { redact } from '../config/secrets.js';
-import type { Config } from '../config/types.js';
+import type pg from 'pg';
+import type { Config } from '../shard/config.js';
+
+import { planShards, type ShardPlan } from '../plan/shards.js';
+import type { ExportWindow } from '../plan/window.js';
+import type { SourceTable } from '../source/table.js';
+import { createExporter } from '../sinks/registry.js';
+import type { Logger } from '../core/log.js';
+
+import { filtersOf } from '../shard/config.js';
+import { StopControl } from './stop.js';
+import { randomUUID } from 'node:crypto';
+import { errorMessage } from '../core/errors.js';
+import { redact } from '../core/secrets.js';
+
 import { tableScanWarning } from '../plan/shards.js';
 import { computeWindow, emptyWindowReason } from '../plan/window.js';
 import { affordableWorkers, freeConnections } from '../source/connection_budget.js';
 import { passRawBytesFromSqlAscii } from '../source/connection.js';
 import { SourceSession } from '../source/session.js';
-import { describeTable, type SourceTable } from '../source/table.js';
+import { describeTable } from '../source/table.js';
 import { createStateStore } from '../state/create.js';
 import type { RunManifest, StateStore } from '../state/types.js';
-import type { Logger } from '../util/log.js';
+
 import { executeRun } from './execute.js';
 import { currentSnapshot, horizonStart, LateCheck, lateRun, type Ledger } from './late_rows.js';
-import { checkExporters, planWindow, type RunOptions, type RunReport } from './run.js';
-import type { StopControl } from './stop.js';
+
 import { createShardPool, destroyShardPool } from './worker_pool.js';
-import { snapshotAgeWarning } from './snapshot_age.js';
+import { snapshotAgeWarning } from '../shard/snapshot_age.js';
 
 /** What one cycle is told: where to log and report, and when to stop. */
 export type CycleOptions = Pick<RunOptions, 'log' | 'progress' | 'observer' | 'fixedWindow'> & { stop: StopControl };
@@ -160,4 +171,28 @@ function stopEarly(report: RunReport, stop: StopControl): RunReport {
   report.status = 'partial';
   report.stopped ??= { reason: stop.reason ?? 'deadline', shardsLeft: 0, shardsTotal: report.runs.at(-1)?.shards ?? 0 };
   return report;
+}
+
+/**
+ * `distributed`: the coordinator cannot know how many workers will come, so shards keep to
+ * rowsPerShard even when each is a whole-table scan.
+ */
+export async function planWindow(client: pg.Client, table: SourceTable, config: Config, window: ExportWindow, distributed = false): Promise<ShardPlan> {
+  return planShards(client, table, filtersOf(config), window.start, window.end, {
+    offsetKey: config.offsetKey,
+    workers: config.workers,
+    rowsPerShard: config.rowsPerShard,
+    autoShardSize: !config.rowsPerShardSet && !distributed,
+  });
+}
+
+export async function checkExporters(config: Config): Promise<void> {
+  for (const e of config.logExporters) {
+    const exporter = await createExporter(e);
+    try {
+      await exporter.check();
+    } finally {
+      await exporter.close();
+    }
+  }
 }

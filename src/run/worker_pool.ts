@@ -1,10 +1,10 @@
 import { Piscina } from 'piscina';
-import type { Config } from '../config/types.js';
-import { errorMessage } from '../config/errors.js';
-import type { Logger } from '../util/log.js';
+import type { Config } from '../shard/config.js';
+import { errorMessage } from '../core/errors.js';
+import type { Logger } from '../core/log.js';
 import { deliversDocuments } from '../sinks/registry.js';
-import { workerFile } from '../util/paths.js';
-import { SHARD_WORKER_LOADED } from './shard_channel.js';
+import { workerFile } from '../core/paths.js';
+import { SHARD_WORKER_LOADED } from '../shard/channel.js';
 
 const MIB = 1024 * 1024;
 

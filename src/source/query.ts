@@ -1,6 +1,6 @@
 import { escapeLiteral } from 'pg';
-import { LEVELS, type Level } from '../config/types.js';
-import type { Bound } from '../plan/keyset.js';
+import { LEVELS, type Level } from './options.js';
+import type { Bound } from '../core/keyset.js';
 import { namespacePin, tenantPin } from './pins.js';
 import type { LevelCompare, SourceTable } from './table.js';
 

@@ -1,6 +1,6 @@
-import { backoffDelay, sleep } from '../delivery/backoff.js';
+import { backoffDelay, sleep } from '../../core/retry.js';
 import type { DeliveryOptions } from '../delivery/options.js';
-import { PermanentExportError } from '../failures.js';
+import { PermanentExportError } from '../../core/errors.js';
 import { awsErrorText, isCredentialError, type AwsError } from './client_options.js';
 
 /**

@@ -1,5 +1,5 @@
-import { PermanentExportError } from '../failures.js';
-import { backoffDelay, sleep } from './backoff.js';
+import { PermanentExportError } from '../../core/errors.js';
+import { backoffDelay, sleep } from '../../core/retry.js';
 import { decideTransportError, type Decision } from './decision.js';
 import type { DeliveryOptions } from './options.js';
 

@@ -1,26 +1,27 @@
+import { filtersOf } from './config.js';
 import type { MessagePort } from 'node:worker_threads';
 import type pg from 'pg';
-import type { Config } from '../config/types.js';
+import type { Config } from './config.js';
 import { DeadLetterFile, FailOnBadRow } from '../source/bad_rows.js';
 import { connectSource, explainSourceTimeout, passRawBytesFromSqlAscii } from '../source/connection.js';
 import { readWithCopy } from '../source/copy_reader.js';
 import { readWithCursor } from '../source/cursor_reader.js';
 import { findNonUtf8Row, INVALID_ENCODING } from '../source/diagnose.js';
-import { afterRow, keyIn, shardDelete, shardSelect, type Filters } from '../source/query.js';
+import { afterRow, keyIn, shardDelete, shardSelect } from '../source/query.js';
 import { committedAfter, parseSnapshot } from '../source/snapshots.js';
 import type { SourceTable } from '../source/table.js';
-import type { Bound } from '../plan/keyset.js';
-import type { ShardSpec } from '../plan/shards.js';
+import type { Bound } from '../core/keyset.js';
+import type { ShardSpec } from '../core/keyset.js';
 import { acksInShard, createExporter, partitionsByEventTime } from '../sinks/registry.js';
 import type { InShardAck } from '../sinks/delivery/types.js';
-import { WorkerSide } from './shard_channel.js';
+import { WorkerSide } from './channel.js';
 import type { Exporter, ShardWriter } from '../sinks/types.js';
 import { shardDoneSql } from '../state/postgres_store.js';
-import { holdsShard } from './distributed/fence.js';
-import { shardDoneChannel } from './distributed/names.js';
+import { holdsShard } from '../state/postgres_store.js';
+import { shardDoneChannel } from '../state/distributed_names.js';
 import type { ReadRange, ShardOutcome } from '../state/types.js';
-import { checkBasis, LateKeys, lateCheckSql, scannedPast } from './late_rows.js';
-import { ShardStoppedError } from './stop.js';
+import { checkBasis, LateKeys, lateCheckSql, scannedPast } from './late_check.js';
+import { ShardStoppedError } from '../core/errors.js';
 import { ReadTransaction, RejectOnce, rowBound, snapshotAgeLimitMs, UnorderedReadTooOld, type RowPosition, type SnapshotClock } from './snapshot_age.js';
 
 export interface ShardTaskInput {
@@ -114,10 +115,6 @@ async function foldedLateCheck(db: pg.Client, snapshot: string, table: SourceTab
   if (candidates.length === 0) return { sql: undefined, keys, sorted: [], checked };
   const { sorted, conditions, tree } = lateCheckSql(table, config, candidates, now, stable);
   return { sql: { conditions, tree }, keys, sorted, checked };
-}
-
-export function filtersOf(config: Config): Filters {
-  return { logLevelFilter: config.logLevelFilter, namespace: config.namespace, tenantId: config.tenantId, resources: config.resources };
 }
 
 /**
