@@ -1,7 +1,10 @@
-import { backoffDelay, sleep } from '../../core/retry.js';
-import type { DeliveryOptions } from '../delivery/options.js';
 import { PermanentExportError } from '../../core/errors.js';
+import { retrying } from '../../core/retry.js';
+import type { DeliveryOptions } from '../delivery/options.js';
 import { awsErrorText, isCredentialError, type AwsError } from './client_options.js';
+
+/** A failure no retry can change, already worded. */
+class Refused extends Error {}
 
 /**
  * Runs a pre-run check (does the log group / stream exist, do the credentials work) with the
@@ -9,19 +12,31 @@ import { awsErrorText, isCredentialError, type AwsError } from './client_options
  * 5xx), and fails at once, permanently, on anything a retry cannot change.
  */
 export async function checkWithRetries<T>(options: DeliveryOptions, label: string, what: string, call: () => Promise<T>, permanent: (err: unknown) => string | null): Promise<T> {
-  const never = new AbortController().signal;
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await call();
-    } catch (err) {
-      const fixed = permanent(err);
-      if (fixed !== null) throw new PermanentExportError(`${label}: ${what}: ${fixed}`);
-      if (isCredentialError(err)) throw new PermanentExportError(`${label}: ${what}: ${awsErrorText(err)} (check accessKeyId/secretKeyId, sessionToken or roleArn)`);
-      const status = (err as AwsError)?.$metadata?.httpStatusCode;
-      const throttled = (err as AwsError)?.$retryable?.throttling || /Throttl|LimitExceeded/.test((err as AwsError)?.name ?? '');
-      if (status !== undefined && status >= 400 && status < 500 && status !== 408 && status !== 429 && !throttled) throw new PermanentExportError(`${label}: ${what}: ${awsErrorText(err)}`);
-      if (attempt >= options.maxAttempts) throw new Error(`${label}: ${what}: ${awsErrorText(err)}; gave up after ${options.maxAttempts} attempts`);
-      await sleep(backoffDelay({ minMs: options.minBackoffMs, maxMs: options.maxBackoffMs }, attempt), never);
-    }
+  const refusal = (err: unknown): string | null => {
+    const fixed = permanent(err);
+    if (fixed !== null) return fixed;
+    if (isCredentialError(err)) return `${awsErrorText(err)} (check accessKeyId/secretKeyId, sessionToken or roleArn)`;
+    const status = (err as AwsError)?.$metadata?.httpStatusCode;
+    const throttled = (err as AwsError)?.$retryable?.throttling || /Throttl|LimitExceeded/.test((err as AwsError)?.name ?? '');
+    if (status !== undefined && status >= 400 && status < 500 && status !== 408 && status !== 429 && !throttled) return awsErrorText(err);
+    return null;
+  };
+  try {
+    return await retrying(
+      { attempts: options.maxAttempts, backoff: { minMs: options.minBackoffMs, maxMs: options.maxBackoffMs } },
+      (err) => (err instanceof Refused ? { retry: false } : { retry: true }),
+      async () => {
+        try {
+          return await call();
+        } catch (err) {
+          const fixed = refusal(err);
+          throw fixed === null ? err : new Refused(fixed);
+        }
+      },
+      (err, attempts) => new Error(`${label}: ${what}: ${awsErrorText(err)}; gave up after ${attempts} attempts`),
+    );
+  } catch (err) {
+    if (err instanceof Refused) throw new PermanentExportError(`${label}: ${what}: ${err.message}`);
+    throw err;
   }
 }
