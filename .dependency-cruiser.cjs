@@ -40,7 +40,7 @@ module.exports = {
       comment: 'src/core imports nothing of the project but itself.',
       severity: 'error',
       from: { path: '^src/core/' },
-      to: { path: '^(src/(?!core/)|workers/|test/|bench/)' },
+      to: { path: '^(src/(?!core/)|test/|bench/)' },
     },
     {
       name: 'src-does-not-import-tests-or-benches',
