@@ -200,9 +200,9 @@ describe('on a 200k-row table, a small window reads pages in proportion to the w
     const config = { ...f, resources: undefined } as unknown as Config;
     const queries: Record<string, string> = {
       count: cappedCountSql(table, where, 250_000),
-      copy: shardSelect(table, f, lo, hi, false, 'copy'),
-      cursor: shardSelect(table, f, lo, hi, false, 'cursor'),
-      ordered: shardSelect(table, f, lo, hi, true, 'copy'),
+      copy: shardSelect(table, f, lo, hi, { ordered: false, mode: 'copy' }),
+      cursor: shardSelect(table, f, lo, hi, { ordered: false, mode: 'cursor' }),
+      ordered: shardSelect(table, f, lo, hi, { ordered: true, mode: 'copy' }),
       delete: shardDelete(table, f, lo, hi),
       late: lateRowsSql(table, config, [{ id: 'r', lo, hi, snapshot: since, late: 0 }], now, stable).sql,
     };

@@ -1,3 +1,4 @@
+import { knobs } from '../core/knobs.js';
 import fs from 'node:fs';
 import type { Piscina } from 'piscina';
 import { errorMessage } from '../core/errors.js';
@@ -31,7 +32,7 @@ export interface RunCommandOptions {
 
 /** Progress on stderr: a bar on a terminal (unless quiet), JSON lines every progressIntervalMs off one. */
 export function stderrProgress(o: { quiet?: boolean; progressIntervalMs: number }): Progress {
-  return new Progress({ tty: !o.quiet && process.stderr.isTTY === true, intervalMs: o.progressIntervalMs, stream: process.stderr, log, everyUpdate: process.env.LOGSHIP_TEST_PROGRESS_EVERY_BATCH === '1' });
+  return new Progress({ tty: !o.quiet && process.stderr.isTTY === true, intervalMs: o.progressIntervalMs, stream: process.stderr, log, everyUpdate: knobs.progressEveryBatch });
 }
 
 export async function runCommand(config: Config, o: RunCommandOptions): Promise<RunReport> {

@@ -1,4 +1,4 @@
-import { lateCheckSql, MAX_KEYED_ROWS, checkBasis } from '../shard/late_check.js';
+import { lateCheckSql, maxKeyedRows, checkBasis } from '../shard/late_check.js';
 import type { LateHit } from '../state/types.js';
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
@@ -90,7 +90,7 @@ export function lateRowsSql(t: SourceTable, config: Config, ranges: ReadRange[],
   const rows = `SELECT ${t.ts}, ${t.key}, age(t.xmin) AS logship_age FROM ${t.name} t ${whereClause(conditions)} OFFSET 0`;
   return {
     sorted,
-    sql: `SELECT s.i, CASE WHEN count(*) <= ${MAX_KEYED_ROWS} THEN array_agg(s.k) END AS keys
+    sql: `SELECT s.i, CASE WHEN count(*) <= ${maxKeyedRows()} THEN array_agg(s.k) END AS keys
        FROM (SELECT ${tree} AS i, ${t.key}::text AS k FROM (${rows}) t) s WHERE s.i IS NOT NULL GROUP BY s.i`,
   };
 }

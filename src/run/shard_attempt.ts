@@ -1,3 +1,4 @@
+import { knobs } from '../core/knobs.js';
 import { MessageChannel } from 'node:worker_threads';
 import type { Piscina } from 'piscina';
 import { errorMessage } from '../core/errors.js';
@@ -61,7 +62,8 @@ export async function attemptShardOnPool(
     channel.port1.postMessage({ type: 'stop' } satisfies MainMessage);
   });
   try {
-    const task: ShardTaskInput = { ...input, progress: channel.port2 };
+    // The worker thread's own knobs module is at its defaults: it gets the main thread's.
+    const task: ShardTaskInput = { ...input, progress: channel.port2, knobs: { ...knobs } };
     return await pool.run(task, { transferList: [channel.port2] });
   } catch (err) {
     // Error names do not survive the thread boundary; what we asked for, we know here. An

@@ -1,3 +1,4 @@
+import { knobs } from '../core/knobs.js';
 import type { LateHit } from '../state/types.js';
 
 import type pg from 'pg';
@@ -58,7 +59,9 @@ export function lateCheckSql(t: SourceTable, config: Config, ranges: ReadRange[]
  * Up to this many late rows per range are looked up by key; more are read by a scan of the range.
  * Tests lower it to exercise the scan path.
  */
-export const MAX_KEYED_ROWS = Number(process.env.LOGSHIP_TEST_MAX_KEYED_LATE_ROWS ?? 2000);
+export function maxKeyedRows(): number {
+  return knobs.maxKeyedLateRows;
+}
 
 /**
  * What a check needs from the transaction it reads in (REPEATABLE READ, before its scan, whose
@@ -77,7 +80,7 @@ export async function checkBasis(c: pg.Client, until: string, reads: ReadRange[]
 
 /**
  * Late rows met by a window shard's scan that also checks the ledger (lateCheckSql folded into
- * the shard's query, see shardSelect): per range, the rows and, up to MAX_KEYED_ROWS, their keys.
+ * the shard's query, see shardSelect): per range, the rows and, up to maxKeyedRows(), their keys.
  */
 export class LateKeys {
   private readonly byRange = new Map<number, { rows: number; keys: string[] | null }>();
@@ -89,7 +92,7 @@ export class LateKeys {
     if (entry.keys === null) return;
     // A NULL key or one that is not UTF-8 cannot be looked up: the range is then scanned.
     const key = start < 0 ? null : keyBytes.toString('utf8', start, end);
-    if (key === null || key.includes('\uFFFD') || entry.rows > MAX_KEYED_ROWS) entry.keys = null;
+    if (key === null || key.includes('\uFFFD') || entry.rows > maxKeyedRows()) entry.keys = null;
     else entry.keys.push(key);
   }
 

@@ -1,3 +1,4 @@
+import { knobs } from '../../core/knobs.js';
 import { randomUUID } from 'node:crypto';
 import { RunError } from '../../core/errors.js';
 import type { Config } from '../../shard/config.js';
@@ -248,7 +249,7 @@ async function waitForShards(
  */
 async function enqueue(queue: Queue, config: Config, run: RunManifest, done: Map<number, ShardOutcome>, only?: Set<number>): Promise<void> {
   // Tests only: hang after sending this many jobs, so a kill lands mid-enqueue at a known point.
-  const hangAfter = Number(process.env.LOGSHIP_TEST_HANG_AFTER_ENQUEUED ?? Infinity);
+  const hangAfter = knobs.hangAfterEnqueued;
   let sentNow = 0;
   for (const shard of run.shards) {
     if (only && !only.has(shard.index)) continue;

@@ -1,3 +1,4 @@
+import { knobs } from '../../core/knobs.js';
 import os from 'node:os';
 import type { Piscina } from 'piscina';
 import type PgBoss from 'pg-boss';
@@ -134,8 +135,8 @@ async function exportJob(
   const acks = config.logExporters.some(acksInShard) ? await fence.acks(runId, shardIndex) : undefined;
   // pg-boss gives up on a handler at the job's expiry and hands the job out again: stop this
   // attempt then too, so a slow but live worker does not go on exporting a shard another now owns.
-  // (LOGSHIP_TEST_NO_ATTEMPT_EXPIRY=1, tests only: let a stale attempt run on, to prove the fence stops it.)
-  const expiry = process.env.LOGSHIP_TEST_NO_ATTEMPT_EXPIRY === '1' ? null : job.expireInSeconds * 1000;
+  // (knobs.noAttemptExpiry, tests only: let a stale attempt run on, to prove the fence stops it.)
+  const expiry = knobs.noAttemptExpiry ? null : job.expireInSeconds * 1000;
   const attemptStop = new StopControl({ maxDurationMs: expiry, stopGraceMs: 0 });
   attemptStop.arm();
   const untrack = o.stop.track(() => attemptStop.request(o.stop.reason ?? 'SIGTERM'));
