@@ -26,11 +26,27 @@ import { orderedForAge } from '../shard/snapshot_age.js';
  * Runs the manifest's unfinished shards, at most `workers` at a time. The first failure stops new
  * shards from starting; shards already running may still finish and be checkpointed.
  */
-export async function executeRun(
-  config: Config, table: SourceTable, store: StateStore, pool: Piscina, run: RunManifest,
-  done: Map<number, ShardOutcome>, acks: ShardAcks, resumed: boolean, report: RunReport, o: Pick<RunOptions, 'log' | 'progress' | 'observer'>, stop: StopControl, ledger: Ledger,
-  lateCheck: LateCheck | null = null,
-): Promise<Bound> {
+export interface RunExecution {
+  config: Config;
+  table: SourceTable;
+  store: StateStore;
+  pool: Piscina;
+  run: RunManifest;
+  /** This run's shards already done (a resumed run), with their outcomes; filled as shards finish. */
+  done: Map<number, ShardOutcome>;
+  /** In-shard acknowledgements of unfinished shards (bounded-duplicates exporters). */
+  acks: ShardAcks;
+  resumed: boolean;
+  report: RunReport;
+  out: Pick<RunOptions, 'log' | 'progress' | 'observer'>;
+  stop: StopControl;
+  ledger: Ledger;
+  /** The late-row check the window's shards carry in their scans, if any. */
+  lateCheck?: LateCheck | null;
+}
+
+export async function executeRun(x: RunExecution): Promise<Bound> {
+  const { config, table, store, pool, run, done, acks, resumed, report, out: o, stop, ledger, lateCheck = null } = x;
   const todo = run.shards.filter((s) => !done.has(s.index));
   const entry = { runId: run.runId, kind: run.kind ?? 'window', resumed, window: run.window, shards: run.shards.length, shardsExportedNow: 0, rows: 0 };
   report.runs.push(entry);

@@ -111,7 +111,7 @@ export class Runner {
       let offset = state.offset;
       if (state.run) {
         o.log.info({ runId: state.run.runId, done: state.done.size, shards: state.run.shards.length }, 'resuming an unfinished run before planning new work');
-        offset = await executeRun(config, table, store, pool, state.run, state.done, state.acks, true, report, o, stop, ledger);
+        offset = await executeRun({ config, table, store, pool, run: state.run, done: state.done, acks: state.acks, resumed: true, report, out: o, stop, ledger });
       }
       if (report.stopped || !stop.mayStart(null)) return stopEarly(report, stop);
 
@@ -136,14 +136,14 @@ export class Runner {
         // A manifest is what a stop or a crash resumes; an empty one has nothing to resume, and
         // skipping it leaves an idle cycle one state write (the offset's) instead of two.
         if (run.shards.length > 0) await store.beginRun(run);
-        offset = await executeRun(config, table, store, pool, run, new Map(), new Map(), false, report, o, stop, ledger, lateCheck);
+        offset = await executeRun({ config, table, store, pool, run, done: new Map(), acks: new Map(), resumed: false, report, out: o, stop, ledger, lateCheck });
       }
       if (offset && lateCheck) {
         const lateStarted = Date.now();
         const late = lateRun(await lateCheck.finding(main), offset, report, o.log);
         if (late) {
           await store.beginRun(late);
-          await executeRun(config, table, store, pool, late, new Map(), new Map(), false, report, o, stop, ledger);
+          await executeRun({ config, table, store, pool, run: late, done: new Map(), acks: new Map(), resumed: false, report, out: o, stop, ledger });
         }
         report.late.durationMs += Date.now() - lateStarted;
       }
