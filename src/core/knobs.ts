@@ -18,6 +18,11 @@ export interface TestKnobs {
   workerHeapMb: number;
   /** Distributed: an attempt runs on past its job's expiry, to prove the fence stops it. */
   noAttemptExpiry: boolean;
+  /**
+   * A shard whose index is at least this waits, before it reads, until it is told to stop: the
+   * shards before it finish and a test's kill lands at a known point, however fast the machine.
+   */
+  stallFromShard: number;
   /** Distributed: the coordinator hangs after sending this many jobs, so a kill lands mid-enqueue. */
   hangAfterEnqueued: number;
 }
@@ -30,6 +35,7 @@ export const DEFAULT_KNOBS: Readonly<TestKnobs> = Object.freeze({
   workerHeapMb: 0,
   noAttemptExpiry: false,
   hangAfterEnqueued: Infinity,
+  stallFromShard: Infinity,
 });
 
 /** The knobs in force in this thread (read at use, never cached: a test may set them late). */

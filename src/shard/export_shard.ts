@@ -117,6 +117,7 @@ export async function exportShard(input: ShardTaskInput): Promise<ShardOutcome> 
   if (input.knobs) setTestKnobs(input.knobs);
   const channel = new WorkerSide(input.progress);
   try {
+    if (input.shard.index >= knobs.stallFromShard) await stallUntilStopped(channel);
     try {
       return await exportOnce(input, channel, readsInOrder(input.config) || input.orderedForAge === true);
     } catch (err) {
@@ -180,6 +181,12 @@ async function exportOnce(input: ShardTaskInput, channel: WorkerSide, ordered: b
     }
     throw explainSourceTimeout(err, config.source);
   }
+}
+
+/** Tests only (knobs.stallFromShard): waits for the stop, then leaves the shard for the next run. */
+async function stallUntilStopped(channel: WorkerSide): Promise<never> {
+  while (!channel.stopRequested) await new Promise((r) => setTimeout(r, 50));
+  throw new ShardStoppedError('stopped before reading (a test stalled it)');
 }
 
 /** The read's batches to the fan-out, one at a time; progress to the main thread; stops between batches. */

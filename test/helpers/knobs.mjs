@@ -14,7 +14,8 @@ const given = {
   workerHeapMb: number('LOGSHIP_TEST_WORKER_HEAP_MB'),
   noAttemptExpiry: flag('LOGSHIP_TEST_NO_ATTEMPT_EXPIRY'),
   hangAfterEnqueued: number('LOGSHIP_TEST_HANG_AFTER_ENQUEUED'),
+  stallFromShard: number('LOGSHIP_TEST_STALL_FROM_SHARD'),
 };
-const unknown = Object.keys(env).filter((k) => k.startsWith('LOGSHIP_TEST_') && !/^LOGSHIP_TEST_(BATCH_DELAY_MS|HOLD_MB_PER_BATCH|PROGRESS_EVERY_BATCH|MAX_KEYED_LATE_ROWS|WORKER_HEAP_MB|NO_ATTEMPT_EXPIRY|HANG_AFTER_ENQUEUED)$/.test(k));
+const unknown = Object.keys(env).filter((k) => k.startsWith('LOGSHIP_TEST_') && !/^LOGSHIP_TEST_(BATCH_DELAY_MS|HOLD_MB_PER_BATCH|PROGRESS_EVERY_BATCH|MAX_KEYED_LATE_ROWS|WORKER_HEAP_MB|NO_ATTEMPT_EXPIRY|HANG_AFTER_ENQUEUED|STALL_FROM_SHARD)$/.test(k));
 if (unknown.length > 0) throw new Error(`test/helpers/knobs.mjs: unknown test knob ${unknown.join(', ')}`);
 setTestKnobs(Object.fromEntries(Object.entries(given).filter(([, v]) => v !== undefined)));
