@@ -12,7 +12,7 @@ import pg from 'pg';
 import YAML from 'yaml';
 import { startEmbeddedPostgres } from '../src/demo/embedded_pg.js';
 import { createKestraSchema, seedKestraLogsParallel } from '../src/demo/seed.js';
-import { packageRoot } from '../src/util/paths.js';
+import { packageRoot } from '../src/core/paths.js';
 
 export interface FastEndpoint {
   /** Answers one request (the AWS JSON 1.1 target and body); counts what it accepted. */

@@ -13,7 +13,7 @@ import pg from 'pg';
 import YAML from 'yaml';
 import { startEmbeddedPostgres } from '../src/demo/embedded_pg.js';
 import { seedBenchDay } from './seed_day.js';
-import { packageRoot } from '../src/util/paths.js';
+import { packageRoot } from '../src/core/paths.js';
 
 const CLI = path.join(packageRoot(), 'bin/logship.cjs');
 

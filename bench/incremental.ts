@@ -17,7 +17,7 @@ import pg from 'pg';
 import YAML from 'yaml';
 import { startEmbeddedPostgres, type RunningPostgres } from '../src/demo/embedded_pg.js';
 import { createKestraSchema, seedKestraLogs } from '../src/demo/seed.js';
-import { packageRoot } from '../src/util/paths.js';
+import { packageRoot } from '../src/core/paths.js';
 
 const { values } = parseArgs({
   options: {

@@ -30,7 +30,7 @@ async function seedSecondHalf(url: string, rows: number, start: string): Promise
     }
   }));
 }
-import { packageRoot } from '../src/util/paths.js';
+import { packageRoot } from '../src/core/paths.js';
 
 const { values } = parseArgs({ options: { rows: { type: 'string', default: '1000000' }, late: { type: 'string', default: '1000' }, pairs: { type: 'string', default: '3' }, url: { type: 'string' } } });
 const CLI = path.join(packageRoot(), 'bin/logship.cjs');

@@ -15,10 +15,10 @@ import YAML from 'yaml';
 import { loadConfigFile } from '../src/config/load.js';
 import { startEmbeddedPostgres } from '../src/demo/embedded_pg.js';
 import { computeWindow } from '../src/plan/window.js';
-import { planWindow } from '../src/run/run.js';
+import { planWindow } from '../src/run/runner.js';
 import { connectSource } from '../src/source/connection.js';
 import { describeTable } from '../src/source/table.js';
-import { packageRoot } from '../src/util/paths.js';
+import { packageRoot } from '../src/core/paths.js';
 
 const { values } = parseArgs({ options: { rows: { type: 'string', default: '2000000,20000000' }, url: { type: 'string' }, repeat: { type: 'string', default: '3' } } });
 const CLI = path.join(packageRoot(), 'bin/logship.cjs');

@@ -13,7 +13,7 @@ import zlib from 'node:zlib';
 import YAML from 'yaml';
 import { startEmbeddedPostgres } from '../src/demo/embedded_pg.js';
 import { seedBenchDay } from './seed_day.js';
-import { packageRoot } from '../src/util/paths.js';
+import { packageRoot } from '../src/core/paths.js';
 
 const { values } = parseArgs({ options: { rows: { type: 'string', default: '200000' }, chunk: { type: 'string', default: '1000' }, concurrency: { type: 'string', default: '4' } } });
 const CLI = path.join(packageRoot(), 'bin/logship.cjs');

@@ -11,7 +11,7 @@ import pg from 'pg';
 import YAML from 'yaml';
 import { startEmbeddedPostgres } from '../src/demo/embedded_pg.js';
 import { createKestraSchema, seedKestraLogsParallel } from '../src/demo/seed.js';
-import { packageRoot } from '../src/util/paths.js';
+import { packageRoot } from '../src/core/paths.js';
 
 // `--distributed`: the scaling bench of distributed mode (bench/distributed.ts) instead.
 if (process.argv.includes('--distributed')) {

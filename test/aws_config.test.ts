@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import YAML from 'yaml';
-import { ConfigError } from '../src/config/errors.js';
+import { ConfigError } from '../src/core/errors.js';
 import { loadConfigText } from '../src/config/load.js';
 import type { CloudWatchExporterConfig } from '../src/sinks/cloudwatch/config.js';
 import type { KinesisExporterConfig } from '../src/sinks/kinesis/config.js';
@@ -74,9 +74,9 @@ describe('AWS exporter configuration', () => {
 
 describe('shard retry decision', () => {
   it('a permanent error thrown in a worker thread is not retried once it crossed the thread boundary', async () => {
-    const { shardRetryDecision } = await import('../src/run/retry.js');
-    const { fromWire, toWire } = await import('../src/run/error_kind.js');
-    const { PermanentExportError } = await import('../src/sinks/failures.js');
+    const { shardRetryDecision } = await import('../src/core/retry.js');
+    const { fromWire, toWire } = await import('../src/core/errors.js');
+    const { PermanentExportError } = await import('../src/core/errors.js');
     const denied = new PermanentExportError('cloudwatch exporter: AccessDeniedException');
     expect(structuredClone(denied).name).toBe('Error'); // a custom class does not survive the clone
     const crossed = fromWire(structuredClone(toWire(denied, `shard 3 (abc): ${denied.message}`)));

@@ -1,9 +1,9 @@
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import YAML from 'yaml';
-import { ConfigError } from '../src/config/errors.js';
+import { ConfigError } from '../src/core/errors.js';
 import { loadConfigText } from '../src/config/load.js';
-import { PermanentExportError } from '../src/sinks/failures.js';
+import { PermanentExportError } from '../src/core/errors.js';
 import { tempDir } from './helpers/cli.js';
 import { compareKeys } from './helpers/delivery_check.js';
 import { exporterConfig } from './helpers/exporter_config.js';

@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { plural } from '../src/cli/format.js';
+import { plural } from '../src/core/format.js';
 import { COMMAND_FLAGS, commandUsage, COMMAND_USAGE, generalUsage } from '../src/cli/usage.js';
 import { runCli } from './helpers/cli.js';
 

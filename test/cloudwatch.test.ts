@@ -2,7 +2,7 @@ import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type pg from 'pg';
 import { seedKestraLogs } from '../src/demo/seed.js';
-import { PermanentExportError } from '../src/sinks/failures.js';
+import { PermanentExportError } from '../src/core/errors.js';
 import { freshDatabase, isoAgo } from './helpers/db.js';
 import { runCli, tempDir, writeConfig } from './helpers/cli.js';
 import { compareKeys } from './helpers/delivery_check.js';

@@ -2,9 +2,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ConfigError } from '../src/config/errors.js';
+import { ConfigError } from '../src/core/errors.js';
 import { loadConfigFile, loadConfigText } from '../src/config/load.js';
-import { redact, type SecretSource } from '../src/config/secrets.js';
+import { redact, type SecretSource } from '../src/core/secrets.js';
 import YAML from 'yaml';
 import { resolveWorkers } from '../src/config/workers.js';
 

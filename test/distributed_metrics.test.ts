@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type pg from 'pg';
 import { freePort } from '../src/demo/embedded_pg.js';
 import { seedKestraLogs } from '../src/demo/seed.js';
-import { tsToMicros } from '../src/plan/keyset.js';
+import { tsToMicros } from '../src/core/keyset.js';
 import { freshDatabase, isoAgo } from './helpers/db.js';
 import { startCli, tempDir, writeConfig } from './helpers/cli.js';
 import { parseExposition, PushgatewayServer, sampleValue, type Sample } from './helpers/platforms/pushgateway_server.js';

@@ -5,7 +5,7 @@ import { describeTable, type SourceTable } from '../src/source/table.js';
 import { filterConditions, rangeConditions, whereClause, type Filters } from '../src/source/query.js';
 import { KESTRA_COLUMNS } from '../src/config/schema.js';
 import { seedKestraLogs } from '../src/demo/seed.js';
-import type { Bound } from '../src/plan/keyset.js';
+import type { Bound } from '../src/core/keyset.js';
 import { freshDatabase } from './helpers/db.js';
 
 let client: pg.Client;

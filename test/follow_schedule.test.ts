@@ -1,10 +1,10 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { KindedError } from '../src/run/error_kind.js';
+import { KindedError } from '../src/core/errors.js';
 import { FollowLoop, type FollowOptions } from '../src/run/follow.js';
-import { emptyReport, type RunReport } from '../src/run/run.js';
+import { emptyReport, type RunReport } from '../src/run/report.js';
 import { StopControl } from '../src/run/stop.js';
-import type { Config } from '../src/config/types.js';
-import type { Logger } from '../src/util/log.js';
+import type { Config } from '../src/shard/config.js';
+import type { Logger } from '../src/core/log.js';
 
 const report = (): RunReport => emptyReport({ offsetKey: 'k', delete: false, deadLetter: 'dl', logExporters: [] } as unknown as Config);
 const quiet = { warn: () => {}, info: () => {} } as unknown as Logger;

@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type pg from 'pg';
 import YAML from 'yaml';
-import { ConfigError } from '../src/config/errors.js';
+import { ConfigError } from '../src/core/errors.js';
 import { loadConfigText } from '../src/config/load.js';
 import { seedKestraLogs } from '../src/demo/seed.js';
 import { freshDatabase, isoAgo } from './helpers/db.js';

@@ -5,10 +5,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import YAML from 'yaml';
-import { ConfigError } from '../src/config/errors.js';
+import { ConfigError } from '../src/core/errors.js';
 import { loadConfigFile, loadConfigText } from '../src/config/load.js';
-import { quote } from '../src/config/reader.js';
-import { registerSecret } from '../src/config/secrets.js';
+import { quote } from '../src/core/options.js';
+import { registerSecret } from '../src/core/secrets.js';
 import { FileService } from '../src/sinks/file/service.js';
 
 const noSecrets = { env: {}, secretsDir: undefined };

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { PermanentExportError } from '../src/sinks/failures.js';
+import { PermanentExportError } from '../src/core/errors.js';
 import { tempDir } from './helpers/cli.js';
 import { compareKeys } from './helpers/delivery_check.js';
 import { exporterConfig } from './helpers/exporter_config.js';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { createLogger, terminalLine } from '../src/util/log.js';
+import { createLogger, terminalLine } from '../src/core/log.js';
 
 function loggerOn(tty: boolean, env: { level?: string; format?: string } = {}) {
   const lines: string[] = [];

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type pg from 'pg';
 import { freePort } from '../src/demo/embedded_pg.js';
 import { seedKestraLogs } from '../src/demo/seed.js';
-import { tsToMicros } from '../src/plan/keyset.js';
+import { tsToMicros } from '../src/core/keyset.js';
 import { freshDatabase, isoAgo } from './helpers/db.js';
 import { runCli, startCli, tempDir, writeConfig } from './helpers/cli.js';
 import { startBulkServer, type BulkServer } from './helpers/bulk_server.js';

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import YAML from 'yaml';
-import { ConfigError } from '../src/config/errors.js';
+import { ConfigError } from '../src/core/errors.js';
 import { loadConfigText } from '../src/config/load.js';
 import { runCli, tempDir, writeConfig } from './helpers/cli.js';
 import { seedKestraLogs } from '../src/demo/seed.js';

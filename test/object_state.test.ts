@@ -6,7 +6,7 @@ import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3
 import { BlobServiceClient } from '@azure/storage-blob';
 import { seedKestraLogs } from '../src/demo/seed.js';
 import { loadConfigText } from '../src/config/load.js';
-import type { ObjectStateConfig } from '../src/config/types.js';
+import type { ObjectStateConfig } from '../src/state/options.js';
 import { createStateObjects } from '../src/state/object_backends.js';
 import { ObjectStateStore } from '../src/state/object_store.js';
 import { freshDatabase, isoAgo, sourceDocs } from './helpers/db.js';
@@ -126,10 +126,9 @@ describe('S3 state: leases and crashes', () => {
 
   it('kill -9 between flushes, then a rerun after the lease expires: the multiset is exact', async () => {
     const { out, cfg } = setup('crash', s3State('crash', { flushInterval: 'PT0.3S', leaseDuration: 'PT3S' }));
-    // 100 ms a batch: a shard (5 batches) takes at least 0.5 s, so after the first two shards show
-    // in the state (flushed every 0.3 s) the other four take another second or more: time to kill
-    // mid-run. At 30 ms a batch a run on a busy machine once finished before the poll saw them.
-    const { child, done } = startCli(['run', '--config', cfg], { env: { LOGSHIP_TEST_BATCH_DELAY_MS: '100' } });
+    // Shards 2 and on wait before reading until the kill: the first two finish and show in the
+    // state (flushed every 0.3 s), and the kill lands mid-run however fast or busy the machine.
+    const { child, done } = startCli(['run', '--config', cfg], { env: { LOGSHIP_TEST_STALL_FROM_SHARD: '2' } });
     // Kill once the state object shows some shards done (and so some finished since that flush).
     const until = Date.now() + 120_000;
     for (;;) {

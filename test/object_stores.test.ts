@@ -11,7 +11,7 @@ import { seedKestraLogs } from '../src/demo/seed.js';
 import { freshDatabase, isoAgo, sourceDocs } from './helpers/db.js';
 import { exportedDocs, runCli, startCli, tempDir, writeConfig } from './helpers/cli.js';
 import { killWhen } from './helpers/wait.js';
-import { PermanentExportError } from '../src/sinks/failures.js';
+import { PermanentExportError } from '../src/core/errors.js';
 import { createExporter } from '../src/sinks/registry.js';
 import { exporterConfig } from './helpers/exporter_config.js';
 import { failureOf } from './helpers/in_process.js';

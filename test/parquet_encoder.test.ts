@@ -4,7 +4,7 @@ import { compressors } from 'hyparquet-compressors';
 import { parquetFormat } from '../src/encode/parquet.js';
 import { ByteSink } from '../src/encode/parquet/byte_sink.js';
 import { writeHybrid } from '../src/encode/parquet/rle_hybrid.js';
-import type { OutputOptions, ParquetCodec } from '../src/config/types.js';
+import type { OutputOptions, ParquetCodec } from '../src/encode/options.js';
 import { RowBatchBuilder, type RowBatch } from '../src/source/row_batch.js';
 import type { ParquetColumn, SourceTable } from '../src/source/table.js';
 import { seeded as prng } from './helpers/seeded.js';

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type pg from 'pg';
-import { planShards, tableScanWarning, type ShardSpec } from '../src/plan/shards.js';
+import { planShards, tableScanWarning } from '../src/plan/shards.js';
+import { type ShardSpec } from '../src/core/keyset.js';
 import { describeTable, type SourceTable } from '../src/source/table.js';
 import { filterConditions, rangeConditions, whereClause } from '../src/source/query.js';
 import { KESTRA_COLUMNS } from '../src/config/schema.js';

@@ -14,7 +14,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type pg from 'pg';
-import { writeProblem } from '../src/config/fs_checks.js';
+import { writeProblem } from '../src/core/fs_checks.js';
 import { loadConfigText } from '../src/config/load.js';
 import { seedKestraLogs } from '../src/demo/seed.js';
 import { FileService } from '../src/sinks/file/service.js';

@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { Progress } from '../src/run/progress.js';
-import type { Logger } from '../src/util/log.js';
+import type { Logger } from '../src/core/log.js';
 
 /** A terminal `columns` wide that keeps what was drawn, and a logger that keeps the progress lines. */
 function progressOn(tty: boolean, columns = 120) {

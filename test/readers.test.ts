@@ -12,7 +12,7 @@ import { to as copyTo } from 'pg-copy-streams';
 import net from 'node:net';
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
-import { packageRoot } from '../src/util/paths.js';
+import { packageRoot } from '../src/core/paths.js';
 import pgModule from 'pg';
 import { freshDatabase } from './helpers/db.js';
 import { connect } from '../src/source/connection.js';
@@ -82,8 +82,8 @@ const SOCKETS = [
 
 describe.each(SOCKETS)('COPY binary reader (fast path) over $kind', ({ reader, stream: proxyStream }) => {
   it('yields the same bytes, keys and times as the pg-query-stream path', async () => {
-    const fast = await collect(readWithCopy(reader(), shardSelect(table, noFilters, all.lo, all.hi, true, 'copy'), 700));
-    const simple = await collect(readWithCursor(client, shardSelect(table, noFilters, all.lo, all.hi, true, 'cursor'), 700));
+    const fast = await collect(readWithCopy(reader(), shardSelect(table, noFilters, all.lo, all.hi, { ordered: true, mode: 'copy' }), 700));
+    const simple = await collect(readWithCursor(client, shardSelect(table, noFilters, all.lo, all.hi, { ordered: true, mode: 'cursor' }), 700));
     expect(fast.keys.length).toBe(5000);
     expect(fast.bytes.equals(simple.bytes)).toBe(true);
     expect(fast.keys).toEqual(simple.keys);
@@ -93,15 +93,15 @@ describe.each(SOCKETS)('COPY binary reader (fast path) over $kind', ({ reader, s
   });
 
   it('respects the batch size (the reader never holds more than one batch)', async () => {
-    const got = await collect(readWithCopy(reader(), shardSelect(table, noFilters, all.lo, all.hi, true, 'copy'), 512));
+    const got = await collect(readWithCopy(reader(), shardSelect(table, noFilters, all.lo, all.hi, { ordered: true, mode: 'copy' }), 512));
     expect(got.batches).toBe(Math.ceil(5000 / 512));
   });
 
   it('parses a stream fed one byte at a time (rows split across every chunk boundary)', async () => {
-    const sql = shardSelect(table, noFilters, all.lo, all.hi, true, 'copy');
+    const sql = shardSelect(table, noFilters, all.lo, all.hi, { ordered: true, mode: 'copy' });
     const raw: Buffer[] = [];
     const stream = client.query(copyTo(`COPY (${sql} LIMIT 300) TO STDOUT (FORMAT binary)`));
-    const cursorSql = shardSelect(table, noFilters, all.lo, all.hi, true, 'cursor');
+    const cursorSql = shardSelect(table, noFilters, all.lo, all.hi, { ordered: true, mode: 'cursor' });
     for await (const c of stream as AsyncIterable<Buffer>) raw.push(c);
     const whole = Buffer.concat(raw);
     const parser = new CopyBinaryParser(100);
@@ -116,9 +116,9 @@ describe.each(SOCKETS)('COPY binary reader (fast path) over $kind', ({ reader, s
 
   it('parses the same stream cut into random chunk sizes, including a row spanning many chunks', async () => {
     await client.query(`INSERT INTO logs (key, value) VALUES ('wide', jsonb_build_object('namespace','n','flowId','f','level','INFO','timestamp','2026-01-01T00:30:00Z','message', repeat('ab', 200000)))`);
-    const sql = shardSelect(table, noFilters, all.lo, all.hi, true, 'copy');
+    const sql = shardSelect(table, noFilters, all.lo, all.hi, { ordered: true, mode: 'copy' });
     const raw: Buffer[] = [];
-    const cursorSql = shardSelect(table, noFilters, all.lo, all.hi, true, 'cursor');
+    const cursorSql = shardSelect(table, noFilters, all.lo, all.hi, { ordered: true, mode: 'cursor' });
     for await (const c of client.query(copyTo(`COPY (${sql}) TO STDOUT (FORMAT binary)`)) as AsyncIterable<Buffer>) raw.push(c);
     const whole = Buffer.concat(raw);
     const reference = await collect(readWithCursor(client, cursorSql, 250));
@@ -144,7 +144,7 @@ describe.each(SOCKETS)('COPY binary reader (fast path) over $kind', ({ reader, s
     const wire = table.parquet.flatMap((c) => (c.sql ? [c.sql] : []));
     expect(wire).toHaveLength(12);
     const names = table.parquet.flatMap((c) => (c.sql ? [c.name] : []));
-    const sql = shardSelect(table, noFilters, all.lo, all.hi, true, 'copy', [], wire, withoutDocument);
+    const sql = shardSelect(table, noFilters, all.lo, all.hi, { ordered: true, mode: 'copy', wire, withoutDocument });
     const raw: Buffer[] = [];
     for await (const c of client.query(copyTo(`COPY (${sql} LIMIT 400) TO STDOUT (FORMAT binary)`)) as AsyncIterable<Buffer>) raw.push(c);
     const whole = Buffer.concat(raw);
@@ -188,12 +188,12 @@ describe.each(SOCKETS)('COPY binary reader (fast path) over $kind', ({ reader, s
       // 50-row batches of a 5000-row COPY: two waiting batches hold far less than the server
       // sends, so reading stops; each await below lets the socket fill before the next take.
       const got = { keys: [] as string[], body: [] as Buffer[] };
-      for await (const b of readWithCopy(reader(), shardSelect(table, noFilters, all.lo, all.hi, true, 'copy'), 50)) {
+      for await (const b of readWithCopy(reader(), shardSelect(table, noFilters, all.lo, all.hi, { ordered: true, mode: 'copy' }), 50)) {
         for (let i = 0; i < b.count; i++) got.keys.push(b.key(i));
         got.body.push(b.body);
         await new Promise((resolve) => setTimeout(resolve, 1));
       }
-      const reference = await collect(readWithCursor(client, shardSelect(table, noFilters, all.lo, all.hi, true, 'cursor'), 1000));
+      const reference = await collect(readWithCursor(client, shardSelect(table, noFilters, all.lo, all.hi, { ordered: true, mode: 'cursor' }), 1000));
       expect(got.keys).toEqual(reference.keys);
       expect(Buffer.concat(got.body).equals(reference.bytes)).toBe(true);
       if (tap) expect(restarts).toBeGreaterThan(5);
@@ -203,7 +203,7 @@ describe.each(SOCKETS)('COPY binary reader (fast path) over $kind', ({ reader, s
   });
 
   it('stops early when the consumer stops (close)', async () => {
-    const gen = readWithCopy(reader(), shardSelect(table, noFilters, all.lo, all.hi, true, 'copy'), 100);
+    const gen = readWithCopy(reader(), shardSelect(table, noFilters, all.lo, all.hi, { ordered: true, mode: 'copy' }), 100);
     const first = await gen.next();
     expect(first.value?.count).toBe(100);
     await gen.return(undefined);
@@ -214,7 +214,7 @@ describe.each(SOCKETS)('COPY binary reader (fast path) over $kind', ({ reader, s
   it('carries a 16 MB message intact', async () => {
     const big = 'x'.repeat(16 * 1024 * 1024 - 7) + 'é✓🚀';
     await client.query(`INSERT INTO logs (key, value) VALUES ('huge', jsonb_build_object('namespace','n','flowId','f','level','INFO','timestamp','2030-01-01T00:00:00Z','message', $1::text))`, [big]);
-    const got = await collect(readWithCopy(reader(), shardSelect(table, noFilters, { ts: '2030-01-01T00:00:00.000000Z', key: null }, all.hi, false, 'copy'), 10));
+    const got = await collect(readWithCopy(reader(), shardSelect(table, noFilters, { ts: '2030-01-01T00:00:00.000000Z', key: null }, all.hi, { ordered: false, mode: 'copy' }), 10));
     expect(got.keys).toEqual(['huge']);
     expect(JSON.parse(got.bytes.toString('utf8')).message).toBe(big);
     await client.query(`DELETE FROM logs WHERE key = 'huge'`);
@@ -224,8 +224,8 @@ describe.each(SOCKETS)('COPY binary reader (fast path) over $kind', ({ reader, s
     await client.query(`DROP TABLE IF EXISTS nullable; CREATE TABLE nullable (id text PRIMARY KEY, ts timestamptz NOT NULL, body jsonb)`);
     await client.query(`INSERT INTO nullable VALUES ('ok-1', '2026-01-01', '{"a":1}'), ('bad-2', '2026-01-01 00:00:01', NULL)`);
     const t = await describeTable(client, { url: undefined, password: undefined, table: 'nullable', stream: 'copy', fetchSize: 10, ordered: false, columns: { timestamp: 'ts', key: 'id', body: 'body', level: null, namespace: null, tenant: null, deleted: undefined, resource: null } });
-    await expect(collect(readWithCopy(reader(), shardSelect(t, noFilters, all.lo, all.hi, false, 'copy'), 10))).rejects.toThrow('row key="bad-2": body is NULL');
-    await expect(collect(readWithCursor(client, shardSelect(t, noFilters, all.lo, all.hi, false, 'cursor'), 10))).rejects.toThrow('row key="bad-2": body is NULL');
+    await expect(collect(readWithCopy(reader(), shardSelect(t, noFilters, all.lo, all.hi, { ordered: false, mode: 'copy' }), 10))).rejects.toThrow('row key="bad-2": body is NULL');
+    await expect(collect(readWithCursor(client, shardSelect(t, noFilters, all.lo, all.hi, { ordered: false, mode: 'cursor' }), 10))).rejects.toThrow('row key="bad-2": body is NULL');
   });
 
   it('hands NULL and oversized rows to the dead-letter policy and goes on, on both paths', async () => {
@@ -236,7 +236,7 @@ describe.each(SOCKETS)('COPY binary reader (fast path) over $kind', ({ reader, s
     for (const mode of ['copy', 'cursor'] as const) {
       const rejected: BadRow[] = [];
       const policy = { maxRowBytes: 150, reject: (r: BadRow) => rejected.push(r) };
-      const sql = shardSelect(t, noFilters, all.lo, all.hi, true, mode);
+      const sql = shardSelect(t, noFilters, all.lo, all.hi, { ordered: true, mode });
       const got = await collect(mode === 'copy' ? readWithCopy(reader(), sql, 10, { badRows: policy }) : readWithCursor(client, sql, 10, { badRows: policy }));
       expect(got.keys).toEqual(['ok-1', 'ok-4']);
       expect(got.bytes.toString('utf8')).toBe('{"a": 1}\n{"b": 2}\n');
@@ -282,8 +282,8 @@ describe.each(SOCKETS)('COPY binary reader (fast path) over $kind', ({ reader, s
     const viaProxy = new pgModule.Client({ connectionString: proxied.toString(), stream: proxyStream });
     await viaProxy.connect();
     try {
-      const sql = shardSelect(table, noFilters, all.lo, all.hi, true, 'copy');
-      const reference = await collect(readWithCursor(client, `${shardSelect(table, noFilters, all.lo, all.hi, true, 'cursor')} LIMIT 400`, 1000));
+      const sql = shardSelect(table, noFilters, all.lo, all.hi, { ordered: true, mode: 'copy' });
+      const reference = await collect(readWithCursor(client, `${shardSelect(table, noFilters, all.lo, all.hi, { ordered: true, mode: 'cursor' })} LIMIT 400`, 1000));
       for (let round = 0; round < 2; round++) {
         const got = await collect(readWithCopy(viaProxy, `${sql} LIMIT 400`, 333));
         expect(got.keys).toEqual(reference.keys);

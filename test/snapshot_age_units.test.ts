@@ -1,11 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import YAML from 'yaml';
-import { ConfigError } from '../src/config/errors.js';
+import { ConfigError } from '../src/core/errors.js';
 import { loadConfigText } from '../src/config/load.js';
-import type { Config } from '../src/config/types.js';
-import type { ShardSpec } from '../src/plan/shards.js';
-import { scannedPast } from '../src/run/late_rows.js';
-import { orderedForAge, shardReadRanges } from '../src/run/snapshot_age.js';
+import type { Config } from '../src/shard/config.js';
+import type { ShardSpec } from '../src/core/keyset.js';
+import { scannedPast } from '../src/shard/late_check.js';
+import { orderedForAge, shardReadRanges } from '../src/shard/snapshot_age.js';
 import type { ReadRange } from '../src/state/types.js';
 import { runCli, tempDir, writeConfig } from './helpers/cli.js';
 

@@ -1,9 +1,9 @@
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { createKestraSchema, seedKestraLogs } from '../src/demo/seed.js';
-import { ConfigError } from '../src/config/errors.js';
+import { ConfigError } from '../src/core/errors.js';
 import { isConnectionLoss, SourceUnavailableError } from '../src/source/connection.js';
-import { shardRetryDecision } from '../src/run/retry.js';
+import { shardRetryDecision } from '../src/core/retry.js';
 import { isoAgo } from './helpers/db.js';
 import { ownPostgres } from './helpers/own_postgres.js';
 import { exportedDocs, startCli, tempDir, writeConfig } from './helpers/cli.js';

@@ -4,9 +4,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type pg from 'pg';
 import { seedKestraLogs } from '../src/demo/seed.js';
 import { KESTRA_COLUMNS } from '../src/config/schema.js';
-import type { Config } from '../src/config/types.js';
+import type { Config } from '../src/shard/config.js';
 import { cappedCountSql } from '../src/plan/shards.js';
-import { checkBasis, currentSnapshot, lateRowsSql } from '../src/run/late_rows.js';
+import { checkBasis } from '../src/shard/late_check.js';
+import { currentSnapshot, lateRowsSql } from '../src/run/late_rows.js';
 import { namespacePin, tenantPin } from '../src/source/pins.js';
 import { filterConditions, rangeConditions, shardDelete, shardSelect, whereClause, type Filters } from '../src/source/query.js';
 import { describeTable, type SourceTable } from '../src/source/table.js';
@@ -199,9 +200,9 @@ describe('on a 200k-row table, a small window reads pages in proportion to the w
     const config = { ...f, resources: undefined } as unknown as Config;
     const queries: Record<string, string> = {
       count: cappedCountSql(table, where, 250_000),
-      copy: shardSelect(table, f, lo, hi, false, 'copy'),
-      cursor: shardSelect(table, f, lo, hi, false, 'cursor'),
-      ordered: shardSelect(table, f, lo, hi, true, 'copy'),
+      copy: shardSelect(table, f, lo, hi, { ordered: false, mode: 'copy' }),
+      cursor: shardSelect(table, f, lo, hi, { ordered: false, mode: 'cursor' }),
+      ordered: shardSelect(table, f, lo, hi, { ordered: true, mode: 'copy' }),
       delete: shardDelete(table, f, lo, hi),
       late: lateRowsSql(table, config, [{ id: 'r', lo, hi, snapshot: since, late: 0 }], now, stable).sql,
     };

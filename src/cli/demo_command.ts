@@ -4,7 +4,7 @@ import pg from 'pg';
 import { parseConfig } from '../config/schema.js';
 import { startEmbeddedPostgres } from '../demo/embedded_pg.js';
 import { createKestraAuditSchema, createKestraSchema, seedKestraAudit, seedKestraLogsParallel } from '../demo/seed.js';
-import { formatCount, plural } from './format.js';
+import { formatCount, plural } from '../core/format.js';
 import { runCommand } from './run_command.js';
 
 export interface DemoOptions {

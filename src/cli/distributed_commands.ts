@@ -1,10 +1,10 @@
 import os from 'node:os';
-import type { Config } from '../config/types.js';
+import type { Config } from '../shard/config.js';
 import { runWorker, type WorkerReport } from '../run/distributed/worker.js';
 import { distributedStatus } from '../run/distributed/status.js';
 import { onStopSignals, StopControl } from '../run/stop.js';
-import { log } from '../util/log.js';
-import { formatBound, formatCount, plural } from './format.js';
+import { log } from '../core/log.js';
+import { formatBound, formatCount, plural } from '../core/format.js';
 import { startMetrics } from './metrics_watch.js';
 
 export interface WorkerCommandOptions {

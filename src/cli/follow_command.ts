@@ -1,11 +1,11 @@
 import type { Piscina } from 'piscina';
-import type { Config } from '../config/types.js';
+import type { Config } from '../shard/config.js';
 import { CYCLE_BACKOFF, FollowLoop } from '../run/follow.js';
-import { emptyReport, finishReport, type RunReport } from '../run/run.js';
+import { emptyReport, finishReport, type RunReport } from '../run/report.js';
 import { Runner } from '../run/runner.js';
 import { onStopSignals, SIGNAL_EXIT, StopControl } from '../run/stop.js';
 import { partitionsByEventTime, writesFiles } from '../sinks/registry.js';
-import { log } from '../util/log.js';
+import { log } from '../core/log.js';
 import { startMetrics } from './metrics_watch.js';
 import { stderrProgress } from './run_command.js';
 

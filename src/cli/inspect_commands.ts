@@ -1,14 +1,14 @@
-import type { Config } from '../config/types.js';
+import type { Config } from '../shard/config.js';
 import { definitionOf } from '../sinks/registry.js';
-import type { ShardSpec } from '../plan/shards.js';
+import type { ShardSpec } from '../core/keyset.js';
 import { computeWindow, emptyWindowReason } from '../plan/window.js';
-import { planWindow } from '../run/run.js';
+import { planWindow } from '../run/runner.js';
 import { tableScanWarning } from '../plan/shards.js';
 import { connectSource } from '../source/connection.js';
 import { describeTable } from '../source/table.js';
 import { createStateStore } from '../state/create.js';
 import { fixedDb } from '../source/session.js';
-import { formatBound, formatCount, plural } from './format.js';
+import { formatBound, formatCount, plural } from '../core/format.js';
 
 /** Where a shard's first rows go: each destination says (a file name, an index, a stream). */
 function firstTarget(config: Config, exporterIndex: number, shard: ShardSpec): string {

@@ -4,17 +4,17 @@ import './quiet_aws.js';
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { ConfigError, errorMessage } from '../config/errors.js';
-import { checkCanWrite, checkFileLocation } from '../config/fs_checks.js';
+import { ConfigError, errorMessage } from '../core/errors.js';
+import { checkCanWrite, checkFileLocation } from '../core/fs_checks.js';
 import { loadConfigFile } from '../config/load.js';
-import { redact } from '../config/secrets.js';
+import { redact } from '../core/secrets.js';
 import { urlMapOf } from '../config/url_map.js';
 import { parseCliVariables } from '../config/variables.js';
 import { checkMaxDuration } from '../config/schema.js';
-import { isoDurationMillis, parseIsoDuration } from '../config/units.js';
+import { isoDurationMillis, parseIsoDuration } from '../core/options.js';
 import { SIGNAL_EXIT } from '../run/stop.js';
-import { EXIT, exitCodeOf } from '../run/error_kind.js';
-import { packageRoot } from '../util/paths.js';
+import { EXIT, exitCodeOf } from '../core/errors.js';
+import { packageRoot } from '../core/paths.js';
 import { COMMAND_FLAGS, commandUsage, COMMAND_USAGE, generalUsage } from './usage.js';
 
 /** A usage error is the error and one pointer to the usage (the command's, when known), not the whole usage text. */
@@ -187,7 +187,7 @@ async function main(argv: string[]): Promise<number> {
     // thread loads the run's own modules, connects and plans; the pool ends only once they have
     // loaded, whatever becomes of the run (destroyShardPool).
     const shardPool = values.distributed ? null : await import('../run/worker_pool.js');
-    const pool = shardPool?.createShardPool(config, config.workers, (await import('../util/log.js')).log);
+    const pool = shardPool?.createShardPool(config, config.workers, (await import('../core/log.js')).log);
     if (values.follow) {
       const intervalMs = followDuration('--interval', values.interval, 10_000);
       const maxBackoffMs = followDuration('--max-backoff', values['max-backoff'], 60_000);

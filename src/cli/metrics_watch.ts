@@ -1,8 +1,8 @@
-import { errorMessage } from '../config/errors.js';
-import { redact } from '../config/secrets.js';
-import type { Config } from '../config/types.js';
+import { errorMessage } from '../core/errors.js';
+import { redact } from '../core/secrets.js';
+import type { Config } from '../shard/config.js';
 import type { RunMetrics, RunStatus } from '../run/metrics.js';
-import { log } from '../util/log.js';
+import { log } from '../core/log.js';
 
 export interface MetricsWatchOptions {
   /** Serve Prometheus /metrics on this port while the process lives (0 = any free port). */

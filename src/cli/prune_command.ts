@@ -1,9 +1,9 @@
-import { ConfigError } from '../config/errors.js';
-import type { Config } from '../config/types.js';
+import { ConfigError } from '../core/errors.js';
+import type { Config } from '../shard/config.js';
 import type { SearchExporterConfig } from '../sinks/elasticsearch/config.js';
 import { parseIndexPattern } from '../sinks/elasticsearch/request_builder.js';
 import { SearchService } from '../sinks/elasticsearch/service.js';
-import { plural } from './format.js';
+import { plural } from '../core/format.js';
 
 export interface PruneOptions { exporter: string | undefined; keepDays: number; dryRun: boolean; now?: Date }
 

@@ -1,13 +1,15 @@
+import { knobs } from '../core/knobs.js';
 import fs from 'node:fs';
 import type { Piscina } from 'piscina';
-import { errorMessage } from '../config/errors.js';
-import { redact } from '../config/secrets.js';
-import type { Config } from '../config/types.js';
+import { errorMessage } from '../core/errors.js';
+import { redact } from '../core/secrets.js';
+import type { Config } from '../shard/config.js';
 import { Progress } from '../run/progress.js';
-import { emptyReport, runExport, type RunReport } from '../run/run.js';
+import { emptyReport, type RunReport } from '../run/report.js';
+import { runExport } from '../run/run.js';
 import { onStopSignals, StopControl } from '../run/stop.js';
-import { log } from '../util/log.js';
-import { formatBound, formatBytes, formatCount, plural } from './format.js';
+import { log } from '../core/log.js';
+import { formatBound, formatBytes, formatCount, plural } from '../core/format.js';
 import { startMetrics } from './metrics_watch.js';
 
 export interface RunCommandOptions {
@@ -30,7 +32,7 @@ export interface RunCommandOptions {
 
 /** Progress on stderr: a bar on a terminal (unless quiet), JSON lines every progressIntervalMs off one. */
 export function stderrProgress(o: { quiet?: boolean; progressIntervalMs: number }): Progress {
-  return new Progress({ tty: !o.quiet && process.stderr.isTTY === true, intervalMs: o.progressIntervalMs, stream: process.stderr, log, everyUpdate: process.env.LOGSHIP_TEST_PROGRESS_EVERY_BATCH === '1' });
+  return new Progress({ tty: !o.quiet && process.stderr.isTTY === true, intervalMs: o.progressIntervalMs, stream: process.stderr, log, everyUpdate: knobs.progressEveryBatch });
 }
 
 export async function runCommand(config: Config, o: RunCommandOptions): Promise<RunReport> {

@@ -1,12 +1,12 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { Config } from '../config/types.js';
+import type { Config } from '../shard/config.js';
 import { connectSource } from '../source/connection.js';
 import { fixedDb } from '../source/session.js';
 import { describeTable } from '../source/table.js';
 import { createStateStore } from '../state/create.js';
-import { formatCount } from './format.js';
+import { formatCount } from '../core/format.js';
 import { HISTORY_START, locateSample, type TuneSample } from './tune_sample.js';
 import { median, runTrial, sweep, type Setting, type TrialResult } from './tune_trials.js';
 

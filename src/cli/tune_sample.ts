@@ -1,9 +1,9 @@
 import type pg from 'pg';
-import type { Config } from '../config/types.js';
-import type { Bound } from '../plan/keyset.js';
+import type { Config } from '../shard/config.js';
+import type { Bound } from '../core/keyset.js';
 import { planShards, type ShardPlan } from '../plan/shards.js';
 import { computeWindow, type ExportWindow } from '../plan/window.js';
-import { filtersOf } from '../run/shard_task.js';
+import { filtersOf } from '../shard/config.js';
 import type { SourceTable } from '../source/table.js';
 
 /** What `tune`'s trials read: one fixed range, the same for every trial. */

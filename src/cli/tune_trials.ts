@@ -1,14 +1,15 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import type { Config } from '../config/types.js';
+import type { Config } from '../shard/config.js';
 import type { ExportWindow } from '../plan/window.js';
-import { OptionReader } from '../config/reader.js';
+import { OptionReader } from '../core/options.js';
 import { writesFiles } from '../sinks/registry.js';
 import { FILE_DEFAULT_TEMPLATE, type FileExporterConfig } from '../sinks/file/config.js';
 import { readOutputOptions } from '../sinks/output_options.js';
 import { Progress } from '../run/progress.js';
-import { emptyReport, runExport } from '../run/run.js';
-import { log } from '../util/log.js';
+import { emptyReport } from '../run/report.js';
+import { runExport } from '../run/run.js';
+import { log } from '../core/log.js';
 
 export interface Setting { workers: number; fetchSize: number }
 export interface TrialResult { rows: number; seconds: number; rowsPerSec: number; planningMs: number; peakRssMiB: number }

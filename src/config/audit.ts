@@ -1,5 +1,5 @@
-import { ConfigError } from './errors.js';
-import type { ColumnMapping } from './types.js';
+import { ConfigError } from '../core/errors.js';
+import type { ColumnMapping } from '../source/options.js';
 
 /**
  * Kestra's audit `Resource` names. Older releases spell some differently; both spellings are

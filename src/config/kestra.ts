@@ -1,5 +1,5 @@
-import { ConfigError } from './errors.js';
-import { OptionReader } from './reader.js';
+import { ConfigError } from '../core/errors.js';
+import { OptionReader } from '../core/options.js';
 
 export const LOG_SHIPPER_TYPES = ['io.kestra.plugin.ee.core.log.LogShipper', 'io.kestra.plugin.core.log.LogShipper'];
 export const AUDIT_LOG_SHIPPER_TYPES = ['io.kestra.plugin.ee.core.log.AuditLogShipper'];

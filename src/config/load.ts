@@ -1,14 +1,14 @@
 import fs from 'node:fs';
 import { parseDocument } from 'yaml';
-import { ConfigError, errorMessage } from './errors.js';
-import { describe } from './reader.js';
-import { checkWritePlaces, type WritePlaces } from './fs_checks.js';
+import { ConfigError, errorMessage } from '../core/errors.js';
+import { describe } from '../core/options.js';
+import { checkWritePlaces, type WritePlaces } from './write_places.js';
 import { isKestraFlow, kestraFlowToConfig } from './kestra.js';
 import { parseConfig } from './schema.js';
-import { defaultSecretSource, resolveSecrets, type SecretSource } from './secrets.js';
+import { defaultSecretSource, resolveSecrets, type SecretSource } from '../core/secrets.js';
 import { applyUrlMap, type UrlRewrite } from './url_map.js';
 import { emptyVariables, resolveVariables, type VariableSource } from './variables.js';
-import type { Config } from './types.js';
+import type { Config } from '../shard/config.js';
 
 export interface LoadOptions {
   task?: string;

@@ -1,29 +1,8 @@
-import { ConfigError } from './errors.js';
-import type { OptionReader } from './reader.js';
-import { isoDurationMillis } from './units.js';
-
-/** The pg-boss queue that distributed mode (`run --distributed`, `worker`) hands shards through. */
-export interface QueueConfig {
-  /** Database holding the queue; default: the source database. */
-  url: string | undefined;
-  /** Schema pg-boss creates and owns. */
-  schema: string;
-  /** A shard job not finished this long after a worker took it is retried (its worker is presumed dead). */
-  shardTimeoutMs: number;
-  /** How often an idle worker asks for a job, and the coordinator looks for finished shards. */
-  pollIntervalMs: number;
-}
-
-/** A pessimistic export rate (one thread, a slow destination): what shard timeouts are judged by. */
-export const CONSERVATIVE_ROWS_PER_SEC = 1000;
-
-/**
- * A shard of `rowsPerShard` rows at the conservative rate, and never under 15 minutes: an
- * expiry that is too short makes a healthy worker's shard run twice (harmless, fenced, but wasted).
- */
-export function defaultShardTimeoutMs(rowsPerShard: number): number {
-  return Math.max(15 * 60_000, (rowsPerShard / CONSERVATIVE_ROWS_PER_SEC) * 1000);
-}
+import { defaultShardTimeoutMs } from '../run/distributed/shard_timeout.js';
+import type { QueueConfig } from '../state/options.js';
+import { ConfigError } from '../core/errors.js';
+import type { OptionReader } from '../core/options.js';
+import { isoDurationMillis } from '../core/options.js';
 
 function millis(r: OptionReader, key: string, fallbackMs: number, minMs: number): number {
   const raw = r.raw(key);

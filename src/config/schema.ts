@@ -1,7 +1,8 @@
-import { ConfigError } from './errors.js';
-import { OptionReader } from './reader.js';
-import { isoDurationMillis, isoDurationRangeMillis, parseIsoDuration } from './units.js';
-import { LEVELS, type ColumnMapping, type Config, type Level, type SourceConfig } from './types.js';
+import { ConfigError } from '../core/errors.js';
+import { OptionReader } from '../core/options.js';
+import { isoDurationMillis, isoDurationRangeMillis, parseIsoDuration } from '../core/options.js';
+import { LEVELS, type ColumnMapping, type Level, type SourceConfig } from '../source/options.js';
+import { type Config } from '../shard/config.js';
 import { resolveWorkers } from './workers.js';
 import { parseExporter } from '../sinks/registry.js';
 import { AUDIT_COLUMNS, parseResources } from './audit.js';

@@ -1,8 +1,8 @@
-import { checkFileLocation } from './fs_checks.js';
-import { ConfigError } from './errors.js';
-import { isoDurationMillis } from './units.js';
-import { OptionReader } from './reader.js';
-import type { ObjectStateConfig, StateConfig } from './types.js';
+import { checkFileLocation } from '../core/fs_checks.js';
+import { ConfigError } from '../core/errors.js';
+import { isoDurationMillis } from '../core/options.js';
+import { OptionReader } from '../core/options.js';
+import type { ObjectStateConfig, StateConfig } from '../state/options.js';
 import { parseAzureBlobExporter } from '../sinks/azure_blob/config.js';
 import { parseGcsExporter } from '../sinks/gcs/config.js';
 import { parseS3Exporter } from '../sinks/s3/config.js';

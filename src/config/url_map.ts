@@ -1,5 +1,5 @@
-import { ConfigError } from './errors.js';
-import { deriveFromSecret } from './secrets.js';
+import { ConfigError } from '../core/errors.js';
+import { deriveFromSecret } from '../core/secrets.js';
 
 /** `--url-map FROM=TO`: URLs in the config that start with `from` start with `to` instead. */
 export interface UrlRewrite {

@@ -1,4 +1,4 @@
-import { ConfigError } from './errors.js';
+import { ConfigError } from '../core/errors.js';
 
 const VAR_EXPR = /\{\{\s*vars\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}/g;
 const SECRET_EXPR = /\{\{\s*secret\(\s*(['"])[A-Za-z0-9_.\-]+\1\s*\)\s*\}\}/g;

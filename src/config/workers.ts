@@ -1,5 +1,5 @@
 import os from 'node:os';
-import { ConfigError } from './errors.js';
+import { ConfigError } from '../core/errors.js';
 
 export interface WorkersChoice {
   workers: number;

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type pg from 'pg';
 import { escapeLiteral } from 'pg';
-import { packageRoot } from '../util/paths.js';
+import { packageRoot } from '../core/paths.js';
 
 export const KESTRA_DDL = fs.readFileSync(path.join(packageRoot(), 'fixtures', 'kestra_logs.sql'), 'utf8');
 /** A model of Kestra Enterprise's audit table (the real one is not public). */

@@ -1,9 +1,9 @@
 import { createRequire } from 'node:module';
 import { PassThrough, type Transform } from 'node:stream';
 import zlib from 'node:zlib';
-import { ConfigError } from '../config/errors.js';
+import { ConfigError } from '../core/errors.js';
 import { ParallelGzip } from './parallel_gzip.js';
-import type { Compression } from '../config/types.js';
+import type { Compression } from './options.js';
 
 export const COMPRESSION_EXTENSION: Record<Compression, string> = { gzip: '.gz', zstd: '.zst', none: '' };
 export const CONTENT_ENCODING: Record<Compression, string | undefined> = { gzip: 'gzip', zstd: 'zstd', none: undefined };

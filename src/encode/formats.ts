@@ -1,4 +1,4 @@
-import type { Format } from '../config/types.js';
+import type { Format } from './options.js';
 import type { RowBatch } from '../source/row_batch.js';
 
 /** Turns rows into the bytes of one file format. Stateless per row; the file writer tracks position. */

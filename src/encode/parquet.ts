@@ -1,13 +1,13 @@
 import type { FileMetaData, RowGroup, SchemaElement } from 'hyparquet';
 import { ByteWriter } from 'hyparquet-writer';
 import { writeMetadata } from 'hyparquet-writer/src/metadata.js';
-import type { OutputOptions } from '../config/types.js';
+import type { OutputOptions } from './options.js';
 import type { RowBatch } from '../source/row_batch.js';
 import type { ParquetColumn, SourceTable } from '../source/table.js';
 import { ByteSink } from './parquet/byte_sink.js';
 import { ColumnChunkBuilder, type PageCompressor } from './parquet/column_chunk.js';
 import { pageCompressor } from './parquet/compressors.js';
-import { formatExtension, type PartEncoder, type PartFormat, type Push } from './part_format.js';
+import { formatExtension, type PartEncoder, type PartFormat, type Push } from './part_encoder.js';
 
 const MAGIC = Buffer.from('PAR1', 'latin1');
 

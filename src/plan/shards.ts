@@ -1,24 +1,10 @@
+import type { ShardSpec } from '../core/keyset.js';
 import type pg from 'pg';
 import { escapeLiteral } from 'pg';
 import { filterConditions, orderBy, rangeConditions, whereClause, type Filters } from '../source/query.js';
 import type { SourceTable } from '../source/table.js';
-import { formatCount } from '../util/numbers.js';
-import { boundEquals, shardId, TS_TEXT, type Bound } from './keyset.js';
-
-export interface ShardSpec {
-  index: number;
-  id: string;
-  lo: Bound;
-  hi: Bound;
-  /** Exact when the plan's method is 'exact', an estimate from the sample otherwise. */
-  estimatedRows: number;
-  /**
-   * A late catch-up of exported range `of`: only its rows committed after `since` was taken. With
-   * `keys` (found by the catch-up's check, read in snapshot `until`), exactly those rows, looked up
-   * by key, and the range then moves to `until`; without, every row the shard's own snapshot shows.
-   */
-  late?: { of: string; n: number; since: string; keys?: string[]; until?: string };
-}
+import { formatCount } from '../core/numbers.js';
+import { boundEquals, shardId, TS_TEXT, type Bound } from '../core/keyset.js';
 
 export interface PlanOptions {
   offsetKey: string;

@@ -1,6 +1,6 @@
 import type pg from 'pg';
-import { ConfigError } from '../config/errors.js';
-import { TS_TEXT, type Bound } from './keyset.js';
+import { ConfigError } from '../core/errors.js';
+import { TS_TEXT, type Bound } from '../core/keyset.js';
 
 export interface ExportWindow {
   start: Bound;

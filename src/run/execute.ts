@@ -3,33 +3,50 @@
  * the same for a window, a resumed run and a late catch-up, for `run` and for each `--follow` cycle.
  */
 import type { Piscina } from 'piscina';
-import { errorMessage, RunError } from '../config/errors.js';
-import type { Config } from '../config/types.js';
-import { tsToMicros, type Bound } from '../plan/keyset.js';
-import type { ShardSpec } from '../plan/shards.js';
+import { errorMessage, RunError } from '../core/errors.js';
+import type { Config } from '../shard/config.js';
+import { tsToMicros, type Bound } from '../core/keyset.js';
+import type { ShardSpec } from '../core/keyset.js';
 import type { SourceTable } from '../source/table.js';
 import { maxShardLeadMs } from '../sinks/registry.js';
 import { checkpointOffset } from '../state/checkpoint.js';
 import type { ReadRange, RunManifest, ShardAcks, ShardOutcome, StateStore } from '../state/types.js';
 import type { InShardAck } from '../sinks/delivery/types.js';
-import { redact } from '../config/secrets.js';
-import { kindOf } from './error_kind.js';
+import { redact } from '../core/secrets.js';
+import { kindOf } from '../core/errors.js';
 import { LateCheck, nextReads, type Ledger } from './late_rows.js';
-import type { RunOptions, RunReport } from './run.js';
+import type { RunOptions, RunReport } from './report.js';
 import { attemptShardOnPool } from './shard_attempt.js';
-import { shardRetryDecision, withRetries } from './retry.js';
-import { ShardPace, ShardStoppedError, type StopControl } from './stop.js';
-import { orderedForAge } from './snapshot_age.js';
+import { shardRetryDecision, withRetries } from '../core/retry.js';
+import { ShardPace, type StopControl } from './stop.js';
+import { ShardStoppedError } from '../core/errors.js';
+import { orderedForAge } from '../shard/snapshot_age.js';
 
 /**
  * Runs the manifest's unfinished shards, at most `workers` at a time. The first failure stops new
  * shards from starting; shards already running may still finish and be checkpointed.
  */
-export async function executeRun(
-  config: Config, table: SourceTable, store: StateStore, pool: Piscina, run: RunManifest,
-  done: Map<number, ShardOutcome>, acks: ShardAcks, resumed: boolean, report: RunReport, o: Pick<RunOptions, 'log' | 'progress' | 'observer'>, stop: StopControl, ledger: Ledger,
-  lateCheck: LateCheck | null = null,
-): Promise<Bound> {
+export interface RunExecution {
+  config: Config;
+  table: SourceTable;
+  store: StateStore;
+  pool: Piscina;
+  run: RunManifest;
+  /** This run's shards already done (a resumed run), with their outcomes; filled as shards finish. */
+  done: Map<number, ShardOutcome>;
+  /** In-shard acknowledgements of unfinished shards (bounded-duplicates exporters). */
+  acks: ShardAcks;
+  resumed: boolean;
+  report: RunReport;
+  out: Pick<RunOptions, 'log' | 'progress' | 'observer'>;
+  stop: StopControl;
+  ledger: Ledger;
+  /** The late-row check the window's shards carry in their scans, if any. */
+  lateCheck?: LateCheck | null;
+}
+
+export async function executeRun(x: RunExecution): Promise<Bound> {
+  const { config, table, store, pool, run, done, acks, resumed, report, out: o, stop, ledger, lateCheck = null } = x;
   const todo = run.shards.filter((s) => !done.has(s.index));
   const entry = { runId: run.runId, kind: run.kind ?? 'window', resumed, window: run.window, shards: run.shards.length, shardsExportedNow: 0, rows: 0 };
   report.runs.push(entry);

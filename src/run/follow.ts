@@ -12,11 +12,11 @@
  *   batch, the checkpoint is saved); between cycles, in the interval or a backoff, the loop ends
  *   at once.
  */
-import { errorMessage } from '../config/errors.js';
-import { redact } from '../config/secrets.js';
-import type { Logger } from '../util/log.js';
-import { withRetries, shardRetryDecision, type BackoffPolicy } from './retry.js';
-import type { RunReport } from './run.js';
+import { errorMessage } from '../core/errors.js';
+import { redact } from '../core/secrets.js';
+import type { Logger } from '../core/log.js';
+import { withRetries, shardRetryDecision, type BackoffPolicy } from '../core/retry.js';
+import type { RunReport } from './report.js';
 import type { StopControl, StopReason } from './stop.js';
 
 export type SignalReason = Exclude<StopReason, 'deadline'>;

@@ -1,8 +1,8 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Pushgateway, Registry } from 'prom-client';
-import { ConfigError } from '../config/errors.js';
-import { tsToMicros, type Bound } from '../plan/keyset.js';
+import { ConfigError } from '../core/errors.js';
+import { tsToMicros, type Bound } from '../core/keyset.js';
 import type { DeliveryEvent } from '../sinks/delivery/types.js';
 import type { ShardOutcome } from '../state/types.js';
 import type { RunObserver, ShardCounts } from './observer.js';

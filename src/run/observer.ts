@@ -1,4 +1,4 @@
-import type { Bound } from '../plan/keyset.js';
+import type { Bound } from '../core/keyset.js';
 import type { DeliveryEvent } from '../sinks/delivery/types.js';
 import type { ShardOutcome } from '../state/types.js';
 

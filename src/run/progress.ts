@@ -1,5 +1,5 @@
-import type { Logger } from '../util/log.js';
-import { formatCount } from '../util/numbers.js';
+import type { Logger } from '../core/log.js';
+import { formatCount } from '../core/numbers.js';
 
 export interface ProgressOptions {
   tty: boolean;
@@ -8,7 +8,7 @@ export interface ProgressOptions {
   stream: NodeJS.WriteStream;
   log: Logger;
   /**
-   * Test-only (LOGSHIP_TEST_PROGRESS_EVERY_BATCH=1): a line on every update and finished shard
+   * Test-only (knobs.progressEveryBatch): a line on every update and finished shard
    * instead of on a timer, so tests assert on content and order instead of counting ticks.
    */
   everyUpdate?: boolean;

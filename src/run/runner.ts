@@ -1,23 +1,34 @@
-import { randomUUID } from 'node:crypto';
+import { RunReport, RunOptions } from './report.js';
 import type { Piscina } from 'piscina';
-import { errorMessage } from '../config/errors.js';
-import { redact } from '../config/secrets.js';
-import type { Config } from '../config/types.js';
+import type pg from 'pg';
+import type { Config } from '../shard/config.js';
+
+import { planShards, type ShardPlan } from '../plan/shards.js';
+import type { ExportWindow } from '../plan/window.js';
+import type { SourceTable } from '../source/table.js';
+import { createExporter } from '../sinks/registry.js';
+import type { Logger } from '../core/log.js';
+
+import { filtersOf } from '../shard/config.js';
+import { StopControl } from './stop.js';
+import { randomUUID } from 'node:crypto';
+import { errorMessage } from '../core/errors.js';
+import { redact } from '../core/secrets.js';
+
 import { tableScanWarning } from '../plan/shards.js';
 import { computeWindow, emptyWindowReason } from '../plan/window.js';
 import { affordableWorkers, freeConnections } from '../source/connection_budget.js';
 import { passRawBytesFromSqlAscii } from '../source/connection.js';
 import { SourceSession } from '../source/session.js';
-import { describeTable, type SourceTable } from '../source/table.js';
+import { describeTable } from '../source/table.js';
 import { createStateStore } from '../state/create.js';
 import type { RunManifest, StateStore } from '../state/types.js';
-import type { Logger } from '../util/log.js';
+
 import { executeRun } from './execute.js';
 import { currentSnapshot, horizonStart, LateCheck, lateRun, type Ledger } from './late_rows.js';
-import { checkExporters, planWindow, type RunOptions, type RunReport } from './run.js';
-import type { StopControl } from './stop.js';
+
 import { createShardPool, destroyShardPool } from './worker_pool.js';
-import { snapshotAgeWarning } from './snapshot_age.js';
+import { snapshotAgeWarning } from '../shard/snapshot_age.js';
 
 /** What one cycle is told: where to log and report, and when to stop. */
 export type CycleOptions = Pick<RunOptions, 'log' | 'progress' | 'observer' | 'fixedWindow'> & { stop: StopControl };
@@ -100,7 +111,7 @@ export class Runner {
       let offset = state.offset;
       if (state.run) {
         o.log.info({ runId: state.run.runId, done: state.done.size, shards: state.run.shards.length }, 'resuming an unfinished run before planning new work');
-        offset = await executeRun(config, table, store, pool, state.run, state.done, state.acks, true, report, o, stop, ledger);
+        offset = await executeRun({ config, table, store, pool, run: state.run, done: state.done, acks: state.acks, resumed: true, report, out: o, stop, ledger });
       }
       if (report.stopped || !stop.mayStart(null)) return stopEarly(report, stop);
 
@@ -125,14 +136,14 @@ export class Runner {
         // A manifest is what a stop or a crash resumes; an empty one has nothing to resume, and
         // skipping it leaves an idle cycle one state write (the offset's) instead of two.
         if (run.shards.length > 0) await store.beginRun(run);
-        offset = await executeRun(config, table, store, pool, run, new Map(), new Map(), false, report, o, stop, ledger, lateCheck);
+        offset = await executeRun({ config, table, store, pool, run, done: new Map(), acks: new Map(), resumed: false, report, out: o, stop, ledger, lateCheck });
       }
       if (offset && lateCheck) {
         const lateStarted = Date.now();
         const late = lateRun(await lateCheck.finding(main), offset, report, o.log);
         if (late) {
           await store.beginRun(late);
-          await executeRun(config, table, store, pool, late, new Map(), new Map(), false, report, o, stop, ledger);
+          await executeRun({ config, table, store, pool, run: late, done: new Map(), acks: new Map(), resumed: false, report, out: o, stop, ledger });
         }
         report.late.durationMs += Date.now() - lateStarted;
       }
@@ -160,4 +171,28 @@ function stopEarly(report: RunReport, stop: StopControl): RunReport {
   report.status = 'partial';
   report.stopped ??= { reason: stop.reason ?? 'deadline', shardsLeft: 0, shardsTotal: report.runs.at(-1)?.shards ?? 0 };
   return report;
+}
+
+/**
+ * `distributed`: the coordinator cannot know how many workers will come, so shards keep to
+ * rowsPerShard even when each is a whole-table scan.
+ */
+export async function planWindow(client: pg.Client, table: SourceTable, config: Config, window: ExportWindow, distributed = false): Promise<ShardPlan> {
+  return planShards(client, table, filtersOf(config), window.start, window.end, {
+    offsetKey: config.offsetKey,
+    workers: config.workers,
+    rowsPerShard: config.rowsPerShard,
+    autoShardSize: !config.rowsPerShardSet && !distributed,
+  });
+}
+
+export async function checkExporters(config: Config): Promise<void> {
+  for (const e of config.logExporters) {
+    const exporter = await createExporter(e);
+    try {
+      await exporter.check();
+    } finally {
+      await exporter.close();
+    }
+  }
 }

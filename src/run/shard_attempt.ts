@@ -1,15 +1,17 @@
+import { knobs } from '../core/knobs.js';
 import { MessageChannel } from 'node:worker_threads';
 import type { Piscina } from 'piscina';
-import { errorMessage } from '../config/errors.js';
-import { redact } from '../config/secrets.js';
+import { errorMessage } from '../core/errors.js';
+import { redact } from '../core/secrets.js';
 import type { InShardAck } from '../sinks/delivery/types.js';
 import type { DeliveryEvent } from '../sinks/delivery/types.js';
 import type { ShardOutcome } from '../state/types.js';
-import { fromWire, KindedError } from './error_kind.js';
+import { fromWire, KindedError } from '../core/errors.js';
 import { workerHeapLimitMb } from './worker_pool.js';
-import type { MainMessage, WorkerMessage } from './shard_channel.js';
-import type { ShardTaskInput } from './shard_task.js';
-import { ShardStoppedError, type StopControl } from './stop.js';
+import type { MainMessage, WorkerMessage } from '../shard/channel.js';
+import type { ShardTaskInput } from '../shard/export_shard.js';
+import { ShardStoppedError } from '../core/errors.js';
+import { type StopControl } from './stop.js';
 
 /** What the main thread does with a running shard's messages. */
 export interface ShardAttemptHooks {
@@ -60,7 +62,8 @@ export async function attemptShardOnPool(
     channel.port1.postMessage({ type: 'stop' } satisfies MainMessage);
   });
   try {
-    const task: ShardTaskInput = { ...input, progress: channel.port2 };
+    // The worker thread's own knobs module is at its defaults: it gets the main thread's.
+    const task: ShardTaskInput = { ...input, progress: channel.port2, knobs: { ...knobs } };
     return await pool.run(task, { transferList: [channel.port2] });
   } catch (err) {
     // Error names do not survive the thread boundary; what we asked for, we know here. An

@@ -4,7 +4,7 @@
  * (they abort their parts and roll back, exactly as a failed attempt does), and every finished
  * shard is checkpointed, so a rerun resumes with nothing lost and nothing duplicated.
  */
-import type { Logger } from '../util/log.js';
+import type { Logger } from '../core/log.js';
 
 export type StopReason = 'deadline' | 'SIGTERM' | 'SIGINT';
 
@@ -140,10 +140,5 @@ export function onStopSignals(stop: Stoppable, o: { log: Logger; stopping: strin
     process.off('SIGTERM', onTerm);
     process.off('SIGINT', onInt);
   };
-}
-
-/** A running shard told to stop; not a failure: the shard is simply left for the next run. */
-export class ShardStoppedError extends Error {
-  override readonly name = 'ShardStoppedError';
 }
 

@@ -1,10 +1,11 @@
+import { knobs } from '../core/knobs.js';
 import { Piscina } from 'piscina';
-import type { Config } from '../config/types.js';
-import { errorMessage } from '../config/errors.js';
-import type { Logger } from '../util/log.js';
+import type { Config } from '../shard/config.js';
+import { errorMessage } from '../core/errors.js';
+import type { Logger } from '../core/log.js';
 import { deliversDocuments } from '../sinks/registry.js';
-import { workerFile } from '../util/paths.js';
-import { SHARD_WORKER_LOADED } from './shard_channel.js';
+import { workerFile } from '../core/paths.js';
+import { SHARD_WORKER_LOADED } from '../shard/channel.js';
 
 const MIB = 1024 * 1024;
 
@@ -24,8 +25,7 @@ const DOCUMENT_YOUNG_GENERATION_MB = 16;
 
 export function workerHeapLimitMb(config: Pick<Config, 'maxRowBytes'>): number {
   // Tests lower it to reach it without gigabytes of rows.
-  const forTest = Number(process.env.LOGSHIP_TEST_WORKER_HEAP_MB ?? 0);
-  if (forTest > 0) return forTest;
+  if (knobs.workerHeapMb > 0) return knobs.workerHeapMb;
   return Math.max(1024, Math.ceil((8 * config.maxRowBytes) / MIB));
 }
 

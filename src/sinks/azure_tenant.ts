@@ -1,5 +1,5 @@
-import { ConfigError } from '../config/errors.js';
-import type { OptionReader } from '../config/reader.js';
+import { ConfigError } from '../core/errors.js';
+import type { OptionReader } from '../core/options.js';
 
 /** The characters @azure/identity accepts in a tenant ID (a GUID or a domain name). */
 const TENANT_ID = /^[0-9a-zA-Z.-]+$/;

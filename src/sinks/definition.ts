@@ -1,5 +1,7 @@
-import type { OptionReader } from '../config/reader.js';
-import type { ShardSpec } from '../plan/shards.js';
+import type { OutputOptions } from '../encode/options.js';
+
+import type { OptionReader } from '../core/options.js';
+import type { ShardSpec } from '../core/keyset.js';
 import type { Exporter } from './types.js';
 
 /** What every parsed exporter config has; each destination's own config type lives in its folder. */
@@ -60,3 +62,16 @@ export interface SinkDefinition<C extends ExporterConfigBase = ExporterConfigBas
 export function defineSink<C extends ExporterConfigBase>(d: SinkDefinition<C>): SinkDefinition {
   return d as unknown as SinkDefinition;
 }
+
+/** Options shared by the object-store exporters. */
+export interface ObjectStoreOptions extends OutputOptions {
+  id: string;
+  /** Attempts per request, retried by the SDK with exponential backoff and jitter. */
+  maxAttempts: number;
+}
+
+/** Any exporter's parsed options; its definition (src/sinks/registry.ts) knows the exact type. */
+export type ExporterConfig = ExporterConfigBase;
+
+/** The options of an exporter that writes files or objects. */
+export interface FileShapedConfig extends ExporterConfigBase, OutputOptions {}

@@ -1,7 +1,7 @@
-import type { FileShapedConfig } from '../config/types.js';
-import { formatExtension } from '../encode/part_format.js';
-import { tsToMicros } from '../plan/keyset.js';
-import type { ShardSpec } from '../plan/shards.js';
+import type { FileShapedConfig } from './definition.js';
+import { formatExtension } from '../encode/part_encoder.js';
+import { tsToMicros } from '../core/keyset.js';
+import type { ShardSpec } from '../core/keyset.js';
 import { PartNamer, partitionStart } from './naming.js';
 import { partExtension } from './part_writer.js';
 

@@ -1,6 +1,6 @@
-import { ConfigError } from '../config/errors.js';
-import type { ShardSpec } from '../plan/shards.js';
-import { tsToMicros } from '../plan/keyset.js';
+import { ConfigError } from '../core/errors.js';
+import type { ShardSpec } from '../core/keyset.js';
+import { tsToMicros } from '../core/keyset.js';
 import type { Placeholder } from './output_options.js';
 
 export type Granularity = 'hour' | 'day';

@@ -1,7 +1,7 @@
-import { ConfigError } from '../config/errors.js';
-import { quote, type OptionReader } from '../config/reader.js';
-import type { ObjectStoreOptions } from '../config/types.js';
-import type { ShardSpec } from '../plan/shards.js';
+import { ConfigError } from '../core/errors.js';
+import { quote, type OptionReader } from '../core/options.js';
+import type { ObjectStoreOptions } from './definition.js';
+import type { ShardSpec } from '../core/keyset.js';
 import { readOutputOptions } from './output_options.js';
 import { RotatingPartWriter } from './part_writer.js';
 import type { Exporter, ObjectService, PartMeta, ShardWriter } from './types.js';

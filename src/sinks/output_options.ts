@@ -1,6 +1,6 @@
-import { ConfigError } from '../config/errors.js';
-import type { OptionReader } from '../config/reader.js';
-import type { Compression, Format, OutputOptions, ParquetCodec } from '../config/types.js';
+import { ConfigError } from '../core/errors.js';
+import type { OptionReader } from '../core/options.js';
+import type { Compression, Format, OutputOptions, ParquetCodec } from '../encode/options.js';
 import { assertCompressionAvailable } from '../encode/compress.js';
 
 export const PLACEHOLDERS = ['prefix', 'shard', 'part', 'ext', 'date', 'hour', 'exporter'] as const;

@@ -1,17 +1,18 @@
 import { once } from 'node:events';
 import type { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { OutputOptions } from '../config/types.js';
+import type { OutputOptions } from '../encode/options.js';
 import { COMPRESSION_EXTENSION, CONTENT_ENCODING, createCompressor } from '../encode/compress.js';
-import { partFormatFor, type PartEncoder, type PartFormat } from '../encode/part_format.js';
-import { microsToTs } from '../plan/keyset.js';
-import type { ShardSpec } from '../plan/shards.js';
+import { partFormatFor } from '../encode/part_format.js';
+import { type PartEncoder, type PartFormat } from '../encode/part_encoder.js';
+import { microsToTs } from '../core/keyset.js';
+import type { ShardSpec } from '../core/keyset.js';
 import type { RowBatch } from '../source/row_batch.js';
 import type { SourceTable } from '../source/table.js';
 import { PartNamer, partitionSize, partitionStart } from './naming.js';
 import type { AttemptFence } from './delivery/types.js';
 import type { ExporterShardResult, ObjectService, PartUpload, ShardWriter, WrittenPart } from './types.js';
-import { kindOf, withKind } from '../run/error_kind.js';
+import { kindOf, withKind } from '../core/errors.js';
 
 interface OpenPart {
   name: string;

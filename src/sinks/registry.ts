@@ -1,6 +1,6 @@
-import { ConfigError } from '../config/errors.js';
-import { OptionReader, quote } from '../config/reader.js';
-import type { ExporterConfig, FileShapedConfig } from '../config/types.js';
+import { ConfigError } from '../core/errors.js';
+import { OptionReader, quote } from '../core/options.js';
+import type { ExporterConfig, FileShapedConfig } from './definition.js';
 import { azureBlobSink } from './azure_blob/definition.js';
 import { azureMonitorSink } from './azure_monitor/definition.js';
 import { cloudwatchSink } from './cloudwatch/definition.js';

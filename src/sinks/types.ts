@@ -1,6 +1,6 @@
 import type { Writable } from 'node:stream';
 import type { RowBatch } from '../source/row_batch.js';
-import type { ShardSpec } from '../plan/shards.js';
+import type { ShardSpec } from '../core/keyset.js';
 import type { SourceTable } from '../source/table.js';
 import type { ShardDeliveryContext } from './delivery/types.js';
 

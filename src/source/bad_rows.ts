@@ -1,8 +1,8 @@
 import { isUtf8 } from 'node:buffer';
 import fs from 'node:fs';
 import path from 'node:path';
-import { microsToTs } from '../plan/keyset.js';
-import { CorruptRowError } from './row_batch.js';
+import { microsToTs } from '../core/keyset.js';
+import { CorruptRowError } from '../core/errors.js';
 
 /** A row the readers cannot hand to exporters: what it is, and its raw bytes for recovery. */
 export interface BadRow {

@@ -1,7 +1,7 @@
 import pg from 'pg';
-import { redact } from '../config/secrets.js';
-import type { SourceConfig } from '../config/types.js';
-import { KindedError } from '../run/error_kind.js';
+import { redact } from '../core/secrets.js';
+import type { SourceConfig } from './options.js';
+import { KindedError } from '../core/errors.js';
 import { sourceStream } from './read_buffer_socket.js';
 import { explainTlsError, openClient, pgTarget, type PgTarget } from './tls.js';
 
@@ -11,7 +11,7 @@ import { explainTlsError, openClient, pgTarget, type PgTarget } from './tls.js';
  */
 export class SourceUnavailableError extends Error {
   override readonly name = 'SourceUnavailableError';
-  /** Its kind crosses the worker-thread boundary (error_kind.ts): retried, exit 4 if it persists. */
+  /** Its kind crosses the worker-thread boundary (core/errors.ts): retried, exit 4 if it persists. */
   readonly code = 'source-unavailable';
 }
 

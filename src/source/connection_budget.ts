@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { KindedError } from '../run/error_kind.js';
+import { KindedError } from '../core/errors.js';
 
 interface Limits {
   rolsuper: boolean;

@@ -2,7 +2,8 @@ import pg from 'pg';
 import { sendCancelRequest } from './cancel.js';
 import { CopyOutQuery, submitCopyOut, type CopyPayloadSink } from './copy_out.js';
 import { FailOnBadRow, type BadRowPolicy } from './bad_rows.js';
-import { CorruptRowError, RowBatchBuilder, type RowBatch } from './row_batch.js';
+import { CorruptRowError } from '../core/errors.js';
+import { RowBatchBuilder, type RowBatch } from './row_batch.js';
 
 export interface CopyReadOptions {
   /** NULLs, non-UTF-8 bytes and rows over maxRowBytes go here; default: fail naming the row. */

@@ -1,11 +1,11 @@
 import { isUtf8 } from 'node:buffer';
 import type pg from 'pg';
 import QueryStream from 'pg-query-stream';
-import type { Bound } from '../plan/keyset.js';
-import type { SourceConfig } from '../config/types.js';
+import type { Bound } from '../core/keyset.js';
+import type { SourceConfig } from './options.js';
 import { connectSource } from './connection.js';
 import { filterConditions, orderBy, rangeConditions, whereClause, type Filters } from './query.js';
-import { CorruptRowError } from './row_batch.js';
+import { CorruptRowError } from '../core/errors.js';
 import type { SourceTable } from './table.js';
 
 /** PostgreSQL's "invalid byte sequence for encoding": raised when a SQL_ASCII database holds non-UTF-8 bytes. */

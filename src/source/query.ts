@@ -1,6 +1,6 @@
 import { escapeLiteral } from 'pg';
-import { LEVELS, type Level } from '../config/types.js';
-import type { Bound } from '../plan/keyset.js';
+import { LEVELS, type Level } from './options.js';
+import type { Bound } from '../core/keyset.js';
 import { namespacePin, tenantPin } from './pins.js';
 import type { LevelCompare, SourceTable } from './table.js';
 
@@ -99,7 +99,18 @@ export function orderBy(t: SourceTable): string {
  * may be late, and a last int column tells them apart: -1 for the shard's own rows, the range's
  * index for a late row (sent without its document), NULL for a row that is neither.
  */
-export function shardSelect(t: SourceTable, f: Filters, lo: Bound, hi: Bound, ordered: boolean, mode: 'copy' | 'cursor', extra: string[] = [], wire: string[] = [], withoutDocument = false, late?: { conditions: string[]; tree: string }): string {
+export interface SelectOptions {
+  ordered: boolean;
+  mode: 'copy' | 'cursor';
+  /** Conditions beyond the range (a late catch-up's rows, a renewed read's start). */
+  extra?: string[];
+  wire?: string[];
+  withoutDocument?: boolean;
+  late?: { conditions: string[]; tree: string };
+}
+
+export function shardSelect(t: SourceTable, f: Filters, lo: Bound, hi: Bound, o: SelectOptions): string {
+  const { ordered, mode, extra = [], wire = [], withoutDocument = false, late } = o;
   const document = withoutDocument ? `CASE WHEN ${t.bodyNull} THEN NULL ELSE ''::text END` : t.body;
   const order = ordered ? ` ${orderBy(t)}` : '';
   if (mode === 'cursor') {

@@ -1,3 +1,4 @@
+import { CorruptRowError } from '../core/errors.js';
 import { isUtf8 } from 'node:buffer';
 import type { BadRowPolicy } from './bad_rows.js';
 
@@ -57,11 +58,6 @@ export class RowBatch {
   get bytes(): number {
     return this.count === 0 ? 0 : this.ends[this.count - 1]!;
   }
-}
-
-export class CorruptRowError extends Error {
-  override readonly name = 'CorruptRowError';
-  readonly code = 'corrupt-row' as const;
 }
 
 const NEWLINE = 0x0a;

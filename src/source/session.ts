@@ -1,6 +1,6 @@
 import type pg from 'pg';
-import type { SourceConfig } from '../config/types.js';
-import { withRetries, type BackoffPolicy } from '../run/retry.js';
+import type { SourceConfig } from './options.js';
+import { withRetries, type BackoffPolicy } from '../core/retry.js';
 import { connectSource, explainSourceTimeout, isConnectionLoss } from './connection.js';
 
 /** Run-level work on one connection (planning, checkpoints) that survives a source restart. */

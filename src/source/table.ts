@@ -1,8 +1,8 @@
 import type pg from 'pg';
 import { escapeIdentifier, escapeLiteral } from 'pg';
-import { ConfigError } from '../config/errors.js';
-import { quote } from '../config/reader.js';
-import type { SourceConfig } from '../config/types.js';
+import { ConfigError } from '../core/errors.js';
+import { quote } from '../core/options.js';
+import type { SourceConfig } from './options.js';
 import { pinnedBy, type IndexPins } from './pins.js';
 
 /** One Parquet column and where its value comes from in a row. */

@@ -2,8 +2,8 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import type { ConnectionOptions } from 'node:tls';
 import pg from 'pg';
-import { ConfigError } from '../config/errors.js';
-import { registerSecret } from '../config/secrets.js';
+import { ConfigError } from '../core/errors.js';
+import { registerSecret } from '../core/secrets.js';
 
 /**
  * libpq's sslmode values, with libpq's meaning (https://www.postgresql.org/docs/current/libpq-ssl.html).

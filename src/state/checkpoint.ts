@@ -1,4 +1,4 @@
-import type { Bound } from '../plan/keyset.js';
+import type { Bound } from '../core/keyset.js';
 import type { RunManifest } from './types.js';
 
 /**

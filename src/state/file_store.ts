@@ -1,7 +1,7 @@
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { RunError } from '../config/errors.js';
-import type { Bound } from '../plan/keyset.js';
+import { RunError } from '../core/errors.js';
+import type { Bound } from '../core/keyset.js';
 import type { InShardAck } from '../sinks/delivery/types.js';
 import type { ReadRange, RunManifest, ShardOutcome, StateStore, StoredState, StateJson } from './types.js';
 

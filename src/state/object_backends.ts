@@ -2,7 +2,7 @@ import type { S3Client } from '@aws-sdk/client-s3';
 type S3Sdk = typeof import('@aws-sdk/client-s3');
 import type { Bucket } from '@google-cloud/storage';
 import type { ContainerClient } from '@azure/storage-blob';
-import type { ObjectStateConfig } from '../config/types.js';
+import type { ObjectStateConfig } from './options.js';
 import type { AzureBlobExporterConfig } from '../sinks/azure_blob/config.js';
 import type { GcsExporterConfig } from '../sinks/gcs/config.js';
 import type { S3ExporterConfig } from '../sinks/s3/config.js';

@@ -1,8 +1,8 @@
 import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
-import { RunError } from '../config/errors.js';
-import type { ObjectStateConfig } from '../config/types.js';
-import type { Bound } from '../plan/keyset.js';
+import { RunError } from '../core/errors.js';
+import type { ObjectStateConfig } from './options.js';
+import type { Bound } from '../core/keyset.js';
 import type { StateObjects } from './object_backends.js';
 import type { InShardAck } from '../sinks/delivery/types.js';
 import type { RunManifest, ShardOutcome, StateStore, StoredState, ReadRange, StateJson } from './types.js';

@@ -1,9 +1,13 @@
 import type pg from 'pg';
-import { ConfigError, RunError } from '../config/errors.js';
+import type { Bound } from '../core/keyset.js';
 import type { Db } from '../source/session.js';
-import type { Bound } from '../plan/keyset.js';
 import type { InShardAck } from '../sinks/delivery/types.js';
-import type { ReadRange, RunManifest, ShardAcks, ShardOutcome, StateStore, StoredState } from './types.js';
+
+import type { RunManifest, ShardOutcome } from './types.js';
+
+import { ConfigError, RunError } from '../core/errors.js';
+
+import type { ReadRange, ShardAcks, StateStore, StoredState } from './types.js';
 
 /** SQL a worker runs inside its delete transaction, so the delete and the checkpoint commit together. */
 export function shardDoneSql(table: string): string {
@@ -181,4 +185,25 @@ export class PostgresStateStore implements StateStore {
       }
     });
   }
+}
+
+/**
+ * Inside the caller's open transaction: locks the shard's claim row and says whether `attempt`
+ * still holds the shard and it is not done. A newer claim then waits for this transaction to end.
+ * In a REPEATABLE READ transaction (a worker's delete) a claim changed since its snapshot makes
+ * PostgreSQL refuse the lock (40001): that too means a newer attempt, and the transaction is lost.
+ */
+export async function holdsShard(c: pg.Client, table: string, offsetKey: string, runId: string, shardIndex: number, attempt: number): Promise<boolean> {
+  let row: { attempt: number; done: boolean } | undefined;
+  try {
+    const r = await c.query<{ attempt: number; done: boolean }>(
+      `SELECT attempt, EXISTS (SELECT 1 FROM ${table}_shards s WHERE s.offset_key = k.offset_key AND s.run_id = k.run_id AND s.shard_index = k.shard_index) AS done
+       FROM ${table}_claims k WHERE offset_key = $1 AND run_id = $2 AND shard_index = $3 FOR UPDATE`,
+      [offsetKey, runId, shardIndex]);
+    row = r.rows[0];
+  } catch (err) {
+    if ((err as { code?: string }).code === '40001') return false;
+    throw err;
+  }
+  return row !== undefined && row.attempt === attempt && !row.done;
 }

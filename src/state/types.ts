@@ -1,8 +1,11 @@
-import type { Bound } from '../plan/keyset.js';
-import type { ShardSpec } from '../plan/shards.js';
+import type pg from 'pg';
+
+import { type Bound } from '../core/keyset.js';
+
+import type { ShardSpec } from '../core/keyset.js';
+
 import type { InShardAck } from '../sinks/delivery/types.js';
 import type { ExporterShardResult } from '../sinks/types.js';
-import type { LateHit } from '../run/late_rows.js';
 
 /** Stored before any shard starts: a rerun after a crash finishes exactly this work. */
 export interface RunManifest {
@@ -97,4 +100,10 @@ export interface StateStore {
   close(): Promise<void>;
   /** Object stores count their requests (they are billed per request); others have none. */
   readonly requests?: { get: number; put: number };
+}
+
+/** A range that holds late rows, and their keys when few enough to be looked up (null: scan the range). */
+export interface LateHit {
+  range: ReadRange;
+  keys: string[] | null;
 }

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { ExporterConfig } from '../../src/config/types.js';
-import { PermanentExportError } from '../../src/sinks/failures.js';
+import type { ExporterConfig } from '../../src/sinks/definition.js';
+import { PermanentExportError } from '../../src/core/errors.js';
 import { acksInShard, createExporter, SINKS } from '../../src/sinks/registry.js';
 import { exportRows, failureOf } from '../helpers/in_process.js';
 import type { InShardAck, ShardDeliveryContext } from '../../src/sinks/delivery/types.js';

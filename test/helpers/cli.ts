@@ -8,6 +8,8 @@ import { fileURLToPath } from 'node:url';
 import YAML from 'yaml';
 
 export const CLI = fileURLToPath(new URL('../../bin/logship.cjs', import.meta.url));
+/** Maps a test's LOGSHIP_TEST_* variables onto logship's test knobs in the spawned process. */
+const KNOBS = new URL('./knobs.mjs', import.meta.url).href;
 
 export interface CliResult { code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }
 
@@ -30,9 +32,11 @@ const NODE_WARNING = /^\(node:\d+\) (?:\[\w+\] )?\w*Warning: .*$/m;
  * with --trace-warnings so the failure shows where the warning came from.
  */
 export function startCli(args: string[], opts: { env?: Record<string, string>; cwd?: string } = {}): { child: ChildProcess; done: Promise<CliResult> } {
-  const child = spawn(process.execPath, ['--trace-warnings', CLI, ...args], {
+  const env = { ...process.env, LOGSHIP_LOG_LEVEL: 'info', ...opts.env };
+  const knobs = Object.keys(env).some((k) => k.startsWith('LOGSHIP_TEST_')) ? ['--import', KNOBS] : [];
+  const child = spawn(process.execPath, ['--trace-warnings', ...knobs, CLI, ...args], {
     cwd: opts.cwd,
-    env: { ...process.env, LOGSHIP_LOG_LEVEL: 'info', ...opts.env },
+    env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stdout = '';

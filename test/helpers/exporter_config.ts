@@ -1,6 +1,6 @@
 import YAML from 'yaml';
 import { loadConfigText } from '../../src/config/load.js';
-import type { ExporterConfig } from '../../src/config/types.js';
+import type { ExporterConfig } from '../../src/sinks/definition.js';
 
 /**
  * One exporter's parsed config, defaults filled in, as the run would build it from YAML.

@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import type { ExporterConfig } from '../../src/config/types.js';
+import type { ExporterConfig } from '../../src/sinks/definition.js';
 import { acksInShard, createExporter } from '../../src/sinks/registry.js';
 import type { ShardDeliveryContext } from '../../src/sinks/delivery/types.js';
 import type { ExporterShardResult } from '../../src/sinks/types.js';

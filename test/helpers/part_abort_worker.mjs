@@ -14,7 +14,7 @@ const dist = new URL('../../dist/src/', import.meta.url);
 const { RotatingPartWriter } = await import(new URL('sinks/part_writer.js', dist).href);
 const { FileService } = await import(new URL('sinks/file/service.js', dist).href);
 const { RowBatchBuilder } = await import(new URL('source/row_batch.js', dist).href);
-const { shardId, tsToMicros } = await import(new URL('plan/keyset.js', dist).href);
+const { shardId, tsToMicros } = await import(new URL('core/keyset.js', dist).href);
 
 const warnings = [];
 process.on('warning', (w) => warnings.push(`${w.name}: ${w.message}`));

@@ -1,5 +1,5 @@
-import { microsToTs, shardId } from '../../src/plan/keyset.js';
-import type { ShardSpec } from '../../src/plan/shards.js';
+import { microsToTs, shardId } from '../../src/core/keyset.js';
+import type { ShardSpec } from '../../src/core/keyset.js';
 import { RowBatchBuilder, type RowBatch } from '../../src/source/row_batch.js';
 import { seeded } from './seeded.js';
 

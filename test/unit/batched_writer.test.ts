@@ -1,8 +1,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { microsToTs } from '../../src/plan/keyset.js';
-import { PermanentExportError } from '../../src/sinks/failures.js';
+import { microsToTs } from '../../src/core/keyset.js';
+import { PermanentExportError } from '../../src/core/errors.js';
 import type { Decision } from '../../src/sinks/delivery/decision.js';
 import type { DeliveryEvent, InShardAck, ShardDeliveryContext } from '../../src/sinks/delivery/types.js';
 import { BatchedShardWriter } from '../../src/sinks/delivery/writer.js';

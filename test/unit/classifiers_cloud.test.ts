@@ -7,7 +7,7 @@ import type { AzureBlobExporterConfig } from '../../src/sinks/azure_blob/config.
 import { LogsRequest } from '../../src/sinks/azure_monitor/request_builder.js';
 import { decideCall, decideUpload, describeCallError } from '../../src/sinks/azure_monitor/retry.js';
 import { decideCloudWatchError, decidePutLogEvents } from '../../src/sinks/cloudwatch/retry.js';
-import { PermanentExportError } from '../../src/sinks/failures.js';
+import { PermanentExportError } from '../../src/core/errors.js';
 import { GcsService } from '../../src/sinks/gcs/service.js';
 import type { GcsExporterConfig } from '../../src/sinks/gcs/config.js';
 import { decideWriteError } from '../../src/sinks/google_logging/retry.js';

@@ -1,10 +1,10 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { checkWithRetries as awsCheckWithRetries } from '../../src/sinks/aws/check.js';
 import { awsErrorText, isCredentialError } from '../../src/sinks/aws/client_options.js';
-import { backoffDelay, sleep } from '../../src/sinks/delivery/backoff.js';
+import { backoffDelay, sleep } from '../../src/core/retry.js';
 import { checkWithRetries } from '../../src/sinks/delivery/check.js';
 import { decideStatus, decideTransportError, parseRetryAfter, type Decision } from '../../src/sinks/delivery/decision.js';
-import { httpFailure, isTransientStatus, PermanentExportError } from '../../src/sinks/failures.js';
+import { httpFailure, isTransientStatus, PermanentExportError } from '../../src/core/errors.js';
 import { deliveryOptions } from '../helpers/stub_driver.js';
 
 /** The shared retry rules of the delivery core: statuses, transport errors, Retry-After, backoff, pre-run checks. */

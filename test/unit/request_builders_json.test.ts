@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { microsToTs } from '../../src/plan/keyset.js';
+import { microsToTs } from '../../src/core/keyset.js';
 import { KeyedDocument } from '../../src/sinks/aws/keyed_document.js';
 import { datadogRequestBuilder, encodeDatadogEvent } from '../../src/sinks/datadog/request_builder.js';
 import type { DatadogExporterConfig } from '../../src/sinks/datadog/config.js';

@@ -3,7 +3,7 @@ import { JsonLogsSerializer, ProtobufLogsSerializer } from '@opentelemetry/otlp-
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import snappy from 'snappyjs';
 import { describe, expect, it } from 'vitest';
-import { microsToTs } from '../../src/plan/keyset.js';
+import { microsToTs } from '../../src/core/keyset.js';
 import type { AzureMonitorExporterConfig } from '../../src/sinks/azure_monitor/config.js';
 import { LogsRequestBuilder, toStreamRow } from '../../src/sinks/azure_monitor/request_builder.js';
 import type { CloudWatchExporterConfig } from '../../src/sinks/cloudwatch/config.js';

@@ -1,7 +1,7 @@
 import { createRequire } from 'node:module';
 import zlib from 'node:zlib';
 import { snappyCompress } from 'hyparquet-writer/src/snappy.js';
-import type { ParquetCodec } from '../../config/types.js';
+import type { ParquetCodec } from '../options.js';
 import type { PageCompressor } from './column_chunk.js';
 
 const require = createRequire(import.meta.url);

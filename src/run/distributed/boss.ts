@@ -1,13 +1,13 @@
 import type PgBoss from 'pg-boss';
-import { ConfigError, errorMessage } from '../../config/errors.js';
-import { redact } from '../../config/secrets.js';
-import type { Config } from '../../config/types.js';
-import type { QueueConfig } from '../../config/queue_config.js';
-import { defaultShardTimeoutMs } from '../../config/queue_config.js';
+import { ConfigError, errorMessage } from '../../core/errors.js';
+import { redact } from '../../core/secrets.js';
+import type { Config } from '../../shard/config.js';
+import type { QueueConfig } from '../../state/options.js';
+import { defaultShardTimeoutMs } from './shard_timeout.js';
 import { sourceTarget } from '../../source/connection.js';
 import { openClient, pgTarget, settled, type PgTarget, type Ssl } from '../../source/tls.js';
-import type { Logger } from '../../util/log.js';
-import { deadLetterQueueName, queueName } from './names.js';
+import type { Logger } from '../../core/log.js';
+import { deadLetterQueueName, queueName } from '../../state/distributed_names.js';
 
 /**
  * Distributed mode keeps the fencing rows next to the state: postgres state only. (`delete: true`

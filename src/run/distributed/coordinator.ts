@@ -1,18 +1,21 @@
+import { knobs } from '../../core/knobs.js';
 import { randomUUID } from 'node:crypto';
-import { RunError } from '../../config/errors.js';
-import type { Config } from '../../config/types.js';
-import type { Bound } from '../../plan/keyset.js';
+import { RunError } from '../../core/errors.js';
+import type { Config } from '../../shard/config.js';
+import type { Bound } from '../../core/keyset.js';
 import { computeWindow, emptyWindowReason } from '../../plan/window.js';
 import { SourceSession } from '../../source/session.js';
 import { describeTable } from '../../source/table.js';
 import { checkpointOffset } from '../../state/checkpoint.js';
 import { createStateStore } from '../../state/create.js';
 import type { RunManifest, ShardOutcome, StateStore } from '../../state/types.js';
-import { addOutcome, checkExporters, emptyReport, planWindow, type RunOptions, type RunReport } from '../run.js';
+import { addOutcome } from '../run.js';
+import { checkExporters, planWindow } from '../runner.js';
+import { emptyReport, type RunOptions, type RunReport } from '../report.js';
 import { StopControl } from '../stop.js';
 import { checkDistributedConfig, openQueue, type Queue } from './boss.js';
 import { ShardFence } from './fence.js';
-import { jobsChannel, shardDoneChannel, shardJobId, type ShardJobData } from './names.js';
+import { jobsChannel, shardDoneChannel, shardJobId, type ShardJobData } from '../../state/distributed_names.js';
 import { Wakeup } from './wakeup.js';
 import { sourceTarget } from '../../source/connection.js';
 import { shardJobStates } from './jobs.js';
@@ -246,7 +249,7 @@ async function waitForShards(
  */
 async function enqueue(queue: Queue, config: Config, run: RunManifest, done: Map<number, ShardOutcome>, only?: Set<number>): Promise<void> {
   // Tests only: hang after sending this many jobs, so a kill lands mid-enqueue at a known point.
-  const hangAfter = Number(process.env.LOGSHIP_TEST_HANG_AFTER_ENQUEUED ?? Infinity);
+  const hangAfter = knobs.hangAfterEnqueued;
   let sentNow = 0;
   for (const shard of run.shards) {
     if (only && !only.has(shard.index)) continue;

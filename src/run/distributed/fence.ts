@@ -1,10 +1,11 @@
+import { holdsShard } from '../../state/postgres_store.js';
 import type pg from 'pg';
-import type { Bound } from '../../plan/keyset.js';
+import type { Bound } from '../../core/keyset.js';
 import type { Db } from '../../source/session.js';
 import type { InShardAck } from '../../sinks/delivery/types.js';
 import { shardDoneSql } from '../../state/postgres_store.js';
-import type { RunManifest, ShardOutcome } from '../../state/types.js';
-import type { ShardSpec } from '../../plan/shards.js';
+import type { ShardOutcome } from '../../state/types.js';
+import type { ShardSpec } from '../../core/keyset.js';
 
 export interface ShardClaim {
   shardIndex: number;
@@ -149,27 +150,6 @@ export class ShardFence {
       }
     });
   }
-}
-
-/**
- * Inside the caller's open transaction: locks the shard's claim row and says whether `attempt`
- * still holds the shard and it is not done. A newer claim then waits for this transaction to end.
- * In a REPEATABLE READ transaction (a worker's delete) a claim changed since its snapshot makes
- * PostgreSQL refuse the lock (40001): that too means a newer attempt, and the transaction is lost.
- */
-export async function holdsShard(c: pg.Client, table: string, offsetKey: string, runId: string, shardIndex: number, attempt: number): Promise<boolean> {
-  let row: { attempt: number; done: boolean } | undefined;
-  try {
-    const r = await c.query<{ attempt: number; done: boolean }>(
-      `SELECT attempt, EXISTS (SELECT 1 FROM ${table}_shards s WHERE s.offset_key = k.offset_key AND s.run_id = k.run_id AND s.shard_index = k.shard_index) AS done
-       FROM ${table}_claims k WHERE offset_key = $1 AND run_id = $2 AND shard_index = $3 FOR UPDATE`,
-      [offsetKey, runId, shardIndex]);
-    row = r.rows[0];
-  } catch (err) {
-    if ((err as { code?: string }).code === '40001') return false;
-    throw err;
-  }
-  return row !== undefined && row.attempt === attempt && !row.done;
 }
 
 export class StaleAttemptError extends Error {

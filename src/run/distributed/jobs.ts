@@ -1,6 +1,6 @@
 import type PgBoss from 'pg-boss';
 import type { RunManifest } from '../../state/types.js';
-import { shardJobId } from './names.js';
+import { shardJobId } from '../../state/distributed_names.js';
 
 export interface ShardJobState {
   shardIndex: number;

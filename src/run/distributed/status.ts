@@ -1,14 +1,14 @@
 import type pg from 'pg';
 import type PgBoss from 'pg-boss';
-import type { Config } from '../../config/types.js';
+import type { Config } from '../../shard/config.js';
 import { connectSource } from '../../source/connection.js';
 import { fixedDb } from '../../source/session.js';
 import { createStateStore } from '../../state/create.js';
-import type { Bound } from '../../plan/keyset.js';
+import type { Bound } from '../../core/keyset.js';
 import { checkDistributedConfig, queueTarget } from './boss.js';
 import { openClient } from '../../source/tls.js';
 import { ShardFence, type ShardClaim } from './fence.js';
-import { queueName } from './names.js';
+import { queueName } from '../../state/distributed_names.js';
 import { shardJobStates, type ShardJobState } from './jobs.js';
 
 export type ShardStatus = 'done' | 'running' | 'queued' | 'failed' | 'not queued';

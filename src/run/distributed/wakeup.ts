@@ -1,7 +1,7 @@
 import type pg from 'pg';
-import { errorMessage } from '../../config/errors.js';
-import { redact } from '../../config/secrets.js';
-import type { Logger } from '../../util/log.js';
+import { errorMessage } from '../../core/errors.js';
+import { redact } from '../../core/secrets.js';
+import type { Logger } from '../../core/log.js';
 import { openClient, type PgTarget } from '../../source/tls.js';
 
 /**

@@ -1,20 +1,21 @@
+import { knobs } from '../../core/knobs.js';
 import os from 'node:os';
 import type { Piscina } from 'piscina';
 import type PgBoss from 'pg-boss';
-import { errorMessage } from '../../config/errors.js';
-import { redact } from '../../config/secrets.js';
-import type { Config } from '../../config/types.js';
+import { errorMessage } from '../../core/errors.js';
+import { redact } from '../../core/secrets.js';
+import type { Config } from '../../shard/config.js';
 import { SourceSession } from '../../source/session.js';
 import { describeTable, type SourceTable } from '../../source/table.js';
-import type { Logger } from '../../util/log.js';
+import type { Logger } from '../../core/log.js';
 import { createShardPool, destroyShardPool } from '../worker_pool.js';
 import { attemptShardOnPool } from '../shard_attempt.js';
 import { acksInShard } from '../../sinks/registry.js';
 import { ShardPace, StopControl } from '../stop.js';
-import { orderedForAge, snapshotAgeWarning } from '../snapshot_age.js';
+import { orderedForAge, snapshotAgeWarning } from '../../shard/snapshot_age.js';
 import { checkDistributedConfig, openQueue } from './boss.js';
 import { ShardFence, StaleAttemptError } from './fence.js';
-import { jobsChannel, type ShardJobData } from './names.js';
+import { jobsChannel, type ShardJobData } from '../../state/distributed_names.js';
 import { Wakeup } from './wakeup.js';
 import type { ShardOutcome } from '../../state/types.js';
 import type { RunObserver } from '../observer.js';
@@ -134,8 +135,8 @@ async function exportJob(
   const acks = config.logExporters.some(acksInShard) ? await fence.acks(runId, shardIndex) : undefined;
   // pg-boss gives up on a handler at the job's expiry and hands the job out again: stop this
   // attempt then too, so a slow but live worker does not go on exporting a shard another now owns.
-  // (LOGSHIP_TEST_NO_ATTEMPT_EXPIRY=1, tests only: let a stale attempt run on, to prove the fence stops it.)
-  const expiry = process.env.LOGSHIP_TEST_NO_ATTEMPT_EXPIRY === '1' ? null : job.expireInSeconds * 1000;
+  // (knobs.noAttemptExpiry, tests only: let a stale attempt run on, to prove the fence stops it.)
+  const expiry = knobs.noAttemptExpiry ? null : job.expireInSeconds * 1000;
   const attemptStop = new StopControl({ maxDurationMs: expiry, stopGraceMs: 0 });
   attemptStop.arm();
   const untrack = o.stop.track(() => attemptStop.request(o.stop.reason ?? 'SIGTERM'));

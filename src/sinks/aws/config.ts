@@ -1,5 +1,5 @@
-import { ConfigError } from '../../config/errors.js';
-import type { OptionReader } from '../../config/reader.js';
+import { ConfigError } from '../../core/errors.js';
+import type { OptionReader } from '../../core/options.js';
 import { httpUrl } from '../delivery/options.js';
 
 /** What every AWS exporter (CloudWatch Logs, Kinesis) reads the same way. */

@@ -1,6 +1,6 @@
-import { ConfigError } from '../../config/errors.js';
-import type { OptionReader } from '../../config/reader.js';
-import type { ObjectStoreOptions } from '../../config/types.js';
+import { ConfigError } from '../../core/errors.js';
+import type { OptionReader } from '../../core/options.js';
+import type { ObjectStoreOptions } from '../definition.js';
 import { checkTenantId } from '../azure_tenant.js';
 import { optionalUrl, readObjectStoreOptions } from '../object_store.js';
 

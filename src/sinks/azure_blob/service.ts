@@ -2,7 +2,7 @@ import { PassThrough } from 'node:stream';
 import { ClientSecretCredential } from '@azure/identity';
 import { BlobServiceClient, StorageRetryPolicyType, StorageSharedKeyCredential, type ContainerClient, type StoragePipelineOptions } from '@azure/storage-blob';
 import type { AzureBlobExporterConfig } from './config.js';
-import { httpFailure } from '../failures.js';
+import { httpFailure } from '../../core/errors.js';
 import { partMetadata } from '../object_store.js';
 import type { ObjectService, PartUpload } from '../types.js';
 

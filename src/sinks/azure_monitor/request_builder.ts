@@ -1,4 +1,4 @@
-import { microsToTs } from '../../plan/keyset.js';
+import { microsToTs } from '../../core/keyset.js';
 import type { RowBatch } from '../../source/row_batch.js';
 import { levelOf, type EventMapping } from '../delivery/event.js';
 import { MAX_CALL_BYTES } from './config.js';

@@ -1,4 +1,4 @@
-import { tsToMicros } from '../../plan/keyset.js';
+import { tsToMicros } from '../../core/keyset.js';
 import { awsErrorText } from '../aws/client_options.js';
 import { CLOUDWATCH_LIMITS, type CloudWatchExporterConfig } from './config.js';
 import { CloudWatchService } from './service.js';

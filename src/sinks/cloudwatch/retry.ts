@@ -1,5 +1,6 @@
-import { awsErrorText, isCredentialError, type AwsError } from '../aws/client_options.js';
-import { decideTransportError, type DeadItem, type Decision } from '../delivery/decision.js';
+import { awsErrorText } from '../aws/client_options.js';
+import { decideAwsError } from '../aws/classify.js';
+import { type DeadItem, type Decision } from '../delivery/decision.js';
 
 export interface RejectedLogEventsInfo {
   tooNewLogEventStartIndex?: number;
@@ -28,19 +29,12 @@ export function decidePutLogEvents(count: number, rejected: RejectedLogEventsInf
   return { kind: 'partial', retry: [], dead, reason: `${dead.length} events outside CloudWatch's time window` };
 }
 
-const RETRYABLE = new Set(['ThrottlingException', 'ServiceUnavailableException', 'ServiceUnavailable', 'InternalFailure', 'InternalServerError', 'RequestTimeout', 'RequestTimeoutException', 'LimitExceededException']);
-
 /** A thrown PutLogEvents error: throttling and service errors retry; credentials, missing resources and bad calls fail the shard. */
 export function decideCloudWatchError(err: unknown, label: string): Decision {
-  const e = err as AwsError;
-  const name = e?.name ?? '';
-  // DataAlreadyAccepted: an earlier attempt's copy of this very call was stored (older APIs with sequence tokens).
-  if (name === 'DataAlreadyAcceptedException') return { kind: 'ok' };
-  if (RETRYABLE.has(name) || e?.$retryable?.throttling) return { kind: 'retry', reason: `${label}: ${awsErrorText(err)}` };
-  if (isCredentialError(err)) return { kind: 'fatal', reason: `${label}: ${awsErrorText(err)} (check accessKeyId/secretKeyId, sessionToken or roleArn)` };
-  if (name === 'ResourceNotFoundException') return { kind: 'fatal', reason: `${label}: ${awsErrorText(err)} (the log group or stream was deleted during the run)` };
-  const status = e?.$metadata?.httpStatusCode;
-  if (status !== undefined && status >= 400 && status < 500 && status !== 408 && status !== 429) return { kind: 'fatal', reason: `${label}: ${awsErrorText(err)}` };
-  const d = decideTransportError(err, label);
-  return d.kind === 'retry' ? { ...d, reason: `${label}: ${awsErrorText(err)}` } : d;
+  return decideAwsError(err, label, (name) => {
+    // DataAlreadyAccepted: an earlier attempt's copy of this very call was stored (older APIs with sequence tokens).
+    if (name === 'DataAlreadyAcceptedException') return { kind: 'ok' };
+    if (name === 'ResourceNotFoundException') return { kind: 'fatal', reason: `${label}: ${awsErrorText(err)} (the log group or stream was deleted during the run)` };
+    return null;
+  });
 }

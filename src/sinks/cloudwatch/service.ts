@@ -2,7 +2,7 @@ import { CloudWatchLogsClient, CreateLogGroupCommand, CreateLogStreamCommand, De
 import { checkWithRetries } from '../aws/check.js';
 import { awsClientOptions, type AwsError } from '../aws/client_options.js';
 import type { DeliveryService } from '../delivery/types.js';
-import { PermanentExportError } from '../failures.js';
+import { PermanentExportError } from '../../core/errors.js';
 import type { CloudWatchExporterConfig } from './config.js';
 import type { PutLogEventsRequest } from './request_builder.js';
 import type { RejectedLogEventsInfo } from './retry.js';

@@ -1,5 +1,5 @@
-import { ConfigError } from '../../config/errors.js';
-import { describe, type OptionReader } from '../../config/reader.js';
+import { ConfigError } from '../../core/errors.js';
+import { describe, type OptionReader } from '../../core/options.js';
 import { readEventMapping, type EventMapping } from '../delivery/event.js';
 import { httpUrl, readDeliveryOptions, type DeliveryOptions } from '../delivery/options.js';
 

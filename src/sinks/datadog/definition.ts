@@ -1,4 +1,4 @@
-import { redact } from '../../config/secrets.js';
+import { redact } from '../../core/secrets.js';
 import { defineSink } from '../definition.js';
 import { DATADOG_TYPES, parseDatadogExporter, type DatadogExporterConfig } from './config.js';
 

@@ -1,5 +1,5 @@
-import type { Level } from '../../config/types.js';
-import { microsToTs } from '../../plan/keyset.js';
+import type { Level } from '../../source/options.js';
+import { microsToTs } from '../../core/keyset.js';
 import type { RowBatch } from '../../source/row_batch.js';
 import { toEvent } from '../delivery/event.js';
 import { JsonItemsBuilder, utf8Prefix, type EncodedEvent } from '../delivery/json_items.js';

@@ -1,4 +1,4 @@
-import { isTransientStatus } from '../failures.js';
+import { isTransientStatus } from '../../core/errors.js';
 
 /**
  * What to do with one response (Vector's split: each destination's `retry` file decides, the

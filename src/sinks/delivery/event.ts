@@ -1,5 +1,5 @@
-import type { OptionReader } from '../../config/reader.js';
-import { LEVELS, type Level } from '../../config/types.js';
+import type { OptionReader } from '../../core/options.js';
+import { LEVELS, type Level } from '../../source/options.js';
 import type { RowBatch } from '../../source/row_batch.js';
 
 /** Which document fields become the event's message and level, and where the row key goes. */

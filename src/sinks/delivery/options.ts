@@ -1,7 +1,7 @@
-import { checkWritableLocation } from '../../config/fs_checks.js';
-import { ConfigError } from '../../config/errors.js';
-import { OptionReader } from '../../config/reader.js';
-import { isoDurationMillis } from '../../config/units.js';
+import { checkWritableLocation } from '../../core/fs_checks.js';
+import { ConfigError } from '../../core/errors.js';
+import { OptionReader } from '../../core/options.js';
+import { isoDurationMillis } from '../../core/options.js';
 
 /** Options every document-shaped exporter shares, owned by the batched-delivery core. */
 export interface DeliveryOptions {

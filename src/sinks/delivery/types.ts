@@ -1,4 +1,4 @@
-import type { ShardSpec } from '../../plan/shards.js';
+import type { ShardSpec } from '../../core/keyset.js';
 import type { RowBatch } from '../../source/row_batch.js';
 import type { Decision } from './decision.js';
 

@@ -1,9 +1,9 @@
-import { microsToTs, tsToMicros } from '../../plan/keyset.js';
-import type { ShardSpec } from '../../plan/shards.js';
+import { microsToTs, tsToMicros } from '../../core/keyset.js';
+import type { ShardSpec } from '../../core/keyset.js';
 import type { RowBatch } from '../../source/row_batch.js';
-import { PermanentExportError } from '../failures.js';
+import { PermanentExportError } from '../../core/errors.js';
 import type { Exporter, ExporterShardResult, ShardWriter } from '../types.js';
-import { backoffDelay, sleep } from './backoff.js';
+import { backoffDelay, sleep } from '../../core/retry.js';
 import { DeadLetterFile } from './dead_letters.js';
 import { decideTransportError, type Decision } from './decision.js';
 import type { DeliveryOptions } from './options.js';

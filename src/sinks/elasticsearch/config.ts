@@ -1,5 +1,5 @@
-import { ConfigError } from '../../config/errors.js';
-import { describe, OptionReader } from '../../config/reader.js';
+import { ConfigError } from '../../core/errors.js';
+import { describe, OptionReader } from '../../core/options.js';
 import { readDeliveryOptions, type DeliveryOptions } from '../delivery/options.js';
 import { parseIndexPattern } from './request_builder.js';
 

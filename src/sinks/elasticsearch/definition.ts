@@ -1,5 +1,5 @@
-import { tsToMicros } from '../../plan/keyset.js';
-import type { ShardSpec } from '../../plan/shards.js';
+import { tsToMicros } from '../../core/keyset.js';
+import type { ShardSpec } from '../../core/keyset.js';
 import { defineSink } from '../definition.js';
 import { ELASTICSEARCH_TYPES, OPENSEARCH_TYPES, parseElasticsearchExporter, parseOpenSearchExporter, type SearchExporterConfig } from './config.js';
 import { parseIndexPattern } from './request_builder.js';

@@ -1,4 +1,4 @@
-import type { ShardSpec } from '../../plan/shards.js';
+import type { ShardSpec } from '../../core/keyset.js';
 import { batchedExporter } from '../delivery/writer.js';
 import type { DeliveryDriver } from '../delivery/types.js';
 import type { Exporter } from '../types.js';

@@ -1,5 +1,5 @@
-import { ConfigError } from '../../config/errors.js';
-import { quote } from '../../config/reader.js';
+import { ConfigError } from '../../core/errors.js';
+import { quote } from '../../core/options.js';
 import type { RowBatch } from '../../source/row_batch.js';
 import type { DeadLetterSubject, DeliveryRequest, RequestBuilder } from '../delivery/types.js';
 

@@ -1,5 +1,5 @@
 import { decideStatus, parseRetryAfter, type DeadItem, type Decision } from '../delivery/decision.js';
-import { isTransientStatus } from '../failures.js';
+import { isTransientStatus } from '../../core/errors.js';
 
 interface BulkItemResult { status?: number; error?: unknown }
 export interface BulkResponse { errors?: boolean; items?: Record<string, BulkItemResult>[] }

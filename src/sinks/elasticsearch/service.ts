@@ -1,7 +1,7 @@
 import type { SearchExporterConfig } from './config.js';
 import { checkWithRetries } from '../delivery/check.js';
 import type { Decision } from '../delivery/decision.js';
-import { httpFailure, PermanentExportError } from '../failures.js';
+import { httpFailure, PermanentExportError } from '../../core/errors.js';
 
 interface RawResponse { statusCode: number | null; body: unknown }
 

@@ -1,6 +1,6 @@
-import { checkWritableLocation } from '../../config/fs_checks.js';
-import type { OptionReader } from '../../config/reader.js';
-import type { OutputOptions } from '../../config/types.js';
+import { checkWritableLocation } from '../../core/fs_checks.js';
+import type { OptionReader } from '../../core/options.js';
+import type { OutputOptions } from '../../encode/options.js';
 import { readOutputOptions } from '../output_options.js';
 
 export const FILE_TYPES = ['file', 'io.kestra.plugin.ee.core.log.FileLogExporter'];

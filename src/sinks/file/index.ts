@@ -1,6 +1,6 @@
 import path from 'node:path';
 import type { FileExporterConfig } from './config.js';
-import type { ShardSpec } from '../../plan/shards.js';
+import type { ShardSpec } from '../../core/keyset.js';
 import { RotatingPartWriter } from '../part_writer.js';
 import type { Exporter, ShardWriter } from '../types.js';
 import { FileService } from './service.js';

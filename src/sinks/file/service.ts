@@ -1,8 +1,8 @@
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { RunError } from '../../config/errors.js';
-import { writeProblem } from '../../config/fs_checks.js';
+import { RunError } from '../../core/errors.js';
+import { writeProblem } from '../../core/fs_checks.js';
 import type { ObjectService, PartUpload } from '../types.js';
 import { FileHandleSink } from './handle_sink.js';
 

@@ -1,6 +1,6 @@
 import { IdempotencyStrategy, Storage, type Bucket } from '@google-cloud/storage';
 import type { GcsExporterConfig } from './config.js';
-import { httpFailure, PermanentExportError } from '../failures.js';
+import { httpFailure, PermanentExportError } from '../../core/errors.js';
 import { partMetadata } from '../object_store.js';
 import type { ObjectService, PartMeta, PartUpload } from '../types.js';
 

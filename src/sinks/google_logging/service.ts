@@ -1,6 +1,6 @@
 import { createRequire } from 'node:module';
 import type { DeliveryService } from '../delivery/types.js';
-import { PermanentExportError } from '../failures.js';
+import { PermanentExportError } from '../../core/errors.js';
 import type { GoogleLoggingExporterConfig } from './config.js';
 import type { LogEntry, WriteRequest } from './request_builder.js';
 import { decideWriteError } from './retry.js';

@@ -1,22 +1,17 @@
-import { awsErrorText, isCredentialError, type AwsError } from '../aws/client_options.js';
-import { decideTransportError, type DeadItem, type Decision } from '../delivery/decision.js';
+import { awsErrorText } from '../aws/client_options.js';
+import { decideAwsError } from '../aws/classify.js';
+import { type DeadItem, type Decision } from '../delivery/decision.js';
 import type { PutRecordsOutcome } from './service.js';
 
 const RETRY_RECORD = new Set(['ProvisionedThroughputExceededException', 'InternalFailure', 'ServiceUnavailable', 'KMSThrottlingException']);
-const RETRY_CALL = new Set(['ProvisionedThroughputExceededException', 'LimitExceededException', 'ThrottlingException', 'InternalFailure', 'InternalFailureException', 'ServiceUnavailable', 'ServiceUnavailableException', 'KMSThrottlingException']);
 
 /** A thrown PutRecords/ListShards error: fatal or retry, never dead (it is about the call, not a record). */
 export function decideKinesisError(err: unknown, label: string, stream: string): Decision {
-  const e = err as AwsError;
-  const name = e?.name ?? '';
-  if (RETRY_CALL.has(name) || e?.$retryable?.throttling) return { kind: 'retry', reason: `${label}: ${awsErrorText(err)}` };
-  if (isCredentialError(err)) return { kind: 'fatal', reason: `${label}: ${awsErrorText(err)} (check accessKeyId/secretKeyId, sessionToken or roleArn)` };
-  if (name === 'ResourceNotFoundException') return { kind: 'fatal', reason: `${label}: stream ${stream} does not exist (${awsErrorText(err)})` };
-  if (name.startsWith('KMS')) return { kind: 'fatal', reason: `${label}: ${awsErrorText(err)} (the stream's KMS key)` };
-  const status = e?.$metadata?.httpStatusCode;
-  if (status !== undefined && status >= 400 && status < 500 && status !== 408 && status !== 429) return { kind: 'fatal', reason: `${label}: ${awsErrorText(err)}` };
-  const d = decideTransportError(err, label);
-  return d.kind === 'retry' ? { ...d, reason: `${label}: ${awsErrorText(err)}` } : d;
+  return decideAwsError(err, label, (name) => {
+    if (name === 'ResourceNotFoundException') return { kind: 'fatal', reason: `${label}: stream ${stream} does not exist (${awsErrorText(err)})` };
+    if (name.startsWith('KMS')) return { kind: 'fatal', reason: `${label}: ${awsErrorText(err)} (the stream's KMS key)` };
+    return null;
+  });
 }
 
 /**

@@ -1,6 +1,6 @@
-import { ConfigError } from '../../config/errors.js';
-import { describe, OptionReader } from '../../config/reader.js';
-import { isoDurationMillis } from '../../config/units.js';
+import { ConfigError } from '../../core/errors.js';
+import { describe, OptionReader } from '../../core/options.js';
+import { isoDurationMillis } from '../../core/options.js';
 import { readEventMapping, type EventMapping } from '../delivery/event.js';
 import { httpUrl, readDeliveryOptions, stringMap, type DeliveryOptions } from '../delivery/options.js';
 

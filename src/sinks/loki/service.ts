@@ -1,5 +1,5 @@
 import type { DeliveryService } from '../delivery/types.js';
-import { PermanentExportError } from '../failures.js';
+import { PermanentExportError } from '../../core/errors.js';
 import type { LokiExporterConfig } from './config.js';
 import type { LokiRequest } from './request_builder.js';
 import type { LokiResponse } from './retry.js';

@@ -1,4 +1,4 @@
-import { redact } from '../../config/secrets.js';
+import { redact } from '../../core/secrets.js';
 import { defineSink } from '../definition.js';
 import { NEWRELIC_TYPES, parseNewRelicExporter, type NewRelicExporterConfig } from './config.js';
 

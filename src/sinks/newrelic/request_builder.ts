@@ -1,4 +1,4 @@
-import { microsToTs } from '../../plan/keyset.js';
+import { microsToTs } from '../../core/keyset.js';
 import type { RowBatch } from '../../source/row_batch.js';
 import { toEvent } from '../delivery/event.js';
 import { JsonItemsBuilder, utf8Prefix, type EncodedEvent } from '../delivery/json_items.js';

@@ -1,5 +1,5 @@
-import { ConfigError } from '../../config/errors.js';
-import type { OptionReader } from '../../config/reader.js';
+import { ConfigError } from '../../core/errors.js';
+import type { OptionReader } from '../../core/options.js';
 import { readEventMapping, type EventMapping } from '../delivery/event.js';
 import { httpUrl, readDeliveryOptions, stringMap, type DeliveryOptions } from '../delivery/options.js';
 

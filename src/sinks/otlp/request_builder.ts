@@ -3,7 +3,7 @@ import type { HrTime } from '@opentelemetry/api';
 import { SeverityNumber, type LogAttributes } from '@opentelemetry/api-logs';
 import type { Resource } from '@opentelemetry/resources';
 import type { ReadableLogRecord } from '@opentelemetry/sdk-logs';
-import type { Level } from '../../config/types.js';
+import type { Level } from '../../source/options.js';
 import type { RowBatch } from '../../source/row_batch.js';
 import { toEvent, type EventMapping } from '../delivery/event.js';
 import type { DeadLetterSubject, DeliveryRequest, RequestBuilder } from '../delivery/types.js';

@@ -1,6 +1,6 @@
-import { ConfigError } from '../../config/errors.js';
-import type { OptionReader } from '../../config/reader.js';
-import type { ObjectStoreOptions } from '../../config/types.js';
+import { ConfigError } from '../../core/errors.js';
+import type { OptionReader } from '../../core/options.js';
+import type { ObjectStoreOptions } from '../definition.js';
 import { optionalUrl, readObjectStoreOptions } from '../object_store.js';
 
 export const S3_TYPES = ['s3', 'io.kestra.plugin.ee.aws.s3.LogExporter'];

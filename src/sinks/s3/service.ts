@@ -5,7 +5,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import type { S3ExporterConfig } from './config.js';
-import { httpFailure } from '../failures.js';
+import { httpFailure } from '../../core/errors.js';
 import { partMetadata } from '../object_store.js';
 import type { ObjectService, PartMeta, PartUpload } from '../types.js';
 

@@ -19,5 +19,5 @@ export function packageRoot(): string {
 
 /** The compiled piscina worker; workers always run compiled JavaScript. */
 export function workerFile(): string {
-  return path.join(packageRoot(), 'dist', 'workers', 'shard_worker.js');
+  return path.join(packageRoot(), 'dist', 'src', 'shard', 'worker.js');
 }

@@ -1,6 +1,16 @@
+/** A running shard told to stop; not a failure: the shard is simply left for the next run. */
+export class ShardStoppedError extends Error {
+  override readonly name = 'ShardStoppedError';
+}
+
+export class CorruptRowError extends Error {
+  override readonly name = 'CorruptRowError';
+  readonly code = 'corrupt-row' as const;
+}
+
 /**
  * What kind of failure an error is, as an explicit `code` field. The kind decides whether a shard
- * is retried (src/run/retry.ts) and which exit code the CLI returns. It is a plain string field,
+ * is retried (core/retry.ts) and which exit code the CLI returns. It is a plain string field,
  * not a class or an `error.name`, because errors cross the worker-thread boundary by structured
  * cloning, which keeps only `message` (and `name` for built-in error types) of an Error: a
  * custom name such as 'CorruptRowError' arrives as 'Error'. `toWire`/`fromWire` carry it across.
@@ -67,3 +77,50 @@ export function exitCodeOf(err: unknown): number {
   if (kind === 'source-unavailable') return EXIT.sourceUnavailable;
   return EXIT.failed;
 }
+
+/**
+ * A configuration or usage problem. The message always starts with the option path
+ * (piscina-style) so the user can find the offending line without reading a stack trace.
+ */
+export class ConfigError extends Error {
+  readonly path: string;
+  readonly code = 'config' as const;
+  constructor(path: string, message: string) {
+    super(path ? `${path}: ${message}` : message);
+    this.name = 'ConfigError';
+    this.path = path;
+  }
+}
+
+/** A failure while running: exit code 1, the offset stays at the last safe point. */
+export class RunError extends Error {
+  /** The failure's kind (ErrorKind above); unset reads as transient. */
+  readonly code: ErrorKind | undefined;
+  constructor(message: string, options?: { cause?: unknown; code?: ErrorKind }) {
+    super(message, options);
+    this.name = 'RunError';
+    this.code = options?.code;
+  }
+}
+
+export function errorMessage(err: unknown): string {
+  if (err instanceof Error) return err.message;
+  return String(err);
+}
+
+/** A failure no retry can fix (403, a missing bucket, a wrong password): it fails the run fast. */
+export class PermanentExportError extends Error {
+  override readonly name = 'PermanentExportError';
+  readonly code = 'permanent' as const;
+}
+
+/** Throttling, timeouts and server errors pass; other 4xx answers will not change on retry. */
+export function isTransientStatus(status: number): boolean {
+  return status === 408 || status === 429 || status >= 500;
+}
+
+/** The error for an HTTP failure: permanent for a non-transient 4xx, retryable otherwise. */
+export function httpFailure(status: number | undefined, message: string): Error {
+  return status !== undefined && status >= 400 && status < 500 && !isTransientStatus(status) ? new PermanentExportError(message) : new Error(message);
+}
+

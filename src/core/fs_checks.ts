@@ -1,8 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { ConfigError } from './errors.js';
-import { quote } from './reader.js';
-import type { Config } from './types.js';
+import { quote } from './options.js';
 
 /** Kernel filesystems where logship can never create its files (a recursive mkdir under /proc
  *  spins instead of failing), by path and by statfs type for bind mounts elsewhere. */
@@ -90,22 +89,4 @@ export function writeProblem(dir: string, o: { create: boolean } = { create: tru
 export function checkCanWrite(option: string, dir: string, o: { create: boolean } = { create: true }): void {
   const problem = writeProblem(dir, o);
   if (problem) throw new ConfigError(option, problem);
-}
-
-/** What a command will write, checked by checkWritePlaces. */
-export interface WritePlaces {
-  /** The file exporters' directories (not a distributed coordinator's, whose workers write them). */
-  exporters: boolean;
-  /** A file state store's directory. */
-  state: boolean;
-}
-
-/** The writable-place checks of a loaded config (option paths as in the native config; a flow's are prefixed by the loader). */
-export function checkWritePlaces(config: Pick<Config, 'state' | 'logExporters'>, places: WritePlaces): void {
-  if (places.state && config.state.type === 'file') checkCanWrite('state.path', path.dirname(path.resolve(config.state.path)));
-  if (!places.exporters) return;
-  config.logExporters.forEach((e, i) => {
-    const directory = (e as { directory?: unknown }).directory;
-    if (e.type === 'file' && typeof directory === 'string') checkCanWrite(`logExporters[${i}].directory`, directory);
-  });
 }

@@ -1,4 +1,20 @@
 import { createHash } from 'node:crypto';
+import type pg from 'pg';
+
+export interface ShardSpec {
+  index: number;
+  id: string;
+  lo: Bound;
+  hi: Bound;
+  /** Exact when the plan's method is 'exact', an estimate from the sample otherwise. */
+  estimatedRows: number;
+  /**
+   * A late catch-up of exported range `of`: only its rows committed after `since` was taken. With
+   * `keys` (found by the catch-up's check, read in snapshot `until`), exactly those rows, looked up
+   * by key, and the range then moves to `until`; without, every row the shard's own snapshot shows.
+   */
+  late?: { of: string; n: number; since: string; keys?: string[]; until?: string };
+}
 
 /**
  * A position in (timestamp, key) order. `key: null` means "before every key at that instant",
@@ -40,3 +56,4 @@ export function shardId(offsetKey: string, lo: Bound, hi: Bound): string {
   const h = createHash('sha256').update(JSON.stringify([offsetKey, lo, hi])).digest('hex').slice(0, 8);
   return `${compactTs(lo.ts)}-${h}`;
 }
+

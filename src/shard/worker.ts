@@ -1,12 +1,12 @@
-// Piscina worker entry: one shard per task. The logic lives in src/run/shard_task.ts so it can
+// Piscina worker entry: one shard per task. The logic lives in export_shard.ts so it can
 // also run in-process (tests, profiling).
-import '../src/source/pg_preload.js';
+import '../source/pg_preload.js';
 import { parentPort } from 'node:worker_threads';
-import { redact } from '../src/config/secrets.js';
-import { toWire } from '../src/run/error_kind.js';
-import { SHARD_WORKER_LOADED } from '../src/run/shard_channel.js';
-import { exportShard, type ShardTaskInput } from '../src/run/shard_task.js';
-import type { ShardOutcome } from '../src/state/types.js';
+import { redact } from '../core/secrets.js';
+import { toWire } from '../core/errors.js';
+import { SHARD_WORKER_LOADED } from './channel.js';
+import { exportShard, type ShardTaskInput } from './export_shard.js';
+import type { ShardOutcome } from '../state/types.js';
 
 export default async function run(input: ShardTaskInput): Promise<ShardOutcome> {
   try {

@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import pino from 'pino';
-import { redact } from '../config/secrets.js';
+import { redact } from './secrets.js';
 
 const LEVEL_LABELS: [number, string][] = [[50, 'error'], [40, 'warning'], [30, 'info'], [0, 'debug']];
 /** Fields every line carries that a person at a terminal does not need. */

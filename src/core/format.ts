@@ -1,5 +1,5 @@
-import type { Bound } from '../plan/keyset.js';
-import { formatCount } from '../util/numbers.js';
+import type { Bound } from './keyset.js';
+import { formatCount } from './numbers.js';
 
 export function formatBytes(n: number): string {
   if (n < 1024) return `${n} B`;
@@ -13,7 +13,7 @@ export function formatBytes(n: number): string {
   return `${v.toFixed(v < 10 ? 2 : 1)} ${units[u]}`;
 }
 
-export { formatCount } from '../util/numbers.js';
+export { formatCount } from './numbers.js';
 
 /** "1 shard", "2 shards", "1,200 rows": a count and its noun, singular only for exactly one. */
 export function plural(n: number, noun: string, nouns = `${noun}s`): string {

@@ -16,9 +16,9 @@
  * limit anyway is abandoned (its parts taken back, as any failed attempt's) and read again, ordered.
  */
 import type pg from 'pg';
-import type { Config } from '../config/types.js';
-import { microsToTs, type Bound } from '../plan/keyset.js';
-import type { ShardSpec } from '../plan/shards.js';
+import type { Config } from './config.js';
+import { microsToTs, type Bound } from '../core/keyset.js';
+import type { ShardSpec } from '../core/keyset.js';
 import type { BadRow, BadRowPolicy } from '../source/bad_rows.js';
 import type { RowBatch } from '../source/row_batch.js';
 import type { ReadRange, ShardOutcome } from '../state/types.js';
