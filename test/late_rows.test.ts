@@ -93,7 +93,7 @@ describe('late-arriving rows are exported exactly once', () => {
     expect(lateParts(out).length).toBeGreaterThan(0);
     // Nothing is left behind: one more run finds no late row.
     const idle = await runCli(['run', '--config', cfg, '--report', path.join(dir, 'idle.json')]);
-    expect(idle.code).toBe(0);
+    expect(idle.code, `${idle.signal} ${idle.stderr}`).toBe(0);
     expect(JSON.parse(fs.readFileSync(path.join(dir, 'idle.json'), 'utf8')).late.rows).toBe(0);
   }, 300_000); // several incremental runs, each a process: a bound on a hang, not on speed
 
