@@ -90,7 +90,7 @@ const aborting = (async () => {
     await a.finish();
   } catch (err) {
     abortError = err.message;
-    // As shard_task does: the writer learns what failed the shard (a full disk takes back its parts).
+    // As export_shard does (fan_out.abandon): the writer learns what failed the shard (a full disk takes back its parts).
     await a.abort(err);
   }
 })();
