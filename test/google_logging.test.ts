@@ -10,7 +10,7 @@ import { seedKestraLogs } from '../src/demo/seed.js';
 import { freshDatabase, isoAgo } from './helpers/db.js';
 import { runCli, tempDir } from './helpers/cli.js';
 import { compareKeys } from './helpers/delivery_check.js';
-import { exporterConfig } from './helpers/exporter_config.js';
+import { withDeadLetter, withStarted } from './helpers/exporter_config.js';
 import { deadLetterRecords, exportRows } from './helpers/in_process.js';
 import { GoogleLoggingServer, makeServiceAccount, SEVERITY_NUMBER, type WrittenEntry } from './helpers/platforms/google_logging_server.js';
 import { kestraRows, type TestRow } from './helpers/rows.js';
@@ -26,24 +26,15 @@ const FLOW = fileURLToPath(new URL('../fixtures/kestra-flows/docs-examples/05-go
 const PROJECT = 'my-gcp-project';
 const account = makeServiceAccount(PROJECT);
 
-async function withServer(body: (server: GoogleLoggingServer) => Promise<void>): Promise<void> {
-  const server = await new GoogleLoggingServer({ projectId: PROJECT, clientEmail: account.clientEmail, publicKey: account.publicKey }).start();
-  try {
-    await body(server);
-  } finally {
-    await server.stop();
-  }
+function withServer(body: (server: GoogleLoggingServer) => Promise<void>): Promise<void> {
+  return withStarted(new GoogleLoggingServer({ projectId: PROJECT, clientEmail: account.clientEmail, publicKey: account.publicKey }).start(), body);
 }
 
 function config(server: GoogleLoggingServer, extra: Record<string, unknown> = {}) {
-  const deadLetter = path.join(tempDir('gcl'), 'dead');
-  return {
-    deadLetter,
-    config: exporterConfig({
+  return withDeadLetter('gcl', {
       id: 'gcl', type: 'google-logging', projectId: PROJECT, serviceAccount: account.json, endpoint: server.url,
-      chunk: 250, concurrency: 3, deadLetter, minBackoff: 'PT0.01S', maxBackoff: 'PT0.05S', ...extra,
-    }),
-  };
+      chunk: 250, concurrency: 3, minBackoff: 'PT0.01S', maxBackoff: 'PT0.05S', ...extra,
+  });
 }
 
 const keysOf = (entries: WrittenEntry[]) => entries.map((e) => e.insertId);

@@ -6,7 +6,7 @@ import YAML from 'yaml';
 import { ConfigError } from '../src/core/errors.js';
 import { loadConfigText } from '../src/config/load.js';
 import { seedKestraLogs } from '../src/demo/seed.js';
-import { exporterConfig } from './helpers/exporter_config.js';
+import { withDeadLetter } from './helpers/exporter_config.js';
 import { deadLetterRecords, exportRows } from './helpers/in_process.js';
 import { kestraRows, type TestRow } from './helpers/rows.js';
 import { freshDatabase, isoAgo } from './helpers/db.js';
@@ -68,7 +68,6 @@ describe('loki exporter: shards side by side (the run\'s bounded lead)', () => {
     }
   });
 
-
   it('the window is what protects it: told Loki allows 30 days, two workers push entries Loki refuses as too far behind', async () => {
     const server = await new LokiServer({ bearerToken: TOKEN, tenantId: 'team-a', outOfOrderWindowMs: 3_600_000 }).start();
     try {
@@ -91,14 +90,10 @@ describe('loki exporter: shards side by side (the run\'s bounded lead)', () => {
 
 /** One exporter config against `server`, in process (the rows come from kestraRows, not the database). */
 function inProcess(server: LokiServer, extra: Record<string, unknown> = {}) {
-  const deadLetter = path.join(tempDir('loki'), 'dead');
-  return {
-    deadLetter,
-    config: exporterConfig({
+  return withDeadLetter('loki', {
       id: 'loki', type: 'io.kestra.plugin.ee.loki.LogExporter', url: server.url, tenantId: 'team-a', bearerToken: TOKEN,
-      chunk: 200, concurrency: 3, deadLetter, minBackoff: 'PT0.01S', maxBackoff: 'PT0.05S', ...extra,
-    }),
-  };
+      chunk: 200, concurrency: 3, minBackoff: 'PT0.01S', maxBackoff: 'PT0.05S', ...extra,
+  });
 }
 
 function expectRowsOnce(server: LokiServer, rows: TestRow[], except: string[] = []): void {

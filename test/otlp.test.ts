@@ -11,7 +11,7 @@ import { PermanentExportError } from '../src/core/errors.js';
 import { freshDatabase, isoAgo } from './helpers/db.js';
 import { runCli, tempDir, writeConfig } from './helpers/cli.js';
 import { compareKeys } from './helpers/delivery_check.js';
-import { exporterConfig } from './helpers/exporter_config.js';
+import { withDeadLetter, withStarted } from './helpers/exporter_config.js';
 import { deadLetterRecords, exportRows, failureOf } from './helpers/in_process.js';
 import { OtlpServer } from './helpers/platforms/otlp_server.js';
 import { kestraRows, type TestRow } from './helpers/rows.js';
@@ -50,24 +50,15 @@ function expectFaithfulRecords(server: OtlpServer, source: Source): void {
   }
 }
 
-async function withCollector(body: (server: OtlpServer) => Promise<void>, options?: ConstructorParameters<typeof OtlpServer>[1]): Promise<void> {
-  const server = await new OtlpServer(AUTH, options).start();
-  try {
-    await body(server);
-  } finally {
-    await server.stop();
-  }
+function withCollector(body: (server: OtlpServer) => Promise<void>, options?: ConstructorParameters<typeof OtlpServer>[1]): Promise<void> {
+  return withStarted(new OtlpServer(AUTH, options).start(), body);
 }
 
 function config(server: OtlpServer, extra: Record<string, unknown> = {}) {
-  const deadLetter = path.join(tempDir('otlp'), 'dead');
-  return {
-    deadLetter,
-    config: exporterConfig({
+  return withDeadLetter('otlp', {
       id: 'otel', type: 'io.kestra.plugin.ee.opentelemetry.LogExporter', otlpEndpoint: server.endpoint, authorizationHeaderName: 'Authorization',
-      authorizationHeaderValue: `Bearer ${TOKEN}`, chunk: 200, concurrency: 3, deadLetter, minBackoff: 'PT0.01S', maxBackoff: 'PT0.2S', ...extra,
-    }),
-  };
+      authorizationHeaderValue: `Bearer ${TOKEN}`, chunk: 200, concurrency: 3, minBackoff: 'PT0.01S', maxBackoff: 'PT0.2S', ...extra,
+  });
 }
 
 function expectExactlyOnce(server: OtlpServer, rows: TestRow[], except: string[] = []): void {

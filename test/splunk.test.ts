@@ -11,7 +11,7 @@ import { hecTime } from '../src/sinks/splunk/request_builder.js';
 import { freshDatabase, isoAgo } from './helpers/db.js';
 import { runCli, tempDir, writeConfig } from './helpers/cli.js';
 import { compareKeys } from './helpers/delivery_check.js';
-import { exporterConfig } from './helpers/exporter_config.js';
+import { withDeadLetter, withStarted } from './helpers/exporter_config.js';
 import { deadLetterRecords, exportRows, failureOf } from './helpers/in_process.js';
 import { SplunkServer } from './helpers/platforms/splunk_server.js';
 import { kestraRows, type TestRow } from './helpers/rows.js';
@@ -25,24 +25,15 @@ import { kestraRows, type TestRow } from './helpers/rows.js';
 const TOKEN = 'b7e3c1a2-hec-token-for-tests';
 const env = { SPLUNK_TOKEN: TOKEN, AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' };
 
-async function withServer(options: ConstructorParameters<typeof SplunkServer>[1], body: (server: SplunkServer) => Promise<void>): Promise<void> {
-  const server = await new SplunkServer(TOKEN, options).start();
-  try {
-    await body(server);
-  } finally {
-    await server.stop();
-  }
+function withServer(options: ConstructorParameters<typeof SplunkServer>[1], body: (server: SplunkServer) => Promise<void>): Promise<void> {
+  return withStarted(new SplunkServer(TOKEN, options).start(), body);
 }
 
 function config(server: SplunkServer, extra: Record<string, unknown> = {}) {
-  const deadLetter = path.join(tempDir('splunk'), 'dead');
-  return {
-    deadLetter,
-    config: exporterConfig({
-      id: 'splunk', type: 'io.kestra.plugin.ee.splunk.LogExporter', host: server.url, token: TOKEN, chunk: 200, concurrency: 3, deadLetter,
+  return withDeadLetter('splunk', {
+      id: 'splunk', type: 'io.kestra.plugin.ee.splunk.LogExporter', host: server.url, token: TOKEN, chunk: 200, concurrency: 3,
       minBackoff: 'PT0.01S', maxBackoff: 'PT0.2S', ...extra,
-    }),
-  };
+  });
 }
 
 function expectExactlyOnce(server: SplunkServer, rows: TestRow[], except: string[] = []): void {
