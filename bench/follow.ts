@@ -16,6 +16,7 @@ import pg from 'pg';
 import YAML from 'yaml';
 import { freePort, startEmbeddedPostgres, type RunningPostgres } from '../src/demo/embedded_pg.js';
 import { createKestraSchema, seedKestraLogs } from '../src/demo/seed.js';
+import { isoDurationMillis } from '../src/core/options.js';
 import { packageRoot } from '../src/core/paths.js';
 import { procStats, soakReport, soakRow, writeSection, type SoakSample } from './follow_soak.js';
 
@@ -30,8 +31,8 @@ const { values } = parseArgs({
     'late-every': { type: 'string', default: '10' },
     cycles: { type: 'string' },
     horizon: { type: 'string', default: 'PT30S' },
-    /** Soak: how often the follow process is sampled (and its /metrics read). */
-    'poll-ms': { type: 'string', default: '250' },
+    /** Soak: how often the follow process is sampled (and its /metrics read); default max(250 ms, interval). */
+    'poll-ms': { type: 'string' },
     /** Soak: NODE_OPTIONS for the follow process (V8 heap flags, say). */
     'node-options': { type: 'string' },
     out: { type: 'string', default: 'bench/results_follow.md' },
@@ -191,9 +192,10 @@ async function soak(cycles: number): Promise<void> {
   })();
   const loadBefore = loadavg();
   const started = Date.now();
-  // A scrape of /metrics is work on the follow process's main thread: read it every poll-ms (a
-  // Prometheus scrapes every 15-60 s), except fast up to cycle 10, the reference.
-  const pollMs = Number(values['poll-ms']);
+  // A scrape of /metrics is work on the follow process's main thread (~30 KB of strings): read it
+  // every poll-ms, by default about once a cycle and at most 4 times a second (a Prometheus
+  // scrapes every 15-60 s), except fast up to cycle 10, the reference.
+  const pollMs = Number(values['poll-ms'] ?? Math.max(250, isoDurationMillis(values.interval!) ?? 0));
   const samples: SoakSample[] = [];
   const marks: SoakSample[] = [];
   const sample = async (cycle: number, atMark: boolean) => {
@@ -227,10 +229,12 @@ async function soak(cycles: number): Promise<void> {
   child!.kill('SIGTERM');
   const code = await follow.exited;
   const setting = `${cycles} cycles at \`--interval ${values.interval}\`, \`lateRows.horizon: ${values.horizon}\`, 3 rows every 200 ms, /metrics read every ${pollMs} ms, NODE_OPTIONS ${nodeOptions ? `\`${nodeOptions}\`` : 'unset'}, Node ${process.version}`;
-  const report = soakReport({ setting, samples, marks, cycles, exit: `${code}${failed ? ' (ended early!)' : ''}`, loadBefore, loadAfter: loadavg(), date: new Date().toISOString().slice(0, 10) });
+  const title = `--interval ${values.interval}${nodeOptions ? ` NODE_OPTIONS=${nodeOptions}` : ''}`;
+  const report = soakReport({ title, setting, samples, marks, cycles, exit: `${code}${failed ? ' (ended early!)' : ''}`, loadBefore, loadAfter: loadavg(), date: new Date().toISOString().slice(0, 10) });
   log(`\n${report}`);
   if (follow.stderr().trim()) log(`stderr:\n${follow.stderr().slice(-2000)}`);
-  writeSection(values.out!, 'soak', report);
+  // One section per interval and NODE_OPTIONS, so a stress run and a production-like one sit side by side.
+  writeSection(values.out!, `soak ${title}`, report);
   await admin.end();
   await writer.end();
 }

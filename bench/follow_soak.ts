@@ -52,10 +52,10 @@ const pct = (x: number, of: number) => `${x >= of ? '+' : ''}${(((x - of) / of) 
  * samples is no more than the fewest over the first 10% (a descriptor open only while a cycle
  * writes its state is not growth; a leaked one raises the floor).
  */
-export function soakReport(o: { setting: string; samples: SoakSample[]; marks: SoakSample[]; cycles: number; exit: string; loadBefore: string; loadAfter: string; date: string }): string {
+export function soakReport(o: { title: string; setting: string; samples: SoakSample[]; marks: SoakSample[]; cycles: number; exit: string; loadBefore: string; loadAfter: string; date: string }): string {
   const first = o.marks[0];
   const last = o.samples.at(-1);
-  const lines = [`### Soak, ${o.date}`, '', `${o.setting}; follow exit ${o.exit}; load average before ${o.loadBefore}, after ${o.loadAfter}.`, '', SOAK_HEADER, ...o.marks.map(soakRow), ''];
+  const lines = [`### Soak, ${o.title}, ${o.date}`, '', `${o.setting}; follow exit ${o.exit}; load average before ${o.loadBefore}, after ${o.loadAfter}.`, '', SOAK_HEADER, ...o.marks.map(soakRow), ''];
   if (!first || !last || last.cycle < o.cycles) return [...lines, `**No verdict**: the run ended at cycle ${last?.cycle ?? 0} of ${o.cycles}.`].join('\n');
   const tail = o.samples.filter((s) => s.cycle >= Math.ceil(o.cycles * 0.9));
   const peak = tail.reduce((m, s) => (s.rssMiB > m.rssMiB ? s : m));
