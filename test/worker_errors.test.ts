@@ -63,9 +63,9 @@ describe('the shard pool', () => {
   it.each<[string, Parameters<typeof createShardPool>[0]['logExporters'], boolean, (mb: number) => boolean]>([
     ['run --follow (files)', [], true, (mb) => mb === FOLLOW_YOUNG_GENERATION_MB],
     ['run --follow (Elasticsearch)', [{ id: 'es', type: 'elasticsearch' } as never], true, (mb) => mb === FOLLOW_YOUNG_GENERATION_MB],
-    ['a single run (files): V8 default, larger', [], false, (mb) => mb > FOLLOW_YOUNG_GENERATION_MB],
+    ['a single run (files), none: V8 default, larger', [], false, (mb) => mb > FOLLOW_YOUNG_GENERATION_MB],
     ['a single run (Elasticsearch)', [{ id: 'es', type: 'elasticsearch' } as never], false, (mb) => mb === 16],
-  ])('threads of %s run with the young generation it sets', async (_what, logExporters, follow, expected) => {
+  ])('the threads of %s run with its young-generation cap', async (_what, logExporters, follow, expected) => {
     const pool = createShardPool({ maxRowBytes: 10 * 1024 * 1024, logExporters }, 1, log, { follow });
     const loaded = new Promise<void>((resolve) => pool.on('message', (m: unknown) => m === SHARD_WORKER_LOADED && resolve()));
     try {
