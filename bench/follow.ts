@@ -1,10 +1,12 @@
 // `npm run bench:follow [-- --seconds 30 --interval PT1S --safety-lag PT1S]`: latency of
 // `run --follow` (issue #25), from a row's commit to its file appearing, for rows arriving steadily
 // and rows committed late (a transaction held open until the offset has passed its rows).
-// `npm run bench:follow -- --cycles 1000 --interval PT0.05S`: the soak. Peak and current RSS, open
-// file descriptors and threads of the process (/proc) and its sessions (pg_stat_activity) at cycle
-// 10 and then every tenth of the run, rows arriving all the while. One embedded PostgreSQL, torn
-// down on every way out.
+// `npm run bench:follow -- --cycles 1000 --interval PT0.05S [--node-options '…']`: the soak. The
+// process's current RSS (and its high-water mark), open file descriptors and threads (/proc) and
+// its sessions (pg_stat_activity), sampled every --poll-ms with rows arriving all the while, shown
+// at cycle 10 and every tenth of the run and judged against issue #25's target (follow_soak.ts).
+// Both write their figures into their own section of --out. One embedded PostgreSQL, torn down on
+// every way out.
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -14,7 +16,9 @@ import pg from 'pg';
 import YAML from 'yaml';
 import { freePort, startEmbeddedPostgres, type RunningPostgres } from '../src/demo/embedded_pg.js';
 import { createKestraSchema, seedKestraLogs } from '../src/demo/seed.js';
+import { isoDurationMillis } from '../src/core/options.js';
 import { packageRoot } from '../src/core/paths.js';
+import { procStats, soakReport, soakRow, writeSection, type SoakSample } from './follow_soak.js';
 
 const { values } = parseArgs({
   options: {
@@ -27,6 +31,11 @@ const { values } = parseArgs({
     'late-every': { type: 'string', default: '10' },
     cycles: { type: 'string' },
     horizon: { type: 'string', default: 'PT30S' },
+    /** Soak: how often the follow process is sampled (and its /metrics read); default max(250 ms, interval). */
+    'poll-ms': { type: 'string' },
+    /** Soak: NODE_OPTIONS for the follow process (V8 heap flags, say). */
+    'node-options': { type: 'string' },
+    out: { type: 'string', default: 'bench/results_follow.md' },
   },
 });
 
@@ -99,9 +108,9 @@ async function setup(o: { interval: string; horizon: string }): Promise<{ url: s
   return { url: server.url, writer, out, cfg };
 }
 
-function startFollow(cfg: string, interval: string, extra: string[] = []): { stderr: () => string; exited: Promise<number | null> } {
+function startFollow(cfg: string, interval: string, extra: string[] = [], env: NodeJS.ProcessEnv = {}): { stderr: () => string; exited: Promise<number | null> } {
   let stderr = '';
-  child = spawn(process.execPath, [CLI, 'run', '--config', cfg, '--follow', '--interval', interval, ...extra], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, LOGSHIP_LOG_LEVEL: 'warn' } });
+  child = spawn(process.execPath, [CLI, 'run', '--config', cfg, '--follow', '--interval', interval, ...extra], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, LOGSHIP_LOG_LEVEL: 'warn', ...env } });
   child.stderr!.on('data', (d) => (stderr += d));
   const exited = new Promise<number | null>((r) => child!.on('exit', (code) => r(code)));
   return { stderr: () => stderr, exited };
@@ -148,24 +157,24 @@ async function latency(): Promise<void> {
   const lat = (late: boolean) => [...committed].filter(([, v]) => v.late === late).map(([k, v]) => (watch.seen.get(k) ?? NaN) - v.at);
   const missing = [...committed.keys()].filter((k) => !watch.seen.has(k)).length;
   const row = (name: string, xs: number[]) => `| ${name} | ${xs.length} | ${pct(xs, 0.5)} | ${pct(xs, 0.99)} | ${Math.max(...xs)} |`;
-  log(`\nrun --follow latency, commit → file (ms): interval ${values.interval}, safetyLag ${values['safety-lag']}, ${seconds} s of ${batch} rows every 100 ms, 1 arrival in ${lateEvery} held open ${holdMs} ms; exit ${code}; missing ${missing}, duplicated ${watch.duplicates()}; load average before ${loadBefore}, after ${loadavg()}`);
-  log('| rows | n | median | p99 | worst |\n|---|---|---|---|---|');
-  log(row('on time', lat(false)));
-  log(row('late commits (after the window read them)', lat(true)));
+  const report = [
+    `### Latency, ${new Date().toISOString().slice(0, 10)}`, '',
+    `Commit → file (ms): \`--interval ${values.interval}\`, \`safetyLag: ${values['safety-lag']}\`, ${seconds} s of ${batch} rows every 100 ms, 1 arrival in ${lateEvery} held open ${holdMs} ms; NODE_OPTIONS ${process.env.NODE_OPTIONS ? `\`${process.env.NODE_OPTIONS}\`` : 'unset'}; exit ${code}; missing ${missing}, duplicated ${watch.duplicates()}; load average before ${loadBefore}, after ${loadavg()} (latency is sensitive to load).`, '',
+    '| rows | n | median | p99 | worst |\n|---|---:|---:|---:|---:|',
+    row('on time', lat(false)),
+    row('late commits (after the window read them)', lat(true)),
+  ].join('\n');
+  log(`\n${report}`);
+  writeSection(values.out!, 'latency', report);
   await writer.end();
-}
-
-/** RSS (current, peak), fds and threads of `pid` from /proc. */
-function procStats(pid: number): { rssMiB: number; hwmMiB: number; fds: number; threads: number } {
-  const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
-  const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+)`, 'm').exec(status)?.[1] ?? NaN);
-  return { rssMiB: kb('VmRSS') / 1024, hwmMiB: kb('VmHWM') / 1024, fds: fs.readdirSync(`/proc/${pid}/fd`).length, threads: kb('Threads') };
 }
 
 async function soak(cycles: number): Promise<void> {
   const { url, writer, cfg } = await setup({ interval: values.interval!, horizon: values.horizon! });
   const port = await freePort();
-  const follow = startFollow(cfg, values.interval!, ['--metrics-port', String(port)]);
+  // The follow process's NODE_OPTIONS: --node-options, else whatever this process was given.
+  const nodeOptions = values['node-options'] ?? process.env.NODE_OPTIONS ?? '';
+  const follow = startFollow(cfg, values.interval!, ['--metrics-port', String(port)], nodeOptions ? { NODE_OPTIONS: nodeOptions } : {});
   const admin = new pg.Client({ connectionString: url, application_name: 'bench-follow' });
   await admin.connect();
   const okCycles = async () => {
@@ -181,28 +190,51 @@ async function soak(cycles: number): Promise<void> {
       await sleep(200);
     }
   })();
+  const loadBefore = loadavg();
   const started = Date.now();
-  const marks = [10, ...Array.from({ length: 10 }, (_, i) => Math.round(((i + 1) * cycles) / 10))].filter((m, i, a) => m >= 10 && a.indexOf(m) === i);
-  const rows: string[] = [];
-  let failed = false;
-  for (const mark of marks) {
-    while ((await okCycles()) < mark) {
-      if (child!.exitCode !== null) { failed = true; break; }
-      await sleep(20);
+  // A scrape of /metrics is work on the follow process's main thread (~30 KB of strings): read it
+  // every poll-ms, by default about once a cycle and at most 4 times a second (a Prometheus
+  // scrapes every 15-60 s), except fast up to cycle 10, the reference.
+  const pollMs = Number(values['poll-ms'] ?? Math.max(250, isoDurationMillis(values.interval!) ?? 0));
+  const samples: SoakSample[] = [];
+  const marks: SoakSample[] = [];
+  const sample = async (cycle: number, atMark: boolean) => {
+    const s: SoakSample = { cycle, seconds: (Date.now() - started) / 1000, ...procStats(child!.pid!), load: os.loadavg()[0]!, sessions: await sessions() };
+    samples.push(s);
+    if (atMark) {
+      marks.push(s);
+      log(soakRow(s));
     }
-    if (failed) break;
-    const s = procStats(child!.pid!);
-    rows.push(`| ${mark} | ${((Date.now() - started) / 1000).toFixed(1)} | ${s.rssMiB.toFixed(1)} | ${s.hwmMiB.toFixed(1)} | ${s.fds} | ${s.threads} | ${await sessions()} |`);
-    log(rows.at(-1)!);
+  };
+  const tenths = Array.from({ length: 10 }, (_, i) => Math.round(((i + 1) * cycles) / 10)).filter((m) => m > 10);
+  let failed = false;
+  for (let done = 0; done < cycles; ) {
+    done = await okCycles();
+    if (child!.exitCode !== null) {
+      failed = true;
+      break;
+    }
+    if (marks.length === 0) {
+      if (done >= 10) await sample(done, true);
+      else await sleep(10);
+      continue;
+    }
+    const atMark = tenths.length > 0 && done >= tenths[0]!;
+    while (tenths.length > 0 && done >= tenths[0]!) tenths.shift();
+    await sample(done, atMark);
+    if (done < cycles) await sleep(pollMs);
   }
   arriving = false;
   await writing;
   child!.kill('SIGTERM');
   const code = await follow.exited;
-  log(`\nrun --follow soak: ${cycles} cycles at --interval ${values.interval}, lateRows.horizon ${values.horizon}, 3 rows every 200 ms; exit ${code}${failed ? ' (ended early!)' : ''}; load average ${loadavg()}`);
-  log('| cycle | s | RSS MiB | peak RSS MiB | open fds | threads | logship sessions |\n|---|---|---|---|---|---|---|');
-  for (const r of rows) log(r);
+  const setting = `${cycles} cycles at \`--interval ${values.interval}\`, \`lateRows.horizon: ${values.horizon}\`, 3 rows every 200 ms, /metrics read every ${pollMs} ms, NODE_OPTIONS ${nodeOptions ? `\`${nodeOptions}\`` : 'unset'}, Node ${process.version}`;
+  const title = `--interval ${values.interval}${nodeOptions ? ` NODE_OPTIONS=${nodeOptions}` : ''}`;
+  const report = soakReport({ title, setting, samples, marks, cycles, exit: `${code}${failed ? ' (ended early!)' : ''}`, loadBefore, loadAfter: loadavg(), date: new Date().toISOString().slice(0, 10) });
+  log(`\n${report}`);
   if (follow.stderr().trim()) log(`stderr:\n${follow.stderr().slice(-2000)}`);
+  // One section per interval and NODE_OPTIONS, so a stress run and a production-like one sit side by side.
+  writeSection(values.out!, `soak ${title}`, report);
   await admin.end();
   await writer.end();
 }

@@ -6,7 +6,7 @@ import { ConfigError } from '../src/core/errors.js';
 import { fromWire, kindOf, KindedError, toWire, type ErrorKind } from '../src/core/errors.js';
 import { shardRetryDecision } from '../src/core/retry.js';
 import { SHARD_WORKER_LOADED } from '../src/shard/channel.js';
-import { createShardPool, destroyShardPool } from '../src/run/worker_pool.js';
+import { createShardPool, destroyShardPool, FOLLOW_YOUNG_GENERATION_MB } from '../src/run/worker_pool.js';
 import { log } from '../src/core/log.js';
 import { CorruptRowError } from '../src/core/errors.js';
 import { PermanentExportError } from '../src/core/errors.js';
@@ -58,6 +58,25 @@ describe('the shard pool', () => {
     });
     await destroyShardPool(pool);
     expect(loaded).toBe(2);
+  });
+
+  it.each<[string, Parameters<typeof createShardPool>[0]['logExporters'], boolean, (mb: number) => boolean]>([
+    ['run --follow (files)', [], true, (mb) => mb === FOLLOW_YOUNG_GENERATION_MB],
+    ['run --follow (Elasticsearch)', [{ id: 'es', type: 'elasticsearch' } as never], true, (mb) => mb === FOLLOW_YOUNG_GENERATION_MB],
+    ['a single run (files), none: V8 default, larger', [], false, (mb) => mb > FOLLOW_YOUNG_GENERATION_MB],
+    ['a single run (Elasticsearch)', [{ id: 'es', type: 'elasticsearch' } as never], false, (mb) => mb === 16],
+  ])('the threads of %s run with its young-generation cap', async (_what, logExporters, follow, expected) => {
+    const pool = createShardPool({ maxRowBytes: 10 * 1024 * 1024, logExporters }, 1, log, { follow });
+    const loaded = new Promise<void>((resolve) => pool.on('message', (m: unknown) => m === SHARD_WORKER_LOADED && resolve()));
+    try {
+      await loaded;
+      // The limits the running thread's isolate was created with (Node fills in V8's defaults).
+      const limits = pool.threads.map((t) => t.resourceLimits?.maxYoungGenerationSizeMb ?? NaN);
+      expect(limits).toHaveLength(1);
+      expect(limits.every(expected), `maxYoungGenerationSizeMb ${limits.join(', ')}`).toBe(true);
+    } finally {
+      await destroyShardPool(pool);
+    }
   });
 });
 

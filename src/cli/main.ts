@@ -187,7 +187,7 @@ async function main(argv: string[]): Promise<number> {
     // thread loads the run's own modules, connects and plans; the pool ends only once they have
     // loaded, whatever becomes of the run (destroyShardPool).
     const shardPool = values.distributed ? null : await import('../run/worker_pool.js');
-    const pool = shardPool?.createShardPool(config, config.workers, (await import('../core/log.js')).log);
+    const pool = shardPool?.createShardPool(config, config.workers, (await import('../core/log.js')).log, { follow: values.follow === true });
     if (values.follow) {
       const intervalMs = followDuration('--interval', values.interval, 10_000);
       const maxBackoffMs = followDuration('--max-backoff', values['max-backoff'], 60_000);

@@ -60,7 +60,7 @@ export class Runner {
    */
   static async open(wanted: Config, o: { log: Logger; pool?: Piscina; follow?: boolean }): Promise<Runner> {
     const ownPool = o.pool === undefined;
-    const pool = o.pool ?? createShardPool(wanted, wanted.workers, o.log);
+    const pool = o.pool ?? createShardPool(wanted, wanted.workers, o.log, { follow: o.follow });
     const main = await SourceSession.open(wanted.source, 'main').catch(async (err: unknown) => {
       if (ownPool) await destroyShardPool(pool).catch(() => {});
       throw err;

@@ -19,9 +19,29 @@ const MIB = 1024 * 1024;
  * every row, so their threads also get a 16 MiB young generation: measured on the quiet machine,
  * `_bulk` with two workers 296–299 → 251 MiB and Google Cloud Logging ~297 → 215–228 MiB peak RSS,
  * at a cost of ~15% of Loki's events/s (32 k → 25–26 k). File and object-store exports allocate
- * little per row and keep V8's default young generation.
+ * little per row and keep V8's default young generation in a single run.
  */
 const DOCUMENT_YOUNG_GENERATION_MB = 16;
+
+/**
+ * `run --follow` caps every thread's young generation at 12 MiB (two 4 MiB semi-spaces and their
+ * large-object space), the size a thread has already reached once its modules are loaded, instead
+ * of V8's default 48. Left uncapped, V8 doubles a thread's semi-spaces (4 → 8 → 16 MiB) each time
+ * the bytes surviving its scavenges since the last doubling exceed the space, a count that only
+ * accumulates; it shrinks them only after a full collection at a low allocation rate, which a
+ * thread idle between cycles (piscina parks it in Atomics.wait) never runs. A follow process lives
+ * for weeks, so every thread that ran shards ended at the maximum: in the soak (bench:follow,
+ * 3,000 cycles at PT0.05S) the busy thread's new space went from 8 to 32 MiB and stayed. The cost
+ * falls on a backlog cycle: none measurable for files, ~6% of `_bulk` events/s (16 → 12 MiB); see
+ * docs/_pending/follow-memory.md.
+ */
+export const FOLLOW_YOUNG_GENERATION_MB = 12;
+
+/** The young-generation cap of the pool's threads; undefined: V8's default (up to 48 MiB). */
+export function workerYoungGenerationMb(config: Pick<Config, 'logExporters'>, o: { follow?: boolean } = {}): number | undefined {
+  if (o.follow) return FOLLOW_YOUNG_GENERATION_MB;
+  return config.logExporters.some(deliversDocuments) ? DOCUMENT_YOUNG_GENERATION_MB : undefined;
+}
 
 export function workerHeapLimitMb(config: Pick<Config, 'maxRowBytes'>): number {
   // Tests lower it to reach it without gigabytes of rows.
@@ -32,10 +52,12 @@ export function workerHeapLimitMb(config: Pick<Config, 'maxRowBytes'>): number {
 /**
  * The piscina pool that runs shards, for a local run and a distributed worker alike. A thread
  * that dies between tasks (out of heap while idle, say) is logged and replaced by piscina: left
- * unheard, the pool's 'error' event would end the process.
+ * unheard, the pool's 'error' event would end the process. `follow`: the pool of `run --follow`,
+ * which lives as long as the process (workerYoungGenerationMb).
  */
-export function createShardPool(config: Pick<Config, 'maxRowBytes' | 'logExporters'>, threads: number, log: Logger): Piscina {
-  const young = config.logExporters.some(deliversDocuments) ? { maxYoungGenerationSizeMb: DOCUMENT_YOUNG_GENERATION_MB } : {};
+export function createShardPool(config: Pick<Config, 'maxRowBytes' | 'logExporters'>, threads: number, log: Logger, o: { follow?: boolean } = {}): Piscina {
+  const youngMb = workerYoungGenerationMb(config, o);
+  const young = youngMb === undefined ? {} : { maxYoungGenerationSizeMb: youngMb };
   const pool = new Piscina({
     filename: workerFile(),
     minThreads: threads,
