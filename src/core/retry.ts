@@ -92,7 +92,7 @@ export interface BackoffPolicy {
 /** `retrying` with a yes/no decision and no Retry-After: shard retries, reconnects, follow cycles. */
 export function withRetries<T>(policy: BackoffPolicy, decide: (err: unknown) => boolean, fn: () => Promise<T>, onRetry?: (err: unknown, attempt: number) => void): Promise<T> {
   return retrying(
-    { attempts: policy.attempts, backoff: { minMs: policy.firstDelayMs, maxMs: policy.maxDelayMs }, onRetry: onRetry && ((err, attempt) => onRetry(err, attempt)) },
+    { attempts: policy.attempts, backoff: { minMs: policy.firstDelayMs, maxMs: policy.maxDelayMs }, onRetry },
     (err) => (decide(err) ? { retry: true } : { retry: false }),
     () => fn(),
   );
