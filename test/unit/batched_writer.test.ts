@@ -23,6 +23,17 @@ function deferred(): Deferred {
   return { resolve, promise };
 }
 
+/** Makes the platform hold every request until the test answers it; returns the held answers, in order. */
+function holdAnswers(platform: StubPlatform): Deferred[] {
+  const held: Deferred[] = [];
+  platform.answer = () => {
+    const d = deferred();
+    held.push(d);
+    return d.promise;
+  };
+  return held;
+}
+
 function setup(rows: TestRow[], over: Parameters<typeof deliveryOptions>[1] = {}, context?: ShardDeliveryContext, driverExtra = {}) {
   const dir = tempDir('writer');
   const options = deliveryOptions(path.join(dir, 'dead'), over);
@@ -60,12 +71,7 @@ describe('BatchedShardWriter: delivery', () => {
   it('keeps at most `concurrency` requests in flight, and reading waits while they are', async () => {
     const rows = kestraRows(60);
     const { platform, writer } = setup(rows, { chunk: 5, concurrency: 2 });
-    const held: Deferred[] = [];
-    platform.answer = () => {
-      const d = deferred();
-      held.push(d);
-      return d.promise;
-    };
+    const held = holdAnswers(platform);
     const w = writer();
     const writing = w.write(batchesOf(rows, 60)[0]!);
     await vi.waitFor(() => expect(held).toHaveLength(2));
@@ -181,12 +187,7 @@ describe('BatchedShardWriter: acknowledged prefix and resume', () => {
     const rows = kestraRows(30);
     const acks: InShardAck[] = [];
     const { platform, writer } = setup(rows, { chunk: 10, concurrency: 3 }, { acknowledge: async (a) => void acks.push(a) });
-    const held: Deferred[] = [];
-    platform.answer = () => {
-      const d = deferred();
-      held.push(d);
-      return d.promise;
-    };
+    const held = holdAnswers(platform);
     const w = writer();
     await w.write(batchesOf(rows, 30)[0]!);
     expect(held).toHaveLength(3);
@@ -232,13 +233,8 @@ describe('BatchedShardWriter: acknowledged prefix and resume', () => {
 
   it('waitsFor: a request the driver orders after an unacknowledged one is not sent until that one is', async () => {
     const rows = kestraRows(30);
-    const held: Deferred[] = [];
     const { platform, writer } = setup(rows, { chunk: 10, concurrency: 3 }, undefined, { waitsFor: () => true });
-    platform.answer = () => {
-      const d = deferred();
-      held.push(d);
-      return d.promise;
-    };
+    const held = holdAnswers(platform);
     const w = writer();
     const writing = w.write(batchesOf(rows, 30)[0]!);
     await vi.waitFor(() => expect(held).toHaveLength(1));
