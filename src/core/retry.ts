@@ -44,27 +44,25 @@ export interface RetryLoop {
   /** Attempts in all, the first included (Infinity: until the classifier says stop). */
   attempts: number;
   backoff: Backoff;
-  /** Cuts a wait short; the loop then makes its next attempt at once. */
-  signal?: AbortSignal;
   /** Told before each wait: the error and the attempt that failed. */
   onRetry?: (err: unknown, attempt: number, delayMs: number) => void;
 }
 
 /**
  * Runs `fn` until it succeeds, the classifier refuses a retry, or the attempts run out; then
- * throws the last error (what `exhausted` makes of it, if given).
+ * throws the last error.
  */
-export async function retrying<T>(loop: RetryLoop, classify: (err: unknown) => RetryVerdict, fn: (attempt: number) => Promise<T>, exhausted?: (err: unknown, attempts: number) => unknown): Promise<T> {
+export async function retrying<T>(loop: RetryLoop, classify: (err: unknown) => RetryVerdict, fn: (attempt: number) => Promise<T>): Promise<T> {
   for (let attempt = 1; ; attempt++) {
     try {
       return await fn(attempt);
     } catch (err) {
       const verdict = classify(err);
       if (!verdict.retry) throw err;
-      if (attempt >= loop.attempts) throw exhausted ? exhausted(err, attempt) : err;
+      if (attempt >= loop.attempts) throw err;
       const delayMs = backoffDelay(loop.backoff, attempt, verdict.retryAfterMs);
       loop.onRetry?.(err, attempt, delayMs);
-      await sleep(delayMs, loop.signal);
+      await sleep(delayMs);
     }
   }
 }
