@@ -110,19 +110,29 @@ function expectContiguous(reads: ReadRange[], shard: { lo: unknown; hi: unknown 
   expect(new Set(reads.map((r) => r.id)).size).toBe(reads.length);
 }
 
+/** Rows in each renewed read of the seeded tables (one a second, on whole seconds). */
+const N = 3000;
+
+/**
+ * A database of N rows, one a second on whole seconds (a renewal comes after row 600, 1200…, in
+ * 200-row batches), and `u`: a transaction left open, to be committed after the read, holding a
+ * row between every two rows (x.5 s), so in every gap between a read's last row and the next
+ * read's first. All of them late.
+ */
+async function withOpenInterleavedRows(name: string): Promise<{ url: string; client: pg.Client; start: string; u: pg.Client }> {
+  const { url, client } = await freshDatabase(name);
+  opened.push(client);
+  const start = wholeSecondsAgo(3300);
+  await seedKestraLogs(client, { rows: N, start, spanSeconds: N, tieGroup: 1 });
+  const u = await connectTo(url, opened);
+  await u.query('BEGIN');
+  await seedKestraLogs(u, { rows: N, start: plusMs(start, 500), spanSeconds: N, tieGroup: 1, seq: 1_000_000 });
+  return { url, client, start, u };
+}
+
 describe('source.maxSnapshotAge: no shard read holds its snapshot longer', () => {
   it.each(['copy', 'cursor'] as const)('an ordered %s read renews its snapshot every minute: each row once, rows committed into the part already read caught by the next run once, the report bounded', async (stream) => {
-    const N = 3000;
-    const { url, client } = await freshDatabase(`snapage_${stream}`);
-    opened.push(client);
-    // One row a second on whole seconds: a renewal comes after row 600, 1200… (200-row batches).
-    const start = wholeSecondsAgo(3300);
-    await seedKestraLogs(client, { rows: N, start, spanSeconds: N, tieGroup: 1 });
-    // Open during the whole read, committed after it: a row between every two rows (x.5 s), so in
-    // every gap between a read's last row and the next read's first. All late.
-    const u = await connectTo(url, opened);
-    await u.query('BEGIN');
-    await seedKestraLogs(u, { rows: N, start: plusMs(start, 500), spanSeconds: N, tieGroup: 1, seq: 1_000_000 });
+    const { url, client, start, u } = await withOpenInterleavedRows(`snapage_${stream}`);
     // Committed when the first snapshot has passed the limit, before the second is taken (x.25 s,
     // every 10 s): its rows before the renewal point are late, those after it read by this run.
     const t = await connectTo(url, opened);
@@ -196,7 +206,6 @@ describe('source.maxSnapshotAge: no shard read holds its snapshot longer', () =>
   }, 120_000);
 
   it('an unordered read that passes the limit is read again, ordered, and renews; one expected to come near it is read ordered from the start', async () => {
-    const N = 3000;
     const { url, client } = await freshDatabase('snapage_unordered');
     opened.push(client);
     await seedKestraLogs(client, { rows: N, start: wholeSecondsAgo(3300), spanSeconds: N });
@@ -312,14 +321,7 @@ describe('source.maxSnapshotAge: no shard read holds its snapshot longer', () =>
   }, 120_000);
 
   it('distributed: the coordinator records each renewed snapshot\'s range from the stored outcome; late rows caught once', async () => {
-    const N = 3000;
-    const { url, client } = await freshDatabase('snapage_dist');
-    opened.push(client);
-    const start = wholeSecondsAgo(3300);
-    await seedKestraLogs(client, { rows: N, start, spanSeconds: N, tieGroup: 1 });
-    const u = await connectTo(url, opened);
-    await u.query('BEGIN');
-    await seedKestraLogs(u, { rows: N, start: plusMs(start, 500), spanSeconds: N, tieGroup: 1, seq: 1_000_000 });
+    const { url, client, u } = await withOpenInterleavedRows('snapage_dist');
     const out = path.join(tempDir('snapage-dist'), 'out');
     const config = configOf({ url, ordered: true }, {
       offsetKey: 'age-dist', queue: { shardTimeout: 'PT60S', pollInterval: 'PT0.5S' }, logExporters: [{ id: 'files', type: 'file', directory: out }],
