@@ -21,6 +21,7 @@ import { shardRetryDecision, withRetries } from '../core/retry.js';
 import { ShardPace, type StopControl } from './stop.js';
 import { ShardStoppedError } from '../core/errors.js';
 import { orderedForAge } from '../shard/snapshot_age.js';
+import { PREFIX_RESENT, resumableAcks } from '../shard/acked_prefix.js';
 
 /**
  * Runs the manifest's unfinished shards, at most `workers` at a time. The first failure stops new
@@ -69,7 +70,8 @@ export async function executeRun(x: RunExecution): Promise<Bound> {
   const lead = shardLead(config, todo, done);
 
   const attemptShard = (shard: ShardSpec): Promise<ShardOutcome> => attemptShardOnPool(pool, {
-    config, table, shard, runId: run.runId, acks: acks.get(shard.index), lateCheck: lateCheck?.readsFor(shard.index),
+    config, table, shard, runId: run.runId, lateCheck: lateCheck?.readsFor(shard.index),
+    acks: resumableAcks(acks.get(shard.index), shard, run.snapshot, ledger.horizonStart !== null, (exporterId) => o.log.warn({ shard: shard.index, exporter: exporterId }, PREFIX_RESENT)),
     orderedForAge: orderedForAge(config, shard, pace.expectedMs(shard.estimatedRows)),
   }, {
     progress: (index, rows) => o.progress.update(index, rows),

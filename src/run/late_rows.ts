@@ -45,7 +45,7 @@ export async function currentSnapshot(client: pg.Client): Promise<string> {
  * The ledger after a run: a window's shards join it with the snapshots they were read in (one
  * range per snapshot when a read renewed it, see shardReadRanges; a window
  * that planned no shards joins as one range, covered by the snapshot taken before planning); a
- * catch-up moves each range it re-read to its newer snapshot. Ranges that ended before the
+ * catch-up moves each range it re-read to its newer snapshot (or splits it, see shardReadRanges). Ranges that ended before the
  * horizon leave it.
  */
 export function nextReads(config: Config, run: RunManifest, done: Map<number, ShardOutcome>, ledger: Ledger): ReadRange[] {
@@ -53,12 +53,17 @@ export function nextReads(config: Config, run: RunManifest, done: Map<number, Sh
   if (start === null) return [];
   let reads: ReadRange[];
   if (run.kind === 'late') {
-    const moved = new Map<string, { snapshot: string; late: number }>();
+    const moved = new Map<string, ReadRange[]>();
     for (const shard of run.shards) {
-      const snapshot = done.get(shard.index)?.snapshot;
-      if (shard.late && snapshot) moved.set(shard.late.of, { snapshot, late: shard.late.n });
+      const outcome = done.get(shard.index);
+      if (!shard.late || !outcome) continue;
+      // One range, unless the catch-up skipped a prefix an earlier attempt acknowledged: then
+      // that prefix keeps the snapshot it was read in, under new ids (`${shard.id}-r${i}`).
+      const late = shard.late;
+      const pieces = shardReadRanges(shard, outcome).map((r, i) => ({ ...r, id: i === 0 ? late.of : r.id, late: late.n }));
+      if (pieces.length > 0) moved.set(late.of, pieces);
     }
-    reads = ledger.reads.map((r) => ({ ...r, ...moved.get(r.id) }));
+    reads = ledger.reads.flatMap((r) => moved.get(r.id) ?? [r]);
   } else {
     const added: ReadRange[] = [];
     for (const shard of run.shards) {

@@ -9,12 +9,13 @@ import { DeadLetterFile, FailOnBadRow } from '../source/bad_rows.js';
 import { connectSource, explainSourceTimeout, passRawBytesFromSqlAscii } from '../source/connection.js';
 import { findNonUtf8Row, INVALID_ENCODING } from '../source/diagnose.js';
 import { keyIn } from '../source/query.js';
-import { committedAfter, parseSnapshot } from '../source/snapshots.js';
+import { committedAfter, parseSnapshot, type SnapshotPiece } from '../source/snapshots.js';
 import type { SourceTable } from '../source/table.js';
 import type { ReadRange, ShardOutcome } from '../state/types.js';
 import { WorkerSide } from './channel.js';
 import { ShardCommit } from './commit.js';
 import { filtersOf, type Config } from './config.js';
+import { keepSkippedLateRows } from './acked_prefix.js';
 import { FanOut } from './fan_out.js';
 import { foldLateCheck, ShardRead } from './read.js';
 import { ReadTransaction, RejectOnce, snapshotAgeLimitMs, UnorderedReadTooOld, type SnapshotClock } from './snapshot_age.js';
@@ -137,20 +138,24 @@ async function exportOnce(input: ShardTaskInput, channel: WorkerSide, ordered: b
   const filters = filtersOf(config);
   const db = await sourceClient(config);
   const fence = input.attempt === undefined ? undefined : { attempt: input.attempt, check: () => channel.checkFence() };
-  const fanOut = await FanOut.open(config, table, shard, { acks: input.acks, channel, fence });
+  // This attempt's snapshots so far (its first, then each renewal), for the acks and the outcome.
+  let firstSnapshot = '';
+  let read: ShardRead | null = null;
+  const ownPieces = (): SnapshotPiece[] => [{ lo: shard.lo, snapshot: firstSnapshot }, ...(read?.renewals ?? [])];
+  const fanOut = await FanOut.open(config, table, shard, { acks: input.acks, channel, fence, pieces: ownPieces });
   const deadLetters = config.badRows === 'deadLetter' ? new DeadLetterFile(config.maxRowBytes, config.deadLetter, shard.id, fence) : null;
   const badRows = new RejectOnce(deadLetters ?? new FailOnBadRow(config.maxRowBytes));
   const transaction = new ReadTransaction(db, !config.delete, input.clock ?? Date.now);
   transaction.heldMs = abandoned?.heldMs ?? 0;
   const done = new ShardCommit({ db, config, table, shard, filters, runId: input.runId, attempt: input.attempt, transaction });
   try {
-    const snapshot = await transaction.begin();
+    const snapshot = (firstSnapshot = await transaction.begin());
     const extra = !shard.late ? [] : shard.late.keys ? [keyIn(table, shard.late.keys)] : [committedAfter(parseSnapshot(shard.late.since), parseSnapshot(snapshot))];
     const wire = config.source.stream === 'copy' ? wireColumns(config, table) : [];
     const withoutDocument = documentFreeFields(config, table) ?? undefined;
     // The carried check is the first snapshot's; the read drops it if a renewal comes too early.
     const late = input.lateCheck && config.source.stream === 'copy' && !shard.late ? await foldLateCheck(db, snapshot, table, config, input.lateCheck) : null;
-    const read = new ShardRead({ db, config, table, shard, filters, ordered, extra, wire, withoutDocument, badRows, transaction, ageLimitMs: snapshotAgeLimitMs(config, shard), late });
+    read = new ShardRead({ db, config, table, shard, filters, ordered, extra, wire, withoutDocument, badRows, transaction, ageLimitMs: snapshotAgeLimitMs(config, shard), late });
     const { rows, bytes } = await deliver(read, fanOut, channel, shard.index);
     if (!config.delete) {
       // Nothing more to read: do not hold the snapshot open while the exporters finish.
@@ -164,7 +169,12 @@ async function exportOnce(input: ShardTaskInput, channel: WorkerSide, ordered: b
     if (read.renewals.length > 0) outcome.renewals = read.renewals;
     if (abandoned) outcome.restartedOrdered = true;
     if (read.late) outcome.lateCheck = { until: snapshot, hits: read.late.keys.hits(read.late.sorted), checked: read.late.checked };
-    const committed = await done.commit(outcome, extra, fanOut, deadLetters);
+    // An exporter skipped a prefix an earlier attempt acknowledged: that prefix is recorded with
+    // the snapshots it was read in (acked_prefix.ts). A keyed catch-up's rows are fixed by its check.
+    const pieces = shard.late?.keys ? null : fanOut.pieces(ownPieces());
+    if (pieces) outcome.reads = pieces;
+    const deleting = pieces ? [...extra, ...keepSkippedLateRows(table, shard, pieces, snapshot)] : extra;
+    const committed = await done.commit(outcome, deleting, fanOut, deadLetters);
     if (!committed.superseded) channel.progress(shard.index, rows, bytes);
     return committed;
   } catch (err) {

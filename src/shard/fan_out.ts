@@ -4,6 +4,8 @@ import { acksInShard, createExporter } from '../sinks/registry.js';
 import type { Exporter, ExporterShardResult, ShardWriter } from '../sinks/types.js';
 import type { RowBatch } from '../source/row_batch.js';
 import type { SourceTable } from '../source/table.js';
+import type { SnapshotPiece } from '../source/snapshots.js';
+import { ackPieces, shardPieces } from './acked_prefix.js';
 import type { WorkerSide } from './channel.js';
 import type { Config } from './config.js';
 
@@ -23,6 +25,8 @@ export interface FanOutContext {
   channel: WorkerSide;
   /** Distributed mode: the attempt whose parts these are, checked before anything becomes visible. */
   fence?: { attempt: number; check: () => Promise<void> };
+  /** This attempt's snapshots so far, from the shard's lo (its first, then each renewal): acks carry them. */
+  pieces: () => SnapshotPiece[];
 }
 
 /**
@@ -31,19 +35,31 @@ export interface FanOutContext {
  * exporter has taken the batch), which is the backpressure from the destinations to PostgreSQL.
  */
 export class FanOut {
-  private constructor(private readonly writers: ShardWriter[]) {}
+  private constructor(
+    private readonly writers: ShardWriter[],
+    /** Where each exporter resumed (by position in config.logExporters): undefined, from the shard's start. */
+    private readonly resumes: (InShardAck | undefined)[],
+  ) {}
 
   static async open(config: Config, table: SourceTable, shard: ShardSpec, o: FanOutContext): Promise<FanOut> {
     const list = await exportersFor(config);
+    const resumes = list.map((e, i) => (acksInShard(config.logExporters[i]!) ? o.acks?.[e.id] : undefined));
     return new FanOut(list.map((e, i) => {
-      const acks = acksInShard(config.logExporters[i]!);
+      const resume = resumes[i];
       return e.openShard(shard, table, {
-        resume: acks ? o.acks?.[e.id] : undefined,
-        acknowledge: acks ? (ack) => o.channel.acknowledge(e.id, ack) : undefined,
+        resume,
+        // The ack names the snapshots its prefix was read in, so a retry that skips the prefix
+        // can have it checked for late rows against them (acked_prefix.ts).
+        acknowledge: acksInShard(config.logExporters[i]!) ? (ack) => o.channel.acknowledge(e.id, { ...ack, reads: ackPieces(resume, o.pieces(), ack) }) : undefined,
         observe: (event) => o.channel.delivery(e.id, event),
         fence: o.fence,
       });
-    }));
+    }), resumes);
+  }
+
+  /** The shard's pieces for the late-row ledger if an exporter skipped an acknowledged prefix; null if none did. */
+  pieces(current: SnapshotPiece[]): SnapshotPiece[] | null {
+    return shardPieces(this.resumes, current);
   }
 
   write(batch: RowBatch): Promise<unknown> {

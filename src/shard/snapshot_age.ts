@@ -161,11 +161,13 @@ export class RejectOnce implements BadRowPolicy {
 /**
  * The ranges a finished shard covers, each with the snapshot it was read in: one for a read that
  * kept its snapshot, one per snapshot for one that renewed it (ids `${shard.id}`, then
- * `${shard.id}-r1`, `-r2`…, so their catch-ups `${id}-late${n}` stay distinct).
+ * `${shard.id}-r1`, `-r2`…, so their catch-ups `${id}-late${n}` stay distinct). When an exporter
+ * skipped a prefix an earlier attempt acknowledged, the outcome's `reads` (that prefix's
+ * snapshots, then this attempt's) take the place of the snapshot and its renewals.
  */
-export function shardReadRanges(shard: Pick<ShardSpec, 'id' | 'lo' | 'hi'>, outcome: Pick<ShardOutcome, 'snapshot' | 'renewals'>): ReadRange[] {
+export function shardReadRanges(shard: Pick<ShardSpec, 'id' | 'lo' | 'hi'>, outcome: Pick<ShardOutcome, 'snapshot' | 'renewals' | 'reads'>): ReadRange[] {
   if (!outcome.snapshot) return [];
-  const starts = [{ lo: shard.lo, snapshot: outcome.snapshot }, ...(outcome.renewals ?? [])];
+  const starts = outcome.reads ?? [{ lo: shard.lo, snapshot: outcome.snapshot }, ...(outcome.renewals ?? [])];
   return starts.map((s, i) => ({
     id: i === 0 ? shard.id : `${shard.id}-r${i}`,
     lo: s.lo,

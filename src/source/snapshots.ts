@@ -6,10 +6,22 @@
  * xmax and the current one's (a modular interval, so an xid wraparound in between is handled),
  * plus the xids the old snapshot listed as in progress.
  */
+import type { Bound } from '../core/keyset.js';
+
 export interface Snapshot {
   xmin: bigint;
   xmax: bigint;
   xip: bigint[];
+}
+
+/**
+ * Where a read in `snapshot` covers a shard from: a shard read in several snapshots is a list of
+ * these, in order, the first starting at the shard's lo; each runs to the next one's `lo` (or the
+ * shard's hi). See shardReadRanges.
+ */
+export interface SnapshotPiece {
+  lo: Bound;
+  snapshot: string;
 }
 
 const WRAP = 1n << 32n;
@@ -20,6 +32,11 @@ export function parseSnapshot(text: string): Snapshot {
   const m = /^(\d+):(\d+):([\d,]*)$/.exec(text);
   if (!m) throw new Error(`not a pg_snapshot: ${JSON.stringify(text)}`);
   return { xmin: BigInt(m[1]!), xmax: BigInt(m[2]!), xip: m[3] ? m[3].split(',').map(BigInt) : [] };
+}
+
+/** pg_snapshot's text form, as parseSnapshot reads it. */
+export function formatSnapshot(s: Snapshot): string {
+  return `${s.xmin}:${s.xmax}:${s.xip.join(',')}`;
 }
 
 /** Whether rows older than `since` can still be told apart by their 32-bit xmin from `now`. */

@@ -5,6 +5,7 @@ import { type Bound } from '../core/keyset.js';
 import type { ShardSpec } from '../core/keyset.js';
 
 import type { InShardAck } from '../sinks/delivery/types.js';
+import type { SnapshotPiece } from '../source/snapshots.js';
 import type { ExporterShardResult } from '../sinks/types.js';
 
 /** Stored before any shard starts: a rerun after a crash finishes exactly this work. */
@@ -32,6 +33,12 @@ export interface ShardOutcome {
    * shardReadRanges.
    */
   renewals?: { lo: Bound; snapshot: string }[];
+  /**
+   * Set when an exporter resumed after a prefix acknowledged by an earlier attempt: the whole
+   * shard's pieces, the skipped prefix with the snapshot(s) it was read in, the rest with this
+   * attempt's (see shardPieces). shardReadRanges then records these instead of snapshot/renewals.
+   */
+  reads?: SnapshotPiece[];
   /** An unordered read passed source.maxSnapshotAge and the shard was read again, ordered. */
   restartedOrdered?: true;
   /** How long the shard's read transaction (and so its snapshot) stayed open, ms: the longest of its snapshots. */

@@ -47,9 +47,10 @@ export class ShardFence {
    * this offsetKey's run, the shard's spec from its manifest (not the whole manifest: a long
    * backfill's runs thousands of shards), and whether the shard is already done.
    */
-  async jobShard(runId: string, shardIndex: number): Promise<{ current: boolean; shard: ShardSpec | null; done: boolean }> {
-    const r = await this.db.run((c) => c.query<{ current: boolean; shard: ShardSpec | null; done: boolean }>(
-      `SELECT coalesce(run->>'runId' = $2, false) AS current,
+  /** `snapshot`: the run's (RunManifest.snapshot), which resumableAcks needs for an ack stored by an older logship. */
+  async jobShard(runId: string, shardIndex: number): Promise<{ current: boolean; shard: ShardSpec | null; done: boolean; snapshot?: string | null }> {
+    const r = await this.db.run((c) => c.query<{ current: boolean; shard: ShardSpec | null; done: boolean; snapshot: string | null }>(
+      `SELECT coalesce(run->>'runId' = $2, false) AS current, CASE WHEN run->>'runId' = $2 THEN run->>'snapshot' END AS snapshot,
               (SELECT x FROM jsonb_array_elements(CASE WHEN run->>'runId' = $2 THEN run->'shards' ELSE '[]'::jsonb END) x WHERE (x->>'index')::int = $3) AS shard,
               EXISTS (SELECT 1 FROM ${this.table}_shards WHERE offset_key = $1 AND run_id = $2 AND shard_index = $3) AS done
        FROM ${this.table} WHERE offset_key = $1`, [this.offsetKey, runId, shardIndex]));

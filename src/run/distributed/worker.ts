@@ -13,6 +13,8 @@ import { attemptShardOnPool } from '../shard_attempt.js';
 import { acksInShard } from '../../sinks/registry.js';
 import { ShardPace, StopControl } from '../stop.js';
 import { orderedForAge, snapshotAgeWarning } from '../../shard/snapshot_age.js';
+import { PREFIX_RESENT, resumableAcks } from '../../shard/acked_prefix.js';
+import { lateRowsEnabled } from '../late_rows.js';
 import { checkDistributedConfig, openQueue } from './boss.js';
 import { ShardFence, StaleAttemptError } from './fence.js';
 import { jobsChannel, type ShardJobData } from '../../state/distributed_names.js';
@@ -118,7 +120,7 @@ async function exportJob(
   config: Config, table: SourceTable, fence: ShardFence, pool: Piscina, job: PgBoss.Job<ShardJobData>, report: WorkerReport, o: WorkerOptions, pace: ShardPace,
 ): Promise<void> {
   const { runId, shardIndex } = job.data;
-  const { current, shard, done } = await fence.jobShard(runId, shardIndex);
+  const { current, shard, done, snapshot } = await fence.jobShard(runId, shardIndex);
   // A job outliving its run (finished, or reset): nothing left to do; completing it is right.
   if (!current) {
     o.log.info({ jobId: job.id, runId, shard: shardIndex }, 'job of a run that is no longer current; skipped');
@@ -132,7 +134,8 @@ async function exportJob(
   const attempt = await fence.claim(runId, shardIndex, report.workerId);
   o.log.info({ runId, shard: shardIndex, attempt, jobId: job.id }, 'shard claimed');
   // Only bounded-duplicates exporters resume inside a shard: the others need no round trip here.
-  const acks = config.logExporters.some(acksInShard) ? await fence.acks(runId, shardIndex) : undefined;
+  const stored = config.logExporters.some(acksInShard) ? await fence.acks(runId, shardIndex) : undefined;
+  const acks = resumableAcks(stored, shard, snapshot ?? undefined, lateRowsEnabled(config), (exporterId) => o.log.warn({ runId, shard: shardIndex, exporter: exporterId }, PREFIX_RESENT));
   // pg-boss gives up on a handler at the job's expiry and hands the job out again: stop this
   // attempt then too, so a slow but live worker does not go on exporting a shard another now owns.
   // (knobs.noAttemptExpiry, tests only: let a stale attempt run on, to prove the fence stops it.)

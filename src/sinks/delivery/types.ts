@@ -1,5 +1,6 @@
 import type { ShardSpec } from '../../core/keyset.js';
 import type { RowBatch } from '../../source/row_batch.js';
+import type { SnapshotPiece } from '../../source/snapshots.js';
 import type { Decision } from './decision.js';
 
 /** One request as built: the events it carries can be narrowed (partial retries) and halved (413). */
@@ -85,6 +86,13 @@ export interface InShardAck {
    * those bytes; absent for a local run's file. A later attempt copies that prefix into its own.
    */
   deadLetterAttempt?: number;
+  /**
+   * The snapshots the acknowledged prefix was read in (the attempts that delivered it, each from
+   * where it took over): a retry skips the prefix, so rows committed into it after those
+   * snapshots can only be caught up as late rows, checked against these. Added by the shard's
+   * fan-out, not the writer. Absent in acks stored before logship recorded it (see resumableAcks).
+   */
+  reads?: SnapshotPiece[];
 }
 
 /** What the core reports per request, for metrics (aggregated in the main thread, never per row). */
