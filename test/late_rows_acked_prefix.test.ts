@@ -6,6 +6,7 @@ import pino from 'pino';
 import type { Piscina } from 'piscina';
 import YAML from 'yaml';
 import { loadConfigText } from '../src/config/load.js';
+import { resetTestKnobs, setTestKnobs } from '../src/core/knobs.js';
 import type { Logger } from '../src/core/log.js';
 import { seedKestraLogs } from '../src/demo/seed.js';
 import { runDistributed } from '../src/run/distributed/coordinator.js';
@@ -232,6 +233,52 @@ describe('a row committed late into an acknowledged prefix, then the shard retri
     expect(second.late.rows).toBe(LATE_ROWS);
     expect(await keysInOrder(client)).toEqual([]);
     expect(compareKeys([...expected, ...lateKeys], intake.keys())).toEqual({ missing: [], unexpected: [], duplicates: 0 });
+  }, 120_000);
+
+  it('a catch-up read by a scan, retried after an ack: its range splits at the acknowledged row, and rows committed into the prefix between its attempts come in the next run: every row exactly once', async () => {
+    const { url, client } = await freshDatabase('acked_prefix_catch_up');
+    opened.push(client);
+    const start = wholeSecondsAgo(ROWS + 300);
+    await seedKestraLogs(client, { rows: ROWS, start, spanSeconds: ROWS, tieGroup: 1 });
+    intake.logs.length = 0;
+    const config = configOf(url, { offsetKey: 'acked-catch-up', shardAttempts: 2 });
+    const lines: string[] = [];
+    expect((await runExport(config, options(inProcessPool([], async () => {}), lines))).status, lines.join('')).toBe('ok');
+    // 300 late rows (x.25 s after rows 100-399), more than are looked up by key: the catch-up scans.
+    const lateStart = Date.parse(start) + 100 * SECOND;
+    await seedKestraLogs(client, { rows: 300, start: new Date(lateStart + 250).toISOString(), spanSeconds: 300, tieGroup: 1, seq: 1_000_000 });
+    const caughtUp = (await client.query<{ key: string }>(`SELECT key FROM logs WHERE (extract(milliseconds FROM "timestamp")::int % 1000) = 250 ORDER BY "timestamp", key COLLATE "C"`)).rows.map((r) => r.key);
+    expect(caughtUp).toHaveLength(300);
+    // Open before the catch-up's first attempt, committed before its retry: 5 rows after late row 50, inside its acknowledged prefix (late rows 0-199).
+    const late = await connectTo(url, opened);
+    await late.query('BEGIN');
+    await seedKestraLogs(late, { rows: LATE_ROWS, start: new Date(lateStart + 50 * SECOND + 750).toISOString(), spanSeconds: LATE_ROWS, tieGroup: 1, seq: 2_000_000 });
+    intake.failNext([datadogError(500, 'Internal Server Error', 'try again')], (r) => r.body.includes(caughtUp[200]!));
+    setTestKnobs({ maxKeyedLateRows: 10 });
+    try {
+      const outcomes: ShardOutcome[] = [];
+      const second = await runExport(config, options(inProcessPool(outcomes, async (n) => {
+        if (n === 2) await late.query('COMMIT');
+      }), lines));
+      intake.assertFaultsDelivered();
+      expect(second.status, lines.join('')).toBe('ok');
+      // Rows read: the retry read its whole range again, the 5 rows committed into the prefix too
+      // (Datadog skipped them with the prefix).
+      expect(second.late.rows).toBe(300 + LATE_ROWS);
+      const ledger = await storedReads(client, config.offsetKey);
+
+      const third = await runExport(config, options(inProcessPool([], async () => {}), lines));
+      await expectExactlyOnce(client);
+      expect(third.late.rows).toBe(LATE_ROWS);
+      // The caught-up range became two: up to the acknowledged late row in the catch-up's first
+      // attempt's snapshot, from it on in the retry's.
+      expect(ledger).toHaveLength(2);
+      expect(ledger[1]!.lo.key).toBe(caughtUp[199]);
+      expect(ledger[1]!.snapshot).toBe(outcomes[0]!.snapshot);
+      expect(ledger.every((r) => r.late === 1)).toBe(true);
+    } finally {
+      resetTestKnobs();
+    }
   }, 120_000);
 
   it('distributed: the worker\'s retry of the shard after an ack records the prefix with the first attempt\'s snapshot: every row exactly once', async () => {
