@@ -3,8 +3,7 @@ import type { LateHit } from '../state/types.js';
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 
-import type { Config } from '../shard/config.js';
-import { isoDurationMillis } from '../core/options.js';
+import { lateRowsEnabled, type Config } from '../shard/config.js';
 import { errorMessage } from '../core/errors.js';
 import { redact } from '../core/secrets.js';
 import { boundEquals, shardId, TS_TEXT, type Bound } from '../core/keyset.js';
@@ -25,10 +24,6 @@ export interface Ledger {
   reads: ReadRange[];
   /** now() - lateRows.horizon by the database clock; null when late rows are off. */
   horizonStart: string | null;
-}
-
-export function lateRowsEnabled(config: Config): boolean {
-  return (isoDurationMillis(config.lateRows.horizon) ?? 0) > 0;
 }
 
 export async function horizonStart(client: pg.Client, config: Config): Promise<string | null> {

@@ -8,9 +8,15 @@ import type { QueueConfig } from '../state/options.js';
 import type pg from 'pg';
 
 import { type Filters } from '../source/query.js';
+import { isoDurationMillis } from '../core/options.js';
 
 export function filtersOf(config: Config): Filters {
   return { logLevelFilter: config.logLevelFilter, namespace: config.namespace, tenantId: config.tenantId, resources: config.resources };
+}
+
+/** Whether late rows are caught up (lateRows.horizon above zero): shards then leave rows to the catch-up. */
+export function lateRowsEnabled(config: Pick<Config, 'lateRows'>): boolean {
+  return (isoDurationMillis(config.lateRows.horizon) ?? 0) > 0;
 }
 
 export interface Config {
