@@ -6,12 +6,20 @@
  * take it for read, and the row would be lost. So each ack carries the snapshots its prefix was
  * read in (SnapshotPiece, as #24's renewals), and the finished shard is recorded as the prefix in
  * those snapshots and the rest in the retry's: the check then finds that row late, once.
+ *
+ * The exporters that do not skip the prefix (a file exporter beside, or one whose acknowledged
+ * prefix is shorter) read it in the retry, whose snapshot sees that row: sent to them now and by
+ * the catch-up, they would have it twice. So the retry leaves out of its read, for every exporter,
+ * the rows of a skipped range that the range's recorded snapshot did not see (leaveOutSql): every
+ * exporter then has exactly the rows that snapshot saw, and the catch-up sends the rest once to all.
  */
-import { boundEquals, type Bound, type ShardSpec } from '../core/keyset.js';
+import type pg from 'pg';
+import { boundEquals, TS_TEXT, type Bound, type ShardSpec } from '../core/keyset.js';
 import type { InShardAck } from '../sinks/delivery/types.js';
 import { rangeConditions } from '../source/query.js';
 import { committedAfter, formatSnapshot, oldestOf, parseSnapshot, type SnapshotPiece } from '../source/snapshots.js';
 import type { SourceTable } from '../source/table.js';
+import { lateRowsEnabled, type Config } from './config.js';
 import { compareBounds } from './late_check.js';
 
 /** The ack's position: every row up to and including it was delivered or dead-lettered. */
@@ -59,9 +67,11 @@ export function ackPieces(resume: InShardAck | undefined, current: SnapshotPiece
  * prefix (null when none did: this attempt's snapshot and renewals say it all). Each exporter
  * delivered the shard in its own pieces (exporterPieces); where they differ, a piece gets the
  * oldest of their snapshots (oldestOf: a row committed after any of them is late for it), so no
- * exporter misses a row. An exporter that had a row already (it did not skip that far) is sent it
- * again by the catch-up: a late row in a skipped prefix is the one case of a late row that can
- * reach an exporter twice.
+ * exporter misses a row. The exporters that read a skipped range in this attempt had the rows
+ * that oldest snapshot did not see left out (rangesToLeaveOut), and record it in that snapshot
+ * (withLeftOut), so the catch-up sends those rows to each exporter once. Only an exporter whose
+ * ack names a newer snapshot for a range than what it has (an older logship's ack, resumed with
+ * the run's snapshot) can get some twice.
  */
 export function shardPieces(resumes: (InShardAck | undefined)[], current: SnapshotPiece[]): SnapshotPiece[] | null {
   if (!resumes.some((r) => r?.reads)) return null;
@@ -76,16 +86,65 @@ export function shardPieces(resumes: (InShardAck | undefined)[], current: Snapsh
   return merged;
 }
 
+/** A range of the shard, [lo, hi), that some exporter skips as acknowledged, with the snapshot the ledger records it in. */
+export interface SkippedRange {
+  lo: Bound;
+  hi: Bound;
+  snapshot: string;
+}
+
 /**
- * With `delete`, the shard's range is deleted in the final attempt's snapshot, which sees the rows
- * committed into a skipped prefix after that prefix's snapshot: never sent, they would be deleted
- * unexported. These conditions keep them for the late-row catch-up, which exports and deletes them.
+ * The ranges of the shard an exporter skips as acknowledged by an earlier attempt, each with its
+ * ledger snapshot (shardPieces's: the oldest where several skipped it). Known before the read:
+ * the acks name them, and this attempt's snapshots (`first`, then renewals: all newer than an
+ * earlier attempt's) change none of those snapshots.
  */
-export function keepSkippedLateRows(t: SourceTable, shard: Pick<ShardSpec, 'hi'>, pieces: SnapshotPiece[], snapshot: string): string[] {
-  const now = parseSnapshot(snapshot);
-  return pieces.flatMap((p, i) => p.snapshot === snapshot ? [] : [
-    `NOT (${[...rangeConditions(t, p.lo, pieces[i + 1]?.lo ?? shard.hi), committedAfter(parseSnapshot(p.snapshot), now)].join(' AND ')})`,
-  ]);
+export function skippedRanges(resumes: (InShardAck | undefined)[], shard: Pick<ShardSpec, 'lo' | 'hi'>, first: string): SkippedRange[] {
+  const pieces = shardPieces(resumes, [{ lo: shard.lo, snapshot: first }]) ?? [];
+  return pieces.flatMap((p, i) => (p.snapshot === first ? [] : [{ lo: p.lo, hi: pieces[i + 1]?.lo ?? shard.hi, snapshot: p.snapshot }]));
+}
+
+/**
+ * The skipped ranges whose unseen rows this attempt leaves out of its read, for every exporter:
+ * only where the late-row catch-up will send them, so late rows must be on and the range must
+ * end inside the horizon (by the database clock now, a later start than the run's ledger uses, so
+ * the ledger keeps the range). Elsewhere nothing is left out, as before: the exporters reading the
+ * range have those rows, the one that skipped it lacks them (a late row the catch-up does not cover).
+ */
+export async function rangesToLeaveOut(db: pg.Client, config: Config, skipped: SkippedRange[]): Promise<SkippedRange[]> {
+  if (skipped.length === 0 || !lateRowsEnabled(config)) return [];
+  const start = (await db.query<{ t: string }>(`SELECT ${TS_TEXT('now() - $1::interval')} AS t`, [config.lateRows.horizon])).rows[0]!.t;
+  return skipped.filter((r) => r.hi.ts > start);
+}
+
+/**
+ * This attempt's pieces as its exporters delivered them: `current` (its snapshot and renewals),
+ * but the ranges it left out rows of in their own snapshots, since a read in `current` without
+ * the rows those did not see has exactly the rows they saw. Acks and the ledger record these.
+ */
+export function withLeftOut(current: SnapshotPiece[], leftOut: SkippedRange[], shardHi: Bound): SnapshotPiece[] {
+  if (leftOut.length === 0) return current;
+  const inside = (b: Bound) => leftOut.find((r) => compareBounds(r.lo, b) <= 0 && compareBounds(b, r.hi) < 0);
+  const starts = [...current.map((p) => p.lo), ...leftOut.flatMap((r) => [r.lo, r.hi])]
+    .filter((b) => compareBounds(b, shardHi) < 0)
+    .sort(compareBounds)
+    .filter((b, i, all) => i === 0 || !boundEquals(b, all[i - 1]!));
+  const pieces: SnapshotPiece[] = [];
+  for (const lo of starts) {
+    const snapshot = inside(lo)?.snapshot ?? pieceAt(current, lo).snapshot;
+    if (pieces.at(-1)?.snapshot !== snapshot) pieces.push({ lo, snapshot });
+  }
+  return pieces;
+}
+
+/**
+ * SQL conditions that leave out the rows of each range its snapshot did not see (committed after
+ * it), seen from a read in snapshot `now`: the late-row catch-up's own test (committedAfter). Built
+ * for each statement of the read (a renewed one reads in a newer snapshot) and for the delete.
+ */
+export function leaveOutSql(t: SourceTable, leftOut: SkippedRange[], now: string): string[] {
+  const seenFrom = parseSnapshot(now);
+  return leftOut.map((r) => `NOT (${[...rangeConditions(t, r.lo, r.hi), committedAfter(parseSnapshot(r.snapshot), seenFrom)].join(' AND ')})`);
 }
 
 /** Logged when an ack of an older logship cannot be resumed from safely. */

@@ -34,7 +34,7 @@ export class ShardCommit {
   constructor(private readonly c: CommitSpec) {}
 
   /** Counts the shard done; the outcome says `superseded` when another attempt owns the shard by now. */
-  /** `extra`: the conditions the shard was read with beyond its range; a delete takes the same rows. */
+  /** `extra`: the conditions beyond its range a delete takes rows with: those the shard was read with, or stricter (never a row not read). */
   async commit(outcome: ShardOutcome, extra: string[], fanOut: FanOut, deadLetters: DeadLetterFile | null): Promise<ShardOutcome> {
     const { db, config, table, shard, filters, transaction } = this.c;
     if (this.c.attempt !== undefined && config.state.type === 'postgres') {

@@ -15,7 +15,7 @@ import type { ReadRange, ShardOutcome } from '../state/types.js';
 import { WorkerSide } from './channel.js';
 import { ShardCommit } from './commit.js';
 import { filtersOf, type Config } from './config.js';
-import { keepSkippedLateRows } from './acked_prefix.js';
+import { leaveOutSql, rangesToLeaveOut, withLeftOut, type SkippedRange } from './acked_prefix.js';
 import { FanOut } from './fan_out.js';
 import { foldLateCheck, ShardRead } from './read.js';
 import { ReadTransaction, RejectOnce, snapshotAgeLimitMs, UnorderedReadTooOld, type SnapshotClock } from './snapshot_age.js';
@@ -138,10 +138,13 @@ async function exportOnce(input: ShardTaskInput, channel: WorkerSide, ordered: b
   const filters = filtersOf(config);
   const db = await sourceClient(config);
   const fence = input.attempt === undefined ? undefined : { attempt: input.attempt, check: () => channel.checkFence() };
-  // This attempt's snapshots so far (its first, then each renewal), for the acks and the outcome.
+  // This attempt's snapshots so far (its first, then each renewal), but the ranges it left rows
+  // out of in those ranges' own snapshots, for the acks and the outcome (acked_prefix.ts).
   let firstSnapshot = '';
   let read: ShardRead | null = null;
-  const ownPieces = (): SnapshotPiece[] => [{ lo: shard.lo, snapshot: firstSnapshot }, ...(read?.renewals ?? [])];
+  let skipped: SkippedRange[] = [];
+  let leftOut: SkippedRange[] = [];
+  const ownPieces = (): SnapshotPiece[] => withLeftOut([{ lo: shard.lo, snapshot: firstSnapshot }, ...(read?.renewals ?? [])], leftOut, shard.hi);
   const fanOut = await FanOut.open(config, table, shard, { acks: input.acks, channel, fence, pieces: ownPieces });
   const deadLetters = config.badRows === 'deadLetter' ? new DeadLetterFile(config.maxRowBytes, config.deadLetter, shard.id, fence) : null;
   const badRows = new RejectOnce(deadLetters ?? new FailOnBadRow(config.maxRowBytes));
@@ -150,12 +153,17 @@ async function exportOnce(input: ShardTaskInput, channel: WorkerSide, ordered: b
   const done = new ShardCommit({ db, config, table, shard, filters, runId: input.runId, attempt: input.attempt, transaction });
   try {
     const snapshot = (firstSnapshot = await transaction.begin());
+    // Rows committed into a prefix an exporter skips, after that prefix was read: left out for
+    // every exporter, for the catch-up to send once to all. A keyed catch-up's rows are fixed by its check.
+    skipped = shard.late?.keys ? [] : fanOut.skippedRanges(shard, snapshot);
+    leftOut = await rangesToLeaveOut(db, config, skipped);
     const extra = !shard.late ? [] : shard.late.keys ? [keyIn(table, shard.late.keys)] : [committedAfter(parseSnapshot(shard.late.since), parseSnapshot(snapshot))];
     const wire = config.source.stream === 'copy' ? wireColumns(config, table) : [];
     const withoutDocument = documentFreeFields(config, table) ?? undefined;
     // The carried check is the first snapshot's; the read drops it if a renewal comes too early.
     const late = input.lateCheck && config.source.stream === 'copy' && !shard.late ? await foldLateCheck(db, snapshot, table, config, input.lateCheck) : null;
-    read = new ShardRead({ db, config, table, shard, filters, ordered, extra, wire, withoutDocument, badRows, transaction, ageLimitMs: snapshotAgeLimitMs(config, shard), late });
+    const leaveOut = (now: string) => leaveOutSql(table, leftOut, now);
+    read = new ShardRead({ db, config, table, shard, filters, ordered, extra, leaveOut, wire, withoutDocument, badRows, transaction, ageLimitMs: snapshotAgeLimitMs(config, shard), late });
     const { rows, bytes } = await deliver(read, fanOut, channel, shard.index);
     if (!config.delete) {
       // Nothing more to read: do not hold the snapshot open while the exporters finish.
@@ -173,8 +181,10 @@ async function exportOnce(input: ShardTaskInput, channel: WorkerSide, ordered: b
     // the snapshots it was read in (acked_prefix.ts). A keyed catch-up's rows are fixed by its check.
     const pieces = shard.late?.keys ? null : fanOut.pieces(ownPieces());
     if (pieces) outcome.reads = pieces;
-    const deleting = pieces ? [...extra, ...keepSkippedLateRows(table, shard, pieces, snapshot)] : extra;
-    const committed = await done.commit(outcome, deleting, fanOut, deadLetters);
+    // The delete (in the read's one snapshot: delete never renews) takes the rows read. Where
+    // nothing was left out of the read (late rows off, a range past the horizon), it still keeps
+    // the rows the skipping exporter lacks: not exported there, they are not destroyed either.
+    const committed = await done.commit(outcome, [...extra, ...leaveOutSql(table, skipped, snapshot)], fanOut, deadLetters);
     if (!committed.superseded) channel.progress(shard.index, rows, bytes);
     return committed;
   } catch (err) {

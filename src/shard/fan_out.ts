@@ -5,7 +5,7 @@ import type { Exporter, ExporterShardResult, ShardWriter } from '../sinks/types.
 import type { RowBatch } from '../source/row_batch.js';
 import type { SourceTable } from '../source/table.js';
 import type { SnapshotPiece } from '../source/snapshots.js';
-import { ackPieces, shardPieces } from './acked_prefix.js';
+import { ackPieces, shardPieces, skippedRanges, type SkippedRange } from './acked_prefix.js';
 import type { WorkerSide } from './channel.js';
 import type { Config } from './config.js';
 
@@ -25,7 +25,7 @@ export interface FanOutContext {
   channel: WorkerSide;
   /** Distributed mode: the attempt whose parts these are, checked before anything becomes visible. */
   fence?: { attempt: number; check: () => Promise<void> };
-  /** This attempt's snapshots so far, from the shard's lo (its first, then each renewal): acks carry them. */
+  /** This attempt's pieces so far, from the shard's lo (its first snapshot, each renewal, the ranges it left rows out of): acks carry them. */
   pieces: () => SnapshotPiece[];
 }
 
@@ -60,6 +60,11 @@ export class FanOut {
   /** The shard's pieces for the late-row ledger if an exporter skipped an acknowledged prefix; null if none did. */
   pieces(current: SnapshotPiece[]): SnapshotPiece[] | null {
     return shardPieces(this.resumes, current);
+  }
+
+  /** The ranges an exporter skips as acknowledged by an earlier attempt, for a read whose first snapshot is `first`. */
+  skippedRanges(shard: Pick<ShardSpec, 'lo' | 'hi'>, first: string): SkippedRange[] {
+    return skippedRanges(this.resumes, shard, first);
   }
 
   write(batch: RowBatch): Promise<unknown> {

@@ -41,6 +41,11 @@ export interface ShardReadSpec {
   ordered: boolean;
   /** Conditions beyond the shard's range (a late catch-up's rows). */
   extra: string[];
+  /**
+   * Conditions that depend on the snapshot a statement reads in (a renewed one reads in a newer
+   * one): the rows of acknowledged prefixes their snapshots did not see, left out (leaveOutSql).
+   */
+  leaveOut: (snapshot: string) => string[];
   /** A Parquet exporter's columns, read by PostgreSQL straight from the row. */
   wire: string[];
   /** The wire columns' names when the read skips documents (see documentFreeFields). */
@@ -106,7 +111,8 @@ export class ShardRead {
 
   /** The statement from the shard's start, or from just after `after` once renewed. */
   private statement(after: RowPosition | null): AsyncIterable<RowBatch> {
-    const { db, config, table, shard, filters, ordered, extra, wire, withoutDocument, badRows } = this.s;
+    const { db, config, table, shard, filters, ordered, wire, withoutDocument, badRows, transaction } = this.s;
+    const extra = [...this.s.extra, ...this.s.leaveOut(transaction.snapshot)];
     const select = { ordered, mode: config.source.stream, wire, withoutDocument: withoutDocument !== undefined };
     const sql = after
       ? shardSelect(table, filters, { ts: after.ts, key: null }, shard.hi, { ...select, extra: [...extra, afterRow(table, after)] })

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { Bound, ShardSpec } from '../../src/core/keyset.js';
-import { ackPieces, resumableAcks, shardPieces } from '../../src/shard/acked_prefix.js';
+import { ackPieces, resumableAcks, shardPieces, skippedRanges, withLeftOut } from '../../src/shard/acked_prefix.js';
 import type { InShardAck } from '../../src/sinks/delivery/types.js';
 import { formatSnapshot, oldestOf, parseSnapshot, type SnapshotPiece } from '../../src/source/snapshots.js';
 
@@ -12,6 +12,7 @@ const S1r = '110:112:';
 const S2 = '120:125:121';
 const S2r = '130:131:';
 const S3 = '140:140:';
+const S3r = '150:151:';
 
 function ack(through: number, reads?: SnapshotPiece[]): InShardAck {
   return { ts: at(through).ts, key: at(through).key, delivered: through + 1, deadLettered: 0, deadLetterBytes: 0, ...(reads ? { reads } : {}) };
@@ -80,5 +81,40 @@ describe('the snapshots of an acknowledged prefix', () => {
     expect(resumableAcks(legacy, scan, undefined, true, () => {})).toEqual({ dd: ack(20, [{ lo: shard.lo, snapshot: S1 }]) });
     const keyed: ShardSpec = { ...shard, late: { of: 's0', n: 1, since: S1, keys: ['k'], until: S2 } };
     expect(resumableAcks(legacy, keyed, undefined, true, () => { throw new Error('not resent'); })).toBe(legacy);
+  });
+
+  it('the ranges an exporter skips are known before the read, each with its ledger snapshot; the read leaves their unseen rows out, so its pieces take those snapshots there', () => {
+    // A skipped up to row 10 (read in S1), B up to row 30 (S2); C rewrites the shard; this attempt starts in S3.
+    const a = ack(10, [{ lo: shard.lo, snapshot: S1 }]);
+    const b = ack(30, [{ lo: shard.lo, snapshot: S2 }]);
+    const skipped = skippedRanges([a, b, undefined], shard, S3);
+    const r10 = { ts: at(10).ts, key: at(10).key };
+    const r30 = { ts: at(30).ts, key: at(30).key };
+    expect(skipped).toEqual([
+      { lo: shard.lo, hi: r10, snapshot: oldest(S1, S2, S3) },
+      { lo: r10, hi: r30, snapshot: oldest(S2, S3) },
+    ]);
+    expect(skippedRanges([undefined, undefined], shard, S3)).toEqual([]);
+    // The read renews inside B's prefix (row 15) and past it (row 40): the left-out ranges keep
+    // their snapshots, this attempt's own apply from row 30 on.
+    const current = [{ lo: shard.lo, snapshot: S3 }, { lo: at(15), snapshot: S3r }, { lo: at(40), snapshot: S2r }];
+    const own = withLeftOut(current, skipped, shard.hi);
+    expect(own).toEqual([
+      { lo: shard.lo, snapshot: oldest(S1, S2, S3) },
+      { lo: r10, snapshot: oldest(S2, S3) },
+      { lo: r30, snapshot: S3r },
+      { lo: at(40), snapshot: S2r },
+    ]);
+    expect(withLeftOut(current, [], shard.hi)).toBe(current);
+    // C acknowledges up to row 35 in this attempt: its prefix is recorded as it was read, rows up
+    // to 30 with the snapshots their unseen rows were left out by.
+    expect(ackPieces(undefined, own, at(35))).toEqual(own.slice(0, 3));
+    // The ledger: the skipped ranges with their snapshots, the rest as read.
+    expect(shardPieces([a, b, undefined], own)).toEqual([
+      { lo: shard.lo, snapshot: oldest(S1, S2, S3) },
+      { lo: r10, snapshot: oldest(S2, S3) },
+      { lo: r30, snapshot: S3r },
+      { lo: at(40), snapshot: S2r },
+    ]);
   });
 });
