@@ -381,6 +381,33 @@ describe('a row committed late into an acknowledged prefix, then the shard retri
     expect(compareKeys(expected, inFiles())).toEqual({ missing: [], unexpected: [], duplicates: 0 });
   }, 120_000);
 
+  it.each([
+    { name: 'late rows off', horizon: 'PT0S' },
+    // The prefix (rows 0-499) ends about 13 minutes ago, the shard about 5.
+    { name: 'the prefix ends before the horizon', horizon: 'PT10M' },
+  ])('a file exporter beside Datadog, no catch-up to come ($name): the retry leaves nothing out, so the files have every row once (Datadog lacks the rows committed into its skipped prefix)', async (c) => {
+    const { url, client, late, lateKeys } = await ackedPrefixCase(`acked_prefix_file_no_catch_up_${c.horizon}`);
+    const files = path.join(tempDir('acked-prefix-files'), 'out');
+    const config = configOf(url, {
+      offsetKey: 'acked-file-no-catch-up', shardAttempts: 2, lateRows: { horizon: c.horizon },
+      logExporters: [datadog('dd', intake), { id: 'files', type: 'file', directory: files }],
+    });
+    const lines: string[] = [];
+    const first = await runExport(config, options(inProcessPool([], async (n) => {
+      if (n === 2) await late.query('COMMIT');
+    }), lines));
+    intake.assertFaultsDelivered();
+    expect(first.status, lines.join('')).toBe('ok');
+    expect(lines.join('')).toContain('shard failed; retrying it');
+    const second = await runExport(config, options(inProcessPool([], async () => {}), lines));
+    expect(second.late.rows + second.rows).toBe(0);
+    const docs = new Map((await client.query<{ key: string; doc: string }>('SELECT key, value::text AS doc FROM logs')).rows.map((r) => [r.doc, r.key]));
+    const inFiles = exportedDocs(files).map((d) => docs.get(d) ?? `unknown document ${d.slice(0, 80)}`);
+    const source = await keysInOrder(client);
+    expect(compareKeys(source, inFiles)).toEqual({ missing: [], unexpected: [], duplicates: 0 });
+    expect(compareKeys(source, intake.keys())).toEqual({ missing: source.filter((k) => lateKeys.includes(k)), unexpected: [], duplicates: 0 });
+  }, 120_000);
+
   it('two Datadog exporters resume after different acknowledged prefixes, the late rows inside the longer one only: the shorter one\'s rerun leaves them out, and the catch-up sends them to both once', async () => {
     const { url, client, late, lateKeys } = await ackedPrefixCase('acked_prefix_two');
     intake2.logs.length = 0;
