@@ -1,4 +1,4 @@
-import { lateCheckSql, maxKeyedRows, checkBasis } from '../shard/late_check.js';
+import { checkBasis, compareBounds, lateCheckSql, maxKeyedRows } from '../shard/late_check.js';
 import type { LateHit } from '../state/types.js';
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
@@ -58,7 +58,15 @@ export function nextReads(config: Config, run: RunManifest, done: Map<number, Sh
       const pieces = shardReadRanges(shard, outcome).map((r, i) => ({ ...r, id: i === 0 ? late.of : r.id, late: late.n }));
       if (pieces.length > 0) moved.set(late.of, pieces);
     }
-    reads = ledger.reads.flatMap((r) => moved.get(r.id) ?? [r]);
+    reads = ledger.reads.flatMap((r) => {
+      const pieces = moved.get(r.id);
+      if (!pieces) return [r];
+      const caughtUpTo = pieces.at(-1)!.hi;
+      // The range grew after its catch-up was planned (this cycle's empty window extended it,
+      // see below): the catch-up read none of that growth, which keeps the range's own snapshot.
+      if (compareBounds(caughtUpTo, r.hi) >= 0) return pieces;
+      return [...pieces, { ...r, id: `${r.id}-x${pieces[0]!.late}`, lo: caughtUpTo, late: 0 }];
+    });
   } else {
     const added: ReadRange[] = [];
     for (const shard of run.shards) {
