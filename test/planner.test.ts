@@ -160,4 +160,31 @@ describe('shard planner', () => {
       await client.query('DROP INDEX logs_ts_only');
     }
   });
+
+  it('plans one shard per worker when an index serves a narrow range but PostgreSQL scans the whole table for shards of the planned size (rows out of time order)', async () => {
+    // 100 000 rows over the day stored out of time order (as a purged, refilled table holds them),
+    // with an index on the timestamp: a sliver of the day reads through it, half the rows do not.
+    const { client: own } = await freshDatabase('planner_shuffled');
+    try {
+      await seedKestraLogs(own, { rows: 100_000, start: start.ts, spanSeconds: 86_000 });
+      await own.query('CREATE TABLE logs_shuffled AS SELECT * FROM logs ORDER BY md5(key)');
+      await own.query('CREATE INDEX ON logs_shuffled ("timestamp")');
+      await own.query('ANALYZE logs_shuffled');
+      const shuffled = await describeTable(own, { url: undefined, password: undefined, table: 'logs_shuffled', columns: KESTRA_COLUMNS, stream: 'copy', fetchSize: 1000, ordered: false });
+      const o = { offsetKey: 'k', workers: 1, rowsPerShard: 50_000, autoShardSize: true };
+      const plan = await planShards(own, shuffled, noFilters, start, end, o);
+      expect(plan).toMatchObject({ reads: 'table-scan', wideShards: true });
+      expect(plan.shards).toHaveLength(1);
+      // Nothing to create: no warning.
+      expect(tableScanWarning(shuffled, plan, o, 1000)).toBeNull();
+      // The premise, asked of PostgreSQL: half the day by a scan of the table, a minute by the index.
+      const planOf = async (hi: string) => JSON.stringify((await own.query(`EXPLAIN (FORMAT JSON) SELECT * FROM logs_shuffled t WHERE "timestamp" >= '${start.ts}' AND "timestamp" < '${hi}'`)).rows[0]);
+      expect(await planOf('2026-01-01T12:00:00Z')).toContain('"Seq Scan"');
+      expect(await planOf('2026-01-01T00:01:00Z')).not.toContain('"Seq Scan"');
+      // rowsPerShard set by the user: obeyed.
+      expect((await planShards(own, shuffled, noFilters, start, end, { ...o, autoShardSize: false })).shards).toHaveLength(2);
+    } finally {
+      await own.end();
+    }
+  }, 60_000);
 });

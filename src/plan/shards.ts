@@ -31,6 +31,11 @@ export interface ShardPlan {
   shards: ShardSpec[];
   /** How PostgreSQL reads a shard: a timestamp index range, or a scan of the whole table. */
   reads: 'index' | 'table-scan';
+  /**
+   * An index serves a narrow time range, but PostgreSQL reads shards as large as the planned ones
+   * by a scan of the whole table, so they were planned one a worker (see planShards).
+   */
+  wideShards?: true;
 }
 
 /** Fewer rows than this per shard and the per-shard overhead (a query, a file) dominates. */
@@ -50,6 +55,19 @@ interface Cut { bound: Bound; rank: number }
  * of a `TABLESAMPLE SYSTEM` page sample whose rate targets a fixed number of rows.
  */
 export async function planShards(client: pg.Client, t: SourceTable, f: Filters, start: Bound, end: Bound, o: PlanOptions): Promise<ShardPlan> {
+  const plan = await planOnce(client, t, f, start, end, o, null);
+  // A narrow range reads through an index, but PostgreSQL may read a shard of the planned size (a
+  // large share of the table: a whole-table backfill) by a scan of all of it; then every shard
+  // beyond one a worker is a whole extra scan of the table (2 M rows on one worker: two 1 M-row
+  // shards read the table twice). Asked of the planned shards themselves, since only their real
+  // bounds say what PostgreSQL will do with them.
+  if (plan.reads === 'index' && o.autoShardSize === true && plan.shards.length > o.workers && (await scansWholeTable(client, t, f, plan.shards))) {
+    return { ...(await planOnce(client, t, f, start, end, o, 'table-scan')), wideShards: true };
+  }
+  return plan;
+}
+
+async function planOnce(client: pg.Client, t: SourceTable, f: Filters, start: Bound, end: Bound, o: PlanOptions, readsKnown: ShardPlan['reads'] | null): Promise<ShardPlan> {
   const where = whereClause([...filterConditions(t, f), ...rangeConditions(t, start, end)]);
   const exactLimit = o.exactRowLimit ?? DEFAULT_EXACT_LIMIT;
   // Nothing new is the common case of a frequent schedule and of every idle `--follow` cycle:
@@ -62,7 +80,7 @@ export async function planShards(client: pg.Client, t: SourceTable, f: Filters, 
   let estimate = await histogramEstimate(client, t, whereClause([...filterConditions({ ...t, pins: { tenant: false, namespace: false } }, f), ...rangeConditions(t, start, end)]));
   /** False once a count proved the statistics low: the estimate is then a lower bound, not an estimate. */
   let statisticsHeld = true;
-  const reads = await shardReads(client, t, f, start, end, Math.min(1, o.rowsPerShard / Math.max(1, estimate)));
+  const reads = readsKnown ?? (await shardReads(client, t, f, start, end, Math.min(1, o.rowsPerShard / Math.max(1, estimate))));
   const sizing = { ...o, perWorker: o.autoShardSize === true && reads === 'table-scan' };
 
   // Stale statistics can be off by orders of magnitude either way, so the estimate only picks the
@@ -125,6 +143,31 @@ async function shardReads(client: pg.Client, t: SourceTable, f: Filters, start: 
   const sliver = await readCost(client, t, [...filterConditions(t, f), `${t.ts} >= ${from}`, `${t.ts} < ${to}`]);
   const whole = await readCost(client, t, filterConditions(t, f));
   return sliver < whole * 0.05 ? 'index' : 'table-scan';
+}
+
+/**
+ * Whether PostgreSQL reads these shards (the first, middle and last) by a sequential scan of the
+ * table: every node of the plan on the shard's own relation (alias `t`; the index pins' loose
+ * scans read it under other aliases) is a Seq Scan.
+ */
+async function scansWholeTable(client: pg.Client, t: SourceTable, f: Filters, shards: ShardSpec[]): Promise<boolean> {
+  const probes = [...new Set([0, Math.floor(shards.length / 2), shards.length - 1])].map((i) => shards[i]!);
+  for (const s of probes) {
+    const r = await client.query<{ 'QUERY PLAN': [{ Plan: PlanNode }] }>(`EXPLAIN (FORMAT JSON) SELECT ${t.key}, ${t.ts}, ${t.body} FROM ${t.name} t ${whereClause([...filterConditions(t, f), ...rangeConditions(t, s.lo, s.hi)])}`);
+    const own = nodesOn(r.rows[0]!['QUERY PLAN'][0].Plan, 't');
+    if (own.length === 0 || own.some((n) => !/Seq Scan$/.test(n['Node Type']))) return false;
+  }
+  return true;
+}
+
+interface PlanNode {
+  'Node Type': string;
+  Alias?: string;
+  Plans?: PlanNode[];
+}
+
+function nodesOn(node: PlanNode, alias: string): PlanNode[] {
+  return [...(node.Alias === alias ? [node] : []), ...(node.Plans ?? []).flatMap((n) => nodesOn(n, alias))];
 }
 
 /** The planner's total cost of reading a shard's columns under these conditions. */
@@ -218,7 +261,8 @@ async function exactBounds(client: pg.Client, t: SourceTable, where: string, ran
  * each costs a scan). Below a million rows a worker a scan is too cheap to mention.
  */
 export function tableScanWarning(t: SourceTable, plan: ShardPlan, o: Pick<PlanOptions, 'rowsPerShard' | 'workers' | 'autoShardSize'>, warnAbove = 1_000_000): string | null {
-  if (plan.reads !== 'table-scan' || plan.totalRows <= Math.max(o.rowsPerShard, warnAbove) * o.workers) return null;
+  // Wide shards: an index serves the ranges PostgreSQL reads through one; there is nothing to create.
+  if (plan.reads !== 'table-scan' || plan.wideShards || plan.totalRows <= Math.max(o.rowsPerShard, warnAbove) * o.workers) return null;
   const column = t.ts.replace(/^t\./, '');
   const effect = o.autoShardSize
     ? `so logship plans one shard per worker (${plan.shards.length} of ~${formatCount(Math.round(plan.totalRows / Math.max(1, plan.shards.length)))} rows) instead of one per rowsPerShard rows, and a rerun after a crash redoes whole shards`
