@@ -78,6 +78,13 @@ function inProcessPool(outcomes: ShardOutcome[], beforeAttempt: (n: number, task
   } as unknown as Piscina;
 }
 
+/** The pool whose second attempt starts after `late` commits: after attempt 1's snapshot, before attempt 2's. */
+function committingBetweenAttempts(late: pg.Client, outcomes: ShardOutcome[] = []): Piscina {
+  return inProcessPool(outcomes, async (n) => {
+    if (n === 2) await late.query('COMMIT');
+  });
+}
+
 function options(pool: Piscina, lines: string[]) {
   const log = logger(lines);
   return { log, pool, progress: new Progress({ tty: false, intervalMs: 3_600_000, stream: process.stderr, log }) };
@@ -163,10 +170,7 @@ describe('a row committed late into an acknowledged prefix, then the shard retri
     const config = configOf(url, { offsetKey: 'acked-retry', shardAttempts: 2 });
     const outcomes: ShardOutcome[] = [];
     const lines: string[] = [];
-    const pool = inProcessPool(outcomes, async (n) => {
-      // Between the attempts: the late rows commit after attempt 1's snapshot, before attempt 2's.
-      if (n === 2) await late.query('COMMIT');
-    });
+    const pool = committingBetweenAttempts(late, outcomes);
     const first = await runExport(config, options(pool, lines));
     intake.assertFaultsDelivered();
     expect(first.status, lines.join('')).toBe('ok');
@@ -230,9 +234,7 @@ describe('a row committed late into an acknowledged prefix, then the shard retri
     const expected = await keysInOrder(client);
     const config = configOf(url, { offsetKey: 'acked-delete', shardAttempts: 2, delete: true });
     const lines: string[] = [];
-    const first = await runExport(config, options(inProcessPool([], async (n) => {
-      if (n === 2) await late.query('COMMIT');
-    }), lines));
+    const first = await runExport(config, options(committingBetweenAttempts(late), lines));
     intake.assertFaultsDelivered();
     expect(first.status, lines.join('')).toBe('ok');
     expect(first.deletedRows).toBe(ROWS);
@@ -268,9 +270,7 @@ describe('a row committed late into an acknowledged prefix, then the shard retri
     setTestKnobs({ maxKeyedLateRows: 10 });
     try {
       const outcomes: ShardOutcome[] = [];
-      const second = await runExport(config, options(inProcessPool(outcomes, async (n) => {
-        if (n === 2) await late.query('COMMIT');
-      }), lines));
+      const second = await runExport(config, options(committingBetweenAttempts(late, outcomes), lines));
       intake.assertFaultsDelivered();
       expect(second.status, lines.join('')).toBe('ok');
       // Rows read: the retry read its whole range again but the 5 rows committed into the prefix
@@ -301,9 +301,7 @@ describe('a row committed late into an acknowledged prefix, then the shard retri
     const config = configOf(url, { offsetKey: 'acked-dist', shardAttempts: 2, queue: { shardTimeout: 'PT60S', pollInterval: 'PT0.5S' } });
     const outcomes: ShardOutcome[] = [];
     const lines: string[] = [];
-    const pool = inProcessPool(outcomes, async (n) => {
-      if (n === 2) await late.query('COMMIT');
-    });
+    const pool = committingBetweenAttempts(late, outcomes);
     const first = await runDistributed(config, options(pool, lines), emptyReport(config), { wait: true, work: true });
     intake.assertFaultsDelivered();
     expect(first.status, lines.join('')).toBe('ok');
@@ -397,9 +395,7 @@ describe('a row committed late into an acknowledged prefix, then the shard retri
       logExporters: [datadog('dd', intake), { id: 'files', type: 'file', directory: files }],
     });
     const lines: string[] = [];
-    const first = await runExport(config, options(inProcessPool([], async (n) => {
-      if (n === 2) await late.query('COMMIT');
-    }), lines));
+    const first = await runExport(config, options(committingBetweenAttempts(late), lines));
     intake.assertFaultsDelivered();
     expect(first.status, lines.join('')).toBe('ok');
     expect(lines.join('')).toContain('shard failed; retrying it');
