@@ -153,8 +153,7 @@ async function shardReads(client: pg.Client, t: SourceTable, f: Filters, start: 
 async function scansWholeTable(client: pg.Client, t: SourceTable, f: Filters, shards: ShardSpec[]): Promise<boolean> {
   const probes = [...new Set([0, Math.floor(shards.length / 2), shards.length - 1])].map((i) => shards[i]!);
   for (const s of probes) {
-    const r = await client.query<{ 'QUERY PLAN': [{ Plan: PlanNode }] }>(`EXPLAIN (FORMAT JSON) SELECT ${t.key}, ${t.ts}, ${t.body} FROM ${t.name} t ${whereClause([...filterConditions(t, f), ...rangeConditions(t, s.lo, s.hi)])}`);
-    const own = nodesOn(r.rows[0]!['QUERY PLAN'][0].Plan, 't');
+    const own = nodesOn(await explainRead(client, t, [...filterConditions(t, f), ...rangeConditions(t, s.lo, s.hi)]), 't');
     if (own.length === 0 || own.some((n) => !/Seq Scan$/.test(n['Node Type']))) return false;
   }
   return true;
@@ -162,6 +161,7 @@ async function scansWholeTable(client: pg.Client, t: SourceTable, f: Filters, sh
 
 interface PlanNode {
   'Node Type': string;
+  'Total Cost': number;
   Alias?: string;
   Plans?: PlanNode[];
 }
@@ -172,8 +172,13 @@ function nodesOn(node: PlanNode, alias: string): PlanNode[] {
 
 /** The planner's total cost of reading a shard's columns under these conditions. */
 async function readCost(client: pg.Client, t: SourceTable, conditions: string[]): Promise<number> {
-  const r = await client.query<{ 'QUERY PLAN': [{ Plan: { 'Total Cost': number } }] }>(`EXPLAIN (FORMAT JSON) SELECT ${t.key}, ${t.ts}, ${t.body} FROM ${t.name} t ${whereClause(conditions)}`);
-  return Number(r.rows[0]!['QUERY PLAN'][0].Plan['Total Cost']);
+  return Number((await explainRead(client, t, conditions))['Total Cost']);
+}
+
+/** PostgreSQL's plan for reading a shard's columns under these conditions (not run). */
+async function explainRead(client: pg.Client, t: SourceTable, conditions: string[]): Promise<PlanNode> {
+  const r = await client.query<{ 'QUERY PLAN': [{ Plan: PlanNode }] }>(`EXPLAIN (FORMAT JSON) SELECT ${t.key}, ${t.ts}, ${t.body} FROM ${t.name} t ${whereClause(conditions)}`);
+  return r.rows[0]!['QUERY PLAN'][0].Plan;
 }
 
 /**
