@@ -3,10 +3,10 @@ import type { LateHit } from '../state/types.js';
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 
-import { lateRowsEnabled, type Config } from '../shard/config.js';
+import type { Config } from '../shard/config.js';
 import { errorMessage } from '../core/errors.js';
 import { redact } from '../core/secrets.js';
-import { boundEquals, shardId, TS_TEXT, type Bound } from '../core/keyset.js';
+import { boundEquals, shardId, type Bound } from '../core/keyset.js';
 import type { ShardPlan } from '../plan/shards.js';
 import type { ShardSpec } from '../core/keyset.js';
 import { whereClause } from '../source/query.js';
@@ -24,12 +24,6 @@ export interface Ledger {
   reads: ReadRange[];
   /** now() - lateRows.horizon by the database clock; null when late rows are off. */
   horizonStart: string | null;
-}
-
-export async function horizonStart(client: pg.Client, config: Config): Promise<string | null> {
-  if (!lateRowsEnabled(config)) return null;
-  const r = await client.query<{ t: string }>(`SELECT ${TS_TEXT('now() - $1::interval')} AS t`, [config.lateRows.horizon]);
-  return r.rows[0]!.t;
 }
 
 export async function currentSnapshot(client: pg.Client): Promise<string> {

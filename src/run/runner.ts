@@ -25,7 +25,8 @@ import { createStateStore } from '../state/create.js';
 import type { RunManifest, StateStore } from '../state/types.js';
 
 import { executeRun } from './execute.js';
-import { currentSnapshot, horizonStart, LateCheck, lateRun, type Ledger } from './late_rows.js';
+import { currentSnapshot, LateCheck, lateRun, type Ledger } from './late_rows.js';
+import { horizonStart } from '../shard/late_check.js';
 
 import { createShardPool, destroyShardPool } from './worker_pool.js';
 import { snapshotAgeWarning } from '../shard/snapshot_age.js';

@@ -14,13 +14,13 @@
  * exporter then has exactly the rows that snapshot saw, and the catch-up sends the rest once to all.
  */
 import type pg from 'pg';
-import { boundEquals, TS_TEXT, type Bound, type ShardSpec } from '../core/keyset.js';
+import { type Bound, type ShardSpec } from '../core/keyset.js';
 import type { InShardAck } from '../sinks/delivery/types.js';
 import { rangeConditions } from '../source/query.js';
 import { committedAfter, formatSnapshot, oldestOf, parseSnapshot, type SnapshotPiece } from '../source/snapshots.js';
 import type { SourceTable } from '../source/table.js';
-import { lateRowsEnabled, type Config } from './config.js';
-import { compareBounds } from './late_check.js';
+import type { Config } from './config.js';
+import { compareBounds, distinctBounds, horizonStart } from './late_check.js';
 
 /** The ack's position: every row up to and including it was delivered or dead-lettered. */
 function ackedThrough(ack: Pick<InShardAck, 'ts' | 'key'>): Bound {
@@ -76,7 +76,7 @@ export function ackPieces(resume: InShardAck | undefined, current: SnapshotPiece
 export function shardPieces(resumes: (InShardAck | undefined)[], current: SnapshotPiece[]): SnapshotPiece[] | null {
   if (!resumes.some((r) => r?.reads)) return null;
   const each = resumes.map((r) => exporterPieces(r, current));
-  const starts = each.flat().map((p) => p.lo).sort(compareBounds).filter((b, i, all) => i === 0 || !boundEquals(b, all[i - 1]!));
+  const starts = distinctBounds(each.flat().map((p) => p.lo));
   const merged: SnapshotPiece[] = [];
   for (const lo of starts) {
     const snapshots = [...new Set(each.map((pieces) => pieceAt(pieces, lo).snapshot))];
@@ -112,9 +112,9 @@ export function skippedRanges(resumes: (InShardAck | undefined)[], shard: Pick<S
  * range have those rows, the one that skipped it lacks them (a late row the catch-up does not cover).
  */
 export async function rangesToLeaveOut(db: pg.Client, config: Config, skipped: SkippedRange[]): Promise<SkippedRange[]> {
-  if (skipped.length === 0 || !lateRowsEnabled(config)) return [];
-  const start = (await db.query<{ t: string }>(`SELECT ${TS_TEXT('now() - $1::interval')} AS t`, [config.lateRows.horizon])).rows[0]!.t;
-  return skipped.filter((r) => r.hi.ts > start);
+  if (skipped.length === 0) return [];
+  const start = await horizonStart(db, config);
+  return start === null ? [] : skipped.filter((r) => r.hi.ts > start);
 }
 
 /**
@@ -125,10 +125,7 @@ export async function rangesToLeaveOut(db: pg.Client, config: Config, skipped: S
 export function withLeftOut(current: SnapshotPiece[], leftOut: SkippedRange[], shardHi: Bound): SnapshotPiece[] {
   if (leftOut.length === 0) return current;
   const inside = (b: Bound) => leftOut.find((r) => compareBounds(r.lo, b) <= 0 && compareBounds(b, r.hi) < 0);
-  const starts = [...current.map((p) => p.lo), ...leftOut.flatMap((r) => [r.lo, r.hi])]
-    .filter((b) => compareBounds(b, shardHi) < 0)
-    .sort(compareBounds)
-    .filter((b, i, all) => i === 0 || !boundEquals(b, all[i - 1]!));
+  const starts = distinctBounds([...current.map((p) => p.lo), ...leftOut.flatMap((r) => [r.lo, r.hi])].filter((b) => compareBounds(b, shardHi) < 0));
   const pieces: SnapshotPiece[] = [];
   for (const lo of starts) {
     const snapshot = inside(lo)?.snapshot ?? pieceAt(current, lo).snapshot;

@@ -5,7 +5,7 @@ import type pg from 'pg';
 import { escapeLiteral } from 'pg';
 import type { Config } from './config.js';
 
-import { type Bound } from '../core/keyset.js';
+import { TS_TEXT, type Bound } from '../core/keyset.js';
 
 import { filterConditions, rangeConditions } from '../source/query.js';
 import { committedAfterByAge, comparable, comparableByAge, oldestOf, parseSnapshot, stableXid, type Snapshot } from '../source/snapshots.js';
@@ -13,8 +13,20 @@ import { committedAfterByAge, comparable, comparableByAge, oldestOf, parseSnapsh
 import type { SourceTable } from '../source/table.js';
 import type { ReadRange } from '../state/types.js';
 
-import { filtersOf } from './config.js';
+import { filtersOf, lateRowsEnabled } from './config.js';
 
+
+/** now() - lateRows.horizon by the database clock: where the late-row ledger starts; null when late rows are off. */
+export async function horizonStart(client: pg.Client, config: Pick<Config, 'lateRows'>): Promise<string | null> {
+  if (!lateRowsEnabled(config)) return null;
+  const r = await client.query<{ t: string }>(`SELECT ${TS_TEXT('now() - $1::interval')} AS t`, [config.lateRows.horizon]);
+  return r.rows[0]!.t;
+}
+
+/** Bounds in (timestamp, key) order, each once. */
+export function distinctBounds(bounds: Bound[]): Bound[] {
+  return [...bounds].sort(compareBounds).filter((b, i, all) => i === 0 || compareBounds(b, all[i - 1]!) !== 0);
+}
 
 /** (timestamp, key) order; a null key sorts before every key at its instant. */
 export function compareBounds(a: Bound, b: Bound): number {

@@ -20,7 +20,8 @@ import { Wakeup } from './wakeup.js';
 import { sourceTarget } from '../../source/connection.js';
 import { shardJobStates } from './jobs.js';
 import { shardTimeoutWarning } from './shard_timeout.js';
-import { currentSnapshot, horizonStart, LateCheck, lateRun, nextReads, type Ledger } from '../late_rows.js';
+import { currentSnapshot, LateCheck, lateRun, nextReads, type Ledger } from '../late_rows.js';
+import { horizonStart } from '../../shard/late_check.js';
 
 /**
  * `run --distributed`: finish or plan a run exactly as a local run does, but instead of exporting
