@@ -25,6 +25,20 @@ afterAll(async () => {
   await endCaseClients();
 });
 
+/**
+ * Wakes stalled worker A, waits until it finds its attempt superseded, then stops A and B: both
+ * exit 0 (a fenced attempt is not a failure of the worker).
+ */
+async function wakeSupersededAndStop(a: ReturnType<typeof startCli>, b: ReturnType<typeof startCli>, aLog: () => string): Promise<void> {
+  a.child.kill('SIGCONT');
+  await waitFor('worker A to find its attempt superseded', () => aLog().includes('attempt 1 was superseded'));
+  a.child.kill('SIGTERM');
+  b.child.kill('SIGTERM');
+  const [aResult, bResult] = await within('both workers to stop', Promise.all([a.done, b.done]));
+  expect(aResult.code, aResult.stderr).toBe(0);
+  expect(bResult.code, bResult.stderr).toBe(0);
+}
+
 describe('fencing a shard on its attempt number', () => {
   it('drops a stale attempt\'s done commit and acks once a newer attempt holds the shard', async () => {
     const { client } = await freshDatabase('fence', false);
@@ -126,13 +140,7 @@ describe('run --distributed: a stalled worker is fenced', () => {
 
     // A wakes up mid-shard and reads on; its next part is refused by the fence and it takes back
     // whatever it had published, so it records nothing and leaves no file.
-    a.child.kill('SIGCONT');
-    await waitFor('worker A to find its attempt superseded', () => aLog.includes('attempt 1 was superseded'));
-    a.child.kill('SIGTERM');
-    b.child.kill('SIGTERM');
-    const [aResult, bResult] = await within('both workers to stop', Promise.all([a.done, b.done]));
-    expect(aResult.code, aResult.stderr).toBe(0);
-    expect(bResult.code, bResult.stderr).toBe(0);
+    await wakeSupersededAndStop(a, b, () => aLog);
     expect(aLog).not.toMatch(new RegExp(`"shard":${stalledShard},"attempt":1,"rows":\\d+,"msg":"shard done"`));
     expect(names()).toEqual(winnerParts);
     expect(exportedDocs(out)).toEqual(await sourceDocs(client)); // key multiset: 0 duplicates, 0 missing
@@ -186,13 +194,7 @@ describe('run --distributed with an S3 exporter (s3rver, read back through the A
       const winner = await keys();
       expect(await docs()).toEqual(await sourceDocs(client));
 
-      a.child.kill('SIGCONT');
-      await waitFor('worker A to find its attempt superseded', () => aLog.includes('attempt 1 was superseded'));
-      a.child.kill('SIGTERM');
-      b.child.kill('SIGTERM');
-      const [aResult, bResult] = await within('both workers to stop', Promise.all([a.done, b.done]));
-      expect(aResult.code, aResult.stderr).toBe(0);
-      expect(bResult.code, bResult.stderr).toBe(0);
+      await wakeSupersededAndStop(a, b, () => aLog);
       const finalKeys = await keys();
       expect(finalKeys, `EXTRA ${finalKeys.filter((k) => !winner.includes(k)).join(" ")}\n${aLog}`).toEqual(winner);
       expect(await docs()).toEqual(await sourceDocs(client)); // 0 duplicates, 0 missing
